@@ -1,0 +1,34 @@
+# The README's two commands: `make demo` and `make test`. Both build .venv from pyproject.toml.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the embedded stack: Temporal dev server, worker, local SMTP; enroll the sample leads.
+demo: $(STAMP)
+	LEADLOOP_TIME_SCALE=$${LEADLOOP_TIME_SCALE:-86400} $(BIN)/leadloop demo
+
+## Run the whole test suite (SQLite and PostgreSQL, time-skipping and dev servers).
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy leadloop workflows activities starter worker.py
+
+clean:
+	rm -rf .leadloop

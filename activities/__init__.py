@@ -1,0 +1,1 @@
+"""Activities: every side effect of leadloop (database, SMTP, rendering), grouped by area."""

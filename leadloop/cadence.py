@@ -1,0 +1,251 @@
+"""Cadence files: the schema marketers write in YAML, and a loader whose errors name file, line and field."""
+
+import re
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+LOCALES = ("en", "el", "de", "es", "pl", "hu")
+
+MAX_WAIT = timedelta(days=365)
+_WAIT_RE = re.compile(r"^\s*(?:(\d+)\s*w)?\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*$")
+
+
+def parse_wait(value: Any) -> timedelta:
+    """'3d', '1d12h', '2w', '90m' or '0' as a timedelta; negative or over a year is refused."""
+    if isinstance(value, timedelta):
+        delta = value
+    elif isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError("wait must be a duration such as '3d', '1d12h', '2w' or '90m'")
+    elif isinstance(value, int) or value.strip().lstrip("-").isdigit():
+        if int(value) != 0:
+            raise ValueError("a bare number is ambiguous: write a unit, e.g. '3d' or '12h'")
+        delta = timedelta(0)
+    elif value.strip().upper().startswith(("P", "-P")):
+        # ISO 8601, as a cadence snapshot comes back from a workflow's JSON input
+        try:
+            delta = TypeAdapter(timedelta).validate_python(value.strip())
+        except ValidationError:
+            raise ValueError(f"wait {value!r} is not an ISO 8601 duration such as 'P3D'") from None
+    else:
+        text = value.strip()
+        if text.startswith("-"):
+            raise ValueError(f"wait {text!r} is negative: a step cannot be sent before the one it follows")
+        match = _WAIT_RE.match(text)
+        if not text or not match or not any(match.groups()):
+            raise ValueError(f"wait {text!r} is not a duration such as '3d', '1d12h', '2w' or '90m'")
+        weeks, days, hours, minutes = (int(g) if g else 0 for g in match.groups())
+        delta = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes)
+    if delta < timedelta(0):
+        raise ValueError("wait is negative: a step cannot be sent before the one it follows")
+    if delta > MAX_WAIT:
+        raise ValueError(f"wait of {delta.days} days is absurd: at most {MAX_WAIT.days} days per step")
+    return delta
+
+
+def _parse_time(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 09:00 as the sexagesimal integer 540
+        return time(value // 60, value % 60) if 0 <= value < 24 * 60 else value
+    return value
+
+
+Wait = Annotated[timedelta, BeforeValidator(parse_wait)]
+LocalTime = Annotated[time, BeforeValidator(_parse_time)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SendWindow(_Strict):
+    """The weekdays and local hours in which a lead may receive email."""
+
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS[:5]))
+    start: LocalTime = time(9, 0)
+    end: LocalTime = time(17, 0)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "SendWindow":
+        if not self.days:
+            raise ValueError("send window has no days: list at least one of mon..sun")
+        if self.start >= self.end:
+            raise ValueError(
+                f"send window is empty: start {self.start:%H:%M} must be before end {self.end:%H:%M}"
+            )
+        return self
+
+
+class Sender(_Strict):
+    """Who the emails come from."""
+
+    name: str = Field(min_length=1)
+    address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    postal_address: str | None = None
+
+
+class Step(_Strict):
+    """One email of the cadence."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    wait: Wait
+    template: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    subject: str | dict[str, str]
+
+    def subject_for(self, locale: str, default_locale: str) -> str:
+        """The subject template for a locale, falling back to the cadence's default."""
+        if isinstance(self.subject, str):
+            return self.subject
+        return self.subject.get(locale) or self.subject[default_locale]
+
+
+class Cadence(_Strict):
+    """A marketer's cadence; a snapshot of it travels in each lead's workflow input."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    version: int = Field(ge=1)
+    description: str = ""
+    default_locale: str = "en"
+    default_timezone: str = "UTC"
+    send_window: SendWindow = SendWindow()
+    sender: Sender | None = Field(default=None, description="defaults to LEADLOOP_FROM_ADDRESS")
+    steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Cadence":
+        ids = [s.id for s in self.steps]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"step ids must be unique; repeated: {', '.join(dupes)}")
+        for step in self.steps:
+            if isinstance(step.subject, dict) and self.default_locale not in step.subject:
+                raise ValueError(
+                    f"step {step.id!r} has no subject for the default locale {self.default_locale!r}"
+                )
+        from leadloop.schedule import check_timezone
+
+        check_timezone(self.default_timezone)
+        return self
+
+    def total_wait(self) -> timedelta:
+        return sum((s.wait for s in self.steps), timedelta(0))
+
+
+class CadenceError(Exception):
+    """A cadence file that cannot be loaded; each problem names file, line and field."""
+
+    def __init__(self, path: Path, problems: list[tuple[int | None, str, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        out = []
+        for line, field, message in self.problems:
+            where = f"{self.path}:{line}" if line else str(self.path)
+            out.append(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+        return out
+
+
+def _line_map(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
+              problems: list[tuple[int | None, str, str]]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = key.value
+            if name in seen:
+                problems.append((key.start_mark.line + 1, _dotted((*path, name)), "duplicate key"))
+            seen.add(name)
+            lines[(*path, name)] = key.start_mark.line + 1
+            _line_map(value, (*path, name), lines, problems)
+            lines[(*path, name)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _line_map(item, (*path, index), lines, problems)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+Lines = dict[tuple[Any, ...], int]
+
+
+def parse_cadence(text: str, path: Path) -> Cadence:
+    """Parse and validate a cadence's YAML text; raises CadenceError listing every problem."""
+    return parse_cadence_lines(text, path)[0]
+
+
+def parse_cadence_lines(text: str, path: Path) -> tuple[Cadence, Lines]:
+    """As parse_cadence, with the line of every field (keyed by its path) for later reports."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise CadenceError(path, [(mark.line + 1 if mark else None, "", f"malformed YAML: {problem}")]) from exc
+    if node is None or not isinstance(data, dict):
+        raise CadenceError(path, [(1, "", "a cadence file must be a YAML mapping (name, version, sender, steps, ...)")])
+    lines: dict[tuple[Any, ...], int] = {}
+    problems: list[tuple[int | None, str, str]] = []
+    _line_map(node, (), lines, problems)
+    try:
+        cadence = Cadence.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in {"str", "dict[str,str]"}))
+            # a model-level error carries no field, so name the model it came from
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = "unknown field"
+            problems.append((_line_for(loc, lines), _dotted(loc) or "cadence", message))
+    if problems:
+        raise CadenceError(path, problems)
+    return cadence, lines
+
+
+def line_of(lines: Lines, *loc: Any) -> int | None:
+    """The line of a field, or of the nearest enclosing one."""
+    return _line_for(loc, lines)
+
+
+def load_cadence(path: Path) -> Cadence:
+    """Load one cadence file."""
+    return load_cadence_lines(path)[0]
+
+
+def load_cadence_lines(path: Path) -> tuple[Cadence, Lines]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CadenceError(path, [(None, "", f"cannot read: {exc.strerror}")]) from exc
+    return parse_cadence_lines(text, path)
+
+
+def cadence_path(cadence_dir: Path, name: str) -> Path:
+    """The file a cadence name refers to: a path as given, or `<dir>/<name>.yaml`."""
+    candidate = Path(name)
+    if candidate.suffix in {".yaml", ".yml"} and candidate.exists():
+        return candidate
+    for suffix in (".yaml", ".yml"):
+        path = cadence_dir / f"{name}{suffix}"
+        if path.exists():
+            return path
+    raise CadenceError(cadence_dir / f"{name}.yaml", [(None, "", f"no cadence named {name!r} in {cadence_dir}")])

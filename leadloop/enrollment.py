@@ -1,0 +1,147 @@
+"""Enrolment: validated leads into the database (one per email) and into their workflows."""
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from leadloop.cadence import Cadence
+from leadloop.db import Lead, Suppression, insert_for
+from leadloop.intake import PROFILE_FIELDS, LeadIn
+from leadloop.mail import email_hash
+from leadloop.models import EnrollInput, LeadNurtureInput
+from leadloop.temporal import CADENCE_NAME, CADENCE_STEP, LEAD_STAGE
+
+WORKFLOW = "LeadNurtureWorkflow"
+DbOutcome = Literal["new", "merged", "unchanged", "suppressed"]
+FlowOutcome = Literal["started", "already_running", "finished_earlier", "not_started"]
+
+
+def workflow_id(lead_id: int) -> str:
+    """Business key of a lead's workflow; never the email address (no PII in ids)."""
+    return f"lead-{lead_id}"
+
+
+@dataclass
+class Enrolled:
+    email: str
+    lead_id: int | None
+    db: DbOutcome
+    workflow: FlowOutcome
+
+
+@dataclass
+class EnrolmentReport:
+    results: list[Enrolled] = field(default_factory=list)
+
+    def count(self, **match: str) -> int:
+        return sum(all(getattr(r, k) == v for k, v in match.items()) for r in self.results)
+
+
+async def upsert_lead(session: AsyncSession, lead: LeadIn, cadence: str) -> tuple[Lead, DbOutcome]:
+    """Insert the lead, or fill the gaps of the existing one; the unique email decides, not Python."""
+    now = datetime.now(UTC)
+    values = {f: getattr(lead, f) for f in PROFILE_FIELDS}
+    insert = insert_for(session)
+    result = await session.execute(
+        insert(Lead)
+        .values(email=lead.email, attributes=lead.attributes, cadence=cadence, created_at=now, updated_at=now, **values)
+        .on_conflict_do_nothing(index_elements=["email"])
+        .returning(Lead.id)
+    )
+    new_id = result.scalar_one_or_none()
+    row = (await session.execute(select(Lead).where(Lead.email == lead.email))).scalar_one()
+    if new_id is not None:
+        return row, "new"
+    changed = False
+    for name, value in values.items():
+        if value is not None and getattr(row, name) is None:
+            setattr(row, name, value)
+            changed = True
+    extra = {k: v for k, v in lead.attributes.items() if k not in (row.attributes or {})}
+    if extra:
+        row.attributes = {**(row.attributes or {}), **extra}
+        changed = True
+    return row, "merged" if changed else "unchanged"
+
+
+async def start_lead(
+    client: Client, lead: Lead, cadence: Cadence, *, task_queue: str, time_scale: float, source: str
+) -> FlowOutcome:
+    """Signal-with-start the lead's workflow: a running lead only records the enrolment."""
+    try:
+        handle = await client.start_workflow(
+            WORKFLOW,
+            LeadNurtureInput(
+                lead_id=lead.id,
+                cadence=cadence,
+                timezone=lead.timezone or cadence.default_timezone,
+                time_scale=time_scale,
+            ),
+            id=workflow_id(lead.id),
+            task_queue=task_queue,
+            start_signal="enroll",
+            start_signal_args=[EnrollInput(cadence_name=cadence.name, source=source)],
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(LEAD_STAGE, "nurturing"),
+                    SearchAttributePair(CADENCE_NAME, cadence.name),
+                    SearchAttributePair(CADENCE_STEP, 1),
+                ]
+            ),
+            static_summary=f"lead {lead.id} · cadence {cadence.name} v{cadence.version}",
+            static_details=f"lead {lead.id} at {lead.company or 'unknown company'}; cadence '{cadence.name}' "
+            f"({len(cadence.steps)} steps); time zone {lead.timezone or cadence.default_timezone}",
+        )
+    except WorkflowAlreadyStartedError:
+        return "finished_earlier"
+    return "started" if handle.first_execution_run_id else "already_running"
+
+
+async def enroll_leads(
+    leads: list[LeadIn],
+    cadence: Cadence,
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: Client,
+    task_queue: str,
+    time_scale: float,
+    source: str = "cli",
+    concurrency: int = 32,
+    progress: Callable[[Enrolled], None] | None = None,
+) -> EnrolmentReport:
+    """Write every lead, then start (or signal) its workflow; suppressed addresses are skipped."""
+    report = EnrolmentReport()
+    stored: list[tuple[LeadIn, Lead | None, DbOutcome]] = []
+    async with sessionmaker() as session:
+        for lead in leads:
+            if await session.get(Suppression, email_hash(lead.email)) is not None:
+                stored.append((lead, None, "suppressed"))
+                continue
+            row, outcome = await upsert_lead(session, lead, cadence.name)
+            stored.append((lead, row, outcome))
+        await session.commit()
+
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(lead: LeadIn, row: Lead | None, outcome: DbOutcome) -> Enrolled:
+        if row is None:
+            done = Enrolled(lead.email, None, outcome, "not_started")
+        else:
+            async with gate:
+                flow = await start_lead(client, row, cadence, task_queue=task_queue, time_scale=time_scale, source=source)
+            done = Enrolled(lead.email, row.id, outcome, flow)
+        if progress:
+            progress(done)
+        return done
+
+    report.results = list(await asyncio.gather(*(one(*item) for item in stored)))
+    return report

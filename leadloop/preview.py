@@ -1,0 +1,95 @@
+"""`cadence check` and `cadence preview`: every step rendered before any lead receives it."""
+
+import json
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateError, TemplateSyntaxError
+
+from leadloop.cadence import Cadence, CadenceError, line_of, load_cadence_lines
+from leadloop.intake import LeadIn
+from leadloop.mail import parse_sender
+from leadloop.settings import Settings
+from leadloop.templates import EmailRenderer, RenderedEmail, TemplateMissing, email_context
+
+
+@dataclass
+class CheckResult:
+    path: Path
+    cadence: Cadence | None
+    problems: list[str]
+    rendered: int = 0
+
+
+def load_sample_lead(path: Path) -> dict[str, Any]:
+    """A lead from JSON, validated like intake; raises ValueError naming what is wrong."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read a lead from it: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object with the lead's fields")
+    lead = LeadIn.model_validate({k: v for k, v in data.items() if k != "id"})
+    return {"id": data.get("id", 0), **lead.model_dump()}
+
+
+def _where(exc: BaseException) -> str:
+    """file:line of the template frame a render error came from, as Jinja rewrites tracebacks."""
+    if isinstance(exc, TemplateSyntaxError):
+        return f"{exc.filename}:{exc.lineno}" if exc.filename else "template"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "template"
+
+
+def render_step(
+    cadence: Cadence, index: int, lead: dict[str, Any], locale: str | None, renderer: EmailRenderer, settings: Settings
+) -> RenderedEmail:
+    step = cadence.steps[index]
+    name, address = (cadence.sender.name, cadence.sender.address) if cadence.sender else parse_sender(settings.from_address)
+    postal = (cadence.sender.postal_address if cadence.sender else None) or settings.postal_address
+    context = email_context(
+        lead, step=step, step_number=index + 1, steps_total=len(cadence.steps), cadence=cadence.name,
+        sender_name=name, sender_address=address, postal_address=postal, public_url=settings.public_url,
+    )  # fmt: skip
+    return renderer.render(step, locale, cadence.default_locale, context)
+
+
+def check_cadence(path: Path, renderer: EmailRenderer, lead: dict[str, Any], settings: Settings) -> CheckResult:
+    """Validate the file, then render every step in every locale its templates have."""
+    try:
+        cadence, lines = load_cadence_lines(path)
+    except CadenceError as exc:
+        return CheckResult(path, None, exc.lines())
+    result = CheckResult(path, cadence, [])
+    for index, step in enumerate(cadence.steps):
+        locales = sorted(set(renderer.locales_of(step.template)) | {cadence.default_locale})
+        for locale in locales:
+            try:
+                render_step(cadence, index, lead, locale, renderer, settings)
+                result.rendered += 1
+            except TemplateMissing as exc:
+                if locale == cadence.default_locale:
+                    line = line_of(lines, "steps", index, "template")
+                    result.problems.append(f"{path}:{line}: steps[{index}].template: {exc}")
+            except TemplateError as exc:
+                detail = exc.message if isinstance(exc, TemplateSyntaxError) else str(exc)
+                result.problems.append(f"{_where(exc)}: step '{step.id}' ({locale}): {type(exc).__name__}: {detail}")
+    return result
+
+
+def preview_cadence(
+    cadence: Cadence, lead: dict[str, Any], renderer: EmailRenderer, settings: Settings, out: Path
+) -> list[Path]:
+    """Write `<nn>-<step>.subject.txt`, `.txt` and `.html` for every step, as the lead would get them."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for index, step in enumerate(cadence.steps):
+        rendered = render_step(cadence, index, lead, lead.get("locale"), renderer, settings)
+        stem = f"{index + 1:02d}-{step.id}"
+        for suffix, body in ((".subject.txt", rendered.subject + "\n"), (".txt", rendered.text), (".html", rendered.html)):
+            target = out / f"{stem}{suffix}"
+            target.write_text(body, encoding="utf-8")
+            written.append(target)
+    return written

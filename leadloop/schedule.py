@@ -1,0 +1,78 @@
+"""Send-window arithmetic in a lead's own time zone, and the demo-speed clock (pure functions)."""
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from leadloop.cadence import WEEKDAYS, SendWindow
+
+
+def check_timezone(name: str) -> str:
+    """Return an IANA zone name unchanged, or raise ValueError naming it."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, IsADirectoryError):
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Athens") from None
+    return name
+
+
+def _local(day: datetime, hour_minute: tuple[int, int], zone: ZoneInfo) -> datetime:
+    """A wall-clock time on a local day; one inside a DST gap moves past the gap."""
+    naive = datetime(day.year, day.month, day.day, *hour_minute)
+    aware = naive.replace(tzinfo=zone)
+    # round-trip through UTC: a wall time that does not exist (spring forward) moves past the gap
+    return aware.astimezone(UTC).astimezone(zone)
+
+
+def next_send_time(earliest: datetime, window: SendWindow, zone_name: str) -> datetime:
+    """The first moment at or after `earliest` inside the send window, as UTC."""
+    zone = ZoneInfo(zone_name)
+    local = earliest.astimezone(zone)
+    days = {WEEKDAYS.index(d) for d in window.days}
+    start = (window.start.hour, window.start.minute)
+    end = (window.end.hour, window.end.minute)
+    for offset in range(15):
+        day = (local + timedelta(days=offset)).date()
+        day_dt = datetime(day.year, day.month, day.day)
+        if day.weekday() not in days:
+            continue
+        opens = _local(day_dt, start, zone)
+        closes = _local(day_dt, end, zone)
+        if opens >= closes:  # the whole window falls in a DST gap that day
+            continue
+        if local < opens:
+            return opens.astimezone(UTC)
+        if local < closes:
+            return local.astimezone(UTC)
+    raise AssertionError("a send window with at least one day opens within two weeks")
+
+
+def in_window(moment: datetime, window: SendWindow, zone_name: str) -> bool:
+    """Whether a moment lies inside the send window in the zone."""
+    local = moment.astimezone(ZoneInfo(zone_name))
+    return (
+        WEEKDAYS[local.weekday()] in window.days
+        and window.start <= local.time().replace(tzinfo=None) < window.end
+    )
+
+
+class DemoClock:
+    """Cadence time that runs `scale` times faster than real time from `origin`.
+
+    At scale 1 cadence time is real time; at 86400 a cadence day lasts a real second, and the
+    send window still applies to cadence time, so a demo shows the same schedule, faster.
+    """
+
+    def __init__(self, origin: datetime, scale: float) -> None:
+        self.origin = origin
+        self.scale = scale
+
+    def cadence_time(self, real: datetime) -> datetime:
+        return self.origin + (real - self.origin) * self.scale
+
+    def real_delay(self, real_now: datetime, cadence_target: datetime) -> timedelta:
+        return max(cadence_target - self.cadence_time(real_now), timedelta(0)) / self.scale
+
+
+def describe_local(moment: datetime, zone_name: str) -> str:
+    """'Tue 09:00 Europe/Athens' for summaries and status lines."""
+    return f"{moment.astimezone(ZoneInfo(zone_name)):%a %d %b %H:%M} {zone_name}"

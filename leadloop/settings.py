@@ -1,0 +1,56 @@
+"""Settings read from the environment (prefix LEADLOOP_) and an optional .env file."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from leadloop import PROJECT_ROOT
+
+STATE_DIR = PROJECT_ROOT / ".leadloop"
+
+
+class Settings(BaseSettings):
+    """Everything leadloop needs to reach its parts; the defaults run the embedded stack."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADLOOP_", env_file=".env", extra="ignore")
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_api_key: SecretStr | None = None
+    temporal_tls: bool = False
+    task_queue: str = "leadloop"
+
+    database_url: str = f"sqlite+aiosqlite:///{STATE_DIR / 'leadloop.db'}"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_use_tls: bool = False
+    smtp_timeout: float = 20.0
+
+    from_address: str = "Leadloop Demo <hello@leadloop.example>"
+    postal_address: str = "Leadloop Demo Ltd, 1 Example Street, 10557 Athens, Greece"
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr = SecretStr("dev-insecure-change-me")
+
+    cadence_dir: Path = PROJECT_ROOT / "cadences"
+    template_dir: Path = PROJECT_ROOT / "templates" / "email"
+    mail_dir: Path = STATE_DIR / "mail"
+    state_dir: Path = STATE_DIR
+
+    time_scale: float = Field(default=1.0, gt=0, le=10_000_000)
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

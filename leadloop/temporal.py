@@ -1,0 +1,57 @@
+"""The one Temporal client factory, leadloop's search attribute keys and the workflow sandbox runner."""
+
+import dataclasses
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from leadloop.settings import Settings
+
+LEAD_STAGE = SearchAttributeKey.for_keyword("LeadStage")
+CADENCE_NAME = SearchAttributeKey.for_keyword("CadenceName")
+CADENCE_STEP = SearchAttributeKey.for_int("CadenceStep")
+
+#: Every custom search attribute leadloop upserts; servers must know them before a lead starts.
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str] | SearchAttributeKey[int], ...] = (
+    LEAD_STAGE,
+    CADENCE_NAME,
+    CADENCE_STEP,
+)
+
+
+def dev_server_search_attribute_args() -> list[str]:
+    """`--search-attribute Name=Type` arguments for `temporal server start-dev`."""
+    args: list[str] = []
+    for key in SEARCH_ATTRIBUTES:
+        kind = {"KEYWORD": "Keyword", "INT": "Int"}[key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_")]
+        args += ["--search-attribute", f"{key.name}={kind}"]
+    return args
+
+
+async def connect(settings: Settings) -> Client:
+    """A client with the pydantic data converter, for the worker, the CLI and the HTTP service."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        tls=settings.temporal_tls or settings.temporal_api_key is not None,
+        api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+    )
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox, with zoneinfo usable (send windows are computed in the lead's zone).
+
+    The default restrictions forbid members of zoneinfo.ZoneInfo, so a zone cannot be used as a
+    tzinfo inside a workflow; tzdata is pinned, so every worker and replay sees the same zones.
+    leadloop's pure modules and pydantic are passed through rather than re-imported per run.
+    """
+    default = SandboxRestrictions.default
+    members = default.invalid_module_members
+    children = {k: v for k, v in members.children.items() if k != "zoneinfo"}
+    restrictions = dataclasses.replace(
+        default, invalid_module_members=dataclasses.replace(members, children=children)
+    ).with_passthrough_modules("zoneinfo", "leadloop", "pydantic", "pydantic_core", "yaml")
+    return SandboxedWorkflowRunner(restrictions=restrictions)

@@ -1,0 +1,318 @@
+"""The `leadloop` command line: every command people run (Typer + Rich)."""
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from leadloop.cadence import CadenceError, cadence_path, load_cadence
+from leadloop.settings import Settings, get_settings
+
+app = typer.Typer(help="leadloop: durable lead nurture and recycle automation on Temporal.", no_args_is_help=True)
+cadence_app = typer.Typer(help="Check and preview marketers' cadence files.", no_args_is_help=True)
+db_app = typer.Typer(help="leadloop's own database.", no_args_is_help=True)
+app.add_typer(cadence_app, name="cadence")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def server(
+    db_file: Annotated[Path | None, typer.Option("--db-file", help="SQLite file (default .leadloop/temporal.db)")] = None,
+    in_memory: Annotated[bool, typer.Option("--in-memory", help="keep nothing on disk")] = False,
+    port: int = 7233,
+    ui_port: int = 8233,
+) -> None:
+    """Run the Temporal dev server with leadloop's search attributes (Ctrl-C stops it)."""
+    from starter.devserver import dev_server_args, temporal_cli
+
+    settings = get_settings()
+    db = None if in_memory else (db_file or settings.state_dir / "temporal.db")
+    args = dev_server_args(db, port, ui_port)
+    console.print(f"Temporal dev server on 127.0.0.1:{port}, UI http://localhost:{ui_port}")
+    import os
+
+    os.execv(temporal_cli(), [temporal_cli(), *args])
+
+
+@app.command()
+def worker() -> None:
+    """Run the Temporal worker (the same as `python worker.py`)."""
+    import worker as worker_module
+
+    worker_module.main()
+
+
+@app.command()
+def mailbox(
+    host: str = "127.0.0.1",
+    port: int = 1025,
+    folder: Annotated[Path | None, typer.Option("--dir", help="where .eml files go")] = None,
+) -> None:
+    """Run the local SMTP catcher: every message kept as an .eml file, one log line each."""
+    from starter.mailbox import serve_mailbox
+
+    _logging()
+
+    async def run() -> None:
+        server = await serve_mailbox(folder or get_settings().mail_dir, host, port)
+        async with server:
+            await server.serve_forever()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the migrations to LEADLOOP_DATABASE_URL."""
+    from leadloop.migrate import upgrade_database
+
+    settings = get_settings()
+    asyncio.run(upgrade_database(settings.database_url))
+    console.print(f"database at revision head ({_safe_url(settings.database_url)})")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@cadence_app.command("check")
+def cadence_check(
+    paths: Annotated[list[Path] | None, typer.Argument(help="cadence files or folders (default LEADLOOP_CADENCE_DIR)")] = None,
+    lead: Annotated[Path | None, typer.Option(help="sample lead JSON to render with")] = None,
+) -> None:
+    """Validate cadence files and render every step; errors name file, line and field."""
+    from leadloop import PROJECT_ROOT
+    from leadloop.preview import check_cadence, load_sample_lead
+    from leadloop.templates import EmailRenderer
+
+    settings = get_settings()
+    files: list[Path] = []
+    for path in paths or [settings.cadence_dir]:
+        if path.is_dir():
+            files += sorted(p for p in path.glob("*.y*ml") if p.name != "recycle.yaml")
+        else:
+            files.append(path)
+    if not files:
+        raise _fail("no cadence files to check")
+    try:
+        sample = load_sample_lead(lead or PROJECT_ROOT / "examples" / "lead.json")
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    renderer = EmailRenderer(settings.template_dir)
+    failed = 0
+    for file in files:
+        result = check_cadence(file, renderer, sample, settings)
+        if result.problems:
+            failed += 1
+            for problem in result.problems:
+                err.print(problem, highlight=False, markup=False)
+        else:
+            assert result.cadence
+            console.print(
+                f"[green]ok[/green] {file}: '{result.cadence.name}' v{result.cadence.version}, "
+                f"{len(result.cadence.steps)} steps, {result.rendered} renders",
+                highlight=False,
+            )
+    if failed:
+        raise typer.Exit(1)
+
+
+@cadence_app.command("preview")
+def cadence_preview(
+    name: Annotated[str, typer.Argument(help="cadence name or file")],
+    lead: Annotated[Path, typer.Option(help="lead JSON (fields as in the CSV)")],
+    out: Annotated[Path, typer.Option(help="folder to write the emails into")],
+) -> None:
+    """Write every step's subject, text and HTML as this lead would receive them."""
+    from jinja2 import TemplateError
+
+    from leadloop.preview import load_sample_lead, preview_cadence
+    from leadloop.templates import EmailRenderer, TemplateMissing
+
+    settings = get_settings()
+    try:
+        cadence = load_cadence(cadence_path(settings.cadence_dir, name))
+        sample = load_sample_lead(lead)
+        written = preview_cadence(cadence, sample, EmailRenderer(settings.template_dir), settings, out)
+    except CadenceError as exc:
+        raise _fail("\n".join(exc.lines())) from None
+    except (ValueError, TemplateError, TemplateMissing) as exc:
+        raise _fail(str(exc)) from None
+    for path in written:
+        console.print(str(path), highlight=False)
+
+
+@app.command()
+def enroll(
+    csv_file: Annotated[Path | None, typer.Argument(help="CSV of leads (header row with an email column)")] = None,
+    cadence: Annotated[str, typer.Option(help="cadence name (cadences/<name>.yaml) or file")] = "welcome",
+    email: Annotated[str | None, typer.Option(help="enroll one lead by email")] = None,
+    first_name: Annotated[str | None, typer.Option()] = None,
+    last_name: Annotated[str | None, typer.Option()] = None,
+    company: Annotated[str | None, typer.Option()] = None,
+    timezone: Annotated[str | None, typer.Option()] = None,
+    locale: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Enroll leads from a CSV (or one lead) into a cadence; re-enrolling is idempotent."""
+    from leadloop.intake import IntakeFileError, ParsedRows, RowError, parse_csv, validate_lead
+
+    settings = get_settings()
+    if (csv_file is None) == (email is None):
+        raise _fail("give a CSV file or --email (one of them)", 2)
+    try:
+        chosen = load_cadence(cadence_path(settings.cadence_dir, cadence))
+    except CadenceError as exc:
+        raise _fail("\n".join(exc.lines())) from None
+    if csv_file is not None:
+        try:
+            parsed = parse_csv(csv_file)
+        except IntakeFileError as exc:
+            raise _fail(str(exc)) from None
+    else:
+        data: dict[str, Any] = {"email": email, "first_name": first_name, "last_name": last_name,
+                                "company": company, "timezone": timezone, "locale": locale}  # fmt: skip
+        parsed = ParsedRows(total_rows=1)
+        one = validate_lead({k: v for k, v in data.items() if v is not None})
+        if isinstance(one, list):
+            parsed.errors = [RowError(1, f, r) for f, r in one]
+        else:
+            parsed.leads, parsed.rows_of = [one], {one.email: [1]}
+    for error in parsed.errors:
+        err.print(f"row {error.row}: {error.field}: {error.reason}", highlight=False, markup=False)
+    report = asyncio.run(_enroll(parsed.leads, chosen, settings))
+    _summary(parsed, report)
+    if parsed.errors:
+        raise typer.Exit(1)
+
+
+async def _enroll(leads: list[Any], cadence: Any, settings: Settings) -> Any:
+    from leadloop.db import make_engine, make_sessionmaker
+    from leadloop.enrollment import enroll_leads
+    from leadloop.temporal import connect
+
+    try:
+        client = await connect(settings)
+    except RuntimeError as exc:
+        raise _fail(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from None
+    engine = make_engine(settings.database_url)
+    try:
+        with Progress(
+            TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+            disable=not leads,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("enroll", total=len(leads))
+            return await enroll_leads(
+                leads, cadence, sessionmaker=make_sessionmaker(engine), client=client,
+                task_queue=settings.task_queue, time_scale=settings.time_scale,
+                progress=lambda _: progress.advance(task),
+            )  # fmt: skip
+    finally:
+        await engine.dispose()
+
+
+def _summary(parsed: Any, report: Any) -> None:
+    table = Table(title="enrolment", show_header=True)
+    table.add_column("outcome")
+    table.add_column("leads", justify="right")
+    rows = [
+        ("rows read", parsed.total_rows),
+        ("rows rejected", len({e.row for e in parsed.errors})),
+        ("duplicate rows merged", parsed.duplicates),
+        ("new leads", report.count(db="new")),
+        ("existing leads (details merged)", report.count(db="merged")),
+        ("existing leads (unchanged)", report.count(db="unchanged")),
+        ("suppressed, not enrolled", report.count(db="suppressed")),
+        ("workflows started", report.count(workflow="started")),
+        ("already running (kept their cadence)", report.count(workflow="already_running")),
+        ("finished earlier (not restarted)", report.count(workflow="finished_earlier")),
+    ]
+    for label, value in rows:
+        table.add_row(label, str(value))
+    console.print(table)
+
+
+@app.command()
+def retry(lead_id: Annotated[int, typer.Argument(help="lead id")], note: str = "") -> None:
+    """Tell a lead whose send was refused (policy, template) to try the step again."""
+    from leadloop.enrollment import workflow_id
+    from leadloop.models import RetrySendInput
+    from leadloop.temporal import connect
+
+    async def run() -> None:
+        client = await connect(get_settings())
+        await client.get_workflow_handle(workflow_id(lead_id)).signal("retry_send", RetrySendInput(note=note))
+
+    asyncio.run(run())
+    console.print(f"lead {lead_id}: retry requested")
+
+
+@app.command()
+def state(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
+    """Show a lead's workflow state (stage, step, next send)."""
+    from temporalio.service import RPCError
+
+    from leadloop.enrollment import workflow_id
+    from leadloop.models import LeadState
+    from leadloop.temporal import connect
+
+    async def run() -> LeadState:
+        client = await connect(get_settings())
+        result: LeadState = await client.get_workflow_handle(workflow_id(lead_id)).query("state", result_type=LeadState)
+        return result
+
+    try:
+        current = asyncio.run(run())
+    except RPCError as exc:
+        raise _fail(f"lead {lead_id}: {exc.message}") from None
+    table = Table(show_header=False)
+    for key, value in current.model_dump().items():
+        table.add_row(key, "" if value is None else str(value))
+    console.print(table)
+
+
+@app.command()
+def demo(
+    leads_csv: Annotated[Path | None, typer.Option("--leads", help="CSV to enroll")] = None,
+    cadence: str = "welcome",
+    time_scale: Annotated[float | None, typer.Option(help="demo speed (default 86400: a day per second)")] = None,
+) -> None:
+    """Run the embedded stack (dev server, worker, mailbox) and enroll the sample leads."""
+    from starter.demo import run_demo
+
+    _logging()
+    settings = get_settings()
+    if time_scale is not None or "time_scale" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"time_scale": time_scale or 86400.0})
+    try:
+        asyncio.run(run_demo(settings, leads_csv, cadence))
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from None
+
+
+if __name__ == "__main__":
+    app()

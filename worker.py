@@ -1,0 +1,65 @@
+"""Runs the Temporal worker: every leadloop workflow and activity, on the configured task queue."""
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.email import EmailActivities, SmtpConfig
+from leadloop.db import make_engine, make_sessionmaker
+from leadloop.settings import Settings, get_settings
+from leadloop.temporal import connect, workflow_runner
+from leadloop.templates import EmailRenderer
+from workflows.lead_nurture import LeadNurtureWorkflow
+
+log = logging.getLogger("leadloop.worker")
+
+
+def build_worker(client: Client, settings: Settings, task_queue: str | None = None) -> Worker:
+    """The worker with its activities wired to the database, the templates and the SMTP relay."""
+    engine = make_engine(settings.database_url, pool_pre_ping=True)
+    email = EmailActivities(
+        make_sessionmaker(engine),
+        EmailRenderer(settings.template_dir),
+        SmtpConfig.from_settings(settings),
+        settings,
+    )
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=[LeadNurtureWorkflow],
+        activities=[email.send_email],
+        workflow_runner=workflow_runner(),
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (or SIGINT/SIGTERM when run alone), then shut down gracefully."""
+    client = await connect(settings)
+    worker = build_worker(client, settings)
+    stop = stop or _stop_on_signals()
+    log.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)
+    async with worker:
+        await stop.wait()
+    log.info("worker stopped")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_worker(get_settings()))
+
+
+if __name__ == "__main__":
+    main()

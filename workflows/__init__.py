@@ -1,0 +1,1 @@
+"""Deterministic workflow code: one workflow class per module."""
