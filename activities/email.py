@@ -97,7 +97,7 @@ class EmailActivities:
                 activity.logger.warning("send %s uncertain: not sent again", key)
                 return SendEmailResult(status="uncertain", outbox_key=key, message_id=msg_id)
             if row.status == "bounced":
-                raise ApplicationError(f"lead {lead.id} bounced: {row.error}", type="HardBounce", non_retryable=True)
+                raise ApplicationError(_redact(f"lead {lead.id} bounced: {row.error}", lead.email), type="HardBounce", non_retryable=True)
             message = self._render(input, lead, msg_id, sender_name, sender_address)
             row.subject = str(message["Subject"])
             row.attempts += 1
@@ -119,7 +119,8 @@ class EmailActivities:
             except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
                 row.status, row.error = "pending", f"{type(exc).__name__}: {exc}"
                 await session.commit()
-                raise  # temporary: Temporal retries with backoff
+                # temporary: Temporal retries with backoff
+                raise ApplicationError(_redact(row.error, lead.email), type="SmtpUnavailable") from None
             row.status, row.error, row.sent_at = "sent", None, datetime.now(UTC)
             await session.commit()
             return SendEmailResult(status="sent", outbox_key=key, message_id=msg_id)
@@ -197,7 +198,7 @@ class EmailActivities:
         if exc.verdict == "retry":
             row.status, row.error = "pending", str(exc)
             await session.commit()
-            raise ApplicationError(f"temporary refusal: {exc}", type="SmtpTemporary")
+            raise ApplicationError(_redact(f"temporary refusal: {exc}", lead.email), type="SmtpTemporary")
         if exc.verdict == "bounce":
             row.status, row.error = "bounced", str(exc)
             lead.bounced_at = datetime.now(UTC)
@@ -208,10 +209,15 @@ class EmailActivities:
                 .on_conflict_do_nothing()
             )
             await session.commit()
-            raise ApplicationError(f"lead {lead.id} bounced: {exc}", type="HardBounce", non_retryable=True)
+            raise ApplicationError(_redact(f"lead {lead.id} bounced: {exc}", lead.email), type="HardBounce", non_retryable=True)
         row.status, row.error = "refused", str(exc)
         await session.commit()
-        raise ApplicationError(f"the server refused the send: {exc}", type="SendRefused", non_retryable=True)
+        raise ApplicationError(_redact(f"the server refused the send: {exc}", lead.email), type="SendRefused", non_retryable=True)
+
+
+def _redact(text: str, email: str) -> str:
+    """Error text bound for Temporal's history, without the lead's address (servers echo it)."""
+    return text.replace(email, "<recipient>")
 
 
 def _refusal(exc: aiosmtplib.SMTPResponseException, stage: str) -> _Refused:

@@ -75,7 +75,11 @@ async def upsert_lead(session: AsyncSession, lead: LeadIn, cadence: str) -> tupl
 async def start_lead(
     client: Client, lead: Lead, cadence: Cadence, *, task_queue: str, time_scale: float, source: str
 ) -> FlowOutcome:
-    """Signal-with-start the lead's workflow: a running lead only records the enrolment."""
+    """Signal-with-start the lead's workflow: a running lead only records the enrolment.
+
+    "started" relies on the server saying so in its reply (Temporal Server does; the
+    time-skipping test server does not, and reads as "already_running").
+    """
     try:
         handle = await client.start_workflow(
             WORKFLOW,

@@ -62,11 +62,12 @@ def build_message(
     message["To"] = _address(to_name, to_address)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = msg_id
-    message["Content-Language"] = rendered.locale
     for name, value in (headers or {}).items():
         message[name] = value
     message.set_content(rendered.text, cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    # set_content drops Content-* headers, so this one goes last
+    message["Content-Language"] = rendered.locale
     return message
 
 

@@ -1,0 +1,178 @@
+"""send_email against a real aiosmtpd server on loopback and a real database (SQLite and PostgreSQL)."""
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.email import EmailActivities, SmtpConfig
+from leadloop.cadence import Sender
+from leadloop.db import Lead, Outbox, Suppression
+from leadloop.enrollment import upsert_lead
+from leadloop.intake import LeadIn
+from leadloop.mail import email_hash
+from leadloop.models import SendEmailInput
+from leadloop.templates import EmailRenderer
+from tests.conftest import SmtpServer, free_port
+
+
+async def add_lead(sessionmaker: async_sessionmaker[AsyncSession], email: str, **fields: Any) -> int:
+    async with sessionmaker() as session:
+        row, _ = await upsert_lead(session, LeadIn(email=email, **fields), "welcome")
+        await session.commit()
+        return row.id
+
+
+def send_input(lead_id: int, step_id: str = "welcome", template: str = "welcome", cycle: int = 0) -> SendEmailInput:
+    return SendEmailInput(
+        lead_id=lead_id, cycle=cycle, step_id=step_id, step_number=1, steps_total=4, template=template,
+        subject={"en": "Welcome, {{ lead.first_name }}", "el": "Καλώς ήρθατε, {{ lead.first_name }}"},
+        cadence="welcome", default_locale="en",
+        sender=Sender(name="Leadloop Demo", address="hello@leadloop.example", postal_address="1 Example St, Athens"),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def activities(sessionmaker: async_sessionmaker[AsyncSession], smtp: SmtpServer, make_settings: Any) -> EmailActivities:
+    settings = make_settings(smtp_port=smtp.port)
+    return EmailActivities(
+        sessionmaker, EmailRenderer(settings.template_dir), SmtpConfig(host=smtp.host, port=smtp.port, timeout=5), settings
+    )
+
+
+async def outbox(sessionmaker: async_sessionmaker[AsyncSession]) -> list[Outbox]:
+    async with sessionmaker() as session:
+        return list((await session.execute(select(Outbox))).scalars())
+
+
+async def run(activities: EmailActivities, input: SendEmailInput) -> Any:
+    return await ActivityEnvironment().run(activities.send_email, input)
+
+
+async def test_sends_a_multipart_message_with_headers(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any) -> None:
+    lead_id = await add_lead(sessionmaker, "Maria@Example.gr", first_name="Μαρία", last_name="Παπαδοπούλου", locale="el", company="O'Brien & Söhne")
+    result = await run(activities, send_input(lead_id))
+    assert result.status == "sent"
+    [message] = smtp.handler.messages
+    assert message.get_content_type() == "multipart/alternative"
+    parts = {p.get_content_type(): p.get_payload(decode=True).decode(p.get_content_charset()) for p in message.walk() if not p.is_multipart()}
+    assert set(parts) == {"text/plain", "text/html"}
+    assert "Γεια σας Μαρία" in parts["text/plain"] and "Γεια σας Μαρία" in parts["text/html"]
+    assert "1 Example St, Athens" in parts["text/plain"]
+    from email.header import decode_header, make_header
+
+    assert str(make_header(decode_header(message["Subject"]))) == "Καλώς ήρθατε, Μαρία"
+    assert "maria@example.gr" in message["To"]
+    assert message["Message-ID"] == f"<lead-{lead_id}.c0.welcome@leadloop.example>" == result.message_id
+    assert message["Content-Language"] == "el"
+    [row] = await outbox(sessionmaker)
+    assert (row.status, row.attempts, row.message_id) == ("sent", 1, result.message_id)
+
+
+async def test_html_is_escaped_and_text_is_not(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any, tmp_path: Any) -> None:
+    lead_id = await add_lead(sessionmaker, "sean@example.ie", first_name="Seán <b>", company="O'Brien & Co")
+    await run(activities, send_input(lead_id, template="tips"))
+    [message] = smtp.handler.messages
+    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in message.walk() if not p.is_multipart()}
+    assert "O'Brien & Co" in parts["text/plain"] and "Seán <b>" in parts["text/plain"]
+    assert "O&#39;Brien &amp; Co" in parts["text/html"] and "Seán &lt;b&gt;" in parts["text/html"]
+
+
+async def test_a_retry_finds_the_sent_row_and_keeps_the_message_id(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any) -> None:
+    lead_id = await add_lead(sessionmaker, "olivia@example.com", first_name="Olivia")
+    first = await run(activities, send_input(lead_id))
+    again = await run(activities, send_input(lead_id))
+    assert (first.status, again.status) == ("sent", "already_sent")
+    assert first.message_id == again.message_id
+    assert len(smtp.handler.messages) == 1
+
+
+async def test_4xx_then_success_sends_once(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any) -> None:
+    lead_id = await add_lead(sessionmaker, "jan@example.pl", first_name="Jan")
+    smtp.handler.rcpt_replies["jan@example.pl"] = ["451 4.3.0 try again later"]
+    with pytest.raises(ApplicationError) as failure:
+        await run(activities, send_input(lead_id))
+    assert failure.value.type == "SmtpTemporary" and not failure.value.non_retryable
+    assert smtp.handler.messages == []
+    assert (await outbox(sessionmaker))[0].status == "pending"
+    result = await run(activities, send_input(lead_id))
+    assert result.status == "sent"
+    assert len(smtp.handler.messages) == 1
+    assert (await outbox(sessionmaker))[0].attempts == 2
+
+
+async def test_server_down_then_back_sends_once(sessionmaker: Any, make_settings: Any) -> None:
+    from tests.conftest import ScriptedHandler
+
+    port = free_port()
+    settings = make_settings()
+    acts = EmailActivities(sessionmaker, EmailRenderer(settings.template_dir), SmtpConfig(host="127.0.0.1", port=port, timeout=5), settings)
+    lead_id = await add_lead(sessionmaker, "lukas@example.de", first_name="Lukas", locale="de")
+    with pytest.raises(ApplicationError) as failure:
+        await run(acts, send_input(lead_id))
+    assert failure.value.type == "SmtpUnavailable" and not failure.value.non_retryable
+    server = SmtpServer("127.0.0.1", port, ScriptedHandler())
+    await server.start()
+    try:
+        assert (await run(acts, send_input(lead_id))).status == "sent"
+        assert (await run(acts, send_input(lead_id))).status == "already_sent"
+    finally:
+        await server.stop()
+    assert len(server.handler.messages) == 1
+
+
+async def test_5_1_1_bounces_and_suppresses_the_lead(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any) -> None:
+    lead_id = await add_lead(sessionmaker, "nobody@example.com")
+    smtp.handler.rcpt_replies["nobody@example.com"] = ["550 5.1.1 <nobody@example.com>: no such user"]
+    with pytest.raises(ApplicationError) as failure:
+        await run(activities, send_input(lead_id))
+    assert failure.value.type == "HardBounce" and failure.value.non_retryable
+    assert "nobody@example.com" not in failure.value.message  # no PII in Temporal history
+    async with sessionmaker() as session:
+        assert await session.get(Suppression, email_hash("nobody@example.com")) is not None
+        assert (await session.get(Lead, lead_id)).bounced_at is not None
+    # the next step is not even attempted over SMTP
+    with pytest.raises(ApplicationError) as again:
+        await run(activities, send_input(lead_id, step_id="tips", template="tips"))
+    assert again.value.type == "Suppressed"
+    assert smtp.handler.transactions == 0 and smtp.handler.messages == []
+
+
+async def test_5_7_1_policy_refusal_does_not_suppress(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any) -> None:
+    lead_id = await add_lead(sessionmaker, "lucia@example.es", first_name="Lucía", locale="es")
+    smtp.handler.data_replies["lucia@example.es"] = ["550 5.7.1 message refused by policy"]
+    with pytest.raises(ApplicationError) as failure:
+        await run(activities, send_input(lead_id))
+    assert failure.value.type == "SendRefused" and failure.value.non_retryable
+    async with sessionmaker() as session:
+        assert await session.get(Suppression, email_hash("lucia@example.es")) is None
+        assert (await session.get(Lead, lead_id)).bounced_at is None
+    [row] = await outbox(sessionmaker)
+    assert row.status == "refused" and "5.7.1" in (row.error or "")
+    # once the operator fixed the policy, the same step goes out
+    assert (await run(activities, send_input(lead_id))).status == "sent"
+    assert len(smtp.handler.messages) == 1
+
+
+async def test_drop_after_data_is_uncertain_and_not_resent(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any) -> None:
+    lead_id = await add_lead(sessionmaker, "eszter@example.hu", first_name="Eszter", locale="hu")
+    smtp.handler.drop_after_data.add("eszter@example.hu")
+    first = await run(activities, send_input(lead_id))
+    assert first.status == "uncertain"
+    again = await run(activities, send_input(lead_id))
+    assert again.status == "uncertain"
+    assert len(smtp.handler.messages) == 1  # the server did get it, once
+    assert smtp.handler.transactions == 1  # and was never asked again
+    [row] = await outbox(sessionmaker)
+    assert row.status == "uncertain"
+
+
+async def test_missing_template_fails_without_sending(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any) -> None:
+    lead_id = await add_lead(sessionmaker, "x@example.com")
+    with pytest.raises(ApplicationError) as failure:
+        await run(activities, send_input(lead_id, template="no-such-template"))
+    assert failure.value.type == "TemplateError" and failure.value.non_retryable
+    assert smtp.handler.transactions == 0
