@@ -11,8 +11,8 @@ from temporalio.worker import Worker
 from activities.email import EmailActivities, SmtpConfig
 from leadloop.db import make_engine, make_sessionmaker
 from leadloop.settings import Settings, get_settings
-from leadloop.temporal import connect, workflow_runner
 from leadloop.templates import EmailRenderer
+from leadloop.temporal import connect, workflow_runner
 from workflows.lead_nurture import LeadNurtureWorkflow
 
 log = logging.getLogger("leadloop.worker")

@@ -1,6 +1,5 @@
 """The send_email activity: render, claim the outbox row, deliver over SMTP exactly once."""
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,16 +75,18 @@ class EmailActivities:
     @activity.defn(name="send_email")
     async def send_email(self, input: SendEmailInput) -> SendEmailResult:
         key = outbox_key(input.lead_id, input.cycle, input.step_id)
-        sender_name, sender_address = (
-            (input.sender.name, input.sender.address) if input.sender else self.default_sender
-        )
+        sender_name, sender_address = (input.sender.name, input.sender.address) if input.sender else self.default_sender
         msg_id = message_id(key, sender_address)
         async with self.sessionmaker() as session:
             lead = await session.get(Lead, input.lead_id)
             if lead is None:
-                raise ApplicationError(f"lead {input.lead_id} is not in the database", type="LeadMissing", non_retryable=True)
+                raise ApplicationError(
+                    f"lead {input.lead_id} is not in the database", type="LeadMissing", non_retryable=True
+                )
             if await session.get(Suppression, email_hash(lead.email)) is not None:
-                raise ApplicationError(f"lead {input.lead_id} is on the suppression list", type="Suppressed", non_retryable=True)
+                raise ApplicationError(
+                    f"lead {input.lead_id} is on the suppression list", type="Suppressed", non_retryable=True
+                )
             row = await self._claim(session, key, input, msg_id)
             if row.status == "sent":
                 return SendEmailResult(status="already_sent", outbox_key=key, message_id=msg_id)
@@ -97,7 +98,9 @@ class EmailActivities:
                 activity.logger.warning("send %s uncertain: not sent again", key)
                 return SendEmailResult(status="uncertain", outbox_key=key, message_id=msg_id)
             if row.status == "bounced":
-                raise ApplicationError(_redact(f"lead {lead.id} bounced: {row.error}", lead.email), type="HardBounce", non_retryable=True)
+                raise ApplicationError(
+                    _redact(f"lead {lead.id} bounced: {row.error}", lead.email), type="HardBounce", non_retryable=True
+                )
             message = self._render(input, lead, msg_id, sender_name, sender_address)
             row.subject = str(message["Subject"])
             row.attempts += 1
@@ -116,7 +119,7 @@ class EmailActivities:
                 return SendEmailResult(status="uncertain", outbox_key=key, message_id=msg_id)
             except _Refused as exc:
                 return await self._refused(session, row, lead, exc)
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
                 row.status, row.error = "pending", f"{type(exc).__name__}: {exc}"
                 await session.commit()
                 # temporary: Temporal retries with backoff
@@ -130,17 +133,25 @@ class EmailActivities:
         await session.execute(
             insert(Outbox)
             .values(
-                key=key, lead_id=input.lead_id, cycle=input.cycle, step_id=input.step_id,
-                cadence=input.cadence, status="pending", message_id=msg_id, attempts=0,
+                key=key,
+                lead_id=input.lead_id,
+                cycle=input.cycle,
+                step_id=input.step_id,
+                cadence=input.cadence,
+                status="pending",
+                message_id=msg_id,
+                attempts=0,
                 created_at=datetime.now(UTC),
-            )  # fmt: skip
+            )
             .on_conflict_do_nothing()
         )
         await session.commit()
         row = (await session.execute(select(Outbox).where(Outbox.key == key))).scalar_one()
         return row
 
-    def _render(self, input: SendEmailInput, lead: Lead, msg_id: str, sender_name: str, sender_address: str) -> EmailMessage:
+    def _render(
+        self, input: SendEmailInput, lead: Lead, msg_id: str, sender_name: str, sender_address: str
+    ) -> EmailMessage:
         step = Step(id=input.step_id, wait="0", template=input.template, subject=input.subject)
         postal = (input.sender.postal_address if input.sender else None) or self.settings.postal_address
         context = email_context(
@@ -161,7 +172,9 @@ class EmailActivities:
                 headers={"X-Leadloop-Outbox-Key": outbox_key(input.lead_id, input.cycle, input.step_id)},
             )  # fmt: skip
         except ValueError as exc:
-            raise ApplicationError(f"cannot build the message: {exc}", type="TemplateError", non_retryable=True) from exc
+            raise ApplicationError(
+                f"cannot build the message: {exc}", type="TemplateError", non_retryable=True
+            ) from exc
 
     async def _deliver(self, message: EmailMessage, sender: str, recipient: str, before_data: Any) -> None:
         smtp = aiosmtplib.SMTP(
@@ -205,14 +218,23 @@ class EmailActivities:
             insert = insert_for(session)
             await session.execute(
                 insert(Suppression)
-                .values(email_hash=email_hash(lead.email), reason="hard_bounce", detail=str(exc), created_at=datetime.now(UTC))
+                .values(
+                    email_hash=email_hash(lead.email),
+                    reason="hard_bounce",
+                    detail=str(exc),
+                    created_at=datetime.now(UTC),
+                )
                 .on_conflict_do_nothing()
             )
             await session.commit()
-            raise ApplicationError(_redact(f"lead {lead.id} bounced: {exc}", lead.email), type="HardBounce", non_retryable=True)
+            raise ApplicationError(
+                _redact(f"lead {lead.id} bounced: {exc}", lead.email), type="HardBounce", non_retryable=True
+            )
         row.status, row.error = "refused", str(exc)
         await session.commit()
-        raise ApplicationError(_redact(f"the server refused the send: {exc}", lead.email), type="SendRefused", non_retryable=True)
+        raise ApplicationError(
+            _redact(f"the server refused the send: {exc}", lead.email), type="SendRefused", non_retryable=True
+        )
 
 
 def _redact(text: str, email: str) -> str:

@@ -75,9 +75,7 @@ class SendWindow(_Strict):
         if not self.days:
             raise ValueError("send window has no days: list at least one of mon..sun")
         if self.start >= self.end:
-            raise ValueError(
-                f"send window is empty: start {self.start:%H:%M} must be before end {self.end:%H:%M}"
-            )
+            raise ValueError(f"send window is empty: start {self.start:%H:%M} must be before end {self.end:%H:%M}")
         return self
 
 
@@ -124,9 +122,7 @@ class Cadence(_Strict):
             raise ValueError(f"step ids must be unique; repeated: {', '.join(dupes)}")
         for step in self.steps:
             if isinstance(step.subject, dict) and self.default_locale not in step.subject:
-                raise ValueError(
-                    f"step {step.id!r} has no subject for the default locale {self.default_locale!r}"
-                )
+                raise ValueError(f"step {step.id!r} has no subject for the default locale {self.default_locale!r}")
         from leadloop.schedule import check_timezone
 
         check_timezone(self.default_timezone)
@@ -152,8 +148,12 @@ class CadenceError(Exception):
         return out
 
 
-def _line_map(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
-              problems: list[tuple[int | None, str, str]]) -> None:
+def _line_map(
+    node: yaml.Node,
+    path: tuple[Any, ...],
+    lines: dict[tuple[Any, ...], int],
+    problems: list[tuple[int | None, str, str]],
+) -> None:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()

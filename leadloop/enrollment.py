@@ -141,7 +141,9 @@ async def enroll_leads(
             done = Enrolled(lead.email, None, outcome, "not_started")
         else:
             async with gate:
-                flow = await start_lead(client, row, cadence, task_queue=task_queue, time_scale=time_scale, source=source)
+                flow = await start_lead(
+                    client, row, cadence, task_queue=task_queue, time_scale=time_scale, source=source
+                )
             done = Enrolled(lead.email, row.id, outcome, flow)
         if progress:
             progress(done)

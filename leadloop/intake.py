@@ -16,6 +16,7 @@ PROFILE_FIELDS = (
     "first_name", "last_name", "company", "title", "industry", "company_size",
     "country", "region", "timezone", "locale", "product_interest", "owner",
 )  # fmt: skip
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _LOCALE_RE = re.compile(r"^([a-zA-Z]{2,3})(?:[-_]([a-zA-Z]{2}|\d{3}))?$")
 
 
@@ -50,10 +51,17 @@ class LeadIn(BaseModel):
     owner: str | None = None
     attributes: dict[str, str] = {}
 
-    @field_validator("*", mode="before")
+    @field_validator(*PROFILE_FIELDS, mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("*")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        if isinstance(value, str) and _CONTROL_RE.search(value):
+            raise ValueError("contains control characters (line breaks, tabs, ...)")
+        return value
 
     @field_validator("email")
     @classmethod
@@ -119,8 +127,7 @@ def validate_lead(data: dict[str, Any]) -> LeadIn | list[tuple[str, str]]:
         return LeadIn.model_validate(data)
     except ValidationError as exc:
         return [
-            (".".join(str(p) for p in e["loc"]) or "row", e["msg"].removeprefix("Value error, "))
-            for e in exc.errors()
+            (".".join(str(p) for p in e["loc"]) or "row", e["msg"].removeprefix("Value error, ")) for e in exc.errors()
         ]
 
 

@@ -2,10 +2,10 @@
 
 import hashlib
 import re
+from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from datetime import datetime
 from typing import Literal
 
 from leadloop.templates import RenderedEmail

@@ -47,7 +47,9 @@ def render_step(
     cadence: Cadence, index: int, lead: dict[str, Any], locale: str | None, renderer: EmailRenderer, settings: Settings
 ) -> RenderedEmail:
     step = cadence.steps[index]
-    name, address = (cadence.sender.name, cadence.sender.address) if cadence.sender else parse_sender(settings.from_address)
+    name, address = (
+        (cadence.sender.name, cadence.sender.address) if cadence.sender else parse_sender(settings.from_address)
+    )
     postal = (cadence.sender.postal_address if cadence.sender else None) or settings.postal_address
     context = email_context(
         lead, step=step, step_number=index + 1, steps_total=len(cadence.steps), cadence=cadence.name,
@@ -88,7 +90,11 @@ def preview_cadence(
     for index, step in enumerate(cadence.steps):
         rendered = render_step(cadence, index, lead, lead.get("locale"), renderer, settings)
         stem = f"{index + 1:02d}-{step.id}"
-        for suffix, body in ((".subject.txt", rendered.subject + "\n"), (".txt", rendered.text), (".html", rendered.html)):
+        for suffix, body in (
+            (".subject.txt", rendered.subject + "\n"),
+            (".txt", rendered.text),
+            (".html", rendered.html),
+        ):
             target = out / f"{stem}{suffix}"
             target.write_text(body, encoding="utf-8")
             written.append(target)

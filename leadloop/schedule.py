@@ -15,12 +15,17 @@ def check_timezone(name: str) -> str:
     return name
 
 
-def _local(day: datetime, hour_minute: tuple[int, int], zone: ZoneInfo) -> datetime:
-    """A wall-clock time on a local day; one inside a DST gap moves past the gap."""
+def _local(day: datetime, hour_minute: tuple[int, int], zone: ZoneInfo, *, closing: bool) -> datetime:
+    """A wall-clock time on a local day, in UTC.
+
+    A wall time inside a DST gap does not exist: an opening moves after the gap and a closing
+    before it, so a window never reaches into hours that the day does not have.
+    """
     naive = datetime(day.year, day.month, day.day, *hour_minute)
-    aware = naive.replace(tzinfo=zone)
-    # round-trip through UTC: a wall time that does not exist (spring forward) moves past the gap
-    return aware.astimezone(UTC).astimezone(zone)
+    moment = naive.replace(tzinfo=zone).astimezone(UTC)
+    if moment.astimezone(zone).replace(tzinfo=None) != naive and closing:
+        moment = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    return moment
 
 
 def next_send_time(earliest: datetime, window: SendWindow, zone_name: str) -> datetime:
@@ -35,24 +40,21 @@ def next_send_time(earliest: datetime, window: SendWindow, zone_name: str) -> da
         day_dt = datetime(day.year, day.month, day.day)
         if day.weekday() not in days:
             continue
-        opens = _local(day_dt, start, zone)
-        closes = _local(day_dt, end, zone)
+        opens = _local(day_dt, start, zone, closing=False)
+        closes = _local(day_dt, end, zone, closing=True)
         if opens >= closes:  # the whole window falls in a DST gap that day
             continue
-        if local < opens:
-            return opens.astimezone(UTC)
-        if local < closes:
-            return local.astimezone(UTC)
+        if earliest < opens:
+            return opens
+        if earliest < closes:
+            return earliest.astimezone(UTC)
     raise AssertionError("a send window with at least one day opens within two weeks")
 
 
 def in_window(moment: datetime, window: SendWindow, zone_name: str) -> bool:
     """Whether a moment lies inside the send window in the zone."""
     local = moment.astimezone(ZoneInfo(zone_name))
-    return (
-        WEEKDAYS[local.weekday()] in window.days
-        and window.start <= local.time().replace(tzinfo=None) < window.end
-    )
+    return WEEKDAYS[local.weekday()] in window.days and window.start <= local.time().replace(tzinfo=None) < window.end
 
 
 class DemoClock:

@@ -19,8 +19,8 @@ db_app = typer.Typer(help="leadloop's own database.", no_args_is_help=True)
 app.add_typer(cadence_app, name="cadence")
 app.add_typer(db_app, name="db")
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _logging() -> None:
@@ -35,7 +35,9 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 @app.command()
 def server(
-    db_file: Annotated[Path | None, typer.Option("--db-file", help="SQLite file (default .leadloop/temporal.db)")] = None,
+    db_file: Annotated[
+        Path | None, typer.Option("--db-file", help="SQLite file (default .leadloop/temporal.db)")
+    ] = None,
     in_memory: Annotated[bool, typer.Option("--in-memory", help="keep nothing on disk")] = False,
     port: int = 7233,
     ui_port: int = 8233,
@@ -100,7 +102,9 @@ def _safe_url(url: str) -> str:
 
 @cadence_app.command("check")
 def cadence_check(
-    paths: Annotated[list[Path] | None, typer.Argument(help="cadence files or folders (default LEADLOOP_CADENCE_DIR)")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="cadence files or folders (default LEADLOOP_CADENCE_DIR)")
+    ] = None,
     lead: Annotated[Path | None, typer.Option(help="sample lead JSON to render with")] = None,
 ) -> None:
     """Validate cadence files and render every step; errors name file, line and field."""

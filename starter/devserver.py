@@ -55,11 +55,11 @@ async def start_dev_server(db_file: Path | None, port: int = 7233, ui_port: int 
     raise RuntimeError("the Temporal dev server did not open its port within 30 s")
 
 
-async def stop_process(process: asyncio.subprocess.Process, timeout: float = 10.0) -> None:
+async def stop_process(process: asyncio.subprocess.Process, grace: float = 10.0) -> None:
     if process.returncode is None:
         process.terminate()
         try:
-            await asyncio.wait_for(process.wait(), timeout)
+            await asyncio.wait_for(process.wait(), grace)
         except TimeoutError:
             process.kill()
             await process.wait()

@@ -105,7 +105,9 @@ class ScriptedHandler:
     drop_after_data: set[str] = field(default_factory=set)
     transactions: int = 0
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
         replies = self.rcpt_replies.get(address)
         if replies:
             reply = replies.pop(0)

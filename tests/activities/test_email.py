@@ -39,7 +39,10 @@ def send_input(lead_id: int, step_id: str = "welcome", template: str = "welcome"
 def activities(sessionmaker: async_sessionmaker[AsyncSession], smtp: SmtpServer, make_settings: Any) -> EmailActivities:
     settings = make_settings(smtp_port=smtp.port)
     return EmailActivities(
-        sessionmaker, EmailRenderer(settings.template_dir), SmtpConfig(host=smtp.host, port=smtp.port, timeout=5), settings
+        sessionmaker,
+        EmailRenderer(settings.template_dir),
+        SmtpConfig(host=smtp.host, port=smtp.port, timeout=5),
+        settings,
     )
 
 
@@ -52,13 +55,26 @@ async def run(activities: EmailActivities, input: SendEmailInput) -> Any:
     return await ActivityEnvironment().run(activities.send_email, input)
 
 
-async def test_sends_a_multipart_message_with_headers(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any) -> None:
-    lead_id = await add_lead(sessionmaker, "Maria@Example.gr", first_name="Μαρία", last_name="Παπαδοπούλου", locale="el", company="O'Brien & Söhne")
+async def test_sends_a_multipart_message_with_headers(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
+) -> None:
+    lead_id = await add_lead(
+        sessionmaker,
+        "Maria@Example.gr",
+        first_name="Μαρία",
+        last_name="Παπαδοπούλου",
+        locale="el",
+        company="O'Brien & Söhne",
+    )
     result = await run(activities, send_input(lead_id))
     assert result.status == "sent"
     [message] = smtp.handler.messages
     assert message.get_content_type() == "multipart/alternative"
-    parts = {p.get_content_type(): p.get_payload(decode=True).decode(p.get_content_charset()) for p in message.walk() if not p.is_multipart()}
+    parts = {
+        p.get_content_type(): p.get_payload(decode=True).decode(p.get_content_charset())
+        for p in message.walk()
+        if not p.is_multipart()
+    }
     assert set(parts) == {"text/plain", "text/html"}
     assert "Γεια σας Μαρία" in parts["text/plain"] and "Γεια σας Μαρία" in parts["text/html"]
     assert "1 Example St, Athens" in parts["text/plain"]
@@ -72,7 +88,9 @@ async def test_sends_a_multipart_message_with_headers(activities: EmailActivitie
     assert (row.status, row.attempts, row.message_id) == ("sent", 1, result.message_id)
 
 
-async def test_html_is_escaped_and_text_is_not(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any, tmp_path: Any) -> None:
+async def test_html_is_escaped_and_text_is_not(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any, tmp_path: Any
+) -> None:
     lead_id = await add_lead(sessionmaker, "sean@example.ie", first_name="Seán <b>", company="O'Brien & Co")
     await run(activities, send_input(lead_id, template="tips"))
     [message] = smtp.handler.messages
@@ -81,7 +99,9 @@ async def test_html_is_escaped_and_text_is_not(activities: EmailActivities, smtp
     assert "O&#39;Brien &amp; Co" in parts["text/html"] and "Seán &lt;b&gt;" in parts["text/html"]
 
 
-async def test_a_retry_finds_the_sent_row_and_keeps_the_message_id(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any) -> None:
+async def test_a_retry_finds_the_sent_row_and_keeps_the_message_id(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
+) -> None:
     lead_id = await add_lead(sessionmaker, "olivia@example.com", first_name="Olivia")
     first = await run(activities, send_input(lead_id))
     again = await run(activities, send_input(lead_id))
@@ -109,7 +129,9 @@ async def test_server_down_then_back_sends_once(sessionmaker: Any, make_settings
 
     port = free_port()
     settings = make_settings()
-    acts = EmailActivities(sessionmaker, EmailRenderer(settings.template_dir), SmtpConfig(host="127.0.0.1", port=port, timeout=5), settings)
+    acts = EmailActivities(
+        sessionmaker, EmailRenderer(settings.template_dir), SmtpConfig(host="127.0.0.1", port=port, timeout=5), settings
+    )
     lead_id = await add_lead(sessionmaker, "lukas@example.de", first_name="Lukas", locale="de")
     with pytest.raises(ApplicationError) as failure:
         await run(acts, send_input(lead_id))
@@ -124,7 +146,9 @@ async def test_server_down_then_back_sends_once(sessionmaker: Any, make_settings
     assert len(server.handler.messages) == 1
 
 
-async def test_5_1_1_bounces_and_suppresses_the_lead(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any) -> None:
+async def test_5_1_1_bounces_and_suppresses_the_lead(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
+) -> None:
     lead_id = await add_lead(sessionmaker, "nobody@example.com")
     smtp.handler.rcpt_replies["nobody@example.com"] = ["550 5.1.1 <nobody@example.com>: no such user"]
     with pytest.raises(ApplicationError) as failure:
@@ -141,7 +165,9 @@ async def test_5_1_1_bounces_and_suppresses_the_lead(activities: EmailActivities
     assert smtp.handler.transactions == 0 and smtp.handler.messages == []
 
 
-async def test_5_7_1_policy_refusal_does_not_suppress(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any) -> None:
+async def test_5_7_1_policy_refusal_does_not_suppress(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
+) -> None:
     lead_id = await add_lead(sessionmaker, "lucia@example.es", first_name="Lucía", locale="es")
     smtp.handler.data_replies["lucia@example.es"] = ["550 5.7.1 message refused by policy"]
     with pytest.raises(ApplicationError) as failure:
@@ -157,7 +183,9 @@ async def test_5_7_1_policy_refusal_does_not_suppress(activities: EmailActivitie
     assert len(smtp.handler.messages) == 1
 
 
-async def test_drop_after_data_is_uncertain_and_not_resent(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any) -> None:
+async def test_drop_after_data_is_uncertain_and_not_resent(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
+) -> None:
     lead_id = await add_lead(sessionmaker, "eszter@example.hu", first_name="Eszter", locale="hu")
     smtp.handler.drop_after_data.add("eszter@example.hu")
     first = await run(activities, send_input(lead_id))
@@ -170,7 +198,9 @@ async def test_drop_after_data_is_uncertain_and_not_resent(activities: EmailActi
     assert row.status == "uncertain"
 
 
-async def test_missing_template_fails_without_sending(activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any) -> None:
+async def test_missing_template_fails_without_sending(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
+) -> None:
     lead_id = await add_lead(sessionmaker, "x@example.com")
     with pytest.raises(ApplicationError) as failure:
         await run(activities, send_input(lead_id, template="no-such-template"))

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from leadloop.cadence import Cadence, SendWindow, Sender, Step
+from leadloop.cadence import Cadence, Sender, SendWindow, Step
 from leadloop.db import Lead
 from leadloop.enrollment import start_lead, workflow_id
 from leadloop.models import LeadNurtureResult, LeadState, RetrySendInput, SendEmailInput, SendEmailResult
@@ -174,7 +174,9 @@ async def test_demo_speed_compresses_the_cadence(time_skipping_env: WorkflowEnvi
     sender = RecordingSender()
     async with Worker(client, task_queue=task_queue, workflows=[LeadNurtureWorkflow], activities=[sender.send_email],
                       workflow_runner=workflow_runner()):  # fmt: skip
-        await start_lead(client, lead(501, "Asia/Tokyo"), CADENCE, task_queue=task_queue, time_scale=scale, source="test")
+        await start_lead(
+            client, lead(501, "Asia/Tokyo"), CADENCE, task_queue=task_queue, time_scale=scale, source="test"
+        )
         result = await finish(env, client, 501)
     assert result.sends == 5
     times = [t for i, _, t in sender.sends if i == 501]

@@ -1,0 +1,108 @@
+"""The `leadloop` command as a marketer runs it: cadence check and preview, and enrol's refusals."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from leadloop import PROJECT_ROOT
+
+LEADLOOP = str(Path(sys.executable).parent / "leadloop")
+
+
+def leadloop(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [LEADLOOP, *args], capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> dict[str, str]:
+    """A copy of the sample cadences and templates to break."""
+    shutil.copytree(PROJECT_ROOT / "cadences", tmp_path / "cadences")
+    shutil.copytree(PROJECT_ROOT / "templates" / "email", tmp_path / "templates")
+    return {"LEADLOOP_CADENCE_DIR": str(tmp_path / "cadences"), "LEADLOOP_TEMPLATE_DIR": str(tmp_path / "templates")}
+
+
+def test_check_passes_on_the_samples() -> None:
+    result = leadloop("cadence", "check")
+    assert result.returncode == 0, result.stderr
+    assert "welcome" in result.stdout and "4 steps, 24 renders" in result.stdout
+
+
+def test_check_reports_file_line_and_field(workspace: dict[str, str]) -> None:
+    path = Path(workspace["LEADLOOP_CADENCE_DIR"]) / "welcome.yaml"
+    path.write_text(path.read_text().replace("    wait: 2d", "    wait: -2d\n    colour: blue"))
+    result = leadloop("cadence", "check", env=workspace)
+    assert result.returncode == 1
+    assert f"{path}:29: steps[1].wait: wait '-2d' is negative" in result.stderr
+    assert f"{path}:30: steps[1].colour: unknown field" in result.stderr
+
+
+def test_check_catches_template_syntax_errors_and_undefined_variables(workspace: dict[str, str]) -> None:
+    templates = Path(workspace["LEADLOOP_TEMPLATE_DIR"])
+    (templates / "tips" / "de.html.j2").write_text(
+        '{% extends "_layout/base.html.j2" %}\n{% block body %}\n<p>{{ lead.first_name </p>\n{% endblock %}\n'
+    )
+    (templates / "checkin" / "pl.txt.j2").write_text(
+        '{% extends "_layout/base.txt.j2" %}\n{% block body %}\nCześć {{ lead.frist_name }}\n{% endblock %}\n'
+    )
+    result = leadloop("cadence", "check", env=workspace)
+    assert result.returncode == 1
+    assert f"{templates / 'tips' / 'de.html.j2'}:3: step 'tips' (de): TemplateSyntaxError" in result.stderr
+    assert f"{templates / 'checkin' / 'pl.txt.j2'}:3: step 'checkin' (pl): UndefinedError" in result.stderr
+    assert "frist_name" in result.stderr
+
+
+def test_check_catches_a_template_missing_for_locale_and_default(workspace: dict[str, str]) -> None:
+    templates = Path(workspace["LEADLOOP_TEMPLATE_DIR"])
+    for part in ("en.txt.j2", "en.html.j2"):
+        (templates / "case-study" / part).unlink()
+    result = leadloop("cadence", "check", env=workspace)
+    assert result.returncode == 1
+    assert "welcome.yaml:40: steps[2].template: no template 'case-study' for locale(s) en" in result.stderr
+
+
+def test_a_missing_locale_falls_back_to_the_default(workspace: dict[str, str], tmp_path: Path) -> None:
+    templates = Path(workspace["LEADLOOP_TEMPLATE_DIR"])
+    for part in ("hu.txt.j2", "hu.html.j2"):
+        (templates / "tips" / part).unlink()
+    lead = tmp_path / "lead.json"
+    lead.write_text(
+        '{"email": "eszter@example.hu", "first_name": "Eszter", "locale": "hu", "company": "Győri Gépgyár"}'
+    )
+    assert leadloop("cadence", "check", env=workspace).returncode == 0
+    result = leadloop(
+        "cadence", "preview", "welcome", "--lead", str(lead), "--out", str(tmp_path / "out"), env=workspace
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Kedves Eszter" in (tmp_path / "out" / "01-welcome.txt").read_text()
+    assert "Three things teams at companies like Győri Gépgyár" in (tmp_path / "out" / "02-tips.txt").read_text()
+
+
+def test_preview_writes_every_step(tmp_path: Path) -> None:
+    result = leadloop("cadence", "preview", "welcome", "--lead", "examples/lead.json", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 12
+    assert (tmp_path / "01-welcome.subject.txt").read_text() == "Καλώς ήρθατε, Μαρία\n"
+    html = (tmp_path / "02-tips.html").read_text()
+    assert "Ακρόπολις Λογισμικό" in html and "<html" in html
+
+
+def test_preview_of_an_unknown_cadence_fails_clearly(tmp_path: Path) -> None:
+    result = leadloop("cadence", "preview", "nope", "--lead", "examples/lead.json", "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert "no cadence named 'nope'" in result.stderr
+
+
+def test_enroll_refuses_a_csv_without_an_email_column(tmp_path: Path) -> None:
+    csv = tmp_path / "leads.csv"
+    csv.write_text("name,company\nAnn,Acme\n")
+    result = leadloop("enroll", str(csv), "--cadence", "welcome", env={"LEADLOOP_TEMPORAL_ADDRESS": "127.0.0.1:1"})
+    assert result.returncode == 1
+    assert "no 'email' column" in result.stderr
