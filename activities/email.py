@@ -1,9 +1,11 @@
 """The send_email activity: render, claim the outbox row, deliver over SMTP exactly once."""
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from typing import Any
 
 import aiosmtplib
@@ -193,13 +195,28 @@ class EmailActivities:
                 await smtp.rcpt(recipient)
             except aiosmtplib.SMTPResponseException as exc:
                 raise _refusal(exc, "rcpt") from exc
-            await before_data()
+            # DATA and its 354 first: a transaction without its final dot is discarded by the server,
+            # so dying before the payload goes out is safe to retry. Only then is the row marked
+            # "sending", right before the payload: what is lost after that is RFC 1047's gap.
+            start = await smtp.execute_command(b"DATA")
+            if start.code != 354:
+                raise _refusal(aiosmtplib.SMTPDataError(start.code, start.message), "data")
             try:
-                await smtp.data(message.as_bytes())
+                await before_data()
+            except BaseException:
+                smtp.close()  # the server waits for message data: QUIT would be read as part of it
+                raise
+            protocol = smtp.protocol
+            if protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("connection lost before the message data")
+            try:
+                protocol.write(_dot_stuffed(message))
+                reply = await protocol.read_response(timeout=self.smtp.timeout)
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError) as exc:
-                raise _Uncertain(f"connection lost during DATA: {exc}") from exc
-            except aiosmtplib.SMTPResponseException as exc:
-                raise _refusal(exc, "data") from exc
+                smtp.close()
+                raise _Uncertain(f"connection lost after the message data, before the reply: {exc}") from exc
+            if reply.code != 250:
+                raise _refusal(aiosmtplib.SMTPDataError(reply.code, reply.message), "data")
         finally:
             if smtp.is_connected:
                 try:
@@ -235,6 +252,14 @@ class EmailActivities:
         raise ApplicationError(
             _redact(f"the server refused the send: {exc}", lead.email), type="SendRefused", non_retryable=True
         )
+
+
+def _dot_stuffed(message: EmailMessage) -> bytes:
+    """The message as SMTP DATA payload: CRLF lines, leading dots doubled, the final dot line."""
+    data = message.as_bytes(policy=SMTP_POLICY)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return re.sub(rb"(?m)^\.", b"..", data) + b".\r\n"
 
 
 def _redact(text: str, email: str) -> str:

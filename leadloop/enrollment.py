@@ -107,7 +107,9 @@ async def start_lead(
         )
     except WorkflowAlreadyStartedError:
         return "finished_earlier"
-    return "started" if handle.first_execution_run_id else "already_running"
+    # the server's reply says whether this call started the run; the SDK keeps it on the handle only
+    response = getattr(handle, "_start_workflow_response", None)
+    return "started" if getattr(response, "started", False) else "already_running"
 
 
 async def enroll_leads(

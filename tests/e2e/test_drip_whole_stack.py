@@ -1,0 +1,150 @@
+"""The whole stack: real dev server, real worker process, real SMTP catcher, `leadloop enroll`."""
+
+import asyncio
+import email
+import os
+import signal
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from leadloop import PROJECT_ROOT
+from leadloop.migrate import upgrade_database
+from leadloop.models import LeadNurtureResult
+from starter.mailbox import serve_mailbox
+from tests.conftest import client_address, free_port, with_pydantic
+
+BIN = Path(sys.executable).parent
+FAST = """\
+name: fast
+version: 1
+default_locale: en
+default_timezone: Europe/Berlin
+send_window:
+  days: [mon, tue, wed, thu, fri, sat, sun]
+  start: "00:00"
+  end: "23:59"
+steps:
+  - {id: welcome, wait: 0, template: welcome, subject: "Welcome {{ lead.first_name }}"}
+  - {id: tips, wait: 1d, template: tips, subject: "Tips for {{ lead.company or 'you' }}"}
+  - {id: checkin, wait: 1d, template: checkin, subject: "Is now a good time?"}
+"""
+ZONES = ["Europe/Athens", "America/Los_Angeles", "Europe/Warsaw", "Europe/Budapest", "Asia/Tokyo"]
+LOCALES = ["el", "en", "pl", "hu", "de", "es"]
+
+
+def mail_ids(folder: Path) -> list[str]:
+    return [str(email.message_from_bytes(p.read_bytes())["Message-ID"]) for p in sorted(folder.glob("*.eml"))]
+
+
+async def wait_for_mail(folder: Path, count: int, within: float) -> list[str]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        ids = mail_ids(folder)
+        if len(ids) >= count:
+            return ids
+        await asyncio.sleep(0.2)
+    return mail_ids(folder)
+
+
+async def run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *args, env=env, cwd=PROJECT_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            str(BIN / "python"), "worker.py", env=env, cwd=PROJECT_ROOT, stdout=out, stderr=asyncio.subprocess.STDOUT
+        )
+
+
+@pytest.mark.e2e
+async def test_twenty_leads_receive_every_step_once_across_a_worker_kill(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'leadloop.db'}"
+    await upgrade_database(db_url)
+    (tmp_path / "cadences").mkdir()
+    (tmp_path / "cadences" / "fast.yaml").write_text(FAST)
+    mail = tmp_path / "mail"
+    smtp_port = free_port()
+    mailbox = await serve_mailbox(mail, "127.0.0.1", smtp_port)
+    env = {
+        **os.environ,
+        "LEADLOOP_TEMPORAL_ADDRESS": client_address(dev_env.client),
+        "LEADLOOP_TASK_QUEUE": f"e2e-{uuid.uuid4()}",
+        "LEADLOOP_DATABASE_URL": db_url,
+        "LEADLOOP_SMTP_PORT": str(smtp_port),
+        "LEADLOOP_CADENCE_DIR": str(tmp_path / "cadences"),
+        "LEADLOOP_TIME_SCALE": "43200",  # a cadence day lasts two seconds
+        "COLUMNS": "200",
+    }
+    rows = ["email,first_name,last_name,company,timezone,locale"]
+    for i in range(20):
+        rows.append(f"Lead{i}@Example.com,Name{i},Ünal-Łęcki,Firma {i},{ZONES[i % 5]},{LOCALES[i % 6]}")
+    rows.append("LEAD0@example.com,,,,,")  # a duplicate by case: merged, not a 21st lead
+    csv = tmp_path / "leads.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    worker_log = tmp_path / "worker.log"
+    worker = await start_worker(env, worker_log)
+    try:
+        code, out, err = await run(str(BIN / "leadloop"), "enroll", str(csv), "--cadence", "fast", env=env)
+        assert code == 0, err
+        assert _count(out, "new leads") == 20
+        assert _count(out, "workflows started") == 20
+        assert _count(out, "duplicate rows merged") == 1
+
+        # kill the worker in the middle of the drip, then start a new one
+        before = await wait_for_mail(mail, 25, 60)
+        assert len(before) >= 25, worker_log.read_text()[-3000:]
+        worker.send_signal(signal.SIGKILL)
+        await worker.wait()
+        worker = await start_worker(env, worker_log)
+
+        # enrolling the same file again changes nothing
+        code, out, err = await run(str(BIN / "leadloop"), "enroll", str(csv), "--cadence", "fast", env=env)
+        assert code == 0, err
+        assert _count(out, "workflows started") == 0
+        assert _count(out, "new leads") == 0
+
+        ids = await wait_for_mail(mail, 60, 150)
+        client = with_pydantic(dev_env.client)
+        results = []
+        for lead_id in range(1, 21):
+            handle = client.get_workflow_handle(f"lead-{lead_id}", result_type=LeadNurtureResult)
+            results.append(await asyncio.wait_for(handle.result(), 60))
+            assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+        await asyncio.sleep(1)
+        ids = mail_ids(mail)
+    finally:
+        if worker.returncode is None:
+            worker.send_signal(signal.SIGTERM)
+            await worker.wait()
+        mailbox.close()
+        await mailbox.wait_closed()
+    duplicates = [i for i, n in Counter(ids).items() if n > 1]
+    assert duplicates == []
+    expected = {
+        f"<lead-{lead}.c0.{step}@leadloop.example>" for lead in range(1, 21) for step in ("welcome", "tips", "checkin")
+    }
+    assert set(ids) == expected, f"missing: {sorted(expected - set(ids))[:5]}"
+    assert [r.stage for r in results] == ["cadence_complete"] * 20
+    assert sum(r.sends + r.uncertain_sends for r in results) == 60
+
+
+def _count(table: str, label: str) -> int:
+    for line in table.splitlines():
+        if label in line:
+            return int(line.rsplit("│", 2)[-2].strip())
+    raise AssertionError(f"{label!r} not in the summary:\n{table}")
