@@ -21,6 +21,7 @@ demo: $(STAMP)
 ## Run the whole test suite (SQLite and PostgreSQL, time-skipping and dev servers).
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy leadloop workflows activities starter worker.py
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
