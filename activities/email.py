@@ -85,10 +85,6 @@ class EmailActivities:
                 raise ApplicationError(
                     f"lead {input.lead_id} is not in the database", type="LeadMissing", non_retryable=True
                 )
-            if await session.get(Suppression, email_hash(lead.email)) is not None:
-                raise ApplicationError(
-                    f"lead {input.lead_id} is on the suppression list", type="Suppressed", non_retryable=True
-                )
             row = await self._claim(session, key, input, msg_id)
             if row.status == "sent":
                 return SendEmailResult(status="already_sent", outbox_key=key, message_id=msg_id)
@@ -104,6 +100,13 @@ class EmailActivities:
                     _redact(f"lead {lead.id} bounced: {row.error}", lead.email), type="HardBounce", non_retryable=True
                 )
             message = self._render(input, lead, msg_id, sender_name, sender_address)
+            # checked last, right before SMTP: an unsubscribe that lands meanwhile still stops this send
+            if await session.get(Suppression, email_hash(lead.email)) is not None:
+                row.status, row.error = "suppressed", "address on the suppression list"
+                await session.commit()
+                raise ApplicationError(
+                    f"lead {input.lead_id} is on the suppression list", type="Suppressed", non_retryable=True
+                )
             row.subject = str(message["Subject"])
             row.attempts += 1
             await session.commit()

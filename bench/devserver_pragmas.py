@@ -18,7 +18,8 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from starter.devserver import port_open, stop_process, temporal_cli
+with workflow.unsafe.imports_passed_through():
+    from starter.devserver import start_dev_server, stop_process
 
 
 @activity.defn
@@ -44,16 +45,14 @@ MODES = {
 
 
 async def measure(pragmas: list[str] | None, workflows: int, steps: int, port: int) -> tuple[float, float]:
-    args = ["server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless", "--log-level", "error"]
+    args = ["server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless", "--log-level", "never"]
     with tempfile.TemporaryDirectory() as tmp:
         if pragmas is not None:
             args += ["--db-filename", str(Path(tmp) / "t.db")]
             for pragma in pragmas:
                 args += ["--sqlite-pragma", pragma]
-        server = await asyncio.create_subprocess_exec(temporal_cli(), *args)
+        server = await start_dev_server(None, port=port, args=args)
         try:
-            while not port_open("127.0.0.1", port):
-                await asyncio.sleep(0.1)
             client = await Client.connect(f"127.0.0.1:{port}")
             queue = f"bench-{uuid.uuid4()}"
             async with Worker(client, task_queue=queue, workflows=[Floor], activities=[noop],

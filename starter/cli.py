@@ -213,6 +213,8 @@ def enroll(
 
 
 async def _enroll(leads: list[Any], cadence: Any, settings: Settings) -> Any:
+    from sqlalchemy import inspect
+
     from leadloop.db import make_engine, make_sessionmaker
     from leadloop.enrollment import enroll_leads
     from leadloop.temporal import connect
@@ -223,6 +225,11 @@ async def _enroll(leads: list[Any], cadence: Any, settings: Settings) -> Any:
         raise _fail(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from None
     engine = make_engine(settings.database_url)
     try:
+        async with engine.connect() as conn:
+            if not await conn.run_sync(lambda c: inspect(c).has_table("leads")):
+                raise _fail(
+                    f"the database at {_safe_url(settings.database_url)} has no tables: run `leadloop db upgrade`"
+                )
         with Progress(
             TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
             disable=not leads,

@@ -7,6 +7,8 @@ import socket
 import sys
 from pathlib import Path
 
+from temporalio.client import Client
+
 from leadloop.temporal import dev_server_search_attribute_args
 
 #: Measured here (bench/): WAL with synchronous=normal ran about 3x the steps/s of the defaults.
@@ -38,21 +40,28 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-async def start_dev_server(db_file: Path | None, port: int = 7233, ui_port: int = 8233) -> asyncio.subprocess.Process:
-    """Start the dev server and wait until its frontend accepts connections."""
+async def start_dev_server(
+    db_file: Path | None, port: int = 7233, ui_port: int = 8233, args: list[str] | None = None
+) -> asyncio.subprocess.Process:
+    """Start the dev server (leadloop's arguments unless `args` is given) and wait until it serves."""
     if port_open("127.0.0.1", port):
         raise RuntimeError(f"port {port} is taken: is another Temporal server running? (stop it or set --port)")
     process = await asyncio.create_subprocess_exec(
-        temporal_cli(), *dev_server_args(db_file, port, ui_port), env={**os.environ}, start_new_session=True
+        temporal_cli(), *(args or dev_server_args(db_file, port, ui_port)), env={**os.environ}, start_new_session=True
     )
-    for _ in range(300):
+    for _ in range(600):
         if process.returncode is not None:
             raise RuntimeError(f"the Temporal dev server exited with status {process.returncode}")
+        # an open port is not a healthy frontend: wait until a client can connect
         if port_open("127.0.0.1", port):
-            return process
+            try:
+                await Client.connect(f"127.0.0.1:{port}")
+                return process
+            except RuntimeError:
+                pass
         await asyncio.sleep(0.1)
-    process.terminate()
-    raise RuntimeError("the Temporal dev server did not open its port within 30 s")
+    await stop_process(process)
+    raise RuntimeError("the Temporal dev server was not ready within 60 s")
 
 
 async def stop_process(process: asyncio.subprocess.Process, grace: float = 10.0) -> None:

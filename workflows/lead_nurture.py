@@ -56,6 +56,7 @@ class LeadNurtureWorkflow:
         self._blocked_reason: str | None = None
         self._retry_requested = False
         self._enrolments = 0
+        self._published: tuple[str, int] | None = None
 
     @workflow.run
     async def run(self, input: LeadNurtureInput) -> LeadNurtureResult:
@@ -135,14 +136,16 @@ class LeadNurtureWorkflow:
 
     def _publish(self, details: str | None = None) -> None:
         """Keep search attributes and the UI's current details in step with the state."""
-        steps = len(self._input.cadence.steps)
-        workflow.upsert_search_attributes(
-            [
-                LEAD_STAGE.value_set(self._stage),
-                CADENCE_NAME.value_set(self._input.cadence.name),
-                CADENCE_STEP.value_set(min(self._step_index + 1, steps)),
-            ]
-        )
+        current = (self._stage, min(self._step_index + 1, len(self._input.cadence.steps)))
+        if current != self._published:  # each upsert is a history event: only on change
+            self._published = current
+            workflow.upsert_search_attributes(
+                [
+                    LEAD_STAGE.value_set(current[0]),
+                    CADENCE_NAME.value_set(self._input.cadence.name),
+                    CADENCE_STEP.value_set(current[1]),
+                ]
+            )
         if details:
             workflow.set_current_details(f"{self._stage}: {details}; {self._sends} sent")
 
