@@ -49,8 +49,10 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
                 console.print(f"[yellow]skipped row {error.row}[/yellow]: {error.field}: {error.reason}")
             day = 86400 / settings.time_scale
             console.print(
-                f"\n[bold]leadloop demo[/bold]: {report.count(workflow='started')} leads started, "
-                f"{report.count(workflow='already_running')} already running "
+                f"\n[bold]leadloop demo[/bold]: {len(report.results)} leads: "
+                f"{report.count(workflow='started')} started, "
+                f"{report.count(workflow='already_running')} already running, "
+                f"{report.count(workflow='finished_earlier')} finished their cadence earlier "
                 f"(cadence '{cadence.name}', {len(cadence.steps)} steps; a cadence day lasts {day:g} s)\n"
                 f"  Temporal UI   http://localhost:8233/namespaces/{settings.temporal_namespace}/workflows\n"
                 f"  mail folder   {settings.mail_dir}\n"
