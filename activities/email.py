@@ -1,5 +1,6 @@
 """The send_email activity: render, claim the outbox row, deliver over SMTP exactly once."""
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -99,7 +100,8 @@ class EmailActivities:
                 raise ApplicationError(
                     _redact(f"lead {lead.id} bounced: {row.error}", lead.email), type="HardBounce", non_retryable=True
                 )
-            message = self._render(input, lead, msg_id, sender_name, sender_address)
+            # rendering is CPU work: keep it off the event loop that other sends' SMTP exchanges share
+            message = await asyncio.to_thread(self._render, input, lead, msg_id, sender_name, sender_address)
             # checked last, right before SMTP: an unsubscribe that lands meanwhile still stops this send
             if await session.get(Suppression, email_hash(lead.email)) is not None:
                 row.status, row.error = "suppressed", "address on the suppression list"
@@ -201,6 +203,7 @@ class EmailActivities:
             # DATA and its 354 first: a transaction without its final dot is discarded by the server,
             # so dying before the payload goes out is safe to retry. Only then is the row marked
             # "sending", right before the payload: what is lost after that is RFC 1047's gap.
+            payload = _dot_stuffed(message)  # built before the mark, so nothing runs between it and the write
             start = await smtp.execute_command(b"DATA")
             if start.code != 354:
                 raise _refusal(aiosmtplib.SMTPDataError(start.code, start.message), "data")
@@ -213,7 +216,7 @@ class EmailActivities:
             if protocol is None:
                 raise aiosmtplib.SMTPServerDisconnected("connection lost before the message data")
             try:
-                protocol.write(_dot_stuffed(message))
+                protocol.write(payload)
                 reply = await protocol.read_response(timeout=self.smtp.timeout)
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError) as exc:
                 smtp.close()

@@ -220,7 +220,10 @@ async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Wor
         search_attributes=list(SEARCH_ATTRIBUTES),
         dev_server_database_filename=str(db),
         dev_server_log_level="error",
-        dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
+        dev_server_extra_args=[
+            *("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"),
+            *("--namespace", "e2e-enroll"),
+        ],
         ui=False,
     )
     yield env

@@ -2,6 +2,7 @@
 
 import asyncio
 import email
+import email.policy
 import os
 import signal
 import sys
@@ -16,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from leadloop import PROJECT_ROOT
 from leadloop.migrate import upgrade_database
 from leadloop.models import LeadNurtureResult
+from leadloop.temporal import CADENCE_NAME, CADENCE_STEP, LEAD_STAGE
 from starter.mailbox import serve_mailbox
 from tests.conftest import client_address, free_port, with_pydantic
 
@@ -124,7 +126,11 @@ async def test_twenty_leads_receive_every_step_once_across_a_worker_kill(
         for lead_id in range(1, 21):
             handle = client.get_workflow_handle(f"lead-{lead_id}", result_type=LeadNurtureResult)
             results.append(await asyncio.wait_for(handle.result(), 60))
-            assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+            described = await handle.describe()
+            assert described.status == WorkflowExecutionStatus.COMPLETED
+            assert described.typed_search_attributes.get(LEAD_STAGE) == "cadence_complete"
+            assert described.typed_search_attributes.get(CADENCE_NAME) == "fast"
+            assert described.typed_search_attributes.get(CADENCE_STEP) == 3
         await asyncio.sleep(1)
         ids = mail_ids(mail)
     finally:
@@ -140,6 +146,11 @@ async def test_twenty_leads_receive_every_step_once_across_a_worker_kill(
     }
     assert set(ids) == expected, f"missing: {sorted(expected - set(ids))[:5]}"
     assert [r.stage for r in results] == ["cadence_complete"] * 20
+    # names in any script arrive exactly as written, in the lead's language
+    [path] = mail.glob("*lead-1.c0.welcome*")
+    greek = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert str(greek["To"]) == "Name0 Ünal-Łęcki <lead0@example.com>"
+    assert "Γεια σας Name0" in greek.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert sum(r.sends + r.uncertain_sends for r in results) == 60
 
 
@@ -148,3 +159,40 @@ def _count(table: str, label: str) -> int:
         if label in line:
             return int(line.rsplit("│", 2)[-2].strip())
     raise AssertionError(f"{label!r} not in the summary:\n{table}")
+
+
+@pytest.mark.e2e
+async def test_enroll_reports_bad_rows_and_keeps_the_good_ones(dev_env: WorkflowEnvironment, tmp_path: Path) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'leadloop.db'}"
+    env = {
+        **os.environ,
+        "LEADLOOP_TEMPORAL_ADDRESS": client_address(dev_env.client),
+        "LEADLOOP_TEMPORAL_NAMESPACE": "e2e-enroll",  # its own namespace: lead ids restart at 1 in this database
+        "LEADLOOP_TASK_QUEUE": f"e2e-{uuid.uuid4()}",  # no worker: the workflows just wait
+        "LEADLOOP_DATABASE_URL": db_url,
+        "COLUMNS": "200",
+    }
+    csv = tmp_path / "leads.csv"
+    csv.write_text(
+        "\ufeffemail,first_name,timezone\n"
+        "ok1@example.com,Ágnes,Europe/Budapest\n"
+        "not an email,Bad,Europe/Athens\n"
+        "ok2@example.com,Zbigniew,Mars/Olympus\n"
+        "OK3@example.com,Ελένη,Europe/Athens\n"
+    )
+    code, out, err = await run(str(BIN / "leadloop"), "enroll", str(csv), env=env)
+    assert code == 1
+    assert "run `leadloop db upgrade`" in err  # a database without tables is named, nothing half-done
+    await upgrade_database(db_url)
+    code, out, err = await run(str(BIN / "leadloop"), "enroll", str(csv), env=env)
+    assert code == 1
+    assert "row 3: email:" in err and "row 4: timezone: unknown time zone 'Mars/Olympus'" in err
+    assert _count(out, "rows rejected") == 2
+    assert _count(out, "new leads") == 2 and _count(out, "workflows started") == 2
+    code, out, err = await run(
+        str(BIN / "leadloop"), "enroll", "--email", "ok3@example.com", "--first-name", "Eleni", env=env
+    )
+    assert code == 0, err
+    assert _count(out, "existing leads (unchanged)") == 1 and _count(out, "already running (kept their cadence)") == 1
+    code, out, err = await run(str(BIN / "leadloop"), "enroll", "--email", "nope", env=env)
+    assert code == 1 and "not a valid email" in err

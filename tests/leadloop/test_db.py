@@ -63,34 +63,18 @@ async def test_names_in_any_script_round_trip_exactly(sessionmaker: Any) -> None
     assert {r.attributes["note"] for r in rows} == {last for _, last in names.values()}
 
 
+def outbox_row(lead_id: int, key: str, message_id: str) -> Outbox:
+    return Outbox(
+        key=key, lead_id=lead_id, cycle=0, step_id="a", cadence="welcome", status="pending", message_id=message_id
+    )
+
+
 async def test_one_outbox_row_per_lead_cycle_and_step(sessionmaker: Any) -> None:
     async with sessionmaker() as session:
         lead, _ = await upsert_lead(session, LeadIn(email="o@example.com"), "welcome")
-        session.add(
-            Outbox(
-                key="k1",
-                lead_id=lead.id,
-                cycle=0,
-                step_id="a",
-                cadence="welcome",
-                status="sent",
-                message_id="<1@x>",
-                attempts=1,
-            )
-        )
+        session.add(outbox_row(lead.id, "k1", "<1@x>"))
         await session.commit()
     async with sessionmaker() as session:
-        session.add(
-            Outbox(
-                key="k2",
-                lead_id=lead.id,
-                cycle=0,
-                step_id="a",
-                cadence="welcome",
-                status="pending",
-                message_id="<2@x>",
-                attempts=0,
-            )
-        )
+        session.add(outbox_row(lead.id, "k2", "<2@x>"))
         with pytest.raises(IntegrityError):
             await session.commit()

@@ -51,6 +51,16 @@ class RecordingSender:
         return SendEmailResult(status="sent", outbox_key=key, message_id=f"<{key}@x>")
 
 
+def nurture_worker(client: Client, task_queue: str, sender: RecordingSender) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[LeadNurtureWorkflow],
+        activities=[sender.send_email],
+        workflow_runner=workflow_runner(),
+    )
+
+
 def lead(lead_id: int, tz: str) -> Lead:
     return Lead(id=lead_id, email=f"l{lead_id}@example.com", timezone=tz, company="Acme")
 
@@ -82,8 +92,7 @@ async def test_month_cadence_sends_five_emails_inside_each_leads_window(time_ski
     task_queue = f"tq-{uuid.uuid4()}"
     sender = RecordingSender()
     await skip_to_before_dst(env)
-    async with Worker(client, task_queue=task_queue, workflows=[LeadNurtureWorkflow], activities=[sender.send_email],
-                      workflow_runner=workflow_runner()):  # fmt: skip
+    async with nurture_worker(client, task_queue, sender):
         athens, la = lead(101, "Europe/Athens"), lead(102, "America/Los_Angeles")
         await start(client, task_queue, athens)
         await start(client, task_queue, la)
@@ -106,8 +115,7 @@ async def test_enrolling_twice_keeps_one_workflow(time_skipping_env: WorkflowEnv
     client = with_pydantic(time_skipping_env.client)
     task_queue = f"tq-{uuid.uuid4()}"
     sender = RecordingSender()
-    async with Worker(client, task_queue=task_queue, workflows=[LeadNurtureWorkflow], activities=[sender.send_email],
-                      workflow_runner=workflow_runner()):  # fmt: skip
+    async with nurture_worker(client, task_queue, sender):
         row = lead(201, "Europe/Berlin")
         # (the test server does not say whether signal-with-start started a run; the dev server does)
         await start(client, task_queue, row)
@@ -129,8 +137,7 @@ async def test_hard_bounce_ends_in_suppressed(time_skipping_env: WorkflowEnviron
     task_queue = f"tq-{uuid.uuid4()}"
     sender = RecordingSender()
     sender.fail[(301, "s2")] = ApplicationError("550 5.1.1 no such user", type="HardBounce", non_retryable=True)
-    async with Worker(client, task_queue=task_queue, workflows=[LeadNurtureWorkflow], activities=[sender.send_email],
-                      workflow_runner=workflow_runner()):  # fmt: skip
+    async with nurture_worker(client, task_queue, sender):
         await start(client, task_queue, lead(301, "Europe/Athens"))
         handle = client.get_workflow_handle(workflow_id(301), result_type=LeadNurtureResult)
         result = await finish(time_skipping_env, client, 301)
@@ -146,8 +153,7 @@ async def test_policy_refusal_waits_visibly_until_retried(time_skipping_env: Wor
     task_queue = f"tq-{uuid.uuid4()}"
     sender = RecordingSender()
     sender.fail[(401, "s3")] = ApplicationError("550 5.7.1 relaying denied", type="SendRefused", non_retryable=True)
-    async with Worker(client, task_queue=task_queue, workflows=[LeadNurtureWorkflow], activities=[sender.send_email],
-                      workflow_runner=workflow_runner()):  # fmt: skip
+    async with nurture_worker(client, task_queue, sender):
         await start(client, task_queue, lead(401, "Europe/Madrid"))
         handle = client.get_workflow_handle(workflow_id(401), result_type=LeadNurtureResult)
         state = await handle.query("state", result_type=LeadState)
@@ -172,8 +178,7 @@ async def test_demo_speed_compresses_the_cadence(time_skipping_env: WorkflowEnvi
     env, client = time_skipping_env, with_pydantic(time_skipping_env.client)
     task_queue = f"tq-{uuid.uuid4()}"
     sender = RecordingSender()
-    async with Worker(client, task_queue=task_queue, workflows=[LeadNurtureWorkflow], activities=[sender.send_email],
-                      workflow_runner=workflow_runner()):  # fmt: skip
+    async with nurture_worker(client, task_queue, sender):
         await start_lead(
             client, lead(501, "Asia/Tokyo"), CADENCE, task_queue=task_queue, time_scale=scale, source="test"
         )
