@@ -8,6 +8,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.assignment import AssignmentActivities
 from activities.email import EmailActivities, SmtpConfig
 from leadloop.db import make_engine, make_sessionmaker
 from leadloop.settings import Settings, get_settings
@@ -27,11 +28,12 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
         SmtpConfig.from_settings(settings),
         settings,
     )
+    sales = AssignmentActivities(email.sessionmaker, settings.routing_file)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[LeadNurtureWorkflow],
-        activities=[email.send_email],
+        activities=[email.send_email, email.notify_rep, sales.assign_lead, sales.close_assignment],
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )

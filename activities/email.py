@@ -3,25 +3,36 @@
 import asyncio
 import logging
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import aiosmtplib
 from jinja2 import TemplateError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from leadloop.cadence import Step
-from leadloop.db import Lead, Outbox, Suppression, insert_for
+from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, Team, insert_for
 from leadloop.mail import build_message, classify_reply, email_hash, message_id, outbox_key, parse_sender
-from leadloop.models import SendEmailInput, SendEmailResult
+from leadloop.models import NotifyRepInput, NotifyRepResult, SendEmailInput, SendEmailResult
 from leadloop.settings import Settings
-from leadloop.templates import LEAD_FIELDS, EmailRenderer, TemplateMissing, email_context, template_error_text
+from leadloop.templates import (
+    LEAD_FIELDS,
+    EmailRenderer,
+    RenderedEmail,
+    TemplateMissing,
+    email_context,
+    template_error_text,
+)
+from leadloop.tokens import Signer, Token
+from leadloop.tracking import TrackingLinks, track_html, track_text
 
 log = logging.getLogger(__name__)
 
@@ -74,34 +85,36 @@ class EmailActivities:
         self.smtp = smtp
         self.settings = settings
         self.default_sender = parse_sender(settings.from_address)
+        self.signer = Signer(settings.signing_keys())
 
     @activity.defn(name="send_email")
     async def send_email(self, input: SendEmailInput) -> SendEmailResult:
         key = outbox_key(input.lead_id, input.cycle, input.step_id)
         sender_name, sender_address = (input.sender.name, input.sender.address) if input.sender else self.default_sender
-        msg_id = message_id(key, sender_address)
         async with self.sessionmaker() as session:
             lead = await session.get(Lead, input.lead_id)
             if lead is None:
                 raise ApplicationError(
                     f"lead {input.lead_id} is not in the database", type="LeadMissing", non_retryable=True
                 )
-            row = await self._claim(session, key, input, msg_id)
-            if row.status == "sent":
-                return SendEmailResult(status="already_sent", outbox_key=key, message_id=msg_id)
-            if row.status in {"sending", "uncertain"}:
-                # an earlier attempt may have handed the message to the server: never send blindly
-                row.status = "uncertain"
-                row.error = row.error or "attempt ended between DATA and the server's reply"
-                await session.commit()
-                activity.logger.warning("send %s uncertain: not sent again", key)
-                return SendEmailResult(status="uncertain", outbox_key=key, message_id=msg_id)
+            reply_to = None
+            if input.send_as_owner and lead.owner:
+                owner = await owner_rep(session, lead.owner)
+                if owner is not None:  # relationship selling: the owner writes, replies reach the owner
+                    sender_name, sender_address, reply_to = owner.name, owner.email, owner.email
+            msg_id = message_id(key, sender_address)
+            row = await self._claim(session, key, input.lead_id, input.cycle, input.step_id, input.cadence, msg_id)
+            earlier = await self._resume(session, row)
+            if earlier is not None:
+                return SendEmailResult(status=earlier, outbox_key=key, message_id=msg_id)
             if row.status == "bounced":
                 raise ApplicationError(
                     _redact(f"lead {lead.id} bounced: {row.error}", lead.email), type="HardBounce", non_retryable=True
                 )
             # rendering is CPU work: keep it off the event loop that other sends' SMTP exchanges share
-            message = await asyncio.to_thread(self._render, input, lead, msg_id, sender_name, sender_address)
+            message = await asyncio.to_thread(
+                self._render, input, lead, msg_id, (sender_name, sender_address, reply_to)
+            )
             # checked last, right before SMTP: an unsubscribe that lands meanwhile still stops this send
             if await session.get(Suppression, email_hash(lead.email)) is not None:
                 row.status, row.error = "suppressed", "address on the suppression list"
@@ -109,42 +122,187 @@ class EmailActivities:
                 raise ApplicationError(
                     f"lead {input.lead_id} is on the suppression list", type="Suppressed", non_retryable=True
                 )
-            row.subject = str(message["Subject"])
-            row.attempts += 1
-            await session.commit()
-
-            async def mark_sending() -> None:
-                row.status = "sending"
-                await session.commit()
-
             try:
-                await self._deliver(message, sender_address, lead.email, mark_sending)
-            except _Uncertain as exc:
-                row.status, row.error = "uncertain", str(exc)
-                await session.commit()
-                activity.logger.warning("send %s uncertain: %s", key, exc)
-                return SendEmailResult(status="uncertain", outbox_key=key, message_id=msg_id)
+                status = await self._transmit(session, row, message, sender_address, [lead.email], lead.email)
             except _Refused as exc:
                 return await self._refused(session, row, lead, exc)
-            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-                row.status, row.error = "pending", f"{type(exc).__name__}: {exc}"
-                await session.commit()
-                # temporary: Temporal retries with backoff
-                raise ApplicationError(_redact(row.error, lead.email), type="SmtpUnavailable") from None
-            row.status, row.error, row.sent_at = "sent", None, datetime.now(UTC)
-            await session.commit()
-            return SendEmailResult(status="sent", outbox_key=key, message_id=msg_id)
+            return SendEmailResult(status=status, outbox_key=key, message_id=msg_id)
 
-    async def _claim(self, session: AsyncSession, key: str, input: SendEmailInput, msg_id: str) -> Outbox:
+    @activity.defn(name="notify_rep")
+    async def notify_rep(self, input: NotifyRepInput) -> NotifyRepResult:
+        """Email the assigned rep the lead's profile, score and signed Accept / Reject links, once."""
+        key = f"{input.assignment_key}.notify"
+        sender_address = self.default_sender[1]
+        msg_id = message_id(key, sender_address)
+        async with self.sessionmaker() as session:
+            assignment = await session.get(Assignment, input.assignment_key)
+            lead = await session.get(Lead, input.lead_id)
+            if assignment is None or lead is None or assignment.rep_id is None:
+                raise ApplicationError(
+                    f"assignment {input.assignment_key} or its lead is gone", type="LeadMissing", non_retryable=True
+                )
+            rep = await session.get(Rep, assignment.rep_id)
+            team = await session.get(Team, assignment.team) if assignment.team else None
+            if rep is None:
+                raise ApplicationError(f"rep of {input.assignment_key} is gone", type="LeadMissing", non_retryable=True)
+            row = await self._claim(session, key, lead.id, input.cycle, f"notify-a{input.attempt}", "_sales", msg_id)
+            earlier = await self._resume(session, row)
+            if earlier is not None:
+                return NotifyRepResult(status=earlier, outbox_key=key)
+            events = (
+                await session.execute(
+                    select(EngagementEvent)
+                    .where(EngagementEvent.lead_id == lead.id, EngagementEvent.human.is_(True))
+                    .order_by(EngagementEvent.occurred_at.desc())
+                    .limit(10)
+                )
+            ).scalars()
+            zone = ZoneInfo(rep.timezone)
+            recent = [
+                {"at": f"{e.occurred_at.astimezone(zone):%a %d %b %H:%M}", "kind": e.kind, "url": e.url or ""}
+                for e in events
+            ]
+            copy = input.copy_manager and team is not None and team.manager_email is not None
+            recipients = [rep.email] + ([team.manager_email] if copy and team and team.manager_email else [])
+            message = await asyncio.to_thread(
+                self._render_notification, input, lead, rep, team, recent, msg_id, recipients, assignment.rule
+            )
+            try:
+                status = await self._transmit(session, row, message, sender_address, recipients, lead.email)
+            except _Refused as exc:
+                row.status, row.error = "refused", str(exc)
+                await session.commit()
+                if exc.verdict == "retry":
+                    raise ApplicationError(f"temporary refusal: {exc}", type="SmtpTemporary") from None
+                raise ApplicationError(
+                    f"the server refused the rep's notification: {exc}", type="SendRefused", non_retryable=True
+                ) from None
+            return NotifyRepResult(status=status, outbox_key=key)
+
+    def _render_notification(
+        self,
+        input: NotifyRepInput,
+        lead: Lead,
+        rep: Rep,
+        team: Team | None,
+        recent: list[dict[str, str]],
+        msg_id: str,
+        recipients: list[str],
+        rule: str,
+    ) -> EmailMessage:
+        now = int(time.time())
+
+        def link(action: str) -> str:
+            token = Token(kind="rep", lead_id=lead.id, key=input.assignment_key, issued_at=now, extra=action)
+            return f"{self.settings.public_url}/r/{self.signer.sign(token)}"
+
+        name = " ".join(p for p in (lead.first_name, lead.last_name) if p)
+        fields = (
+            ("Email", lead.email), ("Title", lead.title), ("Company", lead.company), ("Industry", lead.industry),
+            ("Company size", lead.company_size), ("Country", lead.country), ("Region", lead.region),
+            ("Product interest", lead.product_interest), ("Owner", lead.owner),
+        )  # fmt: skip
+        deadline = (
+            f"{input.deadline.astimezone(ZoneInfo(rep.timezone)):%a %d %b %H:%M} ({rep.timezone})"
+            if input.deadline
+            else "as soon as you can"
+        )
+        context = {
+            "rep": {"name": rep.name, "email": rep.email},
+            "manager": {"name": team.manager_name if team else None},
+            "copy_manager": len(recipients) > 1,
+            "lapses": input.lapses,
+            "lead": {"name": name, "company": lead.company},
+            "profile": [(label, value) for label, value in fields if value],
+            "score": input.score.model_dump(),
+            "events": recent,
+            "accept_url": link("accept"),
+            "reject_url": link("reject"),
+            "deadline": deadline,
+            "note": input.note,
+            "rule": rule,
+            "team": team.name if team else "",
+        }
+        env = self.renderer.env
+        rendered = RenderedEmail(
+            subject=f"Lead for you: {name or 'a lead'}"
+            + (f" ({lead.company})" if lead.company else "")
+            + f", score {input.score.total}",
+            text=env.get_template("_rep/notify.txt.j2").render(context),
+            html=env.get_template("_rep/notify.html.j2").render(context),
+            locale="en",
+        )
+        message = build_message(
+            rendered, sender_name=self.default_sender[0], sender_address=self.default_sender[1], to_name=rep.name,
+            to_address=rep.email, msg_id=msg_id, date=datetime.now(UTC),
+            headers={"X-Leadloop-Outbox-Key": f"{input.assignment_key}.notify"},
+        )  # fmt: skip
+        if len(recipients) > 1 and team and team.manager_email:
+            message["Cc"] = f"{team.manager_name or ''} <{team.manager_email}>"
+        return message
+
+    async def _transmit(
+        self,
+        session: AsyncSession,
+        row: Outbox,
+        message: EmailMessage,
+        sender_address: str,
+        recipients: list[str],
+        secret: str,
+    ) -> Literal["sent", "uncertain"]:
+        """Deliver a claimed outbox row's message; the row records every outcome. Refusals are raised.
+
+        Args:
+            secret: an address to keep out of error texts bound for Temporal's history.
+        """
+        row.subject = str(message["Subject"])
+        row.attempts += 1
+        await session.commit()
+
+        async def mark_sending() -> None:
+            row.status = "sending"
+            await session.commit()
+
+        try:
+            await self._deliver(message, sender_address, recipients, mark_sending)
+        except _Uncertain as exc:
+            row.status, row.error = "uncertain", str(exc)
+            await session.commit()
+            activity.logger.warning("send %s uncertain: %s", row.key, exc)
+            return "uncertain"
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            row.status, row.error = "pending", f"{type(exc).__name__}: {exc}"
+            await session.commit()
+            # temporary: Temporal retries with backoff
+            raise ApplicationError(_redact(row.error, secret), type="SmtpUnavailable") from None
+        row.status, row.error, row.sent_at = "sent", None, datetime.now(UTC)
+        await session.commit()
+        return "sent"
+
+    async def _resume(self, session: AsyncSession, row: Outbox) -> Literal["already_sent", "uncertain"] | None:
+        """What an earlier attempt left: sent, or possibly sent (never sent blindly again), or nothing."""
+        if row.status == "sent":
+            return "already_sent"
+        if row.status in {"sending", "uncertain"}:
+            row.status = "uncertain"
+            row.error = row.error or "attempt ended between DATA and the server's reply"
+            await session.commit()
+            activity.logger.warning("send %s uncertain: not sent again", row.key)
+            return "uncertain"
+        return None
+
+    async def _claim(
+        self, session: AsyncSession, key: str, lead_id: int, cycle: int, step_id: str, cadence: str, msg_id: str
+    ) -> Outbox:
         insert = insert_for(session)
         await session.execute(
             insert(Outbox)
             .values(
                 key=key,
-                lead_id=input.lead_id,
-                cycle=input.cycle,
-                step_id=input.step_id,
-                cadence=input.cadence,
+                lead_id=lead_id,
+                cycle=cycle,
+                step_id=step_id,
+                cadence=cadence,
                 status="pending",
                 message_id=msg_id,
                 attempts=0,
@@ -157,33 +315,44 @@ class EmailActivities:
         return row
 
     def _render(
-        self, input: SendEmailInput, lead: Lead, msg_id: str, sender_name: str, sender_address: str
+        self, input: SendEmailInput, lead: Lead, msg_id: str, sender: tuple[str, str, str | None]
     ) -> EmailMessage:
+        sender_name, sender_address, reply_to = sender
+        key = outbox_key(input.lead_id, input.cycle, input.step_id)
+        links = TrackingLinks(self.signer, self.settings.public_url, lead.id, key, int(time.time()))
         step = Step(id=input.step_id, wait="0", template=input.template, subject=input.subject)
         postal = (input.sender.postal_address if input.sender else None) or self.settings.postal_address
         context = email_context(
             {f: getattr(lead, f) for f in LEAD_FIELDS} | {"attributes": lead.attributes},
             step=step, step_number=input.step_number, steps_total=input.steps_total, cadence=input.cadence,
             sender_name=sender_name, sender_address=sender_address, postal_address=postal,
-            public_url=self.settings.public_url,
+            public_url=self.settings.public_url, site_url=self.settings.site_url,
+            unsubscribe_url=links.unsubscribe_url,
         )  # fmt: skip
         try:
             rendered = self.renderer.render(step, lead.locale, input.default_locale, context)
         except (TemplateError, TemplateMissing) as exc:
             raise ApplicationError(template_error_text(exc), type="TemplateError", non_retryable=True) from exc
+        rendered = replace(rendered, html=track_html(rendered.html, links), text=track_text(rendered.text, links))
         name = " ".join(p for p in (lead.first_name, lead.last_name) if p)
+        headers = {
+            "List-Unsubscribe": f"<{links.unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "X-Leadloop-Outbox-Key": key,
+        }
+        if reply_to:
+            headers["Reply-To"] = reply_to
         try:
             return build_message(
                 rendered, sender_name=sender_name, sender_address=sender_address, to_name=name,
-                to_address=lead.email, msg_id=msg_id, date=datetime.now(UTC),
-                headers={"X-Leadloop-Outbox-Key": outbox_key(input.lead_id, input.cycle, input.step_id)},
+                to_address=lead.email, msg_id=msg_id, date=datetime.now(UTC), headers=headers,
             )  # fmt: skip
         except ValueError as exc:
             raise ApplicationError(
                 f"cannot build the message: {exc}", type="TemplateError", non_retryable=True
             ) from exc
 
-    async def _deliver(self, message: EmailMessage, sender: str, recipient: str, before_data: Any) -> None:
+    async def _deliver(self, message: EmailMessage, sender: str, recipients: list[str], before_data: Any) -> None:
         smtp = aiosmtplib.SMTP(
             hostname=self.smtp.host, port=self.smtp.port, timeout=self.smtp.timeout,
             start_tls=self.smtp.starttls if self.smtp.starttls else False, use_tls=self.smtp.use_tls,
@@ -196,10 +365,11 @@ class EmailActivities:
                 await smtp.mail(sender)
             except aiosmtplib.SMTPResponseException as exc:
                 raise _refusal(exc, "mail") from exc
-            try:
-                await smtp.rcpt(recipient)
-            except aiosmtplib.SMTPResponseException as exc:
-                raise _refusal(exc, "rcpt") from exc
+            for recipient in recipients:
+                try:
+                    await smtp.rcpt(recipient)
+                except aiosmtplib.SMTPResponseException as exc:
+                    raise _refusal(exc, "rcpt") from exc
             # DATA and its 354 first: a transaction without its final dot is discarded by the server,
             # so dying before the payload goes out is safe to retry. Only then is the row marked
             # "sending", right before the payload: what is lost after that is RFC 1047's gap.
@@ -258,6 +428,13 @@ class EmailActivities:
         raise ApplicationError(
             _redact(f"the server refused the send: {exc}", lead.email), type="SendRefused", non_retryable=True
         )
+
+
+async def owner_rep(session: AsyncSession, owner: str) -> Rep | None:
+    """The rep a lead's owner field names (by address, any case)."""
+    return (
+        await session.execute(select(Rep).where(func.lower(Rep.email) == owner.strip().lower()))
+    ).scalar_one_or_none()
 
 
 def _dot_stuffed(message: EmailMessage) -> bytes:

@@ -3,7 +3,7 @@
 import re
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -102,6 +102,12 @@ class Step(_Strict):
         return self.subject.get(locale) or self.subject[default_locale]
 
 
+class Escalation(_Strict):
+    """When a lead goes to sales: its score reaches the threshold."""
+
+    threshold: int = Field(ge=1, le=10_000)
+
+
 class Cadence(_Strict):
     """A marketer's cadence; a snapshot of it travels in each lead's workflow input."""
 
@@ -113,6 +119,10 @@ class Cadence(_Strict):
     send_window: SendWindow = SendWindow()
     sender: Sender | None = Field(default=None, description="defaults to LEADLOOP_FROM_ADDRESS")
     steps: list[Step] = Field(min_length=1)
+    escalation: Escalation | None = Field(default=None, description="absent: leads of this cadence never escalate")
+    send_as_owner: bool = Field(
+        default=False, description="an owned lead's emails come from its owner rep, with Reply-To the rep"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "Cadence":
@@ -133,7 +143,7 @@ class Cadence(_Strict):
 
 
 class CadenceError(Exception):
-    """A cadence file that cannot be loaded; each problem names file, line and field."""
+    """A cadence, scoring or routing file that cannot be loaded; each problem names file, line and field."""
 
     def __init__(self, path: Path, problems: list[tuple[int | None, str, str]]) -> None:
         self.path = path
@@ -185,6 +195,8 @@ def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | 
 
 
 Lines = dict[tuple[Any, ...], int]
+M = TypeVar("M", bound=BaseModel)
+CADENCE_SHAPE = "a cadence file must be a YAML mapping (name, version, sender, steps, ...)"
 
 
 def parse_cadence(text: str, path: Path) -> Cadence:
@@ -194,6 +206,20 @@ def parse_cadence(text: str, path: Path) -> Cadence:
 
 def parse_cadence_lines(text: str, path: Path) -> tuple[Cadence, Lines]:
     """As parse_cadence, with the line of every field (keyed by its path) for later reports."""
+    return parse_model_lines(text, path, Cadence, CADENCE_SHAPE)
+
+
+def _is_type_tag(part: Any) -> bool:
+    """pydantic names union members ('str', 'dict[str,str]') in error locations; a reader does not."""
+    return isinstance(part, str) and (part == "str" or part.startswith(("list[", "dict[", "function-")))
+
+
+def parse_model_lines(text: str, path: Path, model: type[M], shape: str) -> tuple[M, Lines]:
+    """Parse YAML text into `model`; every problem is reported with its file, line and field.
+
+    Args:
+        shape: the message for a file that is not a mapping at all, saying what it should hold.
+    """
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -202,23 +228,39 @@ def parse_cadence_lines(text: str, path: Path) -> tuple[Cadence, Lines]:
         problem = getattr(exc, "problem", None) or str(exc)
         raise CadenceError(path, [(mark.line + 1 if mark else None, "", f"malformed YAML: {problem}")]) from exc
     if node is None or not isinstance(data, dict):
-        raise CadenceError(path, [(1, "", "a cadence file must be a YAML mapping (name, version, sender, steps, ...)")])
+        raise CadenceError(path, [(1, "", shape)])
     lines: dict[tuple[Any, ...], int] = {}
     problems: list[tuple[int | None, str, str]] = []
     _line_map(node, (), lines, problems)
     try:
-        cadence = Cadence.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in {"str", "dict[str,str]"}))
+            loc = tuple(
+                p
+                for p in err["loc"]
+                if not (
+                    isinstance(p, str)
+                    and (p in {"str", "dict[str,str]"} or p.startswith(("list[", "dict[", "function-")))
+                )
+            )
             # a model-level error carries no field, so name the model it came from
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = "unknown field"
-            problems.append((_line_for(loc, lines), _dotted(loc) or "cadence", message))
+            problems.append((_line_for(loc, lines), _dotted(loc) or model.__name__.lower(), message))
     if problems:
         raise CadenceError(path, problems)
-    return cadence, lines
+    return parsed, lines
+
+
+def load_model_lines(path: Path, model: type[M], shape: str) -> tuple[M, Lines]:
+    """Read and parse one YAML file into `model` (see parse_model_lines)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CadenceError(path, [(None, "", f"cannot read: {exc.strerror}")]) from exc
+    return parse_model_lines(text, path, model, shape)
 
 
 def line_of(lines: Lines, *loc: Any) -> int | None:
@@ -232,11 +274,7 @@ def load_cadence(path: Path) -> Cadence:
 
 
 def load_cadence_lines(path: Path) -> tuple[Cadence, Lines]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CadenceError(path, [(None, "", f"cannot read: {exc.strerror}")]) from exc
-    return parse_cadence_lines(text, path)
+    return load_model_lines(path, Cadence, CADENCE_SHAPE)
 
 
 def cadence_path(cadence_dir: Path, name: str) -> Path:

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, event
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import (
     AsyncAttrs,
@@ -83,6 +83,74 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EngagementEvent(Base):
+    """An open, click, visit or unsubscribe, stored before its HTTP answer; signalled to the workflow."""
+
+    __tablename__ = "engagement_events"
+    __table_args__ = (Index("ix_engagement_events_pending", "status", "lead_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # open | click | visit | unsubscribe
+    human: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text)
+    outbox_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    url: Mapped[str | None] = mapped_column(Text)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # pending -> signalled | no_workflow (the lead's workflow had ended)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    signalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Team(Base):
+    """A sales team: how it shares leads, how fast it must answer, who its manager is."""
+
+    __tablename__ = "teams"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    strategy: Mapped[str] = mapped_column(String(16))  # round_robin | least_loaded
+    sla_seconds: Mapped[int] = mapped_column(Integer)
+    hours: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"days": [...], "start": "09:00", "end": "17:00"}
+    manager_name: Mapped[str | None] = mapped_column(String(200))
+    manager_email: Mapped[str | None] = mapped_column(String(320))
+    last_rep_id: Mapped[int | None] = mapped_column(Integer)  # the round-robin cursor
+
+
+class Rep(Base):
+    """A sales rep; inactive reps and reps at capacity get no new leads."""
+
+    __tablename__ = "reps"
+    __table_args__ = (UniqueConstraint("email", name="uq_reps_email"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200))
+    team: Mapped[str] = mapped_column(ForeignKey("teams.name", ondelete="CASCADE"), index=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    capacity: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Assignment(Base):
+    """One hand-over of a lead to a rep (or the wait for one): who, when, which rule chose them."""
+
+    __tablename__ = "assignments"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # lead-<id>.c<cycle>.a<n>
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    cycle: Mapped[int] = mapped_column(Integer)
+    rep_id: Mapped[int | None] = mapped_column(ForeignKey("reps.id", ondelete="SET NULL"), index=True)
+    team: Mapped[str | None] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(Text)
+    # assigned -> lapsed | accepted | rejected | closed ; waiting: no rep was available
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    score: Mapped[int | None] = mapped_column(Integer)
+    assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -4,6 +4,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import select
@@ -17,9 +18,11 @@ from leadloop.db import Lead, Suppression, insert_for
 from leadloop.intake import PROFILE_FIELDS, LeadIn
 from leadloop.mail import email_hash
 from leadloop.models import EnrollInput, LeadNurtureInput
+from leadloop.scoring import LeadProfile, ScoringConfig, load_scoring
 from leadloop.temporal import CADENCE_NAME, CADENCE_STEP, LEAD_STAGE
 
 WORKFLOW = "LeadNurtureWorkflow"
+BANT_FIELDS = ("budget", "authority", "need", "timeline")
 DbOutcome = Literal["new", "merged", "unchanged", "suppressed"]
 FlowOutcome = Literal["started", "already_running", "finished_earlier", "not_started"]
 
@@ -72,8 +75,34 @@ async def upsert_lead(session: AsyncSession, lead: LeadIn, cadence: str) -> tupl
     return row, "merged" if changed else "unchanged"
 
 
+def current_scoring(path: Path) -> ScoringConfig | None:
+    """scoring.yaml as it is now (its snapshot goes into each new workflow); None when there is none."""
+    return load_scoring(path) if path.exists() else None
+
+
+def lead_profile(lead: Lead) -> LeadProfile:
+    """What scoring and routing read of a lead: no address, no name."""
+    return LeadProfile(
+        industry=lead.industry,
+        company_size=lead.company_size,
+        title=lead.title,
+        country=lead.country,
+        region=lead.region,
+        product_interest=lead.product_interest,
+        owner=lead.owner,
+        attributes={k: v for k, v in (lead.attributes or {}).items() if k in BANT_FIELDS},
+    )
+
+
 async def start_lead(
-    client: Client, lead: Lead, cadence: Cadence, *, task_queue: str, time_scale: float, source: str
+    client: Client,
+    lead: Lead,
+    cadence: Cadence,
+    *,
+    task_queue: str,
+    time_scale: float,
+    source: str,
+    scoring: ScoringConfig | None = None,
 ) -> FlowOutcome:
     """Signal-with-start the lead's workflow: a running lead only records the enrolment.
 
@@ -88,6 +117,8 @@ async def start_lead(
                 cadence=cadence,
                 timezone=lead.timezone or cadence.default_timezone,
                 time_scale=time_scale,
+                scoring=scoring,
+                profile=lead_profile(lead),
             ),
             id=workflow_id(lead.id),
             task_queue=task_queue,
@@ -121,6 +152,7 @@ async def enroll_leads(
     task_queue: str,
     time_scale: float,
     source: str = "cli",
+    scoring: ScoringConfig | None = None,
     concurrency: int = 32,
     progress: Callable[[Enrolled], None] | None = None,
 ) -> EnrolmentReport:
@@ -144,7 +176,7 @@ async def enroll_leads(
         else:
             async with gate:
                 flow = await start_lead(
-                    client, row, cadence, task_queue=task_queue, time_scale=time_scale, source=source
+                    client, row, cadence, task_queue=task_queue, time_scale=time_scale, source=source, scoring=scoring
                 )
             done = Enrolled(lead.email, row.id, outcome, flow)
         if progress:

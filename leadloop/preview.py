@@ -54,6 +54,7 @@ def render_step(
     context = email_context(
         lead, step=step, step_number=index + 1, steps_total=len(cadence.steps), cadence=cadence.name,
         sender_name=name, sender_address=address, postal_address=postal, public_url=settings.public_url,
+        site_url=settings.site_url, unsubscribe_url=f"{settings.public_url}/u/preview-only",
     )  # fmt: skip
     return renderer.render(step, locale, cadence.default_locale, context)
 

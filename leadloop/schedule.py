@@ -51,6 +51,32 @@ def next_send_time(earliest: datetime, window: SendWindow, zone_name: str) -> da
     raise AssertionError("a send window with at least one day opens within two weeks")
 
 
+def add_business_time(start: datetime, duration: timedelta, hours: SendWindow, zone_name: str) -> datetime:
+    """The moment `duration` of business time (inside `hours`, in the zone) after `start`, as UTC.
+
+    A response deadline of 4 business hours set on Friday 16:00 falls on Monday 12:00.
+    """
+    zone = ZoneInfo(zone_name)
+    days = {WEEKDAYS.index(d) for d in hours.days}
+    begin, end = (hours.start.hour, hours.start.minute), (hours.end.hour, hours.end.minute)
+    left = duration
+    moment = start.astimezone(UTC)
+    for _ in range(3700):  # ten years of days: far beyond any SLA
+        day = moment.astimezone(zone).date()
+        day_dt = datetime(day.year, day.month, day.day)
+        if day.weekday() in days:
+            opens = _local(day_dt, begin, zone, closing=False)
+            closes = _local(day_dt, end, zone, closing=True)
+            if moment < closes and opens < closes:
+                moment = max(moment, opens)
+                if moment + left <= closes:
+                    return moment + left
+                left -= closes - moment
+        nxt = day_dt + timedelta(days=1)
+        moment = _local(nxt, (0, 0), zone, closing=False)
+    raise ValueError(f"business time of {duration} does not fit in ten years of these hours")
+
+
 def in_window(moment: datetime, window: SendWindow, zone_name: str) -> bool:
     """Whether a moment lies inside the send window in the zone."""
     local = moment.astimezone(ZoneInfo(zone_name))

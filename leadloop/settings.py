@@ -35,7 +35,22 @@ class Settings(BaseSettings):
     from_address: str = "Leadloop Demo <hello@leadloop.example>"
     postal_address: str = "Leadloop Demo Ltd, 1 Example Street, 10557 Athens, Greece"
     public_url: str = "http://127.0.0.1:8000"
+    site_url: str = Field(default="http://127.0.0.1:8000/site", description="the marketer's website, for links")
     secret_key: SecretStr = SecretStr("dev-insecure-change-me")
+    old_secret_keys: list[SecretStr] = Field(
+        default_factory=list, description="keys rotated out: their tokens still verify, nothing new is signed"
+    )
+    api_keys: list[SecretStr] = Field(default_factory=lambda: [SecretStr("demo-api-key")])
+    site_keys: list[str] = Field(default_factory=lambda: ["demo-site-key"])
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    token_max_age_days: int = Field(default=400, ge=1, description="open and click links older than this are dead")
+    rep_link_max_age_days: int = Field(default=7, ge=1)
+    machine_min_delay: float = Field(default=5.0, ge=0, description="hits sooner than this after a send are machines")
+    coalesce_seconds: float = Field(default=0.5, ge=0, description="events of one lead within this go as one signal")
+    relay_interval: float = Field(default=5.0, gt=0, description="how often pending events are signalled again")
+    routing_file: Path = PROJECT_ROOT / "cadences" / "routing.yaml"
+    scoring_file: Path = PROJECT_ROOT / "cadences" / "scoring.yaml"
 
     cadence_dir: Path = PROJECT_ROOT / "cadences"
     template_dir: Path = PROJECT_ROOT / "templates" / "email"
@@ -44,7 +59,11 @@ class Settings(BaseSettings):
 
     time_scale: float = Field(default=1.0, gt=0, le=10_000_000)
 
-    @field_validator("public_url")
+    def signing_keys(self) -> list[str]:
+        """Every accepted key; the first signs."""
+        return [k.get_secret_value() for k in (self.secret_key, *self.old_secret_keys)]
+
+    @field_validator("public_url", "site_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")

@@ -102,6 +102,8 @@ def email_context(
     sender_address: str,
     postal_address: str,
     public_url: str,
+    site_url: str,
+    unsubscribe_url: str,
 ) -> dict[str, Any]:
     """Everything a template may use; the same for sends, `cadence check` and `cadence preview`."""
     return {
@@ -110,4 +112,6 @@ def email_context(
         "step": {"id": step.id, "number": step_number, "total": steps_total},
         "cadence": {"name": cadence},
         "public_url": public_url,
+        "site_url": site_url,
+        "unsubscribe_url": unsubscribe_url,
     }

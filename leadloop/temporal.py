@@ -1,6 +1,7 @@
 """The one Temporal client factory, leadloop's search attribute keys and the workflow sandbox runner."""
 
 import dataclasses
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
@@ -12,20 +13,31 @@ from leadloop.settings import Settings
 LEAD_STAGE = SearchAttributeKey.for_keyword("LeadStage")
 CADENCE_NAME = SearchAttributeKey.for_keyword("CadenceName")
 CADENCE_STEP = SearchAttributeKey.for_int("CadenceStep")
+LEAD_SCORE = SearchAttributeKey.for_int("LeadScore")
+ASSIGNED_REP = SearchAttributeKey.for_keyword("AssignedRep")  # "rep-<id>": no names, no addresses
+LAST_ENGAGED_AT = SearchAttributeKey.for_datetime("LastEngagedAt")
 
 #: Every custom search attribute leadloop upserts; servers must know them before a lead starts.
-SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str] | SearchAttributeKey[int], ...] = (
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     LEAD_STAGE,
     CADENCE_NAME,
     CADENCE_STEP,
+    LEAD_SCORE,
+    ASSIGNED_REP,
+    LAST_ENGAGED_AT,
 )
+
+
+_DEV_SERVER_TYPES = {"KEYWORD": "Keyword", "INT": "Int", "DATETIME": "Datetime"}
 
 
 def dev_server_search_attribute_args() -> list[str]:
     """`--search-attribute Name=Type` arguments for `temporal server start-dev`."""
     args: list[str] = []
     for key in SEARCH_ATTRIBUTES:
-        kind = {"KEYWORD": "Keyword", "INT": "Int"}[key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_")]
+        kind = {"KEYWORD": "Keyword", "INT": "Int", "DATETIME": "Datetime"}[
+            key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_")
+        ]
         args += ["--search-attribute", f"{key.name}={kind}"]
     return args
 

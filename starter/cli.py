@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -100,6 +101,16 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _rule_loaders() -> dict[str, Callable[[Path], object]]:
+    from leadloop.routing import load_routing
+    from leadloop.scoring import load_scoring
+
+    return {"scoring.yaml": load_scoring, "routing.yaml": load_routing}
+
+
+RULE_FILES = _rule_loaders()
+
+
 @cadence_app.command("check")
 def cadence_check(
     paths: Annotated[
@@ -128,6 +139,16 @@ def cadence_check(
     renderer = EmailRenderer(settings.template_dir)
     failed = 0
     for file in files:
+        if file.name in RULE_FILES:
+            try:
+                RULE_FILES[file.name](file)
+            except CadenceError as exc:
+                failed += 1
+                for problem in exc.lines():
+                    err.print(problem, highlight=False, markup=False)
+            else:
+                console.print(f"[green]ok[/green] {file}: {file.stem} rules", highlight=False)
+            continue
         result = check_cadence(file, renderer, sample, settings)
         if result.problems:
             failed += 1
@@ -216,9 +237,13 @@ async def _enroll(leads: list[Any], cadence: Any, settings: Settings) -> Any:
     from sqlalchemy import inspect
 
     from leadloop.db import make_engine, make_sessionmaker
-    from leadloop.enrollment import enroll_leads
+    from leadloop.enrollment import current_scoring, enroll_leads
     from leadloop.temporal import connect
 
+    try:
+        scoring = current_scoring(settings.scoring_file)
+    except CadenceError as exc:
+        raise _fail("\n".join(exc.lines())) from None
     try:
         client = await connect(settings)
     except RuntimeError as exc:
@@ -238,7 +263,7 @@ async def _enroll(leads: list[Any], cadence: Any, settings: Settings) -> Any:
             return await enroll_leads(
                 leads, cadence, sessionmaker=make_sessionmaker(engine), client=client,
                 task_queue=settings.task_queue, time_scale=settings.time_scale,
-                progress=lambda _: progress.advance(task),
+                scoring=scoring, progress=lambda _: progress.advance(task),
             )  # fmt: skip
     finally:
         await engine.dispose()

@@ -1,24 +1,43 @@
 """LeadNurtureWorkflow: one durable workflow per lead that drips its cadence inside send windows."""
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from leadloop.models import (
+        AssignLeadInput,
+        AssignLeadResult,
+        CloseAssignmentInput,
+        EngagementCounts,
+        EngagementEvent,
+        EngagementInput,
         EnrollInput,
         LeadNurtureInput,
         LeadNurtureResult,
         LeadState,
+        NotifyRepInput,
+        NotifyRepResult,
+        RerouteInput,
         RetrySendInput,
         SendEmailInput,
         SendEmailResult,
         Stage,
     )
-    from leadloop.schedule import DemoClock, describe_local, next_send_time
-    from leadloop.temporal import CADENCE_NAME, CADENCE_STEP, LEAD_STAGE
+    from leadloop.schedule import DemoClock, add_business_time, describe_local, next_send_time
+    from leadloop.scoring import Engagement, Score, compute_score
+    from leadloop.temporal import (
+        ASSIGNED_REP,
+        CADENCE_NAME,
+        CADENCE_STEP,
+        LAST_ENGAGED_AT,
+        LEAD_SCORE,
+        LEAD_STAGE,
+    )
 
 #: SMTP 4xx and lost connections retry with backoff, without limit: a relay that is down for an
 #: hour must not lose the email. Permanent refusals are raised non-retryable by the activity.
@@ -28,6 +47,20 @@ SEND_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
 )
 SEND_TIMEOUT = timedelta(seconds=30)
+#: Routing and the rep's notification: database work that retries until it succeeds.
+SALES_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+)
+SALES_TIMEOUT = timedelta(seconds=30)
+#: A lead with no rep available retries routing no slower than this (real time).
+MAX_ROUTING_BACKOFF = timedelta(days=1)
+#: Event ids remembered to apply each event once; the HTTP side marks what it signalled, so only
+#: a race between two signallers repeats an id, and it repeats a recent one.
+SEEN_EVENT_IDS = 2000
+#: Human events kept for scoring; per-rule caps make older ones worth nothing more.
+SCORED_EVENTS = 500
 #: Error types on which the lead leaves nurture for good.
 SUPPRESSING_ERRORS = frozenset({"HardBounce", "Suppressed"})
 #: Error types the sender must fix; the workflow waits for an operator's retry.
@@ -56,15 +89,34 @@ class LeadNurtureWorkflow:
         self._blocked_reason: str | None = None
         self._retry_requested = False
         self._enrolments = 0
-        self._published: tuple[str, int] | None = None
+        self._published: tuple[object, ...] | None = None
+        self._seen_ids: list[str] = []
+        self._seen_set: set[str] = set()
+        self._scored: list[Engagement] = []
+        self._counts = EngagementCounts()
+        self._score: Score = self._compute_score()
+        self._last_engaged_at: datetime | None = None
+        self._escalate = False
+        self._unsubscribed = False
+        self._reroute = False
+        self._assignment: AssignLeadResult | None = None
+        self._response_due: datetime | None = None
+        self._lapsed: list[int] = []
+        self._waiting_for = ""
+        self._details = ""
 
     @workflow.run
     async def run(self, input: LeadNurtureInput) -> LeadNurtureResult:
         cadence = input.cadence
         clock = DemoClock(input.origin or workflow.now(), input.time_scale)
+        self._clock = clock
         last_planned = clock.cadence_time(workflow.now())
         self._publish()
         while self._step_index < len(cadence.steps):
+            if self._unsubscribed:
+                return await self._finish("suppressed", "unsubscribed")
+            if self._escalate:
+                return await self._with_sales()
             step = cadence.steps[self._step_index]
             number = self._step_index + 1
             earliest = max(last_planned + step.wait, clock.cadence_time(workflow.now()))
@@ -72,11 +124,16 @@ class LeadNurtureWorkflow:
             delay = clock.real_delay(workflow.now(), planned)
             self._next_send_at = workflow.now() + delay
             when = describe_local(planned, input.timezone)
-            self._publish(f"step {number} of {len(cadence.steps)} '{step.id}', next email {when}")
+            self._waiting_for = f"step {number} of {len(cadence.steps)} '{step.id}', next email {when}"
+            self._publish(self._waiting_for)
             if delay > timedelta(0):
-                await workflow.sleep(
-                    delay, summary=f"wait {format_wait(step.wait)} → {when}, step {number} '{step.id}'"
-                )
+                # a timer that an unsubscribe or an escalation cuts short
+                if await self._wait(
+                    lambda: self._unsubscribed or self._escalate,
+                    delay,
+                    f"wait {format_wait(step.wait)} → {when}, step {number} '{step.id}'",
+                ):
+                    continue
             try:
                 result = await workflow.execute_activity(
                     "send_email",
@@ -91,6 +148,7 @@ class LeadNurtureWorkflow:
                         cadence=cadence.name,
                         default_locale=cadence.default_locale,
                         sender=cadence.sender,
+                        send_as_owner=cadence.send_as_owner,
                     ),
                     result_type=SendEmailResult,
                     start_to_close_timeout=SEND_TIMEOUT,
@@ -115,7 +173,153 @@ class LeadNurtureWorkflow:
             last_planned = planned
             self._step_index += 1
         self._next_send_at = None
+        if self._unsubscribed:
+            return await self._finish("suppressed", "unsubscribed")
+        if self._escalate:
+            return await self._with_sales()
         return await self._finish("cadence_complete", f"cadence '{cadence.name}' complete")
+
+    async def _wait(self, condition: Callable[[], bool], limit: timedelta, summary: str) -> bool:
+        """A durable timer that `condition` cuts short; True when it did."""
+        try:
+            await workflow.wait_condition(condition, timeout=limit, timeout_summary=summary)
+        except TimeoutError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ sales
+
+    async def _with_sales(self) -> LeadNurtureResult:
+        """Hand the lead to a rep: route, notify, and move on to the next rep when one lets it lapse."""
+        self._stage = "with_sales"
+        self._next_send_at = None
+        self._escalate = False
+        attempt = 0
+        backoff: timedelta | None = None
+        while not self._unsubscribed:
+            attempt += 1
+            key = f"lead-{self._input.lead_id}.c{self._input.cycle}.a{attempt}"
+            self._publish(f"score {self._score.total} reached {self._threshold()}: routing to a rep")
+            assignment = await workflow.execute_activity(
+                "assign_lead",
+                AssignLeadInput(
+                    key=key,
+                    lead_id=self._input.lead_id,
+                    cycle=self._input.cycle,
+                    score=self._score.total,
+                    profile=self._input.profile,
+                    exclude_rep_ids=list(self._lapsed),
+                ),
+                result_type=AssignLeadResult,
+                start_to_close_timeout=SALES_TIMEOUT,
+                retry_policy=SALES_RETRY,
+                summary=f"route lead (attempt {attempt}, score {self._score.total})",
+            )
+            if not assignment.assigned:
+                self._assignment = None
+                backoff = (
+                    min(backoff * 2, MAX_ROUTING_BACKOFF)
+                    if backoff
+                    else assignment.retry_after / self._input.time_scale
+                )
+                self._waiting_for = f"a rep: {assignment.reason}"
+                self._publish(f"unassigned, waiting for {self._waiting_for}")
+                self._reroute = False
+                await self._wait(
+                    lambda: self._reroute or self._unsubscribed, backoff, f"no rep available; route again in {backoff}"
+                )
+                continue
+            backoff = None
+            self._assignment = assignment
+            cadence_now = self._clock.cadence_time(workflow.now())
+            due = add_business_time(cadence_now, assignment.sla, assignment.business_hours, assignment.rep_timezone)
+            delay = self._clock.real_delay(workflow.now(), due)
+            self._response_due = workflow.now() + delay
+            copy_manager = len(self._lapsed) >= 2 and assignment.has_manager
+            await workflow.execute_activity(
+                "notify_rep",
+                NotifyRepInput(
+                    assignment_key=key,
+                    lead_id=self._input.lead_id,
+                    cycle=self._input.cycle,
+                    attempt=attempt,
+                    score=self._score,
+                    copy_manager=copy_manager,
+                    lapses=len(self._lapsed),
+                    deadline=due,
+                    note=f"after {len(self._lapsed)} lapsed hand-over(s)" if self._lapsed else "",
+                ),
+                result_type=NotifyRepResult,
+                start_to_close_timeout=SALES_TIMEOUT,
+                retry_policy=SEND_RETRY,
+                summary=f"notify rep-{assignment.rep_id} ({assignment.team})"
+                + (", manager copied" if copy_manager else ""),
+            )
+            when = describe_local(due, assignment.rep_timezone)
+            self._waiting_for = f"rep-{assignment.rep_id} to accept or reject by {when}"
+            self._publish(f"with rep-{assignment.rep_id} ({assignment.rule}); response due {when}")
+            if await self._wait(lambda: self._unsubscribed, delay, f"response due {when} (rep-{assignment.rep_id})"):
+                break
+            await workflow.execute_activity(
+                "close_assignment",
+                CloseAssignmentInput(key=key, status="lapsed"),
+                start_to_close_timeout=SALES_TIMEOUT,
+                retry_policy=SALES_RETRY,
+                summary=f"rep-{assignment.rep_id} let the lead lapse",
+            )
+            assert assignment.rep_id is not None
+            self._lapsed.append(assignment.rep_id)
+            self._assignment = None
+            self._response_due = None
+        if self._assignment is not None:
+            key = f"lead-{self._input.lead_id}.c{self._input.cycle}.a{attempt}"
+            await workflow.execute_activity(
+                "close_assignment",
+                CloseAssignmentInput(key=key, status="closed"),
+                start_to_close_timeout=SALES_TIMEOUT,
+                retry_policy=SALES_RETRY,
+                summary="lead unsubscribed: assignment closed",
+            )
+        return await self._finish("suppressed", "unsubscribed")
+
+    def _threshold(self) -> int | None:
+        escalation = self._input.cadence.escalation
+        return escalation.threshold if escalation else None
+
+    # ------------------------------------------------------------------ engagement
+
+    def _compute_score(self) -> Score:
+        if self._input.scoring is None:
+            return Score()
+        return compute_score(
+            self._input.scoring, self._input.profile, self._scored, workflow.now(), time_scale=self._input.time_scale
+        )
+
+    def _apply(self, event: EngagementEvent) -> bool:
+        """Count one event; True when it was human and so calls for a new score."""
+        if event.kind == "unsubscribe":
+            self._unsubscribed = True
+            return False
+        counts = self._counts
+        if event.kind == "open":
+            if event.human:
+                counts.human_opens += event.count
+            else:
+                counts.machine_opens += event.count
+        elif event.kind == "click":
+            if event.human:
+                counts.human_clicks += event.count
+            else:
+                counts.machine_clicks += event.count
+        elif event.human:
+            counts.visits += event.count
+        if not event.human:
+            return False
+        self._last_engaged_at = max(event.at, self._last_engaged_at) if self._last_engaged_at else event.at
+        for _ in range(min(event.count, SCORED_EVENTS)):
+            self._scored.append(Engagement(kind=event.kind, at=event.at, url=event.url))
+        del self._scored[:-SCORED_EVENTS]
+        return True
 
     async def _blocked(self, step_id: str, reason: str) -> None:
         """Wait, visibly, until an operator says the cause of a refused send is fixed."""
@@ -124,7 +328,7 @@ class LeadNurtureWorkflow:
         self._next_send_at = None
         self._publish(f"sending blocked at step '{step_id}': {reason}; waiting for `leadloop retry`")
         self._retry_requested = False
-        await workflow.wait_condition(lambda: self._retry_requested)
+        await workflow.wait_condition(lambda: self._retry_requested or self._unsubscribed)
         self._stage = "nurturing"
         self._blocked_reason = None
 
@@ -136,18 +340,26 @@ class LeadNurtureWorkflow:
 
     def _publish(self, details: str | None = None) -> None:
         """Keep search attributes and the UI's current details in step with the state."""
-        current = (self._stage, min(self._step_index + 1, len(self._input.cadence.steps)))
+        step = min(self._step_index + 1, len(self._input.cadence.steps))
+        rep = f"rep-{self._assignment.rep_id}" if self._assignment and self._assignment.rep_id else ""
+        current = (self._stage, step, self._score.total, rep, self._last_engaged_at)
         if current != self._published:  # each upsert is a history event: only on change
             self._published = current
-            workflow.upsert_search_attributes(
-                [
-                    LEAD_STAGE.value_set(current[0]),
-                    CADENCE_NAME.value_set(self._input.cadence.name),
-                    CADENCE_STEP.value_set(current[1]),
-                ]
-            )
+            updates: list[SearchAttributeUpdate[Any]] = [
+                LEAD_STAGE.value_set(self._stage),
+                CADENCE_NAME.value_set(self._input.cadence.name),
+                CADENCE_STEP.value_set(step),
+                LEAD_SCORE.value_set(self._score.total),
+                ASSIGNED_REP.value_set(rep) if rep else ASSIGNED_REP.value_unset(),
+            ]
+            if self._last_engaged_at:
+                updates.append(LAST_ENGAGED_AT.value_set(self._last_engaged_at))
+            workflow.upsert_search_attributes(updates)
+        threshold = self._threshold()
+        score = f"score {self._score.total}/{threshold}" if threshold else f"score {self._score.total}"
         if details:
-            workflow.set_current_details(f"{self._stage}: {details}; {self._sends} sent")
+            self._details = details
+        workflow.set_current_details(f"{self._stage}: {self._details}; {score}; {self._sends} sent")
 
     @workflow.signal
     def enroll(self, input: EnrollInput) -> None:
@@ -158,6 +370,37 @@ class LeadNurtureWorkflow:
                 "lead %s enrolled again (%s, from %s): keeps cadence '%s'",
                 self._input.lead_id, input.cadence_name, input.source, self._input.cadence.name,
             )  # fmt: skip
+
+    @workflow.signal
+    def engagement(self, input: EngagementInput) -> None:
+        """Events from the HTTP service, coalesced; each event id is applied once."""
+        rescore = False
+        for event in input.events:
+            if event.id in self._seen_set:
+                continue
+            self._seen_set.add(event.id)
+            self._seen_ids.append(event.id)
+            rescore = self._apply(event) or rescore
+        if len(self._seen_ids) > SEEN_EVENT_IDS:
+            for old in self._seen_ids[:-SEEN_EVENT_IDS]:
+                self._seen_set.discard(old)
+            del self._seen_ids[:-SEEN_EVENT_IDS]
+        if rescore:
+            self._score = self._compute_score()
+            threshold = self._threshold()
+            if (
+                threshold is not None
+                and self._score.total >= threshold
+                and self._stage in ("nurturing", "send_blocked")
+            ):
+                self._escalate = True
+                self._retry_requested = True  # a blocked send gives way to sales
+        self._publish()
+
+    @workflow.signal
+    def reroute(self, input: RerouteInput) -> None:
+        """Reps changed: a lead waiting for one tries routing again now."""
+        self._reroute = True
 
     @workflow.signal
     def retry_send(self, input: RetrySendInput) -> None:
@@ -182,4 +425,15 @@ class LeadNurtureWorkflow:
             uncertain_sends=self._uncertain,
             blocked_reason=self._blocked_reason,
             enrolments=self._enrolments,
+            score=self._score,
+            threshold=self._threshold(),
+            engagement=self._counts,
+            last_engaged_at=self._last_engaged_at,
+            assigned_rep=self._assignment.rep_name if self._assignment else None,
+            assigned_rep_id=self._assignment.rep_id if self._assignment else None,
+            team=self._assignment.team if self._assignment else None,
+            assignment_key=self._assignment.key if self._assignment else None,
+            response_due=self._response_due,
+            lapsed_rep_ids=list(self._lapsed),
+            waiting_for=self._waiting_for,
         )

@@ -1,0 +1,239 @@
+"""Lead scoring: profile fit plus decaying engagement points, from the marketer's scoring.yaml (pure)."""
+
+import fnmatch
+import itertools
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from leadloop.cadence import Lines, Wait, load_model_lines, parse_model_lines
+
+EventKind = Literal["open", "click", "visit"]
+BantField = Literal["budget", "authority", "need", "timeline"]
+SCORING_SHAPE = "a scoring file must be a YAML mapping (version, half_life, profile, engagement)"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SizeBand(_Strict):
+    """Points for a company size (employees) from `min` to `max` inclusive; no max: and above."""
+
+    min: int = Field(default=0, ge=0)
+    max: int | None = Field(default=None, ge=0)
+    points: int = Field(ge=-1000, le=1000)
+
+    def holds(self, size: int) -> bool:
+        return self.min <= size and (self.max is None or size <= self.max)
+
+
+class TitleRule(_Strict):
+    """Points when the title holds one of the keywords; in each group only the best rule counts."""
+
+    group: str = Field(default="seniority", pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    keywords: list[str] = Field(min_length=1)
+    points: int = Field(ge=-1000, le=1000)
+
+
+class ProfileRules(_Strict):
+    industry: dict[str, int] = Field(default_factory=dict)
+    company_size: list[SizeBand] = Field(default_factory=list)
+    title: list[TitleRule] = Field(default_factory=list)
+    region: dict[str, int] = Field(default_factory=dict)
+    country: dict[str, int] = Field(default_factory=dict)
+    product_interest: dict[str, int] = Field(default_factory=dict)
+    fields: dict[BantField, int] = Field(
+        default_factory=dict, description="points when the lead has the field (BANT: budget, authority, ...)"
+    )
+
+    @model_validator(mode="after")
+    def _bands_apart(self) -> "ProfileRules":
+        for band in self.company_size:
+            if band.max is not None and band.max < band.min:
+                raise ValueError(f"company_size band {band.min}-{band.max}: max is below min")
+        ordered = sorted(self.company_size, key=lambda b: b.min)
+        for low, high in itertools.pairwise(ordered):
+            if low.max is None or low.max >= high.min:
+                raise ValueError(
+                    f"company_size bands overlap: {low.min}-{low.max if low.max is not None else '…'} "
+                    f"and {high.min}-{high.max if high.max is not None else '…'}"
+                )
+        return self
+
+
+class EngagementRule(_Strict):
+    """Points per human event of a kind, optionally only for URLs matching a glob (a tag such as pricing)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    kind: EventKind
+    url: str | None = Field(default=None, description="glob on the clicked or visited URL, e.g. '*/pricing*'")
+    points: int = Field(ge=0, le=1000)
+    cap: int | None = Field(default=None, ge=0, description="most points this rule gives in all")
+
+    def matches(self, kind: str, url: str) -> bool:
+        return kind == self.kind and (self.url is None or fnmatch.fnmatchcase(url.lower(), self.url.lower()))
+
+
+class ScoringConfig(_Strict):
+    """The marketer's scoring rules; a snapshot travels in each workflow so edits never rewrite the past."""
+
+    version: int = Field(ge=1)
+    half_life: Wait | None = Field(default=None, description="engagement points halve after this; none: no decay")
+    profile: ProfileRules = ProfileRules()
+    engagement: list[EngagementRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> "ScoringConfig":
+        names = [r.name for r in self.engagement]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"engagement rule names must be unique; repeated: {', '.join(dupes)}")
+        catch_all: dict[str, str] = {}
+        for rule in self.engagement:
+            if rule.kind in catch_all:
+                raise ValueError(
+                    f"engagement rule {rule.name!r} can never match: rule {catch_all[rule.kind]!r} before it "
+                    f"takes every {rule.kind}; put URL-specific rules first"
+                )
+            if rule.url is None:
+                catch_all[rule.kind] = rule.name
+        if self.half_life is not None and self.half_life <= timedelta(0):
+            raise ValueError("half_life must be longer than zero")
+        return self
+
+
+class LeadProfile(BaseModel):
+    """The fields of a lead that scoring and routing read (no address, no name)."""
+
+    industry: str | None = None
+    company_size: str | None = None
+    title: str | None = None
+    country: str | None = None
+    region: str | None = None
+    product_interest: str | None = None
+    owner: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class Engagement(BaseModel):
+    """What scoring needs of an event."""
+
+    kind: EventKind
+    at: datetime
+    url: str = ""
+
+
+class ScoreItem(BaseModel):
+    rule: str
+    points: int
+
+
+class Score(BaseModel):
+    """A score and which rule gave which points."""
+
+    total: int = 0
+    profile: int = 0
+    engagement: int = 0
+    items: list[ScoreItem] = Field(default_factory=list)
+
+
+_SIZE = re.compile(r"(\d[\d,.\s]*)")
+
+
+def company_headcount(value: str | None) -> int | None:
+    """'51-200' -> 51, '1000+' -> 1000, '1,200' -> 1200; the lower bound of what was written."""
+    if not value:
+        return None
+    match = _SIZE.search(value)
+    if not match:
+        return None
+    digits = re.sub(r"[,.\s]", "", match.group(1))
+    return int(digits) if digits else None
+
+
+def _lookup(table: dict[str, int], value: str | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    wanted = value.strip().casefold()
+    for key, points in table.items():
+        if key.casefold() == wanted:
+            return key, points
+    return None
+
+
+def profile_items(rules: ProfileRules, lead: LeadProfile) -> list[ScoreItem]:
+    """Profile-fit points, one item per rule that applies."""
+    items: list[ScoreItem] = []
+    for field in ("industry", "region", "country", "product_interest"):
+        hit = _lookup(getattr(rules, field), getattr(lead, field))
+        if hit:
+            items.append(ScoreItem(rule=f"{field}={hit[0]}", points=hit[1]))
+    size = company_headcount(lead.company_size)
+    if size is not None:
+        for band in rules.company_size:
+            if band.holds(size):
+                label = f"{band.min}-{band.max}" if band.max is not None else f"{band.min}+"
+                items.append(ScoreItem(rule=f"company_size {label}", points=band.points))
+                break
+    if lead.title:
+        words = set(re.findall(r"\w+", lead.title.casefold()))
+        best: dict[str, ScoreItem] = {}
+        for rule in rules.title:
+            hit_word = next((k for k in rule.keywords if k.casefold() in words), None)
+            if hit_word and (rule.group not in best or rule.points > best[rule.group].points):
+                best[rule.group] = ScoreItem(rule=f"title {rule.group} '{hit_word}'", points=rule.points)
+        items.extend(best.values())
+    for field, points in rules.fields.items():
+        value = lead.attributes.get(field)
+        if value not in (None, "", [], {}):
+            items.append(ScoreItem(rule=f"has {field}", points=points))
+    return items
+
+
+def compute_score(
+    config: ScoringConfig,
+    lead: LeadProfile,
+    events: list[Engagement],
+    now: datetime,
+    *,
+    time_scale: float = 1.0,
+) -> Score:
+    """The score at `now`: profile fit plus each human event's points, decayed, capped per rule.
+
+    Args:
+        time_scale: how many cadence seconds pass per real second (demo speed), so a half-life of
+            14 days lasts 14 s at 86400.
+    """
+    items = profile_items(config.profile, lead)
+    earned: dict[str, float] = {}
+    for event in events:
+        rule = next((r for r in config.engagement if r.matches(event.kind, event.url)), None)
+        if rule is None:
+            continue
+        points = float(rule.points)
+        if config.half_life is not None:
+            age = max((now - event.at).total_seconds(), 0.0) * time_scale
+            points *= 0.5 ** (age / config.half_life.total_seconds())
+        earned[rule.name] = earned.get(rule.name, 0.0) + points
+    engagement = 0
+    for rule in config.engagement:
+        if rule.name in earned:
+            value = earned[rule.name] if rule.cap is None else min(earned[rule.name], rule.cap)
+            points = round(value)
+            engagement += points
+            items.append(ScoreItem(rule=f"{rule.kind} {rule.name}", points=points))
+    profile = sum(i.points for i in items) - engagement
+    return Score(total=profile + engagement, profile=profile, engagement=engagement, items=items)
+
+
+def parse_scoring_lines(text: str, path: Path) -> tuple[ScoringConfig, Lines]:
+    return parse_model_lines(text, path, ScoringConfig, SCORING_SHAPE)
+
+
+def load_scoring(path: Path) -> ScoringConfig:
+    """Load scoring.yaml; CadenceError names file, line and field of every problem."""
+    return load_model_lines(path, ScoringConfig, SCORING_SHAPE)[0]

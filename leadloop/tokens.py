@@ -1,0 +1,88 @@
+"""Signed, URL-safe tokens for the links in emails: HMAC-SHA256 over a compact payload, key rotation."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+TokenKind = Literal["open", "click", "unsubscribe", "rep", "visitor"]
+_KIND_CODES: dict[TokenKind, str] = {"open": "o", "click": "c", "unsubscribe": "u", "rep": "r", "visitor": "v"}
+_CODE_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
+_SIG_BYTES = 32  # the whole SHA-256 tag: tokens are long-lived and must not be guessable
+
+
+class TokenError(Exception):
+    """A token that is malformed, tampered with, signed by an unknown key or expired."""
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: TokenKind
+    lead_id: int
+    key: str  # outbox key for email links; assignment key for rep links; "" for visitor ids
+    issued_at: int  # unix seconds
+    url: str = ""  # the landing page of a click
+    extra: str = ""  # a click's flag ("h" marks the honeypot) or a rep link's action
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    if not text or any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" for c in text):
+        raise TokenError("not a token")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError as exc:
+        raise TokenError("not a token") from exc
+
+
+class Signer:
+    """Signs with the first key and accepts any of them, so a key can be rotated without breaking links."""
+
+    def __init__(self, keys: list[str]) -> None:
+        usable = [k for k in keys if k]
+        if not usable:
+            raise ValueError("at least one secret key is needed to sign tokens")
+        self._keys = [k.encode("utf-8") for k in usable]
+
+    def _mac(self, key: bytes, payload: bytes) -> bytes:
+        return hmac.new(key, payload, hashlib.sha256).digest()
+
+    def sign(self, token: Token) -> str:
+        fields = [_KIND_CODES[token.kind], token.lead_id, token.key, token.issued_at, token.url, token.extra]
+        while fields and fields[-1] == "":  # compact: trailing empty fields are left out
+            fields.pop()
+        payload = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return _b64(payload + self._mac(self._keys[0], payload))
+
+    def verify(self, text: str, *, kind: TokenKind | None = None, max_age: float | None = None) -> Token:
+        """The token inside `text`, or TokenError; `max_age` in seconds, None for no expiry."""
+        raw = _unb64(text)
+        if len(raw) <= _SIG_BYTES:
+            raise TokenError("token too short")
+        payload, tag = raw[:-_SIG_BYTES], raw[-_SIG_BYTES:]
+        if not any(hmac.compare_digest(tag, self._mac(key, payload)) for key in self._keys):
+            raise TokenError("bad signature")
+        try:
+            fields = json.loads(payload.decode("utf-8"))
+            code, lead_id, key, issued_at, *rest = fields
+            token = Token(
+                kind=_CODE_KINDS[code],
+                lead_id=int(lead_id),
+                key=str(key),
+                issued_at=int(issued_at),
+                url=str(rest[0]) if rest else "",
+                extra=str(rest[1]) if len(rest) > 1 else "",
+            )
+        except (ValueError, TypeError, KeyError) as exc:  # signed by us, so only a format change lands here
+            raise TokenError("unreadable token") from exc
+        if kind is not None and token.kind != kind:
+            raise TokenError(f"a {token.kind} token, not a {kind} token")
+        if max_age is not None and time.time() - token.issued_at > max_age:
+            raise TokenError("token expired")
+        return token

@@ -1,0 +1,114 @@
+"""Scoring rules: profile fit, engagement with caps and half-life, and refused files."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from leadloop import PROJECT_ROOT
+from leadloop.cadence import CadenceError
+from leadloop.scoring import (
+    Engagement,
+    LeadProfile,
+    company_headcount,
+    compute_score,
+    load_scoring,
+    parse_scoring_lines,
+)
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+RULES = """\
+version: 1
+half_life: 10d
+profile:
+  industry: {software: 15}
+  company_size:
+    - {min: 1, max: 50, points: 5}
+    - {min: 51, max: 200, points: 10}
+  title:
+    - {group: seniority, keywords: [director, head], points: 10}
+    - {group: seniority, keywords: [chief, cto], points: 20}
+    - {group: authority, keywords: [procurement], points: 7}
+  country: {GR: 5}
+  fields: {budget: 10}
+engagement:
+  - {name: pricing, kind: click, url: "*/pricing*", points: 25, cap: 30}
+  - {name: click, kind: click, points: 10}
+  - {name: open, kind: open, points: 3, cap: 6}
+"""
+
+
+def rules():
+    return parse_scoring_lines(RULES, Path("scoring.yaml"))[0]
+
+
+def test_profile_fit_names_each_rule() -> None:
+    lead = LeadProfile(
+        industry="Software",
+        company_size="51-200",
+        title="CTO and Head of Procurement",
+        country="gr",
+        attributes={"budget": "50k"},
+    )
+    score = compute_score(rules(), lead, [], NOW)
+    assert {i.rule: i.points for i in score.items} == {
+        "industry=software": 15,
+        "country=GR": 5,
+        "company_size 51-200": 10,
+        "title seniority 'cto'": 20,
+        "title authority 'procurement'": 7,
+        "has budget": 10,
+    }
+    assert score.total == score.profile == 67
+
+
+def test_engagement_caps_and_url_tags() -> None:
+    events = [Engagement(kind="open", at=NOW) for _ in range(5)]
+    events += [Engagement(kind="click", at=NOW, url="https://site.example/pricing")] * 2
+    events += [Engagement(kind="click", at=NOW, url="https://site.example/blog")]
+    score = compute_score(rules(), LeadProfile(), events, NOW)
+    assert {i.rule: i.points for i in score.items} == {"click pricing": 30, "click click": 10, "open open": 6}
+    assert score.engagement == 46
+
+
+def test_half_life_decays_engagement() -> None:
+    old = [Engagement(kind="click", at=NOW - timedelta(days=10), url="x")]
+    assert compute_score(rules(), LeadProfile(), old, NOW).engagement == 5
+    # at demo speed a day lasts a second: ten "days" are ten seconds
+    demo = [Engagement(kind="click", at=NOW - timedelta(seconds=10), url="x")]
+    assert compute_score(rules(), LeadProfile(), demo, NOW, time_scale=86400).engagement == 5
+
+
+def test_sample_rules_load() -> None:
+    assert load_scoring(PROJECT_ROOT / "cadences" / "scoring.yaml").version >= 1
+
+
+@pytest.mark.parametrize(
+    "value, expected", [("51-200", 51), ("1000+", 1000), ("1,200", 1200), ("about 12", 12), ("", None), ("many", None)]
+)
+def test_headcount(value: str, expected: int | None) -> None:
+    assert company_headcount(value) == expected
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (RULES.replace("half_life: 10d", "half_life: 10d\ncolour: red"), "scoring.yaml:3: colour: unknown field"),
+        (RULES.replace("{name: open,", "{name: open, weight: 2,"), "weight: unknown field"),
+        (RULES.replace("{min: 51, max: 200", "{min: 40, max: 200"), "company_size bands overlap"),
+        (
+            RULES.replace('  - {name: pricing, kind: click, url: "*/pricing*", points: 25, cap: 30}\n', "")
+            + '  - {name: pricing, kind: click, url: "*/pricing*", points: 25}\n',
+            "can never match",
+        ),
+        (RULES.replace("name: click,", "name: open,"), "must be unique"),
+        (RULES.replace("points: 3, cap: 6", "points: -3"), "greater than or equal to 0"),
+        (RULES.replace("kind: open", "kind: reply"), "engagement[2].kind"),
+        ("- just a list\n", "must be a YAML mapping"),
+        ("version: [\n", "malformed YAML"),
+    ],
+)
+def test_bad_files_name_line_and_field(text: str, message: str) -> None:
+    with pytest.raises(CadenceError) as caught:
+        parse_scoring_lines(text, Path("scoring.yaml"))
+    assert message in str(caught.value)
