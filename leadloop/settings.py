@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     )
     api_keys: list[SecretStr] = Field(default_factory=lambda: [SecretStr("demo-api-key")])
     site_keys: list[str] = Field(default_factory=lambda: ["demo-site-key"])
+    default_cadence: str = "welcome"
+    demo_site: bool = Field(default=True, description="serve the demo company's website under /site")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     token_max_age_days: int = Field(default=400, ge=1, description="open and click links older than this are dead")

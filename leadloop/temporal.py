@@ -42,14 +42,19 @@ def dev_server_search_attribute_args() -> list[str]:
     return args
 
 
-async def connect(settings: Settings) -> Client:
-    """A client with the pydantic data converter, for the worker, the CLI and the HTTP service."""
+async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+    """A client with the pydantic data converter, for the worker, the CLI and the HTTP service.
+
+    Args:
+        lazy: connect on first use, so a service can start (and store events) while Temporal is down.
+    """
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
         tls=settings.temporal_tls or settings.temporal_api_key is not None,
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+        lazy=lazy,
     )
 
 

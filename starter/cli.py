@@ -19,6 +19,10 @@ cadence_app = typer.Typer(help="Check and preview marketers' cadence files.", no
 db_app = typer.Typer(help="leadloop's own database.", no_args_is_help=True)
 app.add_typer(cadence_app, name="cadence")
 app.add_typer(db_app, name="db")
+reps_app = typer.Typer(help="Sales teams and reps.", no_args_is_help=True)
+app.add_typer(reps_app, name="reps")
+event_app = typer.Typer(help="Inject an engagement event by hand (operators, demos).", no_args_is_help=True)
+app.add_typer(event_app, name="event")
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -327,6 +331,212 @@ def state(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
     for key, value in current.model_dump().items():
         table.add_row(key, "" if value is None else str(value))
     console.print(table)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="default LEADLOOP_API_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="default LEADLOOP_API_PORT")] = None,
+) -> None:
+    """Run the HTTP service (tracking, beacon, unsubscribe, intake) with its event relay."""
+    import uvicorn
+
+    from starter.api import create_app
+
+    _logging()
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port, log_level="info")
+
+
+@app.command()
+def relay(
+    once: Annotated[bool, typer.Option("--once", help="one round, then exit")] = False,
+) -> None:
+    """Signal stored events that their workflows have not heard of yet (Temporal was unreachable)."""
+    from leadloop.db import make_engine, make_sessionmaker
+    from leadloop.events import EventSignaller
+    from leadloop.temporal import connect
+
+    _logging()
+    settings = get_settings()
+
+    async def run() -> int:
+        engine = make_engine(settings.database_url)
+        client = await connect(settings, lazy=True)
+
+        async def get_client() -> Any:
+            return client
+
+        signaller = EventSignaller(make_sessionmaker(engine), get_client, settings.coalesce_seconds)
+        try:
+            if once:
+                return await signaller.sweep()
+            await signaller.relay(settings.relay_interval)
+            return 0
+        finally:
+            await engine.dispose()
+
+    try:
+        sent = asyncio.run(run())
+    except KeyboardInterrupt:
+        return
+    console.print(f"{sent} pending event(s) signalled")
+
+
+@reps_app.command("import")
+def reps_import(path: Annotated[Path, typer.Argument(help="reps.yaml: teams and their reps")]) -> None:
+    """Make the database hold these teams and reps; reps left out become inactive. Waiting leads retry."""
+    from leadloop.db import make_engine, make_sessionmaker
+    from leadloop.roster import import_roster, waiting_leads
+    from leadloop.routing import load_roster
+
+    settings = get_settings()
+    try:
+        roster = load_roster(path)
+    except CadenceError as exc:
+        raise _fail("\n".join(exc.lines())) from None
+
+    async def run() -> tuple[Any, int]:
+        engine = make_engine(settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                report = await import_roster(session, roster)
+                await session.commit()
+                waiting = await waiting_leads(session)
+        finally:
+            await engine.dispose()
+        return report, await _reroute(settings, waiting)
+
+    report, rerouted = asyncio.run(run())
+    console.print(
+        f"{report.teams} team(s): {report.added} rep(s) added, {report.updated} updated, "
+        f"{report.deactivated} deactivated; {rerouted} waiting lead(s) told to route again"
+    )
+
+
+async def _reroute(settings: Settings, lead_ids: list[int]) -> int:
+    """Tell leads waiting for a rep that reps changed; a lead whose workflow is gone is skipped."""
+    from temporalio.service import RPCError
+
+    from leadloop.enrollment import workflow_id
+    from leadloop.models import RerouteInput
+    from leadloop.temporal import connect
+
+    if not lead_ids:
+        return 0
+    try:
+        client = await connect(settings)
+    except RuntimeError as exc:
+        err.print(f"[yellow]Temporal unreachable ({exc}): waiting leads retry on their own timer[/yellow]")
+        return 0
+    told = 0
+    for lead_id in lead_ids:
+        try:
+            await client.get_workflow_handle(workflow_id(lead_id)).signal("reroute", RerouteInput())
+            told += 1
+        except RPCError:
+            continue
+    return told
+
+
+@reps_app.command("list")
+def reps_list() -> None:
+    """Every rep: team, time zone, whether active, open leads against capacity."""
+    from leadloop.db import make_engine, make_sessionmaker
+    from leadloop.roster import list_reps
+
+    settings = get_settings()
+
+    async def run() -> list[Any]:
+        engine = make_engine(settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return await list_reps(session)
+        finally:
+            await engine.dispose()
+
+    rows = asyncio.run(run())
+    table = Table(title="reps")
+    for column in ("id", "team", "name", "email", "time zone", "active", "open / capacity"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            r.team,
+            r.name,
+            r.email,
+            r.timezone,
+            "yes" if r.active else "no",
+            f"{r.open_leads} / {r.capacity}",
+        )
+    console.print(table)
+    if not rows:
+        console.print("no reps yet: `leadloop reps import examples/reps.yaml`")
+
+
+def _inject(kind: str, lead_id: int, url: str | None, machine: bool) -> None:
+    from leadloop.db import make_engine, make_sessionmaker
+    from leadloop.events import EventSignaller, record_event
+    from leadloop.temporal import connect
+
+    settings = get_settings()
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise _fail(f"--url must be an http(s) address, not {url!r}")
+
+    async def run() -> tuple[bool, int]:
+        engine = make_engine(settings.database_url)
+        try:
+            maker = make_sessionmaker(engine)
+            async with maker() as session:
+                stored = await record_event(
+                    session, lead_id=lead_id, kind=kind, human=not machine, reason="injected by an operator",
+                    url=url,
+                )  # fmt: skip
+                await session.commit()
+            if not stored:
+                return False, 0
+            client = await connect(settings, lazy=True)
+
+            async def get_client() -> Any:
+                return client
+
+            return True, await EventSignaller(maker, get_client).flush(lead_id)
+        finally:
+            await engine.dispose()
+
+    stored, signalled = asyncio.run(run())
+    if not stored:
+        raise _fail(f"no lead {lead_id} in the database")
+    where = "signalled to its workflow" if signalled else "stored; the relay signals it once Temporal answers"
+    console.print(f"{'machine' if machine else 'human'} {kind} for lead {lead_id}: {where}")
+
+
+@event_app.command("open")
+def event_open(
+    lead_id: Annotated[int, typer.Argument(help="lead id")],
+    machine: Annotated[bool, typer.Option(help="record it as a machine hit")] = False,
+) -> None:
+    """An open, as if the lead's mail client fetched the pixel."""
+    _inject("open", lead_id, None, machine)
+
+
+@event_app.command("click")
+def event_click(
+    lead_id: Annotated[int, typer.Argument(help="lead id")],
+    url: Annotated[str, typer.Option(help="the clicked URL")] = "https://leadloop.example/",
+    machine: Annotated[bool, typer.Option(help="record it as a machine hit")] = False,
+) -> None:
+    """A click on a link in an email."""
+    _inject("click", lead_id, url, machine)
+
+
+@event_app.command("visit")
+def event_visit(
+    lead_id: Annotated[int, typer.Argument(help="lead id")],
+    url: Annotated[str, typer.Option(help="the page visited")] = "https://leadloop.example/",
+) -> None:
+    """A page view on the marketer's site."""
+    _inject("visit", lead_id, url, False)
 
 
 @app.command()

@@ -1,0 +1,421 @@
+"""The HTTP service: tracking pixel, click redirects, site beacon, unsubscribe, lead intake (FastAPI)."""
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, Field
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from leadloop import PROJECT_ROOT
+from leadloop.cadence import CadenceError, cadence_path, load_cadence
+from leadloop.classify import Hit, Verdict, classify
+from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Suppression, make_engine, make_sessionmaker
+from leadloop.enrollment import current_scoring, start_lead, upsert_lead
+from leadloop.events import EventSignaller, record_event
+from leadloop.intake import LeadIn
+from leadloop.mail import email_hash
+from leadloop.settings import Settings, get_settings
+from leadloop.temporal import connect
+from leadloop.tokens import Signer, Token, TokenError, TokenKind
+
+log = logging.getLogger("leadloop.api")
+
+PIXEL = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+NO_CACHE = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, private, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+}
+BEACON_JS = (Path(__file__).parent / "beacon.js").read_text(encoding="utf-8")
+MAX_BEACON_BYTES = 4096
+BURST_WINDOW = timedelta(seconds=2)
+
+
+class LeadIntake(LeadIn):
+    """A lead for `POST /leads`: the CSV's fields, and optionally the cadence to enrol it in."""
+
+    cadence: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class LeadAccepted(BaseModel):
+    lead_id: int
+    status: str = Field(description="new, merged or unchanged (the lead existed), suppressed")
+    workflow: str = Field(description="started, already_running, finished_earlier or not_started")
+
+
+class State:
+    """What the app holds for its lifetime."""
+
+    def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.signer = Signer(settings.signing_keys())
+        self._client: Client | None = None
+        self.signaller = EventSignaller(sessionmaker, self.client, settings.coalesce_seconds)
+        self.pages = Environment(
+            loader=FileSystemLoader(str(PROJECT_ROOT / "templates" / "pages")),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+        )
+
+    async def client(self) -> Client:
+        if self._client is None:
+            self._client = await connect(self.settings, lazy=True)
+        return self._client
+
+    def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        body = self.pages.get_template(f"{name}.html.j2").render(**context)
+        return HTMLResponse(body, status_code=status, headers=NO_CACHE)
+
+    def verify(self, token: str, kind: TokenKind) -> Token | None:
+        max_age = {
+            "open": self.settings.token_max_age_days * 86400,
+            "click": self.settings.token_max_age_days * 86400,
+            "rep": self.settings.rep_link_max_age_days * 86400,
+            "unsubscribe": None,  # an unsubscribe link must keep working for as long as the email exists
+            "visitor": None,
+        }[kind]
+        try:
+            return self.signer.verify(token, kind=kind, max_age=max_age)
+        except TokenError:
+            return None
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _headers(request: Request) -> dict[str, str]:
+    return {k.lower(): v for k, v in request.headers.items()}
+
+
+def _key_ok(given: str | None, accepted: list[str]) -> bool:
+    """Constant-time comparison against every accepted key."""
+    if not given:
+        return False
+    found = False
+    for key in accepted:
+        found |= hmac.compare_digest(given.encode("utf-8"), key.encode("utf-8"))
+    return found
+
+
+def _with_visitor(url: str, visitor: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "ll"]
+    query.append(("ll", visitor))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    client: Client | None = None,
+) -> FastAPI:
+    """The app; `sessionmaker` and `client` given by tests, built from settings otherwise."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = None
+        maker = sessionmaker
+        if maker is None:
+            engine = make_engine(settings.database_url, pool_pre_ping=True)
+            maker = make_sessionmaker(engine)
+        state = State(settings, maker)
+        state._client = client
+        app.state.leadloop = state
+        stop = asyncio.Event()
+        relay = asyncio.create_task(state.signaller.relay(settings.relay_interval, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await relay
+            await state.signaller.drain()
+            if engine is not None:
+                await engine.dispose()
+
+    app = FastAPI(
+        title="leadloop",
+        summary="Tracking, site beacon, unsubscribe and lead intake for leadloop.",
+        lifespan=lifespan,
+    )
+
+    def st(request: Request) -> State:
+        state: State = request.app.state.leadloop
+        return state
+
+    async def store(state: State, **event: Any) -> bool:
+        async with state.sessionmaker() as session:
+            stored = await record_event(session, **event)
+            await session.commit()
+        if stored:
+            state.signaller.notify(event["lead_id"])
+        return stored
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz(request: Request) -> dict[str, str]:
+        """Liveness and the database's reachability."""
+        async with st(request).sessionmaker() as session:
+            await session.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    @app.get("/o/{token}.gif", tags=["tracking"], response_class=Response)
+    async def open_pixel(token: str, request: Request) -> Response:
+        """The open pixel: always a 1x1 GIF, at once; a valid token records an open."""
+        state = st(request)
+        parsed = state.verify(token, "open")
+        if parsed is not None:
+            try:
+                async with state.sessionmaker() as session:
+                    outbox = await session.get(Outbox, parsed.key)
+                now = datetime.now(UTC)
+                verdict = classify(
+                    Hit("open", request.headers.get("user-agent", ""), _client_ip(request), _headers(request), now,
+                        _sent_at(outbox)),
+                    min_delay=timedelta(seconds=state.settings.machine_min_delay),
+                )  # fmt: skip
+                await store(state, **_event(parsed, "open", verdict, request, now))
+            except Exception:  # the pixel answers whatever happens behind it
+                log.exception("open not recorded")
+        return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
+
+    @app.get("/c/{token}", tags=["tracking"], status_code=302, responses={404: {"description": "not a valid link"}})
+    async def click(token: str, request: Request) -> Response:
+        """A click: recorded, then a redirect to the URL sealed inside the token and nowhere else."""
+        state = st(request)
+        parsed = state.verify(token, "click")
+        if parsed is None or not parsed.url.startswith(("http://", "https://")):
+            return state.page("invalid", 404, message="The link may have been changed or cut short.")
+        now = datetime.now(UTC)
+        async with state.sessionmaker() as session:
+            outbox = await session.get(Outbox, parsed.key)
+            others = (
+                await session.execute(
+                    select(EngagementEvent.occurred_at).where(
+                        EngagementEvent.outbox_key == parsed.key,
+                        EngagementEvent.kind == "click",
+                        EngagementEvent.url != parsed.url,
+                        EngagementEvent.occurred_at >= now - BURST_WINDOW,
+                    )
+                )
+            ).scalars()
+            other_clicks = tuple(_utc(t) for t in others)
+        verdict = classify(
+            Hit("click", request.headers.get("user-agent", ""), _client_ip(request), _headers(request), now,
+                _sent_at(outbox), honeypot=parsed.extra == "h",
+                other_link_clicks=other_clicks),
+            min_delay=timedelta(seconds=state.settings.machine_min_delay), burst=BURST_WINDOW,
+        )  # fmt: skip
+        await store(state, **_event(parsed, "click", verdict, request, now, url=parsed.url))
+        target = parsed.url
+        if parsed.extra != "h":
+            visitor = state.signer.sign(
+                Token(kind="visitor", lead_id=parsed.lead_id, key="", issued_at=int(now.timestamp()))
+            )
+            target = _with_visitor(parsed.url, visitor)
+        return RedirectResponse(target, status_code=302, headers={**NO_CACHE, "Referrer-Policy": "no-referrer"})
+
+    @app.get("/beacon.js", tags=["site"], response_class=Response)
+    async def beacon_js() -> Response:
+        """The script the marketer's site embeds; it posts page views of visitors who came from an email."""
+        return Response(BEACON_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=3600"})
+
+    @app.post(
+        "/v",
+        tags=["site"],
+        status_code=202,
+        responses={401: {"description": "missing or wrong site key"}, 400: {"description": "malformed body"}},
+    )
+    async def visit(request: Request, x_leadloop_site_key: Annotated[str | None, Header()] = None) -> JSONResponse:
+        """A page view from the site beacon: JSON {site_key, visitor, url} (sent as text/plain by browsers)."""
+        state = st(request)
+        cors = {"Access-Control-Allow-Origin": "*"}
+        raw = await request.body()
+        if len(raw) > MAX_BEACON_BYTES:
+            return JSONResponse({"detail": "body too large"}, status_code=413, headers=cors)
+        try:
+            body = json.loads(raw or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            return JSONResponse({"detail": "the body must be a JSON object"}, status_code=400, headers=cors)
+        site_key = x_leadloop_site_key or body.get("site_key")
+        if not _key_ok(site_key if isinstance(site_key, str) else None, state.settings.site_keys):
+            return JSONResponse({"detail": "missing or wrong site key"}, status_code=401, headers=cors)
+        page = body.get("url")
+        visitor = body.get("visitor")
+        if not isinstance(page, str) or not page.startswith(("http://", "https://")) or len(page) > 2000:
+            return JSONResponse({"detail": "url must be the page's http(s) address"}, status_code=400, headers=cors)
+        if not visitor:
+            return JSONResponse({"recorded": False, "detail": "anonymous visitor"}, status_code=202, headers=cors)
+        parsed = state.verify(str(visitor), "visitor")
+        if parsed is None:
+            return JSONResponse({"detail": "visitor id is not valid"}, status_code=400, headers=cors)
+        now = datetime.now(UTC)
+        verdict = classify(
+            Hit("visit", request.headers.get("user-agent", ""), _client_ip(request), _headers(request), now)
+        )
+        stored = await store(state, **_event(parsed, "visit", verdict, request, now, url=page, outbox_key=None))
+        return JSONResponse({"recorded": stored}, status_code=202, headers=cors)
+
+    @app.options("/v", include_in_schema=False)
+    async def visit_preflight() -> Response:
+        return Response(
+            status_code=204,
+            headers={
+                "Access-Control-Allow-Origin": "*",
+                "Access-Control-Allow-Methods": "POST",
+                "Access-Control-Allow-Headers": "Content-Type, X-Leadloop-Site-Key",
+                "Access-Control-Max-Age": "86400",
+            },
+        )
+
+    @app.get("/u/{token}", tags=["unsubscribe"], response_class=HTMLResponse)
+    async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
+        """A confirmation page with a button; a GET never unsubscribes (scanners follow every link)."""
+        state = st(request)
+        if state.verify(token, "unsubscribe") is None:
+            return state.page("invalid", 404, message="This unsubscribe link is not valid. Use the link in the email.")
+        return state.page("unsubscribe", action=f"{state.settings.public_url}/u/{token}", sender=None)
+
+    @app.post("/u/{token}", tags=["unsubscribe"], response_class=HTMLResponse)
+    async def unsubscribe(token: str, request: Request) -> HTMLResponse:
+        """RFC 8058 one-click unsubscribe (and the confirmation button): recorded, the workflow told at once."""
+        state = st(request)
+        parsed = state.verify(token, "unsubscribe")
+        if parsed is None:
+            return state.page("invalid", 404, message="This unsubscribe link is not valid. Use the link in the email.")
+        try:
+            form = await request.form()
+            one_click = form.get("List-Unsubscribe") == "One-Click"
+        except Exception:  # an unreadable body is a request we do not act on
+            one_click = False
+        if not one_click:
+            return state.page(
+                "invalid", 400, message="The request did not carry List-Unsubscribe=One-Click; nothing changed."
+            )
+        async with state.sessionmaker() as session:
+            lead = await session.get(Lead, parsed.lead_id)
+            already = lead is not None and await session.get(Suppression, email_hash(lead.email)) is not None
+        # one event per lead: a replayed request finds it stored and changes nothing
+        await store(state, **_event(parsed, "unsubscribe", Verdict(True, "one-click unsubscribe"), request,
+                                    datetime.now(UTC), event_id=f"unsubscribe-{parsed.lead_id}"))  # fmt: skip
+        return state.page("unsubscribed", again=already, sender=None)
+
+    @app.post(
+        "/leads",
+        tags=["intake"],
+        response_model=LeadAccepted,
+        status_code=201,
+        responses={
+            200: {"model": LeadAccepted, "description": "the lead existed (details merged) or is suppressed"},
+            401: {"description": "missing or wrong API key"},
+            503: {"description": "stored, but Temporal is unreachable: retry, it is idempotent"},
+        },
+    )
+    async def intake(
+        lead: LeadIntake, request: Request, x_api_key: Annotated[str | None, Header()] = None
+    ) -> JSONResponse:
+        """Enrol one lead: the same validation and de-duplication as `leadloop enroll`."""
+        state = st(request)
+        if not _key_ok(x_api_key, [k.get_secret_value() for k in state.settings.api_keys]):
+            raise HTTPException(401, "missing or wrong X-API-Key")
+        name = lead.cadence or state.settings.default_cadence
+        try:
+            cadence = load_cadence(cadence_path(state.settings.cadence_dir, name))
+            scoring = current_scoring(state.settings.scoring_file)
+        except CadenceError as exc:
+            raise HTTPException(422, [{"loc": ["body", "cadence"], "msg": line} for line in exc.lines()]) from None
+        fields = LeadIn.model_validate(lead.model_dump(exclude={"cadence"}))
+        async with state.sessionmaker() as session:
+            if await session.get(Suppression, email_hash(fields.email)) is not None:
+                existing = (await session.execute(select(Lead.id).where(Lead.email == fields.email))).scalar()
+                body = LeadAccepted(lead_id=existing or 0, status="suppressed", workflow="not_started")
+                return JSONResponse(body.model_dump(), status_code=200)
+            row, outcome = await upsert_lead(session, fields, cadence.name)
+            await session.commit()
+        try:
+            flow = await start_lead(
+                await state.client(), row, cadence, task_queue=state.settings.task_queue,
+                time_scale=state.settings.time_scale, source="api", scoring=scoring,
+            )  # fmt: skip
+        except Exception as exc:
+            log.warning("lead %s stored, workflow not started: %s", row.id, exc)
+            raise HTTPException(503, f"lead {row.id} stored, but its workflow could not be started; retry") from None
+        body = LeadAccepted(lead_id=row.id, status=outcome, workflow=flow)
+        return JSONResponse(body.model_dump(), status_code=201 if outcome == "new" else 200)
+
+    @app.get("/r/{token}", tags=["sales"], responses={404: {"description": "not a valid or current link"}})
+    async def rep_link(token: str, request: Request) -> JSONResponse:
+        """A rep's Accept / Reject link: what it refers to (the rep's pages come with the recycle loop)."""
+        state = st(request)
+        parsed = state.verify(token, "rep")
+        if parsed is None:
+            return JSONResponse({"detail": "this link is not valid or has expired"}, status_code=404)
+        async with state.sessionmaker() as session:
+            assignment = await session.get(Assignment, parsed.key)
+        if assignment is None or assignment.lead_id != parsed.lead_id:
+            return JSONResponse({"detail": "this hand-over no longer exists"}, status_code=404)
+        return JSONResponse(
+            {
+                "lead_id": assignment.lead_id,
+                "assignment": assignment.key,
+                "action": parsed.extra,
+                "status": assignment.status,
+                "assigned_at": _utc(assignment.assigned_at).isoformat(),
+            }
+        )
+
+    @app.get("/site/{page:path}", include_in_schema=False, response_class=HTMLResponse)
+    async def demo_site(page: str, request: Request) -> HTMLResponse:
+        """The demo company's website, with the beacon embedded (only with LEADLOOP_DEMO_SITE)."""
+        state = st(request)
+        if not state.settings.demo_site:
+            raise HTTPException(404)
+        title = page.strip("/").replace("-", " ").capitalize() or "Welcome"
+        return state.page(
+            "site", title=title, site_url=state.settings.site_url, public_url=state.settings.public_url,
+            site_key=state.settings.site_keys[0] if state.settings.site_keys else "",
+        )  # fmt: skip
+
+    return app
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored one is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _sent_at(outbox: Outbox | None) -> datetime | None:
+    return _utc(outbox.sent_at) if outbox and outbox.sent_at else None
+
+
+def _event(token: Token, kind: str, verdict: Verdict, request: Request, at: datetime, **extra: Any) -> dict[str, Any]:
+    return {
+        "lead_id": token.lead_id,
+        "kind": kind,
+        "human": verdict.human,
+        "reason": verdict.reason,
+        "outbox_key": token.key or None,
+        "user_agent": request.headers.get("user-agent"),
+        "client_ip": _client_ip(request),
+        "at": at,
+        **extra,
+    }
