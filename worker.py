@@ -4,7 +4,9 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
+from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -19,7 +21,19 @@ from workflows.lead_nurture import LeadNurtureWorkflow
 log = logging.getLogger("leadloop.worker")
 
 
-def build_worker(client: Client, settings: Settings, task_queue: str | None = None) -> Worker:
+class LeadloopWorker(Worker):
+    """A worker that closes its database pool when it shuts down."""
+
+    engine: AsyncEngine
+
+    async def __aexit__(self, exc_type: Any, *args: Any) -> None:
+        try:
+            await super().__aexit__(exc_type, *args)
+        finally:
+            await self.engine.dispose()
+
+
+def build_worker(client: Client, settings: Settings, task_queue: str | None = None) -> LeadloopWorker:
     """The worker with its activities wired to the database, the templates and the SMTP relay."""
     engine = make_engine(settings.database_url, pool_pre_ping=True)
     email = EmailActivities(
@@ -29,7 +43,7 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
         settings,
     )
     sales = AssignmentActivities(email.sessionmaker, settings.routing_file)
-    return Worker(
+    worker = LeadloopWorker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[LeadNurtureWorkflow],
@@ -37,6 +51,8 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
+    worker.engine = engine
+    return worker
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -214,7 +214,7 @@ class EmailActivities:
             "lapses": input.lapses,
             "lead": {"name": name, "company": lead.company},
             "profile": [(label, value) for label, value in fields if value],
-            "score": input.score.model_dump(),
+            "score": input.score,
             "events": recent,
             "accept_url": link("accept"),
             "reject_url": link("reject"),

@@ -195,9 +195,13 @@ def _which(name: str) -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The Java time-skipping test server, with leadloop's search attributes registered."""
+    """The Java time-skipping test server, with leadloop's search attributes registered.
+
+    One per test: a workflow another test left waiting (or an activity in flight when it ended)
+    holds the server's clock, and then time stops skipping for everyone after it.
+    """
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=_which("temporal-test-server"))
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
