@@ -120,7 +120,6 @@ async def test_twenty_leads_receive_every_step_once_across_a_worker_kill(
         assert _count(out, "workflows started") == 0
         assert _count(out, "new leads") == 0
 
-        ids = await wait_for_mail(mail, 60, 150)
         client = with_pydantic(dev_env.client)
         results = []
         for lead_id in range(1, 21):
@@ -144,7 +143,12 @@ async def test_twenty_leads_receive_every_step_once_across_a_worker_kill(
     expected = {
         f"<lead-{lead}.c0.{step}@leadloop.example>" for lead in range(1, 21) for step in ("welcome", "tips", "checkin")
     }
-    assert set(ids) == expected, f"missing: {sorted(expected - set(ids))[:5]}"
+    # at most once: a send the kill caught between "sending" and the server's reply is "uncertain"
+    # (reported, never repeated; it may or may not have arrived); every other email arrives
+    missing = expected - set(ids)
+    uncertain = sum(r.uncertain_sends for r in results)
+    assert set(ids) <= expected
+    assert len(missing) <= uncertain <= 20, f"missing: {sorted(missing)[:5]}, uncertain: {uncertain}"
     assert [r.stage for r in results] == ["cadence_complete"] * 20
     # names in any script arrive exactly as written, in the lead's language
     [path] = mail.glob("*lead-1.c0.welcome*")
