@@ -7,7 +7,9 @@ workflow gains a path; never re-record old ones to make a replay failure go away
 
 import asyncio
 import json
+import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio import activity
@@ -17,10 +19,22 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from leadloop.cadence import Cadence
+from leadloop.cadence import Cadence, Escalation, SendWindow
 from leadloop.db import Lead
 from leadloop.enrollment import start_lead, workflow_id
-from leadloop.models import RetrySendInput, SendEmailInput, SendEmailResult
+from leadloop.models import (
+    AssignLeadInput,
+    AssignLeadResult,
+    CloseAssignmentInput,
+    EngagementEvent,
+    EngagementInput,
+    NotifyRepInput,
+    NotifyRepResult,
+    RetrySendInput,
+    SendEmailInput,
+    SendEmailResult,
+)
+from leadloop.scoring import ScoringConfig
 from leadloop.temporal import SEARCH_ATTRIBUTES, workflow_runner
 from starter.devserver import temporal_cli
 from workflows.lead_nurture import LeadNurtureWorkflow
@@ -42,6 +56,34 @@ failures: dict[tuple[int, str], ApplicationError] = {
     (2, "two"): ApplicationError("550 5.1.1 no such user", type="HardBounce", non_retryable=True),
     (3, "two"): ApplicationError("550 5.7.1 policy", type="SendRefused", non_retryable=True),
 }
+
+
+ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "23:59"}
+HOT = CADENCE.model_copy(update={"name": "replay-hot", "escalation": Escalation(threshold=30)})
+SCORING = ScoringConfig.model_validate(
+    {"version": 1, "profile": {"industry": {"software": 10}},
+     "engagement": [{"name": "click", "kind": "click", "points": 15}, {"name": "open", "kind": "open", "points": 2}]}
+)  # fmt: skip
+
+
+@activity.defn(name="assign_lead")
+async def assign_lead(input: AssignLeadInput) -> AssignLeadResult:
+    rep = 1 + len(input.exclude_rep_ids)
+    return AssignLeadResult(
+        assigned=True, key=input.key, rule="rule all → team south (round_robin)", team="south", rep_id=rep,
+        rep_name=f"Rep {rep}", rep_timezone="Europe/Athens", sla=timedelta(hours=2),
+        business_hours=SendWindow.model_validate(ALWAYS), has_manager=True,
+    )  # fmt: skip
+
+
+@activity.defn(name="notify_rep")
+async def notify_rep(input: NotifyRepInput) -> NotifyRepResult:
+    return NotifyRepResult(status="sent", outbox_key=f"{input.assignment_key}.notify")
+
+
+@activity.defn(name="close_assignment")
+async def close_assignment(input: CloseAssignmentInput) -> None:
+    return None
 
 
 @activity.defn(name="send_email")
@@ -67,18 +109,41 @@ async def main() -> None:
         2: "hard-bounce-suppressed",
         3: "policy-refusal-blocked-then-retried",
         4: "uncertain-send",
+        5: "escalation-lapse-reassign-unsubscribe",
     }
-    async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow], activities=[send_email],
+    # only what is asked for (default: what is missing); saved histories are never re-recorded
+    wanted = {
+        i: n for i, n in runs.items() if n in sys.argv[1:] or (len(sys.argv) == 1 and not (HERE / f"{n}.json").exists())
+    }
+    async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow],
+                      activities=[send_email, assign_lead, notify_rep, close_assignment],
                       workflow_runner=workflow_runner()):  # fmt: skip
-        for lead_id in runs:
-            lead = Lead(id=lead_id, email="x@example.com", timezone="Europe/Athens", company="Acme")
-            await start_lead(client, lead, CADENCE, task_queue=queue, time_scale=86400 * 2, source="record")
-            await start_lead(client, lead, CADENCE, task_queue=queue, time_scale=86400 * 2, source="record")
-        handle = client.get_workflow_handle(workflow_id(3))
-        while (await handle.describe()).search_attributes.get("LeadStage") != ["send_blocked"]:
-            await asyncio.sleep(0.2)
-        await handle.signal("retry_send", RetrySendInput(note="fixed"))
-        for lead_id, name in runs.items():
+        for lead_id in wanted:
+            lead = Lead(
+                id=lead_id, email="x@example.com", timezone="Europe/Athens", company="Acme", industry="software"
+            )
+            cadence, scoring = (HOT, SCORING) if lead_id == 5 else (CADENCE, None)
+            for _ in range(2):
+                await start_lead(client, lead, cadence, task_queue=queue, time_scale=86400 * 2, source="record",
+                                 scoring=scoring)  # fmt: skip
+        if 3 in wanted:
+            handle = client.get_workflow_handle(workflow_id(3))
+            while (await handle.describe()).search_attributes.get("LeadStage") != ["send_blocked"]:
+                await asyncio.sleep(0.2)
+            await handle.signal("retry_send", RetrySendInput(note="fixed"))
+        if 5 in wanted:
+            handle = client.get_workflow_handle(workflow_id(5))
+            now = datetime.now(UTC)
+            clicks = [EngagementEvent(id=f"c{i}", kind="click", human=True, at=now, url="https://s.example/p")
+                      for i in range(2)]  # fmt: skip
+            machine = EngagementEvent(id="m", kind="open", human=False, at=now, reason="Apple MPP")
+            await handle.signal("engagement", EngagementInput(events=[clicks[0], machine]))
+            await handle.signal("engagement", EngagementInput(events=[clicks[0], clicks[1]]))  # c0 repeated
+            while (await handle.describe()).search_attributes.get("AssignedRep") != ["rep-2"]:
+                await asyncio.sleep(0.1)
+            unsubscribe = EngagementEvent(id="u", kind="unsubscribe", human=True, at=datetime.now(UTC))
+            await handle.signal("engagement", EngagementInput(events=[unsubscribe]))
+        for lead_id, name in wanted.items():
             handle = client.get_workflow_handle(workflow_id(lead_id))
             await handle.result()
             history = await handle.fetch_history()

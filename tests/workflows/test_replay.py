@@ -15,7 +15,13 @@ HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 
 def test_there_are_saved_histories() -> None:
     names = {p.stem for p in HISTORIES}
-    assert {"drip-complete", "hard-bounce-suppressed", "policy-refusal-blocked-then-retried", "uncertain-send"} <= names
+    assert {
+        "drip-complete",
+        "hard-bounce-suppressed",
+        "policy-refusal-blocked-then-retried",
+        "uncertain-send",
+        "escalation-lapse-reassign-unsubscribe",
+    } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
@@ -26,3 +32,36 @@ async def test_saved_history_replays(path: Path) -> None:
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"
+
+
+async def test_escalation_replays_after_scoring_yaml_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each workflow scores with the snapshot of scoring.yaml taken at enrolment, kept in its history's
+    input: an edit of the file (here, every rule worth nothing) cannot change a past escalation."""
+    import json
+
+    from leadloop.settings import get_settings
+
+    path = Path(__file__).parent.parent / "histories" / "escalation-lapse-reassign-unsubscribe.json"
+    events = json.loads(path.read_text())["events"]
+    started = events[0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]["data"]
+    import base64
+
+    snapshot = json.loads(base64.b64decode(started))["scoring"]
+    assert snapshot["engagement"][0]["points"] == 15  # the rules that decided, inside the history
+    edited = tmp_path / "scoring.yaml"
+    edited.write_text("version: 2\nengagement:\n  - {name: click, kind: click, points: 0}\n")
+    monkeypatch.setenv("LEADLOOP_SCORING_FILE", str(edited))
+    get_settings.cache_clear()
+    try:
+        assert get_settings().scoring_file == edited
+        history = WorkflowHistory.from_json("replay-escalation", path.read_text())
+        replayer = Replayer(
+            workflows=[LeadNurtureWorkflow], workflow_runner=workflow_runner(), data_converter=pydantic_data_converter
+        )
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    finally:
+        get_settings.cache_clear()
+    assert result.replay_failure is None, result.replay_failure
+    kinds = [e["eventType"] for e in events]
+    # one send, then assign + notify + lapse, assign + notify, and the close on unsubscribe
+    assert kinds.count("EVENT_TYPE_ACTIVITY_TASK_SCHEDULED") == 7
