@@ -28,7 +28,8 @@ from tests.conftest import with_pydantic
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59")  # type: ignore[arg-type]
 CADENCE = Cadence(
     name="slow", version=1, send_window=ALWAYS, sender=Sender(name="Demo", address="demo@leadloop.example"),
-    steps=[Step(id="s1", wait="0", template="welcome", subject="hi"), Step(id="s2", wait="30d", template="tips", subject="hi")],  # type: ignore[arg-type]
+    steps=[Step(id="s1", wait="0", template="welcome", subject="hi"),  # type: ignore[arg-type]
+           Step(id="s2", wait="30d", template="tips", subject="hi")],  # type: ignore[arg-type]
     escalation=Escalation(threshold=1000),
 )  # fmt: skip
 SCORING = ScoringConfig.model_validate(
