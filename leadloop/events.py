@@ -156,7 +156,7 @@ class EventSignaller:
                         .values(status=status, signalled_at=datetime.now(UTC))
                     )
                     await session.commit()
-                    sent += len(rows)
+                    sent += len(rows) if status == "signalled" else 0
                     if len(rows) < SIGNAL_BATCH:
                         break
         if len(self._locks) > 10_000 and not lock.locked():

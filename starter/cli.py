@@ -507,7 +507,11 @@ def _inject(kind: str, lead_id: int, url: str | None, machine: bool) -> None:
     stored, signalled = asyncio.run(run())
     if not stored:
         raise _fail(f"no lead {lead_id} in the database")
-    where = "signalled to its workflow" if signalled else "stored; the relay signals it once Temporal answers"
+    where = (
+        "signalled to its workflow"
+        if signalled
+        else "stored, not signalled: the lead's workflow has ended or Temporal is unreachable (the relay retries)"
+    )
     console.print(f"{'machine' if machine else 'human'} {kind} for lead {lead_id}: {where}")
 
 

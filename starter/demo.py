@@ -1,10 +1,20 @@
 """`make demo`: the embedded stack (dev server, mailbox, worker) with the sample leads enrolled."""
 
 import asyncio
+import contextlib
+import email
+import email.policy
+import json
 import logging
+import re
 import signal
+from collections.abc import Generator
+from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
+import uvicorn
 from rich.console import Console
 
 from leadloop import PROJECT_ROOT
@@ -13,12 +23,67 @@ from leadloop.db import make_engine, make_sessionmaker
 from leadloop.enrollment import current_scoring, enroll_leads
 from leadloop.intake import parse_csv
 from leadloop.migrate import upgrade_database
+from leadloop.roster import import_roster
+from leadloop.routing import load_roster
 from leadloop.settings import Settings
 from leadloop.temporal import connect
+from starter.api import create_app
 from starter.devserver import start_dev_server, stop_process
 from starter.mailbox import serve_mailbox
 
 log = logging.getLogger("leadloop.demo")
+
+
+async def _demo_reader(settings: Settings, address: str, stop: asyncio.Event) -> None:
+    """Plays the first lead reading the welcome email: the mail client shows the pixel, the reader clicks
+    'pricing' in a browser, the site's beacon reports the page; the score crosses the threshold."""
+    found: EmailMessage | None = None
+    while found is None and not stop.is_set():
+        for path in sorted(settings.mail_dir.glob("*welcome*.eml")):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            if address in str(message["To"]) and isinstance(message, EmailMessage):
+                found = message
+                break
+        else:
+            await asyncio.sleep(0.5)
+    if found is None:
+        return
+    part = found.get_body(("html",))
+    html = part.get_content() if part is not None else ""
+    pixel = re.search(r'<img src="([^"]+/o/[^"]+)"', html)
+    links = [h.replace("&amp;", "&") for h in re.findall(r'href="([^"]+/c/[^"]+)"', html)]
+    if not pixel or not links:
+        return
+    await asyncio.sleep(settings.machine_min_delay + 1)  # a reader is slower than a scanner
+    browser = {
+        "user-agent": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+        "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        "sec-fetch-mode": "navigate",
+    }
+    async with httpx.AsyncClient(timeout=10) as http:
+        await http.get(pixel.group(1).replace("&amp;", "&"), headers={"user-agent": "Thunderbird/128.5.0 (X11)"})
+        click = await http.get(links[0], headers=browser)
+        landing = click.headers.get("location", "")
+        visitor = parse_qs(urlsplit(landing).query).get("ll", [""])[0]
+        if visitor and settings.site_keys:
+            page = landing.split("?")[0]
+            body = json.dumps({"site_key": settings.site_keys[0], "visitor": visitor, "url": page})
+            await http.post(f"{settings.public_url}/v", content=body, headers={"content-type": "text/plain", **browser})
+    console.print(
+        f"[bold]demo reader[/bold]: {address} opened the welcome email, clicked through to {landing.split('?')[0]} "
+        "and browsed it: watch lead 1 go to sales (`.venv/bin/leadloop state 1`, the rep's email in the mail folder)",
+        highlight=False,
+    )
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the demo's event loop; Ctrl-C is the demo's to handle, not uvicorn's."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
 console = Console()
 
 
@@ -30,16 +95,27 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
 
     cadence = load_cadence(cadence_path(settings.cadence_dir, cadence_name))
     parsed = parse_csv(leads_csv or PROJECT_ROOT / "examples" / "leads.csv")
+    roster = load_roster(PROJECT_ROOT / "examples" / "reps.yaml")
     await upgrade_database(settings.database_url)
     server = await start_dev_server(settings.state_dir / "temporal.db")
     mailbox = None
+    http: asyncio.Task[None] | None = None
+    api: _EmbeddedServer | None = None
     try:
         mailbox = await serve_mailbox(settings.mail_dir, settings.smtp_host, settings.smtp_port)
         client = await connect(settings)
+        api = _EmbeddedServer(
+            uvicorn.Config(create_app(settings, client=client), host=settings.api_host, port=settings.api_port,
+                           log_level="warning")
+        )  # fmt: skip
+        http = asyncio.create_task(api.serve())
         import worker as worker_module  # the worker is the one process allowed to load activities
 
         async with worker_module.build_worker(client, settings):
             engine = make_engine(settings.database_url)
+            async with make_sessionmaker(engine)() as session:
+                await import_roster(session, roster)
+                await session.commit()
             report = await enroll_leads(
                 parsed.leads, cadence, sessionmaker=make_sessionmaker(engine), client=client,
                 task_queue=settings.task_queue, time_scale=settings.time_scale, source="demo",
@@ -57,13 +133,29 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
                 f"(cadence '{cadence.name}', {len(cadence.steps)} steps; a cadence day lasts {day:g} s)\n"
                 f"  Temporal UI   http://localhost:8233/namespaces/{settings.temporal_namespace}/workflows\n"
                 f"  mail folder   {settings.mail_dir}\n"
+                f"  HTTP service  {settings.public_url}/docs (pixel, clicks, unsubscribe, beacon, POST /leads)\n"
+                f"  demo website  {settings.site_url}/pricing\n"
                 f"  lead state    .venv/bin/leadloop state <lead id>\n"
+                f"  engage        open a link in an .eml file, or .venv/bin/leadloop event click 1 "
+                f"--url {settings.site_url}/pricing\n"
+                f"  reps          .venv/bin/leadloop reps list (from examples/reps.yaml)\n"
                 "Ctrl-C stops everything; `make demo` again resumes the same leads.\n",
                 highlight=False,
             )
+            first = report.results[0] if report.results else None
+            reader = None
+            if first is not None and first.workflow == "started":
+                reader = asyncio.create_task(_demo_reader(settings, first.email, stop))
             await stop.wait()
-            console.print("stopping: worker, mailbox, Temporal dev server ...")
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+            console.print("stopping: worker, HTTP service, mailbox, Temporal dev server ...")
     finally:
+        if api is not None and http is not None:
+            api.should_exit = True
+            await http
         if mailbox is not None:
             mailbox.close()
             await mailbox.wait_closed()

@@ -36,11 +36,50 @@ def test_check_passes_on_the_samples() -> None:
 
 def test_check_reports_file_line_and_field(workspace: dict[str, str]) -> None:
     path = Path(workspace["LEADLOOP_CADENCE_DIR"]) / "welcome.yaml"
+    line = path.read_text().splitlines().index("    wait: 2d") + 1
     path.write_text(path.read_text().replace("    wait: 2d", "    wait: -2d\n    colour: blue"))
     result = leadloop("cadence", "check", env=workspace)
     assert result.returncode == 1
-    assert f"{path}:29: steps[1].wait: wait '-2d' is negative" in result.stderr
-    assert f"{path}:30: steps[1].colour: unknown field" in result.stderr
+    assert f"{path}:{line}: steps[1].wait: wait '-2d' is negative" in result.stderr
+    assert f"{path}:{line + 1}: steps[1].colour: unknown field" in result.stderr
+
+
+def test_check_reports_bad_scoring_and_routing_files(workspace: dict[str, str]) -> None:
+    folder = Path(workspace["LEADLOOP_CADENCE_DIR"])
+    scoring = folder / "scoring.yaml"
+    scoring.write_text(scoring.read_text().replace("half_life: 14d", "half_life: 14d\nbonus: 5"))
+    routing = folder / "routing.yaml"
+    routing.write_text(routing.read_text() + "  - name: late\n    when: {country: [FR]}\n    team: emea\n")
+    result = leadloop("cadence", "check", env=workspace)
+    assert result.returncode == 1
+    assert f"{scoring}:7: bonus: unknown field" in result.stderr
+    assert "rule 'late' can never match" in result.stderr and str(routing) in result.stderr
+    assert "ok" in result.stdout and "welcome" in result.stdout  # the good files still pass
+
+
+def test_reps_import_refuses_a_bad_roster_and_changes_nothing(tmp_path: Path) -> None:
+    env = {"LEADLOOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"}
+    assert leadloop("db", "upgrade", env=env).returncode == 0
+    bad = tmp_path / "reps.yaml"
+    bad.write_text("teams:\n  - name: a\n    reps: []\n  - name: b\n    reps:\n      - {email: x@y.example, name: X}\n")
+    result = leadloop("reps", "import", str(bad), env=env)
+    assert result.returncode == 1 and "team 'a' is empty" in result.stderr
+    assert "no reps yet" in leadloop("reps", "list", env=env).stdout
+    good = leadloop("reps", "import", str(PROJECT_ROOT / "examples" / "reps.yaml"), env=env)
+    assert good.returncode == 0 and "6 rep(s) added" in good.stdout, good.stderr
+    listed = leadloop("reps", "list", env={**env, "COLUMNS": "200"}).stdout
+    assert "Νίκος Αλεξίου" in listed and "0 / 25" in listed
+    again = leadloop("reps", "import", str(PROJECT_ROOT / "examples" / "reps.yaml"), env=env)
+    assert "0 rep(s) added, 0 updated" in again.stdout
+
+
+def test_event_for_an_unknown_lead_is_refused(tmp_path: Path) -> None:
+    env = {"LEADLOOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"}
+    assert leadloop("db", "upgrade", env=env).returncode == 0
+    result = leadloop("event", "click", "42", env=env)
+    assert result.returncode == 1 and "no lead 42" in result.stderr
+    bad_url = leadloop("event", "click", "42", "--url", "javascript:alert(1)", env=env)
+    assert bad_url.returncode == 1 and "http(s)" in bad_url.stderr
 
 
 def test_check_catches_template_syntax_errors_and_undefined_variables(workspace: dict[str, str]) -> None:
@@ -64,7 +103,9 @@ def test_check_catches_a_template_missing_for_locale_and_default(workspace: dict
         (templates / "case-study" / part).unlink()
     result = leadloop("cadence", "check", env=workspace)
     assert result.returncode == 1
-    assert "welcome.yaml:40: steps[2].template: no template 'case-study' for locale(s) en" in result.stderr
+    cadence = Path(workspace["LEADLOOP_CADENCE_DIR"]) / "welcome.yaml"
+    line = cadence.read_text().splitlines().index("    template: case-study") + 1
+    assert f"welcome.yaml:{line}: steps[2].template: no template 'case-study' for locale(s) en" in result.stderr
 
 
 def test_a_missing_locale_falls_back_to_the_default(workspace: dict[str, str], tmp_path: Path) -> None:
