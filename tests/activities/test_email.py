@@ -206,3 +206,59 @@ async def test_missing_template_fails_without_sending(
         await run(activities, send_input(lead_id, template="no-such-template"))
     assert failure.value.type == "TemplateError" and failure.value.non_retryable
     assert smtp.handler.transactions == 0
+
+
+async def test_every_email_is_tracked_and_unsubscribable(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
+) -> None:
+    import email
+    import email.policy
+    import re
+
+    from leadloop.tokens import Signer
+
+    lead_id = await add_lead(sessionmaker, "track@example.com", first_name="Ana")
+    await run(activities, send_input(lead_id))
+    message = email.message_from_bytes(smtp.handler.raw[0], policy=email.policy.default)
+    public = activities.settings.public_url
+    signer = Signer(activities.settings.signing_keys())
+    unsubscribe = str(message["List-Unsubscribe"]).strip("<>")
+    assert unsubscribe.startswith(f"{public}/u/") and message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert signer.verify(unsubscribe.rsplit("/", 1)[1], kind="unsubscribe").key == f"lead-{lead_id}.c0.welcome"
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    assert re.search(rf'<img src="{re.escape(public)}/o/[^"]+\.gif"', html)
+    hrefs = re.findall(r'href="([^"]+)"', html)
+    outside = [h for h in hrefs if not h.startswith(public)]
+    assert outside == []  # every link goes through /c/ (or is the unsubscribe link)
+    clicks = [signer.verify(h.rsplit("/", 1)[1].replace("&amp;", "&")) for h in hrefs if "/c/" in h]
+    assert {c.url for c in clicks if not c.extra} == {f"{activities.settings.site_url}/pricing"}
+    assert [c.extra for c in clicks].count("h") == 1  # the honeypot
+    assert unsubscribe in html and unsubscribe in text  # visible in both parts
+    assert "1 Example St, Athens" in html and "1 Example St, Athens" in text
+    assert f"{activities.settings.site_url}/pricing" not in text
+
+
+async def test_an_owned_lead_hears_from_its_owner(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
+) -> None:
+    from leadloop.roster import import_roster
+    from leadloop.routing import Roster
+
+    async with sessionmaker() as session:
+        await import_roster(
+            session,
+            Roster.model_validate(
+                {"teams": [{"name": "south", "reps": [{"email": "nikos@sales.example", "name": "Νίκος Αλεξίου"}]}]}
+            ),
+        )
+        await session.commit()
+    owned = await add_lead(sessionmaker, "owned@example.com", owner="Nikos@Sales.example")
+    plain = await add_lead(sessionmaker, "plain@example.com")
+    for lead_id in (owned, plain):
+        await run(activities, send_input(lead_id).model_copy(update={"send_as_owner": True}))
+    by_to = {str(m["To"]): m for m in smtp.handler.messages}
+    mine = by_to["owned@example.com"]
+    assert "nikos@sales.example" in str(mine["From"]) and str(mine["Reply-To"]) == "nikos@sales.example"
+    other = by_to["plain@example.com"]
+    assert "hello@leadloop.example" in str(other["From"]) and other["Reply-To"] is None
