@@ -59,11 +59,20 @@ Wait = Annotated[timedelta, BeforeValidator(parse_wait)]
 LocalTime = Annotated[time, BeforeValidator(_parse_time)]
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """Base of every marketer-written file's models: unknown fields are errors, values immutable."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SendWindow(_Strict):
+def require_unique(values: list[str], what: str) -> None:
+    """Raise ValueError naming the repeated values, e.g. 'step ids must be unique; repeated: tips'."""
+    dupes = sorted({v for v in values if values.count(v) > 1})
+    if dupes:
+        raise ValueError(f"{what} must be unique; repeated: {', '.join(dupes)}")
+
+
+class SendWindow(Strict):
     """The weekdays and local hours in which a lead may receive email."""
 
     days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS[:5]))
@@ -79,7 +88,7 @@ class SendWindow(_Strict):
         return self
 
 
-class Sender(_Strict):
+class Sender(Strict):
     """Who the emails come from."""
 
     name: str = Field(min_length=1)
@@ -87,7 +96,7 @@ class Sender(_Strict):
     postal_address: str | None = None
 
 
-class Step(_Strict):
+class Step(Strict):
     """One email of the cadence."""
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -102,13 +111,13 @@ class Step(_Strict):
         return self.subject.get(locale) or self.subject[default_locale]
 
 
-class Escalation(_Strict):
+class Escalation(Strict):
     """When a lead goes to sales: its score reaches the threshold."""
 
     threshold: int = Field(ge=1, le=10_000)
 
 
-class Cadence(_Strict):
+class Cadence(Strict):
     """A marketer's cadence; a snapshot of it travels in each lead's workflow input."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -126,10 +135,7 @@ class Cadence(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Cadence":
-        ids = [s.id for s in self.steps]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"step ids must be unique; repeated: {', '.join(dupes)}")
+        require_unique([s.id for s in self.steps], "step ids")
         for step in self.steps:
             if isinstance(step.subject, dict) and self.default_locale not in step.subject:
                 raise ValueError(f"step {step.id!r} has no subject for the default locale {self.default_locale!r}")

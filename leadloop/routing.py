@@ -5,34 +5,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from leadloop.cadence import SendWindow, Wait, load_model_lines
-from leadloop.scoring import LeadProfile, company_headcount
+from leadloop.cadence import SendWindow, Strict, Wait, load_model_lines, require_unique
+from leadloop.scoring import LeadProfile, Size, company_headcount
 
 Strategy = Literal["round_robin", "least_loaded"]
 ROUTING_SHAPE = "a routing file must be a YAML mapping (version, rules, retry_unassigned_every)"
 REPS_SHAPE = "a reps file must be a YAML mapping with a list of teams, each with its reps"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Size(_Strict):
-    min: int = Field(default=0, ge=0)
-    max: int | None = Field(default=None, ge=0)
-
-    def holds(self, size: int) -> bool:
-        return self.min <= size and (self.max is None or size <= self.max)
-
-    def covers(self, other: "Size") -> bool:
-        top = self.max if self.max is not None else float("inf")
-        other_top = other.max if other.max is not None else float("inf")
-        return self.min <= other.min and other_top <= top
-
-
-class Conditions(_Strict):
+class Conditions(Strict):
     """All given conditions must hold; a list holds when the lead's value is one of it (any case)."""
 
     region: list[str] | None = None
@@ -68,13 +51,13 @@ class Conditions(_Strict):
         return True
 
 
-class Rule(_Strict):
+class Rule(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     when: Conditions = Conditions()
     team: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
-class RoutingConfig(_Strict):
+class RoutingConfig(Strict):
     """Ordered rules: the first whose conditions hold chooses the team."""
 
     version: int = Field(ge=1)
@@ -83,10 +66,7 @@ class RoutingConfig(_Strict):
 
     @model_validator(mode="after")
     def _no_dead_rules(self) -> "RoutingConfig":
-        names = [r.name for r in self.rules]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"rule names must be unique; repeated: {', '.join(dupes)}")
+        require_unique([r.name for r in self.rules], "rule names")
         for index, rule in enumerate(self.rules):
             for earlier in self.rules[:index]:
                 if earlier.when.covers(rule.when):
@@ -102,7 +82,7 @@ class RoutingConfig(_Strict):
         return next((rule for rule in self.rules if rule.when.holds(lead)), None)
 
 
-class RepIn(_Strict):
+class RepIn(Strict):
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     name: str = Field(min_length=1, max_length=200)
     timezone: str = "UTC"
@@ -117,12 +97,12 @@ class RepIn(_Strict):
         return self
 
 
-class Manager(_Strict):
+class Manager(Strict):
     name: str = Field(min_length=1)
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-class TeamIn(_Strict):
+class TeamIn(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     strategy: Strategy = "round_robin"
     sla: Wait = Field(default=timedelta(hours=4), description="business time a rep has to act")
@@ -139,17 +119,14 @@ class TeamIn(_Strict):
         return self
 
 
-class Roster(_Strict):
+class Roster(Strict):
     """Every team and its reps, as `leadloop reps import` takes it."""
 
     teams: list[TeamIn] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _one_team_per_rep(self) -> "Roster":
-        names = [t.name for t in self.teams]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"team names must be unique; repeated: {', '.join(dupes)}")
+        require_unique([t.name for t in self.teams], "team names")
         seen: dict[str, str] = {}
         for team in self.teams:
             for rep in team.reps:

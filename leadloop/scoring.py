@@ -7,31 +7,37 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from leadloop.cadence import Lines, Wait, load_model_lines, parse_model_lines
+from leadloop.cadence import Lines, Strict, Wait, load_model_lines, parse_model_lines, require_unique
 
 EventKind = Literal["open", "click", "visit"]
 BantField = Literal["budget", "authority", "need", "timeline"]
 SCORING_SHAPE = "a scoring file must be a YAML mapping (version, half_life, profile, engagement)"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SizeBand(_Strict):
-    """Points for a company size (employees) from `min` to `max` inclusive; no max: and above."""
+class Size(Strict):
+    """A company size (employees) from `min` to `max` inclusive; no max: and above."""
 
     min: int = Field(default=0, ge=0)
     max: int | None = Field(default=None, ge=0)
-    points: int = Field(ge=-1000, le=1000)
 
     def holds(self, size: int) -> bool:
         return self.min <= size and (self.max is None or size <= self.max)
 
+    def covers(self, other: "Size") -> bool:
+        top = self.max if self.max is not None else float("inf")
+        other_top = other.max if other.max is not None else float("inf")
+        return self.min <= other.min and other_top <= top
 
-class TitleRule(_Strict):
+
+class SizeBand(Size):
+    """Points for a company size band."""
+
+    points: int = Field(ge=-1000, le=1000)
+
+
+class TitleRule(Strict):
     """Points when the title holds one of the keywords; in each group only the best rule counts."""
 
     group: str = Field(default="seniority", pattern=r"^[a-z][a-z0-9_]{0,31}$")
@@ -39,7 +45,7 @@ class TitleRule(_Strict):
     points: int = Field(ge=-1000, le=1000)
 
 
-class ProfileRules(_Strict):
+class ProfileRules(Strict):
     industry: dict[str, int] = Field(default_factory=dict)
     company_size: list[SizeBand] = Field(default_factory=list)
     title: list[TitleRule] = Field(default_factory=list)
@@ -65,7 +71,7 @@ class ProfileRules(_Strict):
         return self
 
 
-class EngagementRule(_Strict):
+class EngagementRule(Strict):
     """Points per human event of a kind, optionally only for URLs matching a glob (a tag such as pricing)."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
@@ -78,7 +84,7 @@ class EngagementRule(_Strict):
         return kind == self.kind and (self.url is None or fnmatch.fnmatchcase(url.lower(), self.url.lower()))
 
 
-class ScoringConfig(_Strict):
+class ScoringConfig(Strict):
     """The marketer's scoring rules; a snapshot travels in each workflow so edits never rewrite the past."""
 
     version: int = Field(ge=1)
@@ -88,10 +94,7 @@ class ScoringConfig(_Strict):
 
     @model_validator(mode="after")
     def _reachable(self) -> "ScoringConfig":
-        names = [r.name for r in self.engagement]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"engagement rule names must be unique; repeated: {', '.join(dupes)}")
+        require_unique([r.name for r in self.engagement], "engagement rule names")
         catch_all: dict[str, str] = {}
         for rule in self.engagement:
             if rule.kind in catch_all:
