@@ -12,6 +12,7 @@ from temporalio.worker import Worker
 
 from activities.assignment import AssignmentActivities
 from activities.email import EmailActivities, SmtpConfig
+from activities.leads import LeadActivities
 from leadloop.db import make_engine, make_sessionmaker
 from leadloop.settings import Settings, get_settings
 from leadloop.templates import EmailRenderer
@@ -43,11 +44,20 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
         settings,
     )
     sales = AssignmentActivities(email.sessionmaker, settings.routing_file)
+    leads = LeadActivities(email.sessionmaker, settings.cadence_dir, settings.scoring_file)
     worker = LeadloopWorker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[LeadNurtureWorkflow],
-        activities=[email.send_email, email.notify_rep, sales.assign_lead, sales.close_assignment],
+        activities=[
+            email.send_email,
+            email.notify_rep,
+            sales.assign_lead,
+            sales.close_assignment,
+            leads.load_cycle,
+            leads.record_disposition,
+            leads.suppress_lead,
+        ],
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )

@@ -153,6 +153,24 @@ class Assignment(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class DispositionRow(Base):
+    """A rep's decision on a lead: who, which reason, the note, and what it led to."""
+
+    __tablename__ = "dispositions"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # the assignment it answers
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    cycle: Mapped[int] = mapped_column(Integer)
+    rep_id: Mapped[int | None] = mapped_column(ForeignKey("reps.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(16))  # accept | reject
+    reason: Mapped[str | None] = mapped_column(String(32), index=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    opportunity_id: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

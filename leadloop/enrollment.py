@@ -18,6 +18,7 @@ from leadloop.db import Lead, Suppression, insert_for
 from leadloop.intake import PROFILE_FIELDS, LeadIn
 from leadloop.mail import email_hash
 from leadloop.models import EnrollInput, LeadNurtureInput
+from leadloop.recycle import RecyclePolicy, load_recycle
 from leadloop.scoring import LeadProfile, ScoringConfig, load_scoring
 from leadloop.temporal import CADENCE_NAME, CADENCE_STEP, LEAD_STAGE
 
@@ -80,6 +81,12 @@ def current_scoring(path: Path) -> ScoringConfig | None:
     return load_scoring(path) if path.exists() else None
 
 
+def current_recycle(cadence_dir: Path) -> RecyclePolicy | None:
+    """recycle.yaml as it is now, every cadence it names checked; None when there is none."""
+    path = cadence_dir / "recycle.yaml"
+    return load_recycle(path, cadence_dir) if path.exists() else None
+
+
 def lead_profile(lead: Lead) -> LeadProfile:
     """What scoring and routing read of a lead: no address, no name."""
     return LeadProfile(
@@ -103,6 +110,7 @@ async def start_lead(
     time_scale: float,
     source: str,
     scoring: ScoringConfig | None = None,
+    recycle: RecyclePolicy | None = None,
 ) -> FlowOutcome:
     """Signal-with-start the lead's workflow: a running lead only records the enrolment.
 
@@ -119,6 +127,7 @@ async def start_lead(
                 time_scale=time_scale,
                 scoring=scoring,
                 profile=lead_profile(lead),
+                recycle=recycle,
             ),
             id=workflow_id(lead.id),
             task_queue=task_queue,
@@ -153,6 +162,7 @@ async def enroll_leads(
     time_scale: float,
     source: str = "cli",
     scoring: ScoringConfig | None = None,
+    recycle: RecyclePolicy | None = None,
     concurrency: int = 32,
     progress: Callable[[Enrolled], None] | None = None,
 ) -> EnrolmentReport:
@@ -176,8 +186,9 @@ async def enroll_leads(
         else:
             async with gate:
                 flow = await start_lead(
-                    client, row, cadence, task_queue=task_queue, time_scale=time_scale, source=source, scoring=scoring
-                )
+                    client, row, cadence, task_queue=task_queue, time_scale=time_scale, source=source,
+                    scoring=scoring, recycle=recycle,
+                )  # fmt: skip
             done = Enrolled(lead.email, row.id, outcome, flow)
         if progress:
             progress(done)

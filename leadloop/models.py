@@ -6,10 +6,17 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from leadloop.cadence import Cadence, Sender, SendWindow
+from leadloop.recycle import RecyclePolicy
 from leadloop.scoring import Engagement, LeadProfile, Score, ScoringConfig
 
-Stage = Literal["nurturing", "send_blocked", "with_sales", "cadence_complete", "suppressed"]
-STAGES: tuple[Stage, ...] = ("nurturing", "send_blocked", "with_sales", "cadence_complete", "suppressed")
+Stage = Literal[
+    "nurturing", "send_blocked", "with_sales", "converted", "held", "dormant", "archived",
+    "cadence_complete", "suppressed",
+]  # fmt: skip
+STAGES: tuple[Stage, ...] = (
+    "nurturing", "send_blocked", "with_sales", "converted", "held", "dormant", "archived",
+    "cadence_complete", "suppressed",
+)  # fmt: skip
 EventKind = Literal["open", "click", "visit", "unsubscribe"]
 SendStatus = Literal["sent", "already_sent", "uncertain"]
 
@@ -25,6 +32,9 @@ class LeadNurtureInput(BaseModel):
     origin: datetime | None = None
     scoring: ScoringConfig | None = Field(default=None, description="snapshot of scoring.yaml at enrolment")
     profile: LeadProfile = Field(default_factory=LeadProfile)
+    recycle: RecyclePolicy | None = Field(default=None, description="snapshot of recycle.yaml; None: reject archives")
+    carry: "Carry | None" = Field(default=None, description="state carried over continue-as-new")
+    start_after: timedelta = Field(default=timedelta(0), description="cool-down before the first send (cadence time)")
 
 
 class LeadNurtureResult(BaseModel):
@@ -127,6 +137,76 @@ class CloseAssignmentInput(BaseModel):
     status: Literal["lapsed", "accepted", "rejected", "closed"]
 
 
+class Carry(BaseModel):
+    """What a lead keeps from one cycle (run) to the next."""
+
+    recycles: int = 0
+    dormant_cycles: int = 0
+    sends: int = 0
+    seen_ids: list[str] = Field(default_factory=list)
+    counts: "EngagementCounts" = Field(default_factory=lambda: EngagementCounts())
+    last_engaged_at: datetime | None = None
+    enrolments: int = 0
+    history: list[str] = Field(default_factory=list, description="one line per past cycle")
+    scored: list[Engagement] = Field(default_factory=list, description="human events still scoring")
+
+
+class ProfileUpdatedInput(BaseModel):
+    """Signal: an operator fixed the lead's data (a held lead resumes)."""
+
+    fields: list[str] = Field(default_factory=list)
+
+
+class RepActionInput(BaseModel):
+    """A rep's accept or reject (Temporal update); `rep_id` None: an operator acting for the assignee."""
+
+    rep_id: int | None = None
+    reason: str | None = None
+    note: str = Field(default="", max_length=2000)
+    opportunity_id: str | None = Field(default=None, max_length=200)
+    source: str = "api"
+
+
+class RepActionResult(BaseModel):
+    """What now happens to the lead."""
+
+    stage: Stage
+    outcome: str
+    back_at: datetime | None = None
+    cadence: str | None = None
+
+
+class LoadCycleInput(BaseModel):
+    """Fresh snapshots for a new cycle: the cadence to run, and the rules as they are now."""
+
+    lead_id: int
+    cadence: str
+
+
+class LoadCycleResult(BaseModel):
+    cadence: Cadence
+    scoring: ScoringConfig | None = None
+    recycle: RecyclePolicy | None = None
+    profile: LeadProfile
+    timezone: str
+    found: bool = True
+
+
+class DispositionInput(BaseModel):
+    """One rep decision to record: lead, rep, reason, note, what it led to."""
+
+    key: str
+    lead_id: int
+    cycle: int
+    rep_id: int | None
+    action: Literal["accept", "reject"]
+    reason: str | None = None
+    note: str = ""
+    opportunity_id: str | None = None
+    outcome: str = ""
+    source: str = "api"
+
+
 class LeadState(BaseModel):
     """What the `state` query answers."""
 
@@ -154,6 +234,11 @@ class LeadState(BaseModel):
     response_due: datetime | None = None
     lapsed_rep_ids: list[int] = Field(default_factory=list)
     waiting_for: str = ""
+    recycles: int = 0
+    dormant_cycles: int = 0
+    last_disposition: str | None = None
+    opportunity_id: str | None = None
+    history: list[str] = Field(default_factory=list)
 
 
 class SendEmailInput(BaseModel):
@@ -176,3 +261,6 @@ class SendEmailResult(BaseModel):
     status: SendStatus
     outbox_key: str
     message_id: str
+
+
+LeadNurtureInput.model_rebuild()

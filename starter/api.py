@@ -23,7 +23,7 @@ from leadloop import PROJECT_ROOT
 from leadloop.cadence import CadenceError, cadence_path, load_cadence
 from leadloop.classify import Hit, Verdict, classify
 from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Suppression, make_engine, make_sessionmaker
-from leadloop.enrollment import current_scoring, start_lead, upsert_lead
+from leadloop.enrollment import current_recycle, current_scoring, start_lead, upsert_lead
 from leadloop.events import EventSignaller, record_event
 from leadloop.intake import LeadIn
 from leadloop.mail import email_hash
@@ -341,6 +341,7 @@ def create_app(
         try:
             cadence = load_cadence(cadence_path(state.settings.cadence_dir, name))
             scoring = current_scoring(state.settings.scoring_file)
+            recycle = current_recycle(state.settings.cadence_dir)
         except CadenceError as exc:
             raise HTTPException(422, [{"loc": ["body", "cadence"], "msg": line} for line in exc.lines()]) from None
         fields = LeadIn.model_validate(lead.model_dump(exclude={"cadence"}))
@@ -354,7 +355,7 @@ def create_app(
         try:
             flow = await start_lead(
                 await state.client(), row, cadence, task_queue=state.settings.task_queue,
-                time_scale=state.settings.time_scale, source="api", scoring=scoring,
+                time_scale=state.settings.time_scale, source="api", scoring=scoring, recycle=recycle,
             )  # fmt: skip
         except Exception as exc:
             log.warning("lead %s stored, workflow not started: %s", row.id, exc)

@@ -106,10 +106,14 @@ def _safe_url(url: str) -> str:
 
 
 def _rule_loaders() -> dict[str, Callable[[Path], object]]:
+    from leadloop.recycle import load_recycle
     from leadloop.routing import load_routing
     from leadloop.scoring import load_scoring
 
-    return {"scoring.yaml": load_scoring, "routing.yaml": load_routing}
+    def recycle(path: Path) -> object:
+        return load_recycle(path, path.parent)  # every cadence it names must load, here and now
+
+    return {"scoring.yaml": load_scoring, "routing.yaml": load_routing, "recycle.yaml": recycle}
 
 
 RULE_FILES = _rule_loaders()
@@ -131,7 +135,7 @@ def cadence_check(
     files: list[Path] = []
     for path in paths or [settings.cadence_dir]:
         if path.is_dir():
-            files += sorted(p for p in path.glob("*.y*ml") if p.name != "recycle.yaml")
+            files += sorted(path.glob("*.y*ml"))
         else:
             files.append(path)
     if not files:
@@ -241,11 +245,12 @@ async def _enroll(leads: list[Any], cadence: Any, settings: Settings) -> Any:
     from sqlalchemy import inspect
 
     from leadloop.db import make_engine, make_sessionmaker
-    from leadloop.enrollment import current_scoring, enroll_leads
+    from leadloop.enrollment import current_recycle, current_scoring, enroll_leads
     from leadloop.temporal import connect
 
     try:
         scoring = current_scoring(settings.scoring_file)
+        recycle = current_recycle(settings.cadence_dir)
     except CadenceError as exc:
         raise _fail("\n".join(exc.lines())) from None
     try:
@@ -267,7 +272,7 @@ async def _enroll(leads: list[Any], cadence: Any, settings: Settings) -> Any:
             return await enroll_leads(
                 leads, cadence, sessionmaker=make_sessionmaker(engine), client=client,
                 task_queue=settings.task_queue, time_scale=settings.time_scale,
-                scoring=scoring, progress=lambda _: progress.advance(task),
+                scoring=scoring, recycle=recycle, progress=lambda _: progress.advance(task),
             )  # fmt: skip
     finally:
         await engine.dispose()

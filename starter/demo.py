@@ -20,7 +20,7 @@ from rich.console import Console
 from leadloop import PROJECT_ROOT
 from leadloop.cadence import cadence_path, load_cadence
 from leadloop.db import make_engine, make_sessionmaker
-from leadloop.enrollment import current_scoring, enroll_leads
+from leadloop.enrollment import current_recycle, current_scoring, enroll_leads
 from leadloop.intake import parse_csv
 from leadloop.migrate import upgrade_database
 from leadloop.roster import import_roster
@@ -119,7 +119,7 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
             report = await enroll_leads(
                 parsed.leads, cadence, sessionmaker=make_sessionmaker(engine), client=client,
                 task_queue=settings.task_queue, time_scale=settings.time_scale, source="demo",
-                scoring=current_scoring(settings.scoring_file),
+                scoring=current_scoring(settings.scoring_file), recycle=current_recycle(settings.cadence_dir),
             )  # fmt: skip
             await engine.dispose()
             for error in parsed.errors:

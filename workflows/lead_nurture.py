@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -12,7 +12,9 @@ with workflow.unsafe.imports_passed_through():
     from leadloop.models import (
         AssignLeadInput,
         AssignLeadResult,
+        Carry,
         CloseAssignmentInput,
+        DispositionInput,
         EngagementCounts,
         EngagementEvent,
         EngagementInput,
@@ -20,14 +22,20 @@ with workflow.unsafe.imports_passed_through():
         LeadNurtureInput,
         LeadNurtureResult,
         LeadState,
+        LoadCycleInput,
+        LoadCycleResult,
         NotifyRepInput,
         NotifyRepResult,
+        ProfileUpdatedInput,
+        RepActionInput,
+        RepActionResult,
         RerouteInput,
         RetrySendInput,
         SendEmailInput,
         SendEmailResult,
         Stage,
     )
+    from leadloop.recycle import REASONS, Disposition
     from leadloop.schedule import DemoClock, add_business_time, describe_local, next_send_time
     from leadloop.scoring import Engagement, Score, compute_score
     from leadloop.temporal import (
@@ -102,16 +110,47 @@ class LeadNurtureWorkflow:
         self._assignment: AssignLeadResult | None = None
         self._response_due: datetime | None = None
         self._lapsed: list[int] = []
+        self._rerouted_from: list[int] = []
         self._waiting_for = ""
         self._details = ""
+        self._decision: tuple[Literal["accept", "reject"], RepActionInput] | None = None
+        self._decision_result: RepActionResult | None = None
+        self._last_disposition: str | None = None
+        self._opportunity_id: str | None = None
+        self._profile_fixed = False
+        self._recycles = 0
+        self._dormant_cycles = 0
+        self._history: list[str] = []
+        if input.carry is not None:
+            carry = input.carry
+            self._recycles, self._dormant_cycles = carry.recycles, carry.dormant_cycles
+            self._seen_ids = list(carry.seen_ids)
+            self._seen_set = set(self._seen_ids)
+            self._counts = carry.counts.model_copy()
+            self._last_engaged_at = carry.last_engaged_at
+            self._enrolments = carry.enrolments
+            self._history = list(carry.history)
+            self._scored = list(carry.scored)
+            self._score = self._compute_score()
 
     @workflow.run
     async def run(self, input: LeadNurtureInput) -> LeadNurtureResult:
         cadence = input.cadence
         clock = DemoClock(input.origin or workflow.now(), input.time_scale)
         self._clock = clock
-        last_planned = clock.cadence_time(workflow.now())
         self._publish()
+        if input.start_after > timedelta(0):
+            resume = clock.cadence_time(workflow.now()) + input.start_after
+            when = describe_local(resume, input.timezone)
+            self._waiting_for = f"cool-down until {when}, then cadence '{cadence.name}'"
+            self._next_send_at = workflow.now() + clock.real_delay(workflow.now(), resume)
+            self._publish(self._waiting_for)
+            await self._wait(
+                lambda: self._unsubscribed or self._escalate,
+                clock.real_delay(workflow.now(), resume),
+                f"cool-down {format_wait(input.start_after)} → {when}, then '{cadence.name}'",
+            )
+        last_planned = clock.cadence_time(workflow.now())
         while self._step_index < len(cadence.steps):
             if self._unsubscribed:
                 return await self._finish("suppressed", "unsubscribed")
@@ -208,7 +247,7 @@ class LeadNurtureWorkflow:
                     cycle=self._input.cycle,
                     score=self._score.total,
                     profile=self._input.profile,
-                    exclude_rep_ids=list(self._lapsed),
+                    exclude_rep_ids=[*self._lapsed, *self._rerouted_from],
                 ),
                 result_type=AssignLeadResult,
                 start_to_close_timeout=SALES_TIMEOUT,
@@ -258,8 +297,17 @@ class LeadNurtureWorkflow:
             when = describe_local(due, assignment.rep_timezone)
             self._waiting_for = f"rep-{assignment.rep_id} to accept or reject by {when}"
             self._publish(f"with rep-{assignment.rep_id} ({assignment.rule}); response due {when}")
-            if await self._wait(lambda: self._unsubscribed, delay, f"response due {when} (rep-{assignment.rep_id})"):
-                break
+            if await self._wait(
+                lambda: self._unsubscribed or self._decision is not None,
+                delay,
+                f"response due {when} (rep-{assignment.rep_id})",
+            ):
+                if self._decision is None:
+                    break  # unsubscribed
+                outcome = await self._decide(key, assignment)
+                if outcome is not None:
+                    return outcome
+                continue  # re-routed
             await workflow.execute_activity(
                 "close_assignment",
                 CloseAssignmentInput(key=key, status="lapsed"),
@@ -281,6 +329,182 @@ class LeadNurtureWorkflow:
                 summary="lead unsubscribed: assignment closed",
             )
         return await self._finish("suppressed", "unsubscribed")
+
+    async def _decide(self, key: str, assignment: AssignLeadResult) -> LeadNurtureResult | None:
+        """Apply the rep's accept or reject; None when the lead is re-routed and stays with sales."""
+        assert self._decision is not None
+        action, request = self._decision
+        rep = assignment.rep_id
+        await workflow.execute_activity(
+            "close_assignment",
+            CloseAssignmentInput(key=key, status="accepted" if action == "accept" else "rejected"),
+            start_to_close_timeout=SALES_TIMEOUT,
+            retry_policy=SALES_RETRY,
+            summary=f"rep-{rep} {action}ed",
+        )
+        if action == "accept":
+            self._opportunity_id = request.opportunity_id
+            outcome = "converted" + (f", opportunity {request.opportunity_id}" if request.opportunity_id else "")
+            await self._record(key, rep, request, "accept", outcome)
+            self._answer(RepActionResult(stage="converted", outcome=outcome))
+            return await self._finish("converted", f"accepted by rep-{rep}: {outcome}")
+        reason = request.reason or "other"
+        policy = self._input.recycle
+        disposition = policy.for_reason(reason) if policy else Disposition(action="archive")
+        if disposition.action == "nurture" and policy and self._recycles >= policy.max_recycles:
+            disposition = Disposition(action="dormant")  # recycled often enough: let it rest
+        now_cadence = self._clock.cadence_time(workflow.now())
+        tz = self._input.timezone
+        back_at: datetime | None = None
+        if disposition.action == "nurture":
+            back_at = workflow.now() + disposition.cool_down / self._input.time_scale
+            outcome = (
+                f"back to nurture with '{disposition.cadence}' after a {format_wait(disposition.cool_down)} "
+                f"cool-down, on {describe_local(now_cadence + disposition.cool_down, tz)}"
+            )
+        elif disposition.action == "dormant":
+            dormancy = policy.dormant if policy else None
+            if dormancy is None or self._dormant_cycles >= dormancy.max_cycles:
+                disposition, outcome = Disposition(action="archive"), "archived: retired after its dormant cycles"
+            else:
+                back_at = workflow.now() + dormancy.reengage_after / self._input.time_scale
+                outcome = (
+                    f"dormant; back with '{dormancy.cadence}' on "
+                    f"{describe_local(now_cadence + dormancy.reengage_after, tz)}"
+                )
+        else:
+            outcome = {
+                "archive": f"archived ({reason})",
+                "suppress": "suppressed: never emailed again",
+                "hold": "held until the lead's data is fixed (`leadloop lead update` or PATCH /leads/{id})",
+                "reroute": f"re-routed to another rep; rep-{rep} excluded",
+            }[disposition.action]
+        await self._record(key, rep, request, "reject", outcome)
+        self._last_disposition = f"{reason}: {outcome}"
+        stage: Stage = {
+            "nurture": "nurturing", "dormant": "dormant", "archive": "archived", "suppress": "suppressed",
+            "hold": "held", "reroute": "with_sales",
+        }[disposition.action]  # type: ignore[assignment]  # fmt: skip
+        self._answer(RepActionResult(stage=stage, outcome=outcome, back_at=back_at, cadence=disposition.cadence))
+        self._assignment, self._response_due = None, None
+        if disposition.action == "reroute":
+            if rep is not None:
+                self._rerouted_from.append(rep)
+            return None
+        if disposition.action == "archive":
+            return await self._finish("archived", f"rejected by rep-{rep} ({reason}): {outcome}")
+        if disposition.action == "suppress":
+            await workflow.execute_activity(
+                "suppress_lead",
+                self._input.lead_id,
+                start_to_close_timeout=SALES_TIMEOUT,
+                retry_policy=SALES_RETRY,
+                summary="rep: not interested → suppression list",
+            )
+            return await self._finish("suppressed", f"rejected by rep-{rep}: not interested")
+        if disposition.action == "hold":
+            return await self._hold(reason)
+        if disposition.action == "dormant":
+            return await self._dormant(f"rejected by rep-{rep} ({reason})")
+        self._recycles += 1
+        assert disposition.cadence is not None
+        await self._new_cycle(disposition.cadence, disposition.cool_down, disposition.reset_engagement, outcome)
+
+    async def _record(
+        self, key: str, rep: int | None, request: RepActionInput, action: Literal["accept", "reject"], outcome: str
+    ) -> None:
+        await workflow.execute_activity(
+            "record_disposition",
+            DispositionInput(
+                key=key,
+                lead_id=self._input.lead_id,
+                cycle=self._input.cycle,
+                rep_id=rep,
+                action=action,
+                reason=request.reason,
+                note=request.note,
+                opportunity_id=request.opportunity_id,
+                outcome=outcome,
+                source=request.source,
+            ),
+            start_to_close_timeout=SALES_TIMEOUT,
+            retry_policy=SALES_RETRY,
+            summary=f"record: rep-{rep} {action}" + (f" ({request.reason})" if request.reason else ""),
+        )
+
+    def _answer(self, result: RepActionResult) -> None:
+        self._decision_result = result
+        self._decision = None
+
+    async def _hold(self, reason: str) -> LeadNurtureResult:
+        """Wait, visibly, for the lead's data to be fixed; then nurture resumes with the same cadence."""
+        self._stage = "held"
+        self._next_send_at = None
+        self._waiting_for = "the lead's data to be fixed (`leadloop lead update`, PATCH /leads/{id})"
+        self._publish(f"held ({reason}): waiting for {self._waiting_for}")
+        self._profile_fixed = False
+        await workflow.wait_condition(lambda: self._profile_fixed or self._unsubscribed)
+        if self._unsubscribed:
+            return await self._finish("suppressed", "unsubscribed")
+        await self._new_cycle(self._input.cadence.name, timedelta(0), False, "data fixed: nurture resumes")
+
+    async def _dormant(self, why: str) -> LeadNurtureResult:
+        """Sleep on a durable timer, then re-engage; retired (archived) after the policy's dormant cycles."""
+        policy = self._input.recycle
+        if policy is None or self._dormant_cycles >= policy.dormant.max_cycles:
+            return await self._finish("archived", f"{why}: retired after {self._dormant_cycles} dormant cycle(s)")
+        dormancy = policy.dormant
+        self._stage = "dormant"
+        self._next_send_at = None
+        wake = self._clock.cadence_time(workflow.now()) + dormancy.reengage_after
+        when = describe_local(wake, self._input.timezone)
+        self._waiting_for = f"re-engagement with '{dormancy.cadence}' on {when}"
+        self._publish(f"dormant ({why}); {self._waiting_for}")
+        if await self._wait(
+            lambda: self._unsubscribed, self._clock.real_delay(workflow.now(), wake), f"dormant until {when}"
+        ):
+            return await self._finish("suppressed", "unsubscribed while dormant")
+        self._dormant_cycles += 1
+        await self._new_cycle(
+            dormancy.cadence, timedelta(0), True, f"re-engaged after {format_wait(dormancy.reengage_after)}"
+        )
+
+    async def _new_cycle(self, cadence: str, start_after: timedelta, reset_engagement: bool, why: str) -> NoReturn:
+        """Continue-as-new into the next cycle with fresh snapshots of the marketer's files."""
+        loaded = await workflow.execute_activity(
+            "load_cycle",
+            LoadCycleInput(lead_id=self._input.lead_id, cadence=cadence),
+            result_type=LoadCycleResult,
+            start_to_close_timeout=SALES_TIMEOUT,
+            retry_policy=SALES_RETRY,
+            summary=f"load cadence '{cadence}' for cycle {self._input.cycle + 1}",
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        line = f"cycle {self._input.cycle} ('{self._input.cadence.name}'): {self._sends} sent, {why}"
+        carry = Carry(
+            recycles=self._recycles,
+            dormant_cycles=self._dormant_cycles,
+            seen_ids=self._seen_ids[-SEEN_EVENT_IDS:],
+            counts=self._counts,
+            last_engaged_at=self._last_engaged_at,
+            enrolments=self._enrolments,
+            history=[*self._history, line][-50:],
+            scored=[] if reset_engagement else self._scored,
+        )
+        workflow.continue_as_new(
+            LeadNurtureInput(
+                lead_id=self._input.lead_id,
+                cadence=loaded.cadence,
+                timezone=loaded.timezone,
+                time_scale=self._input.time_scale,
+                cycle=self._input.cycle + 1,
+                scoring=loaded.scoring,
+                profile=loaded.profile,
+                recycle=loaded.recycle or self._input.recycle,
+                carry=carry,
+                start_after=start_after,
+            )
+        )
 
     def _threshold(self) -> int | None:
         escalation = self._input.cadence.escalation
@@ -397,6 +621,53 @@ class LeadNurtureWorkflow:
                 self._retry_requested = True  # a blocked send gives way to sales
         self._publish()
 
+    @workflow.update
+    async def accept(self, input: RepActionInput) -> RepActionResult:
+        """The assigned rep takes the lead: converted, nurture stops for good."""
+        return await self._act("accept", input)
+
+    @accept.validator
+    def _validate_accept(self, input: RepActionInput) -> None:
+        self._check_action("accept", input)
+
+    @workflow.update
+    async def reject(self, input: RepActionInput) -> RepActionResult:
+        """The assigned rep gives the lead back; the recycle policy decides by the reason."""
+        return await self._act("reject", input)
+
+    @reject.validator
+    def _validate_reject(self, input: RepActionInput) -> None:
+        self._check_action("reject", input)
+        if input.reason not in REASONS:
+            raise ValueError(f"unknown reason {input.reason!r}; one of: {', '.join(REASONS)}")
+
+    def _check_action(self, action: str, input: RepActionInput) -> None:
+        """Refused here, nothing is written to history."""
+        lead = self._input.lead_id
+        if self._stage != "with_sales":
+            raise ValueError(f"lead {lead} is {self._stage.replace('_', ' ')}, not with sales: nothing to {action}")
+        if self._assignment is None or self._assignment.rep_id is None:
+            raise ValueError(f"lead {lead} has no rep assigned at the moment")
+        if input.rep_id is not None and input.rep_id != self._assignment.rep_id:
+            raise ValueError(f"rep-{input.rep_id} is not the rep of lead {lead} (rep-{self._assignment.rep_id} is)")
+        if self._decision is not None:
+            raise ValueError(f"another decision on lead {lead} is being applied")
+
+    async def _act(self, action: Literal["accept", "reject"], input: RepActionInput) -> RepActionResult:
+        if self._decision is not None or self._stage != "with_sales":
+            # two actions validated in the same moment: the first one wins
+            raise ApplicationError(f"lead {self._input.lead_id} was decided a moment ago", type="AlreadyDecided")
+        self._decision = (action, input)
+        self._decision_result = None
+        await workflow.wait_condition(lambda: self._decision_result is not None)
+        assert self._decision_result is not None
+        return self._decision_result
+
+    @workflow.signal
+    def profile_updated(self, input: ProfileUpdatedInput) -> None:
+        """The lead's data was fixed; a held lead goes back to nurture."""
+        self._profile_fixed = True
+
     @workflow.signal
     def reroute(self, input: RerouteInput) -> None:
         """Reps changed: a lead waiting for one tries routing again now."""
@@ -436,4 +707,9 @@ class LeadNurtureWorkflow:
             response_due=self._response_due,
             lapsed_rep_ids=list(self._lapsed),
             waiting_for=self._waiting_for,
+            recycles=self._recycles,
+            dormant_cycles=self._dormant_cycles,
+            last_disposition=self._last_disposition,
+            opportunity_id=self._opportunity_id,
+            history=list(self._history),
         )

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -13,17 +14,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import select
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
+from leadloop import PROJECT_ROOT
 from leadloop.cadence import Cadence, Escalation, Sender, SendWindow, Step
 from leadloop.db import Assignment, Lead, make_engine, make_sessionmaker
 from leadloop.enrollment import start_lead, workflow_id
 from leadloop.migrate import upgrade_database
-from leadloop.models import EngagementEvent, EngagementInput, LeadNurtureResult, LeadState, RerouteInput
+from leadloop.models import (
+    EngagementEvent,
+    EngagementInput,
+    LeadNurtureResult,
+    LeadState,
+    ProfileUpdatedInput,
+    RerouteInput,
+)
+from leadloop.recycle import load_recycle
 from leadloop.roster import import_roster
 from leadloop.routing import Roster
 from leadloop.scoring import ScoringConfig
@@ -58,6 +69,7 @@ class Stack:
     smtp: SmtpServer
     sessionmaker: Any
     task_queue: str
+    recycle: Any = None
     started: list[WorkflowHandle[Any, Any]] = field(default_factory=list)
 
     async def lead(self, **fields: Any) -> Lead:
@@ -72,7 +84,7 @@ class Stack:
 
     async def start(self, lead: Lead) -> WorkflowHandle[Any, Any]:
         await start_lead(self.client, lead, CADENCE, task_queue=self.task_queue, time_scale=1.0, source="test",
-                         scoring=SCORING)  # fmt: skip
+                         scoring=SCORING, recycle=self.recycle)  # fmt: skip
         handle = self.client.get_workflow_handle(workflow_id(lead.id), result_type=LeadNurtureResult)
         self.started.append(handle)
         return handle
@@ -117,12 +129,16 @@ class Stack:
 async def stack(time_skipping_env, smtp, make_settings, tmp_path: Path) -> AsyncIterator[Stack]:
     routing = tmp_path / "routing.yaml"
     routing.write_text(ROUTING)
-    settings = make_settings(smtp_host=smtp.host, smtp_port=smtp.port, routing_file=routing)
+    cadences = tmp_path / "cadences"  # the samples, and this test's cadence, for new cycles to load
+    shutil.copytree(PROJECT_ROOT / "cadences", cadences)
+    (cadences / "hot.yaml").write_text(yaml.safe_dump(CADENCE.model_dump(mode="json"), allow_unicode=True))
+    settings = make_settings(smtp_host=smtp.host, smtp_port=smtp.port, routing_file=routing, cadence_dir=cadences)
     await upgrade_database(settings.database_url)
     client = with_pydantic(time_skipping_env.client)
     engine = make_engine(settings.database_url)
     async with worker_module.build_worker(client, settings):
-        stack = Stack(time_skipping_env, client, smtp, make_sessionmaker(engine), settings.task_queue)
+        stack = Stack(time_skipping_env, client, smtp, make_sessionmaker(engine), settings.task_queue,
+                      recycle=load_recycle(cadences / "recycle.yaml", cadences))  # fmt: skip
         yield stack
         # a workflow left waiting would hold the shared test server's clock for the next test
         # (so does terminating one with an activity still in flight: let those finish first)
@@ -243,3 +259,165 @@ async def test_unsubscribe_ends_the_lead(stack: Stack) -> None:
     async with stack.env.time_skipping_unlocked():
         result = await handle.result()
     assert result.stage == "suppressed" and result.sends == 1
+
+
+# ---------------------------------------------------------------- rep decisions and the recycle policy
+
+
+async def with_rep(stack: Stack) -> tuple[Lead, WorkflowHandle[Any, Any], LeadState]:
+    """A lead escalated and assigned, its rep notified."""
+    await stack.import_roster(ROSTER)
+    lead = await stack.lead()
+    handle = await stack.start(lead)
+    await handle.signal("engagement", clicks(3))
+    state = await stack.until(handle, lambda s: s.assigned_rep_id is not None)
+    await stack.mail_to("@sales.example")
+    return lead, handle, state
+
+
+async def dispositions(stack: Stack, lead_id: int) -> list[Any]:
+    from leadloop.db import DispositionRow
+
+    async with stack.sessionmaker() as session:
+        query = select(DispositionRow).where(DispositionRow.lead_id == lead_id).order_by(DispositionRow.created_at)
+        return list((await session.execute(query)).scalars())
+
+
+async def test_accept_converts_and_later_actions_are_refused(stack: Stack) -> None:
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from leadloop.models import RepActionInput, RepActionResult
+
+    lead, handle, state = await with_rep(stack)
+    rep = state.assigned_rep_id
+    with pytest.raises(WorkflowUpdateFailedError) as wrong:
+        await handle.execute_update("accept", RepActionInput(rep_id=rep + 1), result_type=RepActionResult)
+    assert f"rep-{rep + 1} is not the rep of lead {lead.id}" in str(wrong.value.cause)
+    result = await handle.execute_update(
+        "accept", RepActionInput(rep_id=rep, opportunity_id="OPP-7", note="call booked"), result_type=RepActionResult
+    )
+    assert result.stage == "converted" and "OPP-7" in result.outcome
+    final = await handle.result()
+    assert final.stage == "converted"
+    # the workflow has ended: the server refuses any update on it (the CLI and API explain it by the state)
+    with pytest.raises(Exception):  # noqa: B017
+        await handle.execute_update(
+            "reject", RepActionInput(rep_id=rep, reason="no_budget"), result_type=RepActionResult
+        )
+    assert (await stack.state(handle)).stage == "converted"
+    [row] = await dispositions(stack, lead.id)
+    assert (row.action, row.rep_id, row.opportunity_id, row.note) == ("accept", rep, "OPP-7", "call booked")
+    # refused updates leave no trace in history
+    history = await handle.fetch_history()
+    accepted = [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
+    assert len(accepted) == 1
+
+
+async def test_unknown_reason_and_rejects_before_escalation_are_refused(stack: Stack) -> None:
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from leadloop.models import RepActionInput
+
+    await stack.import_roster(ROSTER)
+    lead = await stack.lead()
+    handle = await stack.start(lead)
+    await stack.until(handle, lambda s: s.sends == 1)
+    with pytest.raises(WorkflowUpdateFailedError) as early:
+        await handle.execute_update("reject", RepActionInput(reason="no_budget"))
+    assert "nurturing, not with sales" in str(early.value.cause)
+    await handle.signal("engagement", clicks(3))
+    state = await stack.until(handle, lambda s: s.assigned_rep_id is not None)
+    with pytest.raises(WorkflowUpdateFailedError) as unknown:
+        await handle.execute_update("reject", RepActionInput(rep_id=state.assigned_rep_id, reason="too_expensive"))
+    assert "unknown reason 'too_expensive'" in str(unknown.value.cause)
+    assert (await stack.state(handle)).stage == "with_sales"
+
+
+REASON_CASES = [
+    # reason, stage right after, cadence of the next cycle (None: no new cycle)
+    ("not_ready", "nurturing", "nurture-later"),
+    ("no_budget", "nurturing", "nurture-later"),
+    ("no_need", "nurturing", "nurture-later"),
+    ("other", "nurturing", "nurture-later"),
+    ("no_authority", "nurturing", "influencer"),
+    ("bad_fit", "archived", None),
+    ("not_interested", "suppressed", None),
+    ("invalid_data", "held", None),
+    ("unreachable", "dormant", None),
+    ("wrong_route", "with_sales", None),
+]
+
+
+@pytest.mark.parametrize(("reason", "stage", "cadence"), REASON_CASES, ids=[c[0] for c in REASON_CASES])
+async def test_each_reason_does_what_the_policy_says(
+    stack: Stack, reason: str, stage: str, cadence: str | None
+) -> None:
+    from leadloop.models import RepActionInput, RepActionResult
+
+    lead, handle, state = await with_rep(stack)
+    rep = state.assigned_rep_id
+    result = await handle.execute_update(
+        "reject", RepActionInput(rep_id=rep, reason=reason, note="from the test"), result_type=RepActionResult
+    )
+    assert result.stage == stage, result
+    [row] = await dispositions(stack, lead.id)
+    assert (row.action, row.reason, row.rep_id, row.note) == ("reject", reason, rep, "from the test")
+    assert row.outcome == result.outcome
+    if cadence is not None:
+        after = await stack.until(handle, lambda s: s.cycle == 1)
+        assert after.cadence == cadence and after.stage == "nurturing" and after.recycles == 1
+        # engagement reset, profile fit kept, scored by scoring.yaml as it is now (software: 15, not 10)
+        assert after.score.engagement == 0 and after.score.items[0].rule == "industry=software"
+        assert after.score.profile == 15
+        assert "cool-down" in after.waiting_for and result.back_at is not None
+        assert after.history and "cycle 0" in after.history[0]
+    elif stage in ("archived", "suppressed"):
+        assert (await handle.result()).stage == stage
+        if stage == "suppressed":
+            from leadloop.db import Suppression
+            from leadloop.mail import email_hash
+
+            async with stack.sessionmaker() as session:
+                assert (await session.get(Suppression, email_hash(lead.email))).reason == "not_interested"
+    elif stage == "held":
+        held = await stack.until(handle, lambda s: s.stage == "held")
+        assert "data to be fixed" in held.waiting_for
+        await handle.signal("profile_updated", ProfileUpdatedInput(fields=["email"]))
+        resumed = await stack.until(handle, lambda s: s.cycle == 1)
+        assert resumed.stage == "nurturing" and resumed.cadence == "hot"
+    elif stage == "dormant":
+        dormant = await stack.until(handle, lambda s: s.stage == "dormant")
+        assert "re-engagement with 'reengage'" in dormant.waiting_for
+        await stack.env.sleep(timedelta(days=181))
+        woke = await stack.until(handle, lambda s: s.cycle == 1)
+        assert woke.cadence == "reengage" and woke.dormant_cycles == 1
+    else:  # wrong_route
+        moved = await stack.until(handle, lambda s: s.assigned_rep_id not in (None, rep))
+        assert moved.stage == "with_sales"
+        await stack.mail_to("@sales.example", 2)
+
+
+async def test_recycle_cap_sends_the_lead_to_dormancy(stack: Stack) -> None:
+    from leadloop.models import RepActionInput, RepActionResult
+
+    stack.recycle = stack.recycle.model_copy(update={"max_recycles": 0})
+    _lead, handle, state = await with_rep(stack)
+    result = await handle.execute_update(
+        "reject", RepActionInput(rep_id=state.assigned_rep_id, reason="not_ready"), result_type=RepActionResult
+    )
+    assert result.stage == "dormant" and "dormant" in result.outcome
+
+
+async def test_two_reps_rejecting_at_once_one_wins(stack: Stack) -> None:
+    from leadloop.models import RepActionInput, RepActionResult
+
+    lead, handle, state = await with_rep(stack)
+    rep = state.assigned_rep_id
+    outcomes = await asyncio.gather(
+        handle.execute_update("reject", RepActionInput(rep_id=rep, reason="bad_fit"), result_type=RepActionResult),
+        handle.execute_update("accept", RepActionInput(rep_id=rep), result_type=RepActionResult),
+        return_exceptions=True,
+    )
+    won = [o for o in outcomes if isinstance(o, RepActionResult)]
+    assert len(won) == 1, outcomes
+    assert len(await dispositions(stack, lead.id)) == 1
