@@ -8,25 +8,29 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import BaseModel, Field
-from sqlalchemy import select, text
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from leadloop import PROJECT_ROOT
 from leadloop.cadence import CadenceError, cadence_path, load_cadence
 from leadloop.classify import Hit, Verdict, classify
-from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Suppression, make_engine, make_sessionmaker
+from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, make_engine, make_sessionmaker
+from leadloop.decisions import DecisionRefused, decide
 from leadloop.enrollment import current_recycle, current_scoring, start_lead, upsert_lead
 from leadloop.events import EventSignaller, record_event
 from leadloop.intake import LeadIn
+from leadloop.leads import LeadUpdateError, apply_update, tell_workflow
 from leadloop.mail import email_hash
+from leadloop.models import RepActionInput, RepActionResult
+from leadloop.recycle import Reason
 from leadloop.settings import Settings, get_settings
 from leadloop.temporal import connect
 from leadloop.tokens import Signer, Token, TokenError, TokenKind
@@ -57,6 +61,17 @@ class LeadAccepted(BaseModel):
     lead_id: int
     status: str = Field(description="new, merged or unchanged (the lead existed), suppressed")
     workflow: str = Field(description="started, already_running, finished_earlier or not_started")
+
+
+class RepDecisionIn(BaseModel):
+    """A rep's decision from a CRM: who decides, and for a reject, why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rep: str = Field(description="the deciding rep's email address", max_length=320)
+    reason: Reason | None = None
+    note: str = Field(default="", max_length=2000)
+    opportunity_id: str | None = Field(default=None, max_length=200)
 
 
 class State:
@@ -362,6 +377,77 @@ def create_app(
             raise HTTPException(503, f"lead {row.id} stored, but its workflow could not be started; retry") from None
         body = LeadAccepted(lead_id=row.id, status=outcome, workflow=flow)
         return JSONResponse(body.model_dump(), status_code=201 if outcome == "new" else 200)
+
+    def require_key(state: State, given: str | None) -> None:
+        if not _key_ok(given, [k.get_secret_value() for k in state.settings.api_keys]):
+            raise HTTPException(401, "missing or wrong X-API-Key")
+
+    async def rep_decision(
+        lead_id: int, action: Literal["accept", "reject"], body: RepDecisionIn, request: Request, key: str | None
+    ) -> RepActionResult:
+        state = st(request)
+        require_key(state, key)
+        async with state.sessionmaker() as session:
+            rep = (
+                await session.execute(select(Rep).where(func.lower(Rep.email) == body.rep.strip().lower()))
+            ).scalar_one_or_none()
+        if rep is None:
+            raise HTTPException(403, f"{body.rep} is not a rep")
+        try:
+            return await decide(
+                await state.client(), lead_id, action,
+                RepActionInput(rep_id=rep.id, reason=body.reason, note=body.note,
+                               opportunity_id=body.opportunity_id, source="api"),
+            )  # fmt: skip
+        except DecisionRefused as exc:
+            raise HTTPException(409, str(exc)) from None
+
+    @app.post(
+        "/leads/{lead_id}/accept",
+        tags=["sales"],
+        responses={401: {"description": "missing or wrong API key"}, 403: {"description": "not a rep"},
+                   409: {"description": "the lead is not with this rep (or not with sales) any more"}},
+    )  # fmt: skip
+    async def accept_lead(
+        lead_id: int, body: RepDecisionIn, request: Request, x_api_key: Annotated[str | None, Header()] = None
+    ) -> RepActionResult:
+        """For CRMs: the assigned rep accepts the lead (converted)."""
+        return await rep_decision(lead_id, "accept", body, request, x_api_key)
+
+    @app.post(
+        "/leads/{lead_id}/reject",
+        tags=["sales"],
+        responses={401: {"description": "missing or wrong API key"}, 403: {"description": "not a rep"},
+                   409: {"description": "the lead is not with this rep (or not with sales) any more"}},
+    )  # fmt: skip
+    async def reject_lead(
+        lead_id: int, body: RepDecisionIn, request: Request, x_api_key: Annotated[str | None, Header()] = None
+    ) -> RepActionResult:
+        """For CRMs: the assigned rep rejects the lead with a reason; recycle.yaml decides what happens."""
+        if body.reason is None:
+            raise HTTPException(422, [{"loc": ["body", "reason"], "msg": "a reject needs a reason"}])
+        return await rep_decision(lead_id, "reject", body, request, x_api_key)
+
+    @app.patch(
+        "/leads/{lead_id}",
+        tags=["intake"],
+        responses={401: {"description": "missing or wrong API key"}, 404: {"description": "no such lead"}},
+    )
+    async def patch_lead(
+        lead_id: int, body: dict[str, str], request: Request, x_api_key: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        """Fix a lead's data (validated as intake); a lead held for invalid data resumes nurture."""
+        state = st(request)
+        require_key(state, x_api_key)
+        try:
+            async with state.sessionmaker() as session:
+                changed = await apply_update(session, lead_id, body)
+                await session.commit()
+        except LeadUpdateError as exc:
+            status = 404 if str(exc).startswith("no lead") else 422
+            raise HTTPException(status, str(exc)) from None
+        told = await tell_workflow(await state.client(), lead_id, changed) if changed else False
+        return {"lead_id": lead_id, "changed": changed, "workflow_told": told}
 
     @app.get("/r/{token}", tags=["sales"], responses={404: {"description": "not a valid or current link"}})
     async def rep_link(token: str, request: Request) -> JSONResponse:

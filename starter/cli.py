@@ -23,6 +23,8 @@ reps_app = typer.Typer(help="Sales teams and reps.", no_args_is_help=True)
 app.add_typer(reps_app, name="reps")
 event_app = typer.Typer(help="Inject an engagement event by hand (operators, demos).", no_args_is_help=True)
 app.add_typer(event_app, name="event")
+lead_app = typer.Typer(help="One lead's data.", no_args_is_help=True)
+app.add_typer(lead_app, name="lead")
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -546,6 +548,82 @@ def event_visit(
 ) -> None:
     """A page view on the marketer's site."""
     _inject("visit", lead_id, url, False)
+
+
+def _decide(lead_id: int, action: str, request: Any) -> None:
+    from leadloop.decisions import DecisionRefused, decide
+    from leadloop.temporal import connect
+
+    async def run() -> Any:
+        return await decide(await connect(get_settings()), lead_id, action, request)  # type: ignore[arg-type]
+
+    try:
+        result = asyncio.run(run())
+    except DecisionRefused as exc:
+        raise _fail(str(exc)) from None
+    except RuntimeError as exc:
+        raise _fail(f"cannot reach Temporal: {exc}") from None
+    console.print(f"lead {lead_id}: {result.outcome}", highlight=False)
+
+
+@app.command()
+def accept(
+    lead_id: Annotated[int, typer.Argument(help="lead id")],
+    opportunity: Annotated[str | None, typer.Option(help="the CRM opportunity id")] = None,
+    note: str = "",
+) -> None:
+    """Accept a lead for its assigned rep (an operator acting for the rep): converted, nurture stops."""
+    from leadloop.models import RepActionInput
+
+    _decide(lead_id, "accept", RepActionInput(opportunity_id=opportunity, note=note, source="cli"))
+
+
+@app.command()
+def reject(
+    lead_id: Annotated[int, typer.Argument(help="lead id")],
+    reason: Annotated[str, typer.Option(help="not_ready, no_budget, no_authority, no_need, bad_fit, "
+                                             "not_interested, invalid_data, unreachable, wrong_route, other")],
+    note: str = "",
+) -> None:  # fmt: skip
+    """Reject a lead for its assigned rep; recycle.yaml decides by the reason what happens next."""
+    from leadloop.models import RepActionInput
+    from leadloop.recycle import REASONS
+
+    if reason not in REASONS:
+        raise _fail(f"unknown reason {reason!r}; one of: {', '.join(REASONS)}")
+    _decide(lead_id, "reject", RepActionInput(reason=reason, note=note, source="cli"))
+
+
+@lead_app.command("update")
+def lead_update(
+    lead_id: Annotated[int, typer.Argument(help="lead id")],
+    email: Annotated[str | None, typer.Option(help="the corrected address")] = None,
+    first_name: Annotated[str | None, typer.Option("--first-name")] = None,
+    last_name: Annotated[str | None, typer.Option("--last-name")] = None,
+    company: str | None = None,
+    title: str | None = None,
+    timezone: str | None = None,
+    locale: str | None = None,
+) -> None:
+    """Fix a lead's data; a lead held for invalid data goes back to nurture."""
+    from leadloop.leads import LeadUpdateError, update_lead
+
+    fields = {
+        k: v
+        for k, v in {"email": email, "first_name": first_name, "last_name": last_name, "company": company,
+                     "title": title, "timezone": timezone, "locale": locale}.items()
+        if v is not None
+    }  # fmt: skip
+    if not fields:
+        raise _fail("nothing to change: give at least one of --email, --first-name, ...")
+    try:
+        changed, told = asyncio.run(update_lead(get_settings(), lead_id, fields))
+    except LeadUpdateError as exc:
+        raise _fail(str(exc)) from None
+    console.print(
+        f"lead {lead_id}: {', '.join(changed) or 'nothing'} changed"
+        + ("; its workflow was told" if told else "; no running workflow to tell")
+    )
 
 
 @app.command()

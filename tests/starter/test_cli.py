@@ -147,3 +147,26 @@ def test_enroll_refuses_a_csv_without_an_email_column(tmp_path: Path) -> None:
     result = leadloop("enroll", str(csv), "--cadence", "welcome", env={"LEADLOOP_TEMPORAL_ADDRESS": "127.0.0.1:1"})
     assert result.returncode == 1
     assert "no 'email' column" in result.stderr
+
+
+def test_reject_with_an_unknown_reason_and_empty_update_are_refused(tmp_path: Path) -> None:
+    env = {"LEADLOOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"}
+    result = leadloop("reject", "1", "--reason", "too_expensive", env=env)
+    assert result.returncode == 1 and "unknown reason 'too_expensive'" in result.stderr
+    assert "no_budget" in result.stderr
+    assert leadloop("db", "upgrade", env=env).returncode == 0
+    empty = leadloop("lead", "update", "1", env=env)
+    assert empty.returncode == 1 and "nothing to change" in empty.stderr
+    missing = leadloop("lead", "update", "1", "--email", "a@b.example", env=env)
+    assert missing.returncode == 1 and "no lead 1" in missing.stderr
+
+
+def test_recycle_file_naming_an_unknown_cadence_fails_at_check_time(workspace: dict[str, str]) -> None:
+    recycle = Path(workspace["LEADLOOP_CADENCE_DIR"]) / "recycle.yaml"
+    recycle.write_text(recycle.read_text().replace("cadence: influencer", "cadence: influencers"))
+    result = leadloop("cadence", "check", env=workspace)
+    assert result.returncode == 1
+    assert "reasons.no_authority.cadence: cadence 'influencers' does not load" in result.stderr
+    line = recycle.read_text().splitlines().index(
+        next(x for x in recycle.read_text().splitlines() if "influencers" in x)) + 1  # fmt: skip
+    assert f"{recycle}:{line}:" in result.stderr

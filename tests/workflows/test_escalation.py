@@ -421,3 +421,43 @@ async def test_two_reps_rejecting_at_once_one_wins(stack: Stack) -> None:
     won = [o for o in outcomes if isinstance(o, RepActionResult)]
     assert len(won) == 1, outcomes
     assert len(await dispositions(stack, lead.id)) == 1
+
+
+async def test_crm_endpoints_accept_reject_and_fix_data(stack: Stack, make_settings: Any) -> None:
+    import httpx
+
+    from starter.api import create_app
+
+    settings = make_settings(api_keys=["crm-key"])
+    app = create_app(settings, sessionmaker=stack.sessionmaker, client=stack.client)
+    key = {"x-api-key": "crm-key"}
+    lead, handle, state = await with_rep(stack)
+    rep_email = f"rep{state.assigned_rep_id}@sales.example"
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t.test") as http:
+            url = f"/leads/{lead.id}/reject"
+            assert (await http.post(url, json={"rep": rep_email, "reason": "invalid_data"})).status_code == 401
+            nobody = await http.post(url, json={"rep": "who@x.example", "reason": "invalid_data"}, headers=key)
+            assert nobody.status_code == 403
+            other = "rep9@sales.example" if state.assigned_rep_id != 9 else "rep1@sales.example"
+            await stack.import_roster({"teams": [{**ROSTER["teams"][0], "reps": [
+                *ROSTER["teams"][0]["reps"], {"email": other, "name": "Other"}]}]})  # fmt: skip
+            wrong = await http.post(url, json={"rep": other, "reason": "invalid_data"}, headers=key)
+            assert wrong.status_code == 409 and "is not the rep of lead" in wrong.json()["detail"]
+            bad = await http.post(url, json={"rep": rep_email, "reason": "meh"}, headers=key)
+            assert bad.status_code == 422
+            held = await http.post(
+                url, json={"rep": rep_email, "reason": "invalid_data", "note": "bounced"}, headers=key
+            )
+            assert held.status_code == 200 and held.json()["stage"] == "held"
+            again = await http.post(url, json={"rep": rep_email, "reason": "invalid_data"}, headers=key)
+            assert again.status_code == 409 and "held, not with sales" in again.json()["detail"]
+            # fixing the data: refused when invalid, then the held lead resumes nurture
+            bad_patch = await http.patch(f"/leads/{lead.id}", json={"email": "not an address"}, headers=key)
+            assert bad_patch.status_code == 422
+            assert (await http.patch("/leads/999999999", json={"title": "x"}, headers=key)).status_code == 404
+            fixed = await http.patch(f"/leads/{lead.id}", json={"email": "fixed@example.com"}, headers=key)
+            assert fixed.status_code == 200 and fixed.json() == {
+                "lead_id": lead.id, "changed": ["email"], "workflow_told": True}  # fmt: skip
+            resumed = await stack.until(handle, lambda s: s.cycle == 1)
+            assert resumed.stage == "nurturing"

@@ -1,0 +1,79 @@
+"""Fixing a lead's data (CLI and PATCH /leads/{id}): validated like intake, then the workflow is told."""
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from leadloop.db import Lead, make_engine, make_sessionmaker
+from leadloop.enrollment import workflow_id
+from leadloop.intake import LeadIn
+from leadloop.models import ProfileUpdatedInput
+from leadloop.settings import Settings
+from leadloop.temporal import connect
+
+EDITABLE = ("email", "first_name", "last_name", "company", "title", "industry", "company_size", "country",
+            "region", "timezone", "locale", "product_interest")  # fmt: skip
+
+
+class LeadUpdateError(Exception):
+    """Bad fields, an unknown lead, or an address another lead already has; nothing was changed."""
+
+
+def validated(current: Lead, fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields as intake would store them; LeadUpdateError names every bad one."""
+    unknown = sorted(set(fields) - set(EDITABLE))
+    if unknown:
+        raise LeadUpdateError(f"cannot change {', '.join(unknown)}; editable: {', '.join(EDITABLE)}")
+    merged = {"email": current.email, **{k: v for k, v in fields.items() if k != "email"}}
+    if "email" in fields:
+        merged["email"] = fields["email"]
+    try:
+        checked = LeadIn.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())  # fmt: skip
+        raise LeadUpdateError(problems) from None
+    return {k: getattr(checked, k) for k in fields}
+
+
+async def apply_update(session: Any, lead_id: int, fields: dict[str, Any]) -> list[str]:
+    """Change the lead in the session (the caller commits); returns the fields that changed."""
+    lead = await session.get(Lead, lead_id)
+    if lead is None:
+        raise LeadUpdateError(f"no lead {lead_id}")
+    clean = validated(lead, fields)
+    if "email" in clean and clean["email"] != lead.email:
+        other = (await session.execute(select(Lead.id).where(Lead.email == clean["email"]))).scalar()
+        if other is not None:
+            raise LeadUpdateError(f"lead {other} already has the address {clean['email']}")
+    changed = [k for k, v in clean.items() if getattr(lead, k) != v]
+    for name in changed:
+        setattr(lead, name, clean[name])
+    if "email" in changed:
+        lead.bounced_at = None
+    return changed
+
+
+async def tell_workflow(client: Client, lead_id: int, changed: list[str]) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id(lead_id)).signal(
+            "profile_updated", ProfileUpdatedInput(fields=changed)
+        )
+    except RPCError:
+        return False
+    return True
+
+
+async def update_lead(settings: Settings, lead_id: int, fields: dict[str, Any]) -> tuple[list[str], bool]:
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            changed = await apply_update(session, lead_id, fields)
+            await session.commit()
+    finally:
+        await engine.dispose()
+    told = await tell_workflow(await connect(settings), lead_id, changed) if changed else False
+    return changed, told
