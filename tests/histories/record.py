@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from leadloop import PROJECT_ROOT
 from leadloop.cadence import Cadence, Escalation, SendWindow
 from leadloop.db import Lead
 from leadloop.enrollment import start_lead, workflow_id
@@ -26,15 +27,20 @@ from leadloop.models import (
     AssignLeadInput,
     AssignLeadResult,
     CloseAssignmentInput,
+    DispositionInput,
     EngagementEvent,
     EngagementInput,
+    LoadCycleInput,
+    LoadCycleResult,
     NotifyRepInput,
     NotifyRepResult,
+    RepActionInput,
     RetrySendInput,
     SendEmailInput,
     SendEmailResult,
 )
-from leadloop.scoring import ScoringConfig
+from leadloop.recycle import load_recycle
+from leadloop.scoring import LeadProfile, ScoringConfig
 from leadloop.temporal import SEARCH_ATTRIBUTES, workflow_runner
 from starter.devserver import temporal_cli
 from workflows.lead_nurture import LeadNurtureWorkflow
@@ -59,6 +65,7 @@ failures: dict[tuple[int, str], ApplicationError] = {
 
 
 ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "23:59"}
+RECYCLE = load_recycle(PROJECT_ROOT / "cadences" / "recycle.yaml")
 HOT = CADENCE.model_copy(update={"name": "replay-hot", "escalation": Escalation(threshold=30)})
 SCORING = ScoringConfig.model_validate(
     {"version": 1, "profile": {"industry": {"software": 10}},
@@ -86,6 +93,17 @@ async def close_assignment(input: CloseAssignmentInput) -> None:
     return None
 
 
+@activity.defn(name="load_cycle")
+async def load_cycle(input: LoadCycleInput) -> LoadCycleResult:
+    return LoadCycleResult(cadence=HOT, scoring=SCORING, recycle=RECYCLE, profile=LeadProfile(industry="software"),
+                           timezone="Europe/Athens")  # fmt: skip
+
+
+@activity.defn(name="record_disposition")
+async def record_disposition(input: DispositionInput) -> None:
+    return None
+
+
 @activity.defn(name="send_email")
 async def send_email(input: SendEmailInput) -> SendEmailResult:
     failure = failures.pop((input.lead_id, input.step_id), None)
@@ -110,22 +128,24 @@ async def main() -> None:
         3: "policy-refusal-blocked-then-retried",
         4: "uncertain-send",
         5: "escalation-lapse-reassign-unsubscribe",
+        6: "reject-not-ready-recycled",
     }
     # only what is asked for (default: what is missing); saved histories are never re-recorded
     wanted = {
         i: n for i, n in runs.items() if n in sys.argv[1:] or (len(sys.argv) == 1 and not (HERE / f"{n}.json").exists())
     }
     async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow],
-                      activities=[send_email, assign_lead, notify_rep, close_assignment],
+                      activities=[send_email, assign_lead, notify_rep, close_assignment, load_cycle,
+                                  record_disposition],
                       workflow_runner=workflow_runner()):  # fmt: skip
         for lead_id in wanted:
             lead = Lead(
                 id=lead_id, email="x@example.com", timezone="Europe/Athens", company="Acme", industry="software"
             )
-            cadence, scoring = (HOT, SCORING) if lead_id == 5 else (CADENCE, None)
+            cadence, scoring = (HOT, SCORING) if lead_id in (5, 6) else (CADENCE, None)
             for _ in range(2):
                 await start_lead(client, lead, cadence, task_queue=queue, time_scale=86400 * 2, source="record",
-                                 scoring=scoring)  # fmt: skip
+                                 scoring=scoring, recycle=RECYCLE if lead_id == 6 else None)  # fmt: skip
         if 3 in wanted:
             handle = client.get_workflow_handle(workflow_id(3))
             while (await handle.describe()).search_attributes.get("LeadStage") != ["send_blocked"]:
@@ -143,6 +163,22 @@ async def main() -> None:
                 await asyncio.sleep(0.1)
             unsubscribe = EngagementEvent(id="u", kind="unsubscribe", human=True, at=datetime.now(UTC))
             await handle.signal("engagement", EngagementInput(events=[unsubscribe]))
+        if 6 in wanted:
+            handle = client.get_workflow_handle(workflow_id(6))
+            clicks = [EngagementEvent(id=f"c{i}", kind="click", human=True, at=datetime.now(UTC), url="x")
+                      for i in range(2)]  # fmt: skip
+            await handle.signal("engagement", EngagementInput(events=clicks))
+            while (await handle.describe()).search_attributes.get("AssignedRep") != ["rep-1"]:
+                await asyncio.sleep(0.1)
+            first_run = (await handle.describe()).run_id
+            await handle.execute_update("reject", RepActionInput(rep_id=1, reason="not_ready", note="next quarter"))
+            while (await handle.describe()).run_id == first_run:
+                await asyncio.sleep(0.1)
+            history = await client.get_workflow_handle(workflow_id(6), run_id=first_run).fetch_history()
+            (HERE / f"{runs[6]}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+            print("recorded", runs[6])
+            await handle.terminate("recorded")
+            del wanted[6]
         for lead_id, name in wanted.items():
             handle = client.get_workflow_handle(workflow_id(lead_id))
             await handle.result()

@@ -21,6 +21,7 @@ def test_there_are_saved_histories() -> None:
         "policy-refusal-blocked-then-retried",
         "uncertain-send",
         "escalation-lapse-reassign-unsubscribe",
+        "reject-not-ready-recycled",
     } <= names
 
 
