@@ -32,7 +32,7 @@ from leadloop.templates import (
     template_error_text,
 )
 from leadloop.tokens import Signer, Token
-from leadloop.tracking import TrackingLinks, track_html, track_text
+from leadloop.tracking import TrackingLinks, track_html, track_text, urls_in
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ class EmailActivities:
                     sender_name, sender_address, reply_to = owner.name, owner.email, owner.email
             msg_id = message_id(key, sender_address)
             row = await self._claim(session, key, input.lead_id, input.cycle, input.step_id, input.cadence, msg_id)
+            msg_id = row.message_id  # the first attempt's, even if the sender changed since
             earlier = await self._resume(session, row)
             if earlier is not None:
                 return SendEmailResult(status=earlier, outbox_key=key, message_id=msg_id)
@@ -333,7 +334,10 @@ class EmailActivities:
             rendered = self.renderer.render(step, lead.locale, input.default_locale, context)
         except (TemplateError, TemplateMissing) as exc:
             raise ApplicationError(template_error_text(exc), type="TemplateError", non_retryable=True) from exc
-        rendered = replace(rendered, html=track_html(rendered.html, links), text=track_text(rendered.text, links))
+        typed = urls_in([getattr(lead, f) for f in LEAD_FIELDS if isinstance(getattr(lead, f), str)])
+        rendered = replace(
+            rendered, html=track_html(rendered.html, links, typed), text=track_text(rendered.text, links, typed)
+        )
         name = " ".join(p for p in (lead.first_name, lead.last_name) if p)
         headers = {
             "List-Unsubscribe": f"<{links.unsubscribe_url}>",

@@ -117,6 +117,16 @@ class Escalation(Strict):
     threshold: int = Field(ge=1, le=10_000)
 
 
+class BigBang(Strict):
+    """One last, special email after N sends in a row that nobody opened (e.g. a personal offer)."""
+
+    after_unopened: int = Field(ge=1, le=50)
+    wait: Wait = Field(default=timedelta(days=3), description="after the last regular send")
+    template: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    subject: str | dict[str, str]
+    response_window: Wait = Field(default=timedelta(days=14), description="no human engagement by then: dormant")
+
+
 class Cadence(Strict):
     """A marketer's cadence; a snapshot of it travels in each lead's workflow input."""
 
@@ -132,6 +142,12 @@ class Cadence(Strict):
     send_as_owner: bool = Field(
         default=False, description="an owned lead's emails come from its owner rep, with Reply-To the rep"
     )
+    big_bang: BigBang | None = None
+    next_cadence: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="after the last step without an escalation: this cadence next; none: the lead goes dormant",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "Cadence":
@@ -139,6 +155,14 @@ class Cadence(Strict):
         for step in self.steps:
             if isinstance(step.subject, dict) and self.default_locale not in step.subject:
                 raise ValueError(f"step {step.id!r} has no subject for the default locale {self.default_locale!r}")
+        if self.big_bang is not None:
+            if isinstance(self.big_bang.subject, dict) and self.default_locale not in self.big_bang.subject:
+                raise ValueError(f"big_bang has no subject for the default locale {self.default_locale!r}")
+            if self.big_bang.after_unopened > len(self.steps):
+                raise ValueError(
+                    f"big_bang.after_unopened is {self.big_bang.after_unopened} but the cadence has only "
+                    f"{len(self.steps)} steps: it could never be sent"
+                )
         from leadloop.schedule import check_timezone
 
         check_timezone(self.default_timezone)

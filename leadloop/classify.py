@@ -23,14 +23,19 @@ SCANNER_AGENTS = (
     ("Proofpoint", "Proofpoint URL defense"),
     ("ppops-", "Proofpoint URL defense"),
     ("SafeLinks", "Microsoft Safe Links"),
-    ("Microsoft Office", "Microsoft Office link preview"),
-    ("MSOffice", "Microsoft Office link preview"),
     ("Trend Micro", "Trend Micro link scanner"),
     ("Symantec", "Symantec link scanner"),
     ("Forcepoint", "Forcepoint link scanner"),
     ("Cisco", "Cisco secure email"),
     ("IronPort", "Cisco secure email"),
     ("Sophos", "Sophos link scanner"),
+)
+
+#: Office's link preview fetches links itself; Outlook for Windows fetches images with the same user agent
+#: when the reader opens the mail, so these mark clicks only.
+CLICK_ONLY_AGENTS = (
+    ("Microsoft Office", "Microsoft Office link preview"),
+    ("MSOffice", "Microsoft Office link preview"),
 )
 
 #: HTTP libraries, headless browsers, crawlers and unfurlers: nobody read anything.
@@ -111,7 +116,7 @@ def classify(
                 return Verdict(True, why)
         if ua == "Mozilla/5.0":
             return Verdict(False, "Apple Mail Privacy Protection: bare 'Mozilla/5.0' prefetch")
-    for token, why in SCANNER_AGENTS:
+    for token, why in SCANNER_AGENTS + (CLICK_ONLY_AGENTS if hit.kind == "click" else ()):
         if token.lower() in ua.lower():
             return Verdict(False, why)
     match = AUTOMATION_AGENTS.search(ua)

@@ -81,6 +81,7 @@ def fold(rows: list[EngagementEvent]) -> list[EventModel]:
         key = (row.kind, row.human, row.outbox_key, row.url)
         if key in folded:
             folded[key].count += 1
+            folded[key].also.append(row.id)  # every id travels, so each is applied exactly once
             continue
         folded[key] = EventModel(
             id=row.id,

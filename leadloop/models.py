@@ -10,11 +10,11 @@ from leadloop.recycle import RecyclePolicy
 from leadloop.scoring import Engagement, LeadProfile, Score, ScoringConfig
 
 Stage = Literal[
-    "nurturing", "send_blocked", "with_sales", "converted", "held", "dormant", "archived",
+    "nurturing", "send_blocked", "big_bang", "with_sales", "converted", "held", "dormant", "archived",
     "cadence_complete", "suppressed",
 ]  # fmt: skip
 STAGES: tuple[Stage, ...] = (
-    "nurturing", "send_blocked", "with_sales", "converted", "held", "dormant", "archived",
+    "nurturing", "send_blocked", "big_bang", "with_sales", "converted", "held", "dormant", "archived",
     "cadence_complete", "suppressed",
 )  # fmt: skip
 EventKind = Literal["open", "click", "visit", "unsubscribe"]
@@ -65,6 +65,7 @@ class EngagementEvent(Engagement):
     reason: str = ""
     outbox_key: str | None = None
     count: int = Field(default=1, ge=1)
+    also: list[str] = Field(default_factory=list, description="ids of the identical repeats folded into this one")
 
 
 class EngagementInput(BaseModel):
@@ -236,6 +237,8 @@ class LeadState(BaseModel):
     waiting_for: str = ""
     recycles: int = 0
     dormant_cycles: int = 0
+    unopened_streak: int = 0
+    big_bang_sent: bool = False
     last_disposition: str | None = None
     opportunity_id: str | None = None
     history: list[str] = Field(default_factory=list)

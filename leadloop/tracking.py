@@ -47,12 +47,17 @@ def _ours(url: str, links: TrackingLinks) -> bool:
     return url.startswith(tuple(f"{links.public_url}/{p}/" for p in ("o", "c", "u")))
 
 
-def track_html(body: str, links: TrackingLinks) -> str:
-    """Every http(s) link rewritten through /c/; the pixel and a hidden honeypot link before </body>."""
+def urls_in(values: list[str | None]) -> frozenset[str]:
+    """URLs a lead typed into its own fields: never turned into signed redirects through our domain."""
+    return frozenset(u.rstrip(".,;:!?") for v in values if v for u in _TEXT_URL.findall(v))
+
+
+def track_html(body: str, links: TrackingLinks, skip: frozenset[str] = frozenset()) -> str:
+    """Every http(s) link rewritten through /c/ (but `skip`); the pixel and a hidden honeypot before </body>."""
 
     def rewrite(match: re.Match[str]) -> str:
         url = html.unescape(match.group(2))
-        if _ours(url, links):
+        if _ours(url, links) or url in skip:
             return match.group(0)
         return f'href="{html.escape(links.click_url(url))}"'
 
@@ -70,12 +75,12 @@ def track_html(body: str, links: TrackingLinks) -> str:
     return out[:cut] + extra + out[cut:]
 
 
-def track_text(body: str, links: TrackingLinks) -> str:
-    """Bare URLs in the text part rewritten through /c/ (the unsubscribe link is left as it is)."""
+def track_text(body: str, links: TrackingLinks, skip: frozenset[str] = frozenset()) -> str:
+    """Bare URLs in the text part rewritten through /c/ (not the unsubscribe link, not `skip`)."""
 
     def rewrite(match: re.Match[str]) -> str:
         url = match.group(0).rstrip(".,;:!?")
         tail = match.group(0)[len(url) :]
-        return url + tail if _ours(url, links) else links.click_url(url) + tail
+        return url + tail if _ours(url, links) or url in skip else links.click_url(url) + tail
 
     return _TEXT_URL.sub(rewrite, body)

@@ -103,7 +103,7 @@ class State:
             "click": self.settings.token_max_age_days * 86400,
             "rep": self.settings.rep_link_max_age_days * 86400,
             "unsubscribe": None,  # an unsubscribe link must keep working for as long as the email exists
-            "visitor": None,
+            "visitor": self.settings.token_max_age_days * 86400,
         }[kind]
         try:
             return self.signer.verify(token, kind=kind, max_age=max_age)
@@ -127,6 +127,12 @@ def _key_ok(given: str | None, accepted: list[str]) -> bool:
     for key in accepted:
         found |= hmac.compare_digest(given.encode("utf-8"), key.encode("utf-8"))
     return found
+
+
+def _on_site(url: str, site_url: str) -> bool:
+    """Only the marketer's own site gets the visitor id: a third-party page must never hold one."""
+    target, site = urlsplit(url), urlsplit(site_url)
+    return (target.scheme, target.netloc.lower()) == (site.scheme, site.netloc.lower())
 
 
 def _with_visitor(url: str, visitor: str) -> str:
@@ -240,7 +246,7 @@ def create_app(
         )  # fmt: skip
         await store(state, **_event(parsed, "click", verdict, request, now, url=parsed.url))
         target = parsed.url
-        if parsed.extra != "h":
+        if parsed.extra != "h" and _on_site(parsed.url, state.settings.site_url):
             visitor = state.signer.sign(
                 Token(kind="visitor", lead_id=parsed.lead_id, key="", issued_at=int(now.timestamp()))
             )
@@ -262,7 +268,14 @@ def create_app(
         """A page view from the site beacon: JSON {site_key, visitor, url} (sent as text/plain by browsers)."""
         state = st(request)
         cors = {"Access-Control-Allow-Origin": "*"}
-        raw = await request.body()
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BEACON_BYTES:
+            return JSONResponse({"detail": "body too large"}, status_code=413, headers=cors)
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BEACON_BYTES:
+                return JSONResponse({"detail": "body too large"}, status_code=413, headers=cors)
         if len(raw) > MAX_BEACON_BYTES:
             return JSONResponse({"detail": "body too large"}, status_code=413, headers=cors)
         try:

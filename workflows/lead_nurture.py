@@ -2,13 +2,14 @@
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from leadloop.cadence import BigBang
     from leadloop.models import (
         AssignLeadInput,
         AssignLeadResult,
@@ -69,6 +70,8 @@ MAX_ROUTING_BACKOFF = timedelta(days=1)
 SEEN_EVENT_IDS = 2000
 #: Human events kept for scoring; per-rule caps make older ones worth nothing more.
 SCORED_EVENTS = 500
+#: Stages in which reaching the threshold sends the lead to sales.
+ESCALATING_STAGES = ("nurturing", "send_blocked", "big_bang", "dormant")
 #: Error types on which the lead leaves nurture for good.
 SUPPRESSING_ERRORS = frozenset({"HardBounce", "Suppressed"})
 #: Error types the sender must fix; the workflow waits for an operator's retry.
@@ -114,12 +117,15 @@ class LeadNurtureWorkflow:
         self._waiting_for = ""
         self._details = ""
         self._decision: tuple[Literal["accept", "reject"], RepActionInput] | None = None
+        self._awaiting_decision = False  # only while the rep's response window is open
         self._decision_result: RepActionResult | None = None
         self._last_disposition: str | None = None
         self._opportunity_id: str | None = None
         self._profile_fixed = False
         self._recycles = 0
         self._dormant_cycles = 0
+        self._streak = 0
+        self._big_bang_sent = False
         self._history: list[str] = []
         if input.carry is not None:
             carry = input.carry
@@ -151,26 +157,34 @@ class LeadNurtureWorkflow:
                 f"cool-down {format_wait(input.start_after)} → {when}, then '{cadence.name}'",
             )
         last_planned = clock.cadence_time(workflow.now())
-        while self._step_index < len(cadence.steps):
+        while True:
             if self._unsubscribed:
                 return await self._finish("suppressed", "unsubscribed")
             if self._escalate:
                 return await self._with_sales()
-            step = cadence.steps[self._step_index]
-            number = self._step_index + 1
-            earliest = max(last_planned + step.wait, clock.cadence_time(workflow.now()))
+            big = self._big_bang_due()
+            if big is None and self._step_index >= len(cadence.steps):
+                break
+            if big is not None:
+                step_id, template, subject, wait = "big-bang", big.template, big.subject, big.wait
+                label = f"the big bang ({self._streak} unopened)"
+            else:
+                step = cadence.steps[self._step_index]
+                step_id, template, subject, wait = step.id, step.template, step.subject, step.wait
+                label = f"step {self._step_index + 1} of {len(cadence.steps)} '{step.id}'"
+            earliest = max(last_planned + wait, clock.cadence_time(workflow.now()))
             planned = next_send_time(earliest, cadence.send_window, input.timezone)
             delay = clock.real_delay(workflow.now(), planned)
             self._next_send_at = workflow.now() + delay
             when = describe_local(planned, input.timezone)
-            self._waiting_for = f"step {number} of {len(cadence.steps)} '{step.id}', next email {when}"
+            self._waiting_for = f"{label}, next email {when}"
             self._publish(self._waiting_for)
             if delay > timedelta(0):
                 # a timer that an unsubscribe or an escalation cuts short
                 if await self._wait(
                     lambda: self._unsubscribed or self._escalate,
                     delay,
-                    f"wait {format_wait(step.wait)} → {when}, step {number} '{step.id}'",
+                    f"wait {format_wait(wait)} → {when}, {label}",
                 ):
                     continue
             try:
@@ -179,11 +193,11 @@ class LeadNurtureWorkflow:
                     SendEmailInput(
                         lead_id=input.lead_id,
                         cycle=input.cycle,
-                        step_id=step.id,
-                        step_number=number,
+                        step_id=step_id,
+                        step_number=min(self._step_index + 1, len(cadence.steps)),
                         steps_total=len(cadence.steps),
-                        template=step.template,
-                        subject=step.subject,
+                        template=template,
+                        subject=subject,
                         cadence=cadence.name,
                         default_locale=cadence.default_locale,
                         sender=cadence.sender,
@@ -192,7 +206,7 @@ class LeadNurtureWorkflow:
                     result_type=SendEmailResult,
                     start_to_close_timeout=SEND_TIMEOUT,
                     retry_policy=SEND_RETRY,
-                    summary=f"send step {number} '{step.id}' ({step.template})",
+                    summary=f"send {label} ({template})",
                 )
             except ActivityError as err:
                 cause = err.cause
@@ -202,7 +216,7 @@ class LeadNurtureWorkflow:
                     workflow.logger.info("lead %s suppressed: %s", input.lead_id, cause.message)
                     return await self._finish("suppressed", f"suppressed: {cause.message}")
                 if cause.type in BLOCKING_ERRORS:
-                    await self._blocked(step.id, f"{cause.type}: {cause.message}")
+                    await self._blocked(step_id, f"{cause.type}: {cause.message}")
                     continue
                 raise
             if result.status == "uncertain":
@@ -210,13 +224,50 @@ class LeadNurtureWorkflow:
             else:
                 self._sends += 1
             last_planned = planned
+            if big is not None:
+                self._big_bang_sent = True
+                finished = await self._big_bang_window(big, planned)
+                if finished is not None:
+                    return finished
+                continue
+            self._streak += 1
             self._step_index += 1
         self._next_send_at = None
+        if cadence.next_cadence:
+            return await self._new_cycle(
+                cadence.next_cadence, timedelta(0), False, f"cadence '{cadence.name}' complete"
+            )
+        if self._input.recycle is not None:
+            return await self._dormant(f"cadence '{cadence.name}' complete without an escalation")
+        return await self._finish("cadence_complete", f"cadence '{cadence.name}' complete")
+
+    def _big_bang_due(self) -> BigBang | None:
+        big = self._input.cadence.big_bang
+        if big is None or self._big_bang_sent or self._streak < big.after_unopened:
+            return None
+        return big
+
+    async def _big_bang_window(self, big: BigBang, sent_at: datetime) -> LeadNurtureResult | None:
+        """After the big bang: a human engagement resumes nurture (and may escalate); silence means dormant."""
+        self._stage = "big_bang"
+        self._next_send_at = None
+        until = sent_at + big.response_window
+        when = describe_local(until, self._input.timezone)
+        self._waiting_for = f"a response to the big bang by {when}"
+        self._publish(self._waiting_for)
+        engaged = await self._wait(
+            lambda: self._unsubscribed or self._escalate or self._streak == 0,
+            self._clock.real_delay(workflow.now(), until),
+            f"big bang response window → {when}",
+        )
+        self._stage = "nurturing"
         if self._unsubscribed:
             return await self._finish("suppressed", "unsubscribed")
         if self._escalate:
             return await self._with_sales()
-        return await self._finish("cadence_complete", f"cadence '{cadence.name}' complete")
+        if engaged:
+            return None
+        return await self._dormant(f"no response to the big bang by {when}")
 
     async def _wait(self, condition: Callable[[], bool], limit: timedelta, summary: str) -> bool:
         """A durable timer that `condition` cuts short; True when it did."""
@@ -239,6 +290,7 @@ class LeadNurtureWorkflow:
             attempt += 1
             key = f"lead-{self._input.lead_id}.c{self._input.cycle}.a{attempt}"
             self._publish(f"score {self._score.total} reached {self._threshold()}: routing to a rep")
+            self._reroute = False  # before the activity: a roster change during it still counts
             assignment = await workflow.execute_activity(
                 "assign_lead",
                 AssignLeadInput(
@@ -263,7 +315,6 @@ class LeadNurtureWorkflow:
                 )
                 self._waiting_for = f"a rep: {assignment.reason}"
                 self._publish(f"unassigned, waiting for {self._waiting_for}")
-                self._reroute = False
                 await self._wait(
                     lambda: self._reroute or self._unsubscribed, backoff, f"no rep available; route again in {backoff}"
                 )
@@ -272,36 +323,38 @@ class LeadNurtureWorkflow:
             self._assignment = assignment
             cadence_now = self._clock.cadence_time(workflow.now())
             due = add_business_time(cadence_now, assignment.sla, assignment.business_hours, assignment.rep_timezone)
-            delay = self._clock.real_delay(workflow.now(), due)
-            self._response_due = workflow.now() + delay
+            self._response_due = workflow.now() + self._clock.real_delay(workflow.now(), due)
             copy_manager = len(self._lapsed) >= 2 and assignment.has_manager
-            await workflow.execute_activity(
-                "notify_rep",
-                NotifyRepInput(
-                    assignment_key=key,
-                    lead_id=self._input.lead_id,
-                    cycle=self._input.cycle,
-                    attempt=attempt,
-                    score=self._score,
-                    copy_manager=copy_manager,
-                    lapses=len(self._lapsed),
-                    deadline=due,
-                    note=f"after {len(self._lapsed)} lapsed hand-over(s)" if self._lapsed else "",
-                ),
-                result_type=NotifyRepResult,
-                start_to_close_timeout=SALES_TIMEOUT,
-                retry_policy=SEND_RETRY,
-                summary=f"notify rep-{assignment.rep_id} ({assignment.team})"
-                + (", manager copied" if copy_manager else ""),
-            )
+            try:
+                await self._notify(key, attempt, assignment, due, copy_manager)
+            except ActivityError as err:
+                # the rep cannot be told (address refused, rep removed): hand the lead to someone else
+                workflow.logger.warning(
+                    "lead %s: rep-%s not notified: %s", self._input.lead_id, assignment.rep_id, err.cause
+                )
+                await workflow.execute_activity(
+                    "close_assignment",
+                    CloseAssignmentInput(key=key, status="closed"),
+                    start_to_close_timeout=SALES_TIMEOUT,
+                    retry_policy=SALES_RETRY,
+                    summary=f"rep-{assignment.rep_id} could not be notified",
+                )
+                if assignment.rep_id is not None:
+                    self._rerouted_from.append(assignment.rep_id)
+                self._assignment, self._response_due = None, None
+                continue
+            delay = self._clock.real_delay(workflow.now(), due)  # after the notification, however long it took
             when = describe_local(due, assignment.rep_timezone)
             self._waiting_for = f"rep-{assignment.rep_id} to accept or reject by {when}"
             self._publish(f"with rep-{assignment.rep_id} ({assignment.rule}); response due {when}")
-            if await self._wait(
+            self._awaiting_decision = True
+            decided = await self._wait(
                 lambda: self._unsubscribed or self._decision is not None,
                 delay,
                 f"response due {when} (rep-{assignment.rep_id})",
-            ):
+            )
+            self._awaiting_decision = False
+            if decided:
                 if self._decision is None:
                     break  # unsubscribed
                 outcome = await self._decide(key, assignment)
@@ -329,6 +382,29 @@ class LeadNurtureWorkflow:
                 summary="lead unsubscribed: assignment closed",
             )
         return await self._finish("suppressed", "unsubscribed")
+
+    async def _notify(
+        self, key: str, attempt: int, assignment: AssignLeadResult, due: datetime, copy_manager: bool
+    ) -> None:
+        await workflow.execute_activity(
+            "notify_rep",
+            NotifyRepInput(
+                assignment_key=key,
+                lead_id=self._input.lead_id,
+                cycle=self._input.cycle,
+                attempt=attempt,
+                score=self._score,
+                copy_manager=copy_manager,
+                lapses=len(self._lapsed),
+                deadline=due,
+                note=f"after {len(self._lapsed)} lapsed hand-over(s)" if self._lapsed else "",
+            ),
+            result_type=NotifyRepResult,
+            start_to_close_timeout=SALES_TIMEOUT,
+            retry_policy=SEND_RETRY,
+            summary=f"notify rep-{assignment.rep_id} ({assignment.team})"
+            + (", manager copied" if copy_manager else ""),
+        )
 
     async def _decide(self, key: str, assignment: AssignLeadResult) -> LeadNurtureResult | None:
         """Apply the rep's accept or reject; None when the lead is re-routed and stays with sales."""
@@ -408,7 +484,7 @@ class LeadNurtureWorkflow:
             return await self._dormant(f"rejected by rep-{rep} ({reason})")
         self._recycles += 1
         assert disposition.cadence is not None
-        await self._new_cycle(disposition.cadence, disposition.cool_down, disposition.reset_engagement, outcome)
+        return await self._new_cycle(disposition.cadence, disposition.cool_down, disposition.reset_engagement, outcome)
 
     async def _record(
         self, key: str, rep: int | None, request: RepActionInput, action: Literal["accept", "reject"], outcome: str
@@ -446,7 +522,7 @@ class LeadNurtureWorkflow:
         await workflow.wait_condition(lambda: self._profile_fixed or self._unsubscribed)
         if self._unsubscribed:
             return await self._finish("suppressed", "unsubscribed")
-        await self._new_cycle(self._input.cadence.name, timedelta(0), False, "data fixed: nurture resumes")
+        return await self._new_cycle(self._input.cadence.name, timedelta(0), False, "data fixed: nurture resumes")
 
     async def _dormant(self, why: str) -> LeadNurtureResult:
         """Sleep on a durable timer, then re-engage; retired (archived) after the policy's dormant cycles."""
@@ -461,15 +537,21 @@ class LeadNurtureWorkflow:
         self._waiting_for = f"re-engagement with '{dormancy.cadence}' on {when}"
         self._publish(f"dormant ({why}); {self._waiting_for}")
         if await self._wait(
-            lambda: self._unsubscribed, self._clock.real_delay(workflow.now(), wake), f"dormant until {when}"
+            lambda: self._unsubscribed or self._escalate,
+            self._clock.real_delay(workflow.now(), wake),
+            f"dormant until {when}",
         ):
+            if self._escalate:  # woke up by itself: engaged enough to go to sales
+                return await self._with_sales()
             return await self._finish("suppressed", "unsubscribed while dormant")
         self._dormant_cycles += 1
-        await self._new_cycle(
+        return await self._new_cycle(
             dormancy.cadence, timedelta(0), True, f"re-engaged after {format_wait(dormancy.reengage_after)}"
         )
 
-    async def _new_cycle(self, cadence: str, start_after: timedelta, reset_engagement: bool, why: str) -> NoReturn:
+    async def _new_cycle(
+        self, cadence: str, start_after: timedelta, reset_engagement: bool, why: str
+    ) -> LeadNurtureResult:
         """Continue-as-new into the next cycle with fresh snapshots of the marketer's files."""
         loaded = await workflow.execute_activity(
             "load_cycle",
@@ -480,6 +562,8 @@ class LeadNurtureWorkflow:
             summary=f"load cadence '{cadence}' for cycle {self._input.cycle + 1}",
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._unsubscribed:  # checked in the same task as the continue-as-new: nothing slips between
+            return await self._finish("suppressed", "unsubscribed")
         line = f"cycle {self._input.cycle} ('{self._input.cadence.name}'): {self._sends} sent, {why}"
         carry = Carry(
             recycles=self._recycles,
@@ -539,6 +623,8 @@ class LeadNurtureWorkflow:
             counts.visits += event.count
         if not event.human:
             return False
+        if event.kind in ("open", "click"):
+            self._streak = 0  # machine hits never reach here: they do not count as opened
         self._last_engaged_at = max(event.at, self._last_engaged_at) if self._last_engaged_at else event.at
         for _ in range(min(event.count, SCORED_EVENTS)):
             self._scored.append(Engagement(kind=event.kind, at=event.at, url=event.url))
@@ -600,10 +686,13 @@ class LeadNurtureWorkflow:
         """Events from the HTTP service, coalesced; each event id is applied once."""
         rescore = False
         for event in input.events:
-            if event.id in self._seen_set:
+            fresh = [i for i in (event.id, *event.also) if i not in self._seen_set]
+            if not fresh:
                 continue
-            self._seen_set.add(event.id)
-            self._seen_ids.append(event.id)
+            self._seen_set.update(fresh)
+            self._seen_ids.extend(fresh)
+            if len(fresh) < 1 + len(event.also):  # some of a folded batch were applied before
+                event = event.model_copy(update={"count": len(fresh)})
             rescore = self._apply(event) or rescore
         if len(self._seen_ids) > SEEN_EVENT_IDS:
             for old in self._seen_ids[:-SEEN_EVENT_IDS]:
@@ -612,11 +701,7 @@ class LeadNurtureWorkflow:
         if rescore:
             self._score = self._compute_score()
             threshold = self._threshold()
-            if (
-                threshold is not None
-                and self._score.total >= threshold
-                and self._stage in ("nurturing", "send_blocked")
-            ):
+            if threshold is not None and self._score.total >= threshold and self._stage in ESCALATING_STAGES:
                 self._escalate = True
                 self._retry_requested = True  # a blocked send gives way to sales
         self._publish()
@@ -646,15 +731,15 @@ class LeadNurtureWorkflow:
         lead = self._input.lead_id
         if self._stage != "with_sales":
             raise ValueError(f"lead {lead} is {self._stage.replace('_', ' ')}, not with sales: nothing to {action}")
-        if self._assignment is None or self._assignment.rep_id is None:
-            raise ValueError(f"lead {lead} has no rep assigned at the moment")
+        if self._assignment is None or self._assignment.rep_id is None or not self._awaiting_decision:
+            raise ValueError(f"lead {lead} has no rep assigned at the moment (it is being routed); try again shortly")
         if input.rep_id is not None and input.rep_id != self._assignment.rep_id:
             raise ValueError(f"rep-{input.rep_id} is not the rep of lead {lead} (rep-{self._assignment.rep_id} is)")
         if self._decision is not None:
             raise ValueError(f"another decision on lead {lead} is being applied")
 
     async def _act(self, action: Literal["accept", "reject"], input: RepActionInput) -> RepActionResult:
-        if self._decision is not None or self._stage != "with_sales":
+        if self._decision is not None or self._stage != "with_sales" or not self._awaiting_decision:
             # two actions validated in the same moment: the first one wins
             raise ApplicationError(f"lead {self._input.lead_id} was decided a moment ago", type="AlreadyDecided")
         self._decision = (action, input)
@@ -709,6 +794,8 @@ class LeadNurtureWorkflow:
             waiting_for=self._waiting_for,
             recycles=self._recycles,
             dormant_cycles=self._dormant_cycles,
+            unopened_streak=self._streak,
+            big_bang_sent=self._big_bang_sent,
             last_disposition=self._last_disposition,
             opportunity_id=self._opportunity_id,
             history=list(self._history),

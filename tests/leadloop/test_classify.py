@@ -71,3 +71,9 @@ def test_min_delay_is_configurable() -> None:
     hit = Hit("open", THUNDERBIRD, "203.0.113.9", {}, SENT + timedelta(seconds=8), SENT)
     assert classify(hit).human
     assert not classify(hit, min_delay=timedelta(seconds=10)).human
+
+
+def test_outlook_desktop_opens_are_human_but_its_link_previews_are_not() -> None:
+    outlook = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17928; Pro)"
+    assert classify(Hit("open", outlook, "203.0.113.9", {}, LATER, SENT)).human
+    assert not classify(Hit("click", outlook, "203.0.113.9", BROWSER, LATER, SENT)).human

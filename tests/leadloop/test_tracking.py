@@ -31,3 +31,15 @@ def test_text_urls_are_rewritten_but_not_unsubscribe() -> None:
     assert "https://site.example/pricing" not in out
     assert out.count("https://t.example/c/") == 1 and out.splitlines()[0].endswith(".")
     assert LINKS.unsubscribe_url in out
+
+
+def test_urls_a_lead_typed_never_become_signed_redirects() -> None:
+    from leadloop.tracking import urls_in
+
+    typed = urls_in(["Evil Corp https://phish.example/login.", None, "Ann"])
+    assert typed == {"https://phish.example/login"}
+    text = "Hello Evil Corp https://phish.example/login.\nPricing: https://site.example/pricing\n"
+    out = track_text(text, LINKS, typed)
+    assert "https://phish.example/login." in out and out.count("https://t.example/c/") == 1
+    html = '<p>Evil Corp <a href="https://phish.example/login">x</a></p>'
+    assert 'href="https://phish.example/login"' in track_html(html, LINKS, typed)

@@ -30,6 +30,7 @@ def settings(make_settings: Any, database_url: str) -> Any:
         secret_key=KEYS[0],
         old_secret_keys=[KEYS[1]],
         public_url="http://t.test",
+        site_url="https://site.example",
         api_keys=["intake-key"],
         site_keys=["site-key"],
         temporal_address="127.0.0.1:1",  # nothing listens: events stay pending
@@ -120,6 +121,9 @@ async def test_click_redirects_to_the_sealed_url_with_a_signed_visitor_id(http, 
     assert visitor.lead_id == lead_id
     [event] = await events(sessionmaker)
     assert (event.kind, event.human, event.url) == ("click", True, target)
+    # a page outside the marketer's site never receives a visitor id
+    elsewhere = await http.get(f"/c/{token('click', lead_id, 'https://partner.example/x?a=1')}", headers=NAV)
+    assert elsewhere.headers["location"] == "https://partner.example/x?a=1"
 
 
 async def test_old_key_links_still_work_after_rotation(http, sessionmaker, lead_id) -> None:

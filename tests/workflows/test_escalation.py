@@ -270,9 +270,14 @@ async def with_rep(stack: Stack) -> tuple[Lead, WorkflowHandle[Any, Any], LeadSt
     lead = await stack.lead()
     handle = await stack.start(lead)
     await handle.signal("engagement", clicks(3))
-    state = await stack.until(handle, lambda s: s.assigned_rep_id is not None)
+    state = await stack.until(handle, awaiting_rep)
     await stack.mail_to("@sales.example")
     return lead, handle, state
+
+
+def awaiting_rep(state: LeadState) -> bool:
+    """Notified, and waiting for the rep's answer: only now do accept and reject apply."""
+    return state.assigned_rep_id is not None and "to accept or reject" in state.waiting_for
 
 
 async def dispositions(stack: Stack, lead_id: int) -> list[Any]:
@@ -326,7 +331,7 @@ async def test_unknown_reason_and_rejects_before_escalation_are_refused(stack: S
         await handle.execute_update("reject", RepActionInput(reason="no_budget"))
     assert "nurturing, not with sales" in str(early.value.cause)
     await handle.signal("engagement", clicks(3))
-    state = await stack.until(handle, lambda s: s.assigned_rep_id is not None)
+    state = await stack.until(handle, awaiting_rep)
     with pytest.raises(WorkflowUpdateFailedError) as unknown:
         await handle.execute_update("reject", RepActionInput(rep_id=state.assigned_rep_id, reason="too_expensive"))
     assert "unknown reason 'too_expensive'" in str(unknown.value.cause)
@@ -392,7 +397,7 @@ async def test_each_reason_does_what_the_policy_says(
         woke = await stack.until(handle, lambda s: s.cycle == 1)
         assert woke.cadence == "reengage" and woke.dormant_cycles == 1
     else:  # wrong_route
-        moved = await stack.until(handle, lambda s: s.assigned_rep_id not in (None, rep))
+        moved = await stack.until(handle, lambda s: awaiting_rep(s) and s.assigned_rep_id != rep)
         assert moved.stage == "with_sales"
         await stack.mail_to("@sales.example", 2)
 
