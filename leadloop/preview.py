@@ -8,7 +8,7 @@ from typing import Any
 
 from jinja2 import TemplateError, TemplateSyntaxError
 
-from leadloop.cadence import Cadence, CadenceError, line_of, load_cadence_lines
+from leadloop.cadence import Cadence, CadenceError, Step, line_of, load_cadence_lines
 from leadloop.intake import LeadIn
 from leadloop.mail import parse_sender
 from leadloop.settings import Settings
@@ -43,16 +43,26 @@ def _where(exc: BaseException) -> str:
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "template"
 
 
+def emails_of(cadence: Cadence) -> list[tuple[Step, tuple[Any, ...]]]:
+    """Every email a cadence can send, with where it stands in the file: its steps, then the big bang."""
+    emails: list[tuple[Step, tuple[Any, ...]]] = [(s, ("steps", i)) for i, s in enumerate(cadence.steps)]
+    if cadence.big_bang is not None:
+        big = cadence.big_bang
+        emails.append((Step(id="big-bang", wait=big.wait, template=big.template, subject=big.subject), ("big_bang",)))
+    return emails
+
+
 def render_step(
     cadence: Cadence, index: int, lead: dict[str, Any], locale: str | None, renderer: EmailRenderer, settings: Settings
 ) -> RenderedEmail:
-    step = cadence.steps[index]
+    step = emails_of(cadence)[index][0]
     name, address = (
         (cadence.sender.name, cadence.sender.address) if cadence.sender else parse_sender(settings.from_address)
     )
     postal = (cadence.sender.postal_address if cadence.sender else None) or settings.postal_address
     context = email_context(
-        lead, step=step, step_number=index + 1, steps_total=len(cadence.steps), cadence=cadence.name,
+        lead, step=step, step_number=min(index + 1, len(cadence.steps)), steps_total=len(cadence.steps),
+        cadence=cadence.name,
         sender_name=name, sender_address=address, postal_address=postal, public_url=settings.public_url,
         site_url=settings.site_url, unsubscribe_url=f"{settings.public_url}/u/preview-only",
     )  # fmt: skip
@@ -66,7 +76,7 @@ def check_cadence(path: Path, renderer: EmailRenderer, lead: dict[str, Any], set
     except CadenceError as exc:
         return CheckResult(path, None, exc.lines())
     result = CheckResult(path, cadence, [])
-    for index, step in enumerate(cadence.steps):
+    for index, (step, where) in enumerate(emails_of(cadence)):
         locales = sorted(set(renderer.locales_of(step.template)) | {cadence.default_locale})
         for locale in locales:
             try:
@@ -74,8 +84,9 @@ def check_cadence(path: Path, renderer: EmailRenderer, lead: dict[str, Any], set
                 result.rendered += 1
             except TemplateMissing as exc:
                 if locale == cadence.default_locale:
-                    line = line_of(lines, "steps", index, "template")
-                    result.problems.append(f"{path}:{line}: steps[{index}].template: {exc}")
+                    line = line_of(lines, *where, "template")
+                    field = f"steps[{index}]" if where[0] == "steps" else "big_bang"
+                    result.problems.append(f"{path}:{line}: {field}.template: {exc}")
             except TemplateError as exc:
                 detail = exc.message if isinstance(exc, TemplateSyntaxError) else str(exc)
                 result.problems.append(f"{_where(exc)}: step '{step.id}' ({locale}): {type(exc).__name__}: {detail}")
@@ -88,7 +99,7 @@ def preview_cadence(
     """Write `<nn>-<step>.subject.txt`, `.txt` and `.html` for every step, as the lead would get them."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for index, step in enumerate(cadence.steps):
+    for index, (step, _) in enumerate(emails_of(cadence)):
         rendered = render_step(cadence, index, lead, lead.get("locale"), renderer, settings)
         stem = f"{index + 1:02d}-{step.id}"
         for suffix, body in (

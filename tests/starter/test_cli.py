@@ -31,7 +31,7 @@ def workspace(tmp_path: Path) -> dict[str, str]:
 def test_check_passes_on_the_samples() -> None:
     result = leadloop("cadence", "check")
     assert result.returncode == 0, result.stderr
-    assert "welcome" in result.stdout and "4 steps, 24 renders" in result.stdout
+    assert "welcome" in result.stdout and "4 steps, 30 renders" in result.stdout
 
 
 def test_check_reports_file_line_and_field(workspace: dict[str, str]) -> None:
@@ -129,7 +129,9 @@ def test_preview_writes_every_step(tmp_path: Path) -> None:
     result = leadloop("cadence", "preview", "welcome", "--lead", "examples/lead.json", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 12
+    assert len(files) == 15  # four steps and the big bang, three files each
+    assert "05-big-bang.html" in files
+    assert "Μαρία, μια προσωπική προσφορά" in (tmp_path / "05-big-bang.subject.txt").read_text()
     assert (tmp_path / "01-welcome.subject.txt").read_text() == "Καλώς ήρθατε, Μαρία\n"
     html = (tmp_path / "02-tips.html").read_text()
     assert "Ακρόπολις Λογισμικό" in html and "<html" in html

@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,8 +15,19 @@ from temporalio.worker import Worker
 from leadloop.cadence import Cadence, Sender, SendWindow, Step
 from leadloop.db import Lead
 from leadloop.enrollment import start_lead, workflow_id
-from leadloop.models import LeadNurtureResult, LeadState, RetrySendInput, SendEmailInput, SendEmailResult
+from leadloop.models import (
+    EngagementEvent,
+    EngagementInput,
+    LeadNurtureResult,
+    LeadState,
+    LoadCycleInput,
+    LoadCycleResult,
+    RetrySendInput,
+    SendEmailInput,
+    SendEmailResult,
+)
 from leadloop.schedule import in_window
+from leadloop.scoring import LeadProfile
 from leadloop.temporal import workflow_runner
 from tests.conftest import with_pydantic
 from workflows.lead_nurture import LeadNurtureWorkflow
@@ -187,3 +199,96 @@ async def test_demo_speed_compresses_the_cadence(time_skipping_env: WorkflowEnvi
     times = [t for i, _, t in sender.sends if i == 501]
     # 30 cadence days (plus weekends skipped by the window) in about as many seconds
     assert timedelta(seconds=29) <= times[-1] - times[0] <= timedelta(seconds=40)
+
+
+# ---------------------------------------------------------------- the big bang and dormancy
+
+BIG = Cadence.model_validate(
+    {
+        **CADENCE.model_dump(mode="json", exclude={"steps"}),
+        "name": "bigbang",
+        "steps": [{"id": f"s{i}", "wait": "2d", "template": "welcome", "subject": "hi"} for i in range(1, 5)],
+        "big_bang": {"after_unopened": 2, "wait": "3d", "template": "big-bang", "subject": "an offer",
+                     "response_window": "14d"},
+    }
+)  # fmt: skip
+
+
+class CycleStubs(RecordingSender):
+    """send_email recorded, and the other activities a recycling lead calls, standing in for the database."""
+
+    @activity.defn(name="load_cycle")
+    async def load_cycle(self, input: LoadCycleInput) -> LoadCycleResult:
+        from leadloop import PROJECT_ROOT
+        from leadloop.cadence import cadence_path, load_cadence
+
+        cadence = load_cadence(cadence_path(PROJECT_ROOT / "cadences", input.cadence))
+        return LoadCycleResult(cadence=cadence, profile=LeadProfile(), timezone="Europe/Athens")
+
+
+def cycle_worker(client: Client, task_queue: str, stubs: CycleStubs) -> Worker:
+    return Worker(client, task_queue=task_queue, workflows=[LeadNurtureWorkflow],
+                  activities=[stubs.send_email, stubs.load_cycle], workflow_runner=workflow_runner())  # fmt: skip
+
+
+def recycle_policy() -> Any:
+    from leadloop import PROJECT_ROOT
+    from leadloop.recycle import load_recycle
+
+    return load_recycle(PROJECT_ROOT / "cadences" / "recycle.yaml")
+
+
+async def steps_sent(stubs: CycleStubs, lead_id: int, count: int, env: WorkflowEnvironment) -> list[str]:
+    for _ in range(400):
+        sent = [s for i, s, _ in stubs.sends if i == lead_id]
+        if len(sent) >= count:
+            return sent
+        await env.sleep(timedelta(hours=12))
+    return [s for i, s, _ in stubs.sends if i == lead_id]
+
+
+async def query(client: Client, lead_id: int) -> LeadState:
+    state: LeadState = await client.get_workflow_handle(workflow_id(lead_id)).query("state", result_type=LeadState)
+    return state
+
+
+async def test_unopened_sends_bring_the_big_bang_once_then_dormancy_then_reengagement(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    env, client = time_skipping_env, with_pydantic(time_skipping_env.client)
+    task_queue, stubs = f"tq-{uuid.uuid4()}", CycleStubs()
+    async with cycle_worker(client, task_queue, stubs):
+        await start_lead(client, lead(601, "Europe/Athens"), BIG, task_queue=task_queue, time_scale=1.0,
+                         source="test", recycle=recycle_policy())  # fmt: skip
+        # a machine open (Apple's prefetch) is not an open: the streak keeps counting
+        await steps_sent(stubs, 601, 1, env)
+        apple = EngagementEvent(id="m1", kind="open", human=False, at=datetime.now(UTC), reason="Apple MPP")
+        await client.get_workflow_handle(workflow_id(601)).signal("engagement", EngagementInput(events=[apple]))
+        assert await steps_sent(stubs, 601, 3, env) == ["s1", "s2", "big-bang"]
+        state = await query(client, 601)
+        assert state.stage == "big_bang" and state.big_bang_sent and "response to the big bang" in state.waiting_for
+        # fourteen quiet days: dormant, then re-engaged 180 days later with the reengage cadence
+        for _ in range(60):
+            state = await query(client, 601)
+            if state.stage == "dormant":
+                break
+            await env.sleep(timedelta(days=1))
+        assert state.stage == "dormant" and "'reengage'" in state.waiting_for
+        assert [s for i, s, _ in stubs.sends if i == 601] == ["s1", "s2", "big-bang"]  # s3, s4 never went out
+        await env.sleep(timedelta(days=181))
+        state = await query(client, 601)
+        assert state.cycle == 1 and state.cadence == "reengage" and state.dormant_cycles == 1
+        assert not state.big_bang_sent and state.unopened_streak <= 1
+
+
+async def test_a_human_open_after_the_big_bang_resumes_the_cadence(time_skipping_env: WorkflowEnvironment) -> None:
+    env, client = time_skipping_env, with_pydantic(time_skipping_env.client)
+    task_queue, stubs = f"tq-{uuid.uuid4()}", CycleStubs()
+    async with cycle_worker(client, task_queue, stubs):
+        await start_lead(client, lead(602, "Europe/Athens"), BIG, task_queue=task_queue, time_scale=1.0,
+                         source="test", recycle=recycle_policy())  # fmt: skip
+        await steps_sent(stubs, 602, 3, env)
+        opened = EngagementEvent(id="h1", kind="open", human=True, at=datetime.now(UTC), reason="Thunderbird")
+        await client.get_workflow_handle(workflow_id(602)).signal("engagement", EngagementInput(events=[opened]))
+        sent = await steps_sent(stubs, 602, 5, env)
+    assert sent == ["s1", "s2", "big-bang", "s3", "s4"]  # the big bang once, then the regular steps
