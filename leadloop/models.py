@@ -150,6 +150,14 @@ class Carry(BaseModel):
     enrolments: int = 0
     history: list[str] = Field(default_factory=list, description="one line per past cycle")
     scored: list[Engagement] = Field(default_factory=list, description="human events still scoring")
+    # within a cycle, when Temporal suggested a fresh history mid-cadence
+    resume: bool = False
+    step_index: int = 0
+    cycle_sends: int = 0
+    uncertain: int = 0
+    streak: int = 0
+    big_bang_sent: bool = False
+    last_planned: datetime | None = None
 
 
 class ProfileUpdatedInput(BaseModel):

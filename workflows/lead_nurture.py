@@ -138,6 +138,9 @@ class LeadNurtureWorkflow:
             self._history = list(carry.history)
             self._scored = list(carry.scored)
             self._score = self._compute_score()
+            if carry.resume:  # the same cycle, continued in a fresh history
+                self._step_index, self._sends, self._uncertain = carry.step_index, carry.cycle_sends, carry.uncertain
+                self._streak, self._big_bang_sent = carry.streak, carry.big_bang_sent
 
     @workflow.run
     async def run(self, input: LeadNurtureInput) -> LeadNurtureResult:
@@ -157,6 +160,8 @@ class LeadNurtureWorkflow:
                 f"cool-down {format_wait(input.start_after)} → {when}, then '{cadence.name}'",
             )
         last_planned = clock.cadence_time(workflow.now())
+        if input.carry is not None and input.carry.resume and input.carry.last_planned is not None:
+            last_planned = input.carry.last_planned
         while True:
             if self._unsubscribed:
                 return await self._finish("suppressed", "unsubscribed")
@@ -182,10 +187,12 @@ class LeadNurtureWorkflow:
             if delay > timedelta(0):
                 # a timer that an unsubscribe or an escalation cuts short
                 if await self._wait(
-                    lambda: self._unsubscribed or self._escalate,
+                    lambda: self._unsubscribed or self._escalate or workflow.info().is_continue_as_new_suggested(),
                     delay,
                     f"wait {format_wait(wait)} → {when}, {label}",
                 ):
+                    if not (self._unsubscribed or self._escalate):
+                        return await self._fresh_history(last_planned)
                     continue
             try:
                 result = await workflow.execute_activity(
@@ -549,6 +556,39 @@ class LeadNurtureWorkflow:
             dormancy.cadence, timedelta(0), True, f"re-engaged after {format_wait(dormancy.reengage_after)}"
         )
 
+    async def _fresh_history(self, last_planned: datetime) -> LeadNurtureResult:
+        """Temporal suggests a new run (the history grew long): continue-as-new in the same cycle and step."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._unsubscribed:
+            return await self._finish("suppressed", "unsubscribed")
+        carry = self._carry(f"cycle {self._input.cycle} continued in a fresh history", reset_engagement=False)
+        carry = carry.model_copy(
+            update={
+                "history": self._history,
+                "resume": True,
+                "step_index": self._step_index,
+                "cycle_sends": self._sends,
+                "uncertain": self._uncertain,
+                "streak": self._streak,
+                "big_bang_sent": self._big_bang_sent,
+                "last_planned": last_planned,
+            }
+        )
+        workflow.continue_as_new(self._input.model_copy(update={"carry": carry, "origin": self._clock.origin,
+                                                                 "start_after": timedelta(0)}))  # fmt: skip
+
+    def _carry(self, line: str, *, reset_engagement: bool) -> Carry:
+        return Carry(
+            recycles=self._recycles,
+            dormant_cycles=self._dormant_cycles,
+            seen_ids=self._seen_ids[-SEEN_EVENT_IDS:],
+            counts=self._counts,
+            last_engaged_at=self._last_engaged_at,
+            enrolments=self._enrolments,
+            history=[*self._history, line][-50:],
+            scored=[] if reset_engagement else self._scored,
+        )
+
     async def _new_cycle(
         self, cadence: str, start_after: timedelta, reset_engagement: bool, why: str
     ) -> LeadNurtureResult:
@@ -565,16 +605,7 @@ class LeadNurtureWorkflow:
         if self._unsubscribed:  # checked in the same task as the continue-as-new: nothing slips between
             return await self._finish("suppressed", "unsubscribed")
         line = f"cycle {self._input.cycle} ('{self._input.cadence.name}'): {self._sends} sent, {why}"
-        carry = Carry(
-            recycles=self._recycles,
-            dormant_cycles=self._dormant_cycles,
-            seen_ids=self._seen_ids[-SEEN_EVENT_IDS:],
-            counts=self._counts,
-            last_engaged_at=self._last_engaged_at,
-            enrolments=self._enrolments,
-            history=[*self._history, line][-50:],
-            scored=[] if reset_engagement else self._scored,
-        )
+        carry = self._carry(line, reset_engagement=reset_engagement)
         workflow.continue_as_new(
             LeadNurtureInput(
                 lead_id=self._input.lead_id,

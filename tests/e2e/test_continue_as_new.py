@@ -1,0 +1,84 @@
+"""Continue-as-new when Temporal suggests it, on the real dev server with a low suggestion threshold, while
+signals keep arriving: none is lost, the lead stays on its step, and its counts carry over."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from temporalio import activity
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from leadloop.cadence import Cadence
+from leadloop.db import Lead
+from leadloop.enrollment import start_lead, workflow_id
+from leadloop.models import EngagementEvent, EngagementInput, LeadState, SendEmailInput, SendEmailResult
+from leadloop.temporal import SEARCH_ATTRIBUTES, workflow_runner
+from tests.conftest import _which, with_pydantic
+from workflows.lead_nurture import LeadNurtureWorkflow
+
+CADENCE = Cadence.model_validate(
+    {
+        "name": "long",
+        "version": 1,
+        "send_window": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "23:59"},
+        "steps": [
+            {"id": "first", "wait": "0", "template": "welcome", "subject": "hi"},
+            {"id": "second", "wait": "30d", "template": "tips", "subject": "hi"},
+        ],
+    }
+)
+sends: list[str] = []
+
+
+@activity.defn(name="send_email")
+async def send_email(input: SendEmailInput) -> SendEmailResult:
+    sends.append(input.step_id)
+    key = f"lead-{input.lead_id}.c{input.cycle}.{input.step_id}"
+    return SendEmailResult(status="sent", outbox_key=key, message_id=f"<{key}@x>")
+
+
+@pytest.mark.e2e
+async def test_suggested_continue_as_new_loses_no_signal(tmp_path: Path) -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=_which("temporal"),
+        search_attributes=list(SEARCH_ATTRIBUTES),
+        dev_server_log_level="error",
+        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
+        ui=False,
+    )
+    try:
+        client = with_pydantic(env.client)
+        queue = f"can-{uuid.uuid4()}"
+        async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow], activities=[send_email],
+                          workflow_runner=workflow_runner()):  # fmt: skip
+            lead = Lead(id=7001, email="x@example.com", timezone="Europe/Athens")
+            await start_lead(client, lead, CADENCE, task_queue=queue, time_scale=1.0, source="test")
+            handle = client.get_workflow_handle(workflow_id(7001))
+            first_run = (await handle.describe()).run_id
+            while sends != ["first"]:
+                await asyncio.sleep(0.05)
+            total = 120
+            for i in range(total):  # one signal each, as fast as they come
+                event = EngagementEvent(id=f"o{i}", kind="open", human=True, at=datetime.now(UTC), reason="test")
+                await handle.signal("engagement", EngagementInput(events=[event]))
+            state: LeadState | None = None
+            for _ in range(200):
+                state = await handle.query("state", result_type=LeadState)
+                if state.engagement.human_opens == total:
+                    break
+                await asyncio.sleep(0.05)
+            assert state is not None and state.engagement.human_opens == total  # every signal counted once
+            description = await handle.describe()
+            assert description.run_id != first_run  # it continued as new, more than once by now
+            assert state.cycle == 0 and state.current_step == "second" and state.sends == 1
+            assert sends == ["first"]  # nothing re-sent by the fresh runs
+            runs = [w async for w in client.list_workflows(f"WorkflowId = '{workflow_id(7001)}'")]
+            assert len(runs) >= 3
+            history = await handle.fetch_history()
+            assert len(history.events) < 100  # the current run's history stays short
+            await handle.terminate("test over")
+    finally:
+        await env.shutdown()
