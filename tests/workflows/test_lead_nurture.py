@@ -292,3 +292,30 @@ async def test_a_human_open_after_the_big_bang_resumes_the_cadence(time_skipping
         await client.get_workflow_handle(workflow_id(602)).signal("engagement", EngagementInput(events=[opened]))
         sent = await steps_sent(stubs, 602, 5, env)
     assert sent == ["s1", "s2", "big-bang", "s3", "s4"]  # the big bang once, then the regular steps
+
+
+async def test_three_cycles_keep_each_history_small(time_skipping_env: WorkflowEnvironment) -> None:
+    """Big bang, dormant, re-engaged twice, then retired: every run's history stays short."""
+    env, client = time_skipping_env, with_pydantic(time_skipping_env.client)
+    task_queue, stubs = f"tq-{uuid.uuid4()}", CycleStubs()
+    async with cycle_worker(client, task_queue, stubs):
+        await start_lead(client, lead(603, "Europe/Athens"), BIG, task_queue=task_queue, time_scale=1.0,
+                         source="test", recycle=recycle_policy())  # fmt: skip
+        first_run = (await client.get_workflow_handle(workflow_id(603)).describe()).run_id
+        result = await finish(env, client, 603)
+    assert result.stage == "archived"
+    sent = [s for i, s, _ in stubs.sends if i == 603]
+    assert sent == ["s1", "s2", "big-bang", "checkin", "tips", "checkin", "tips"]  # reengage twice, then retired
+    runs, run_id = [], first_run
+    while run_id:
+        history = await client.get_workflow_handle(workflow_id(603), run_id=run_id).fetch_history()
+        runs.append(len(history.events))
+        last = history.events[-1]
+        run_id = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if last.HasField("workflow_execution_continued_as_new_event_attributes")
+            else ""
+        )
+    # measured here: 60, 41 and 30 events
+    assert len(runs) == 3, runs  # cycle 0, 1, 2
+    assert all(n <= 80 for n in runs), runs
