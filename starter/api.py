@@ -30,7 +30,7 @@ from leadloop.intake import LeadIn
 from leadloop.leads import LeadUpdateError, apply_update, tell_workflow
 from leadloop.mail import email_hash
 from leadloop.models import RepActionInput, RepActionResult
-from leadloop.recycle import Reason
+from leadloop.recycle import REASON_LABELS, Reason
 from leadloop.settings import Settings, get_settings
 from leadloop.temporal import connect
 from leadloop.tokens import Signer, Token, TokenError, TokenKind
@@ -462,26 +462,70 @@ def create_app(
         told = await tell_workflow(await state.client(), lead_id, changed) if changed else False
         return {"lead_id": lead_id, "changed": changed, "workflow_told": told}
 
-    @app.get("/r/{token}", tags=["sales"], responses={404: {"description": "not a valid or current link"}})
-    async def rep_link(token: str, request: Request) -> JSONResponse:
-        """A rep's Accept / Reject link: what it refers to (the rep's pages come with the recycle loop)."""
-        state = st(request)
+    async def rep_context(state: State, token: str) -> tuple[Token, Assignment, Lead] | HTMLResponse:
         parsed = state.verify(token, "rep")
-        if parsed is None:
-            return JSONResponse({"detail": "this link is not valid or has expired"}, status_code=404)
+        if parsed is None or parsed.extra not in ("accept", "reject"):
+            return state.page(
+                "invalid", 404, message="This link is not valid or has expired. The lead's current state is in "
+                "your newest notification email.",
+            )  # fmt: skip
         async with state.sessionmaker() as session:
             assignment = await session.get(Assignment, parsed.key)
-        if assignment is None or assignment.lead_id != parsed.lead_id:
-            return JSONResponse({"detail": "this hand-over no longer exists"}, status_code=404)
-        return JSONResponse(
-            {
-                "lead_id": assignment.lead_id,
-                "assignment": assignment.key,
-                "action": parsed.extra,
-                "status": assignment.status,
-                "assigned_at": _utc(assignment.assigned_at).isoformat(),
-            }
-        )
+            lead = await session.get(Lead, parsed.lead_id)
+        if assignment is None or lead is None or assignment.lead_id != parsed.lead_id:
+            return state.page("invalid", 404, message="This hand-over no longer exists.")
+        return parsed, assignment, lead
+
+    @app.get("/r/{token}", tags=["sales"], response_class=HTMLResponse,
+             responses={404: {"description": "not a valid or current link"}})  # fmt: skip
+    async def rep_page(token: str, request: Request) -> HTMLResponse:
+        """The page behind a rep's Accept or Reject link: the lead's summary and the form."""
+        state = st(request)
+        found = await rep_context(state, token)
+        if isinstance(found, HTMLResponse):
+            return found
+        parsed, assignment, lead = found
+        async with state.sessionmaker() as session:
+            rep = await session.get(Rep, assignment.rep_id) if assignment.rep_id else None
+        fields = (("Title", lead.title), ("Company", lead.company), ("Industry", lead.industry),
+                  ("Company size", lead.company_size), ("Country", lead.country), ("Email", lead.email))  # fmt: skip
+        return state.page(
+            "rep", action=parsed.extra, post_url=f"{state.settings.public_url}/r/{token}",
+            lead={"id": lead.id, "name": " ".join(p for p in (lead.first_name, lead.last_name) if p),
+                  "company": lead.company},
+            profile=[(k, v) for k, v in fields if v], rep_name=rep.name if rep else "a rep",
+            assigned_at=f"{_utc(assignment.assigned_at):%d %b %Y %H:%M} UTC", rule=assignment.rule,
+            score=assignment.score, handover=assignment.status, reasons=list(REASON_LABELS.items()),
+        )  # fmt: skip
+
+    @app.post("/r/{token}", tags=["sales"], response_class=HTMLResponse)
+    async def rep_submit(token: str, request: Request) -> HTMLResponse:
+        """Runs the rep's accept or reject and shows what now happens to the lead."""
+        state = st(request)
+        found = await rep_context(state, token)
+        if isinstance(found, HTMLResponse):
+            return found
+        parsed, assignment, lead = found
+        if assignment.status != "assigned":  # e.g. the form submitted twice
+            return state.page("decided", 409, headline="Nothing changed", back_at=None,
+                              outcome=f"This hand-over of lead {lead.id} is already {assignment.status}.")  # fmt: skip
+        form = await request.form()
+        reason = str(form.get("reason") or "") or None
+        note = str(form.get("note") or "")[:2000]
+        opportunity = str(form.get("opportunity_id") or "")[:200] or None
+        if parsed.extra == "reject" and reason not in REASON_LABELS:
+            return state.page("invalid", 422, message="Pick one of the reasons to reject the lead.")
+        try:
+            result = await decide(
+                await state.client(), lead.id, parsed.extra,  # type: ignore[arg-type]
+                RepActionInput(rep_id=assignment.rep_id, reason=reason, note=note, opportunity_id=opportunity,
+                               source="page"),
+            )  # fmt: skip
+        except DecisionRefused as exc:
+            return state.page("decided", 409, headline="Nothing changed", outcome=str(exc), back_at=None)
+        headline = "Lead accepted" if parsed.extra == "accept" else "Lead given back"
+        back = f"{result.back_at:%a %d %b %Y}" if result.back_at else None
+        return state.page("decided", headline=headline, outcome=f"Lead {lead.id}: {result.outcome}.", back_at=back)
 
     @app.get("/site/{page:path}", include_in_schema=False, response_class=HTMLResponse)
     async def demo_site(page: str, request: Request) -> HTMLResponse:

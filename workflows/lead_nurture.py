@@ -118,6 +118,7 @@ class LeadNurtureWorkflow:
         self._details = ""
         self._decision: tuple[Literal["accept", "reject"], RepActionInput] | None = None
         self._awaiting_decision = False  # only while the rep's response window is open
+        self._decided = ""  # the outcome of the decision this run applied
         self._decision_result: RepActionResult | None = None
         self._last_disposition: str | None = None
         self._opportunity_id: str | None = None
@@ -518,6 +519,7 @@ class LeadNurtureWorkflow:
     def _answer(self, result: RepActionResult) -> None:
         self._decision_result = result
         self._decision = None
+        self._decided = result.outcome
 
     async def _hold(self, reason: str) -> LeadNurtureResult:
         """Wait, visibly, for the lead's data to be fixed; then nurture resumes with the same cadence."""
@@ -760,6 +762,8 @@ class LeadNurtureWorkflow:
     def _check_action(self, action: str, input: RepActionInput) -> None:
         """Refused here, nothing is written to history."""
         lead = self._input.lead_id
+        if self._decided and not self._awaiting_decision:
+            raise ValueError(f"lead {lead} was just decided ({self._decided}), not with sales: nothing to {action}")
         if self._stage != "with_sales":
             raise ValueError(f"lead {lead} is {self._stage.replace('_', ' ')}, not with sales: nothing to {action}")
         if self._assignment is None or self._assignment.rep_id is None or not self._awaiting_decision:

@@ -456,7 +456,7 @@ async def test_crm_endpoints_accept_reject_and_fix_data(stack: Stack, make_setti
             )
             assert held.status_code == 200 and held.json()["stage"] == "held"
             again = await http.post(url, json={"rep": rep_email, "reason": "invalid_data"}, headers=key)
-            assert again.status_code == 409 and "held, not with sales" in again.json()["detail"]
+            assert again.status_code == 409 and "not with sales" in again.json()["detail"]
             # fixing the data: refused when invalid, then the held lead resumes nurture
             bad_patch = await http.patch(f"/leads/{lead.id}", json={"email": "not an address"}, headers=key)
             assert bad_patch.status_code == 422
@@ -466,3 +466,49 @@ async def test_crm_endpoints_accept_reject_and_fix_data(stack: Stack, make_setti
                 "lead_id": lead.id, "changed": ["email"], "workflow_told": True}  # fmt: skip
             resumed = await stack.until(handle, lambda s: s.cycle == 1)
             assert resumed.stage == "nurturing"
+
+
+async def test_rep_pages_from_the_notification_email(stack: Stack, make_settings: Any) -> None:
+    import re
+    import time
+
+    import httpx
+
+    from leadloop.tokens import Signer, Token
+    from starter.api import create_app
+
+    settings = make_settings(public_url="http://t.test")
+    app = create_app(settings, sessionmaker=stack.sessionmaker, client=stack.client)
+    lead, handle, state = await with_rep(stack)
+    [note] = await stack.mail_to(f"rep{state.assigned_rep_id}@sales.example")
+    body = note.get_body(("plain",)).get_content()
+    reject_url = re.search(r"Reject: (\S+)", body).group(1)
+    accept_url = re.search(r"Accept: (\S+)", body).group(1)
+    token = reject_url.rsplit("/", 1)[1]
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t.test") as http:
+            page = await http.get(f"/r/{token}")
+            assert page.status_code == 200 and "Why are you giving this lead back?" in page.text
+            assert "No budget" in page.text and "Μαρία" in page.text and 'type="radio"' in page.text
+            accept_page = await http.get(f"/r/{accept_url.rsplit('/', 1)[1]}")
+            assert "Accept this lead" in accept_page.text
+            missing = await http.post(f"/r/{token}", data={"note": "no reason"})
+            assert missing.status_code == 422 and "Pick one of the reasons" in missing.text
+            done = await http.post(f"/r/{token}", data={"reason": "no_budget", "note": "next year"})
+            assert done.status_code == 200 and "Lead given back" in done.text
+            assert "back to nurture with" in done.text and "Back in nurture around" in done.text
+            twice = await http.post(f"/r/{token}", data={"reason": "no_budget"})
+            assert twice.status_code == 409 and "Nothing changed" in twice.text and "already rejected" in twice.text
+            stale = await http.get(f"/r/{token}")
+            assert "This hand-over is rejected" in stale.text
+            signer = Signer(settings.signing_keys())
+            month_ago = int(time.time()) - 30 * 86400
+            old = Token(
+                kind="rep", lead_id=lead.id, key=state.assignment_key or "", issued_at=month_ago, extra="reject"
+            )
+            expired = await http.get(f"/r/{signer.sign(old)}")
+            assert expired.status_code == 404 and "expired" in expired.text
+            assert (await http.get(f"/r/{token[:-4]}")).status_code == 404
+    assert len(await dispositions(stack, lead.id)) == 1
+    after = await stack.until(handle, lambda s: s.cycle == 1)
+    assert after.cadence == "nurture-later"
