@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck install clean
+.PHONY: demo test lint typecheck install clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ demo: $(STAMP)
 	LEADLOOP_TIME_SCALE=$${LEADLOOP_TIME_SCALE:-86400} $(BIN)/leadloop demo
 
 ## Run the whole test suite (SQLite and PostgreSQL, time-skipping and dev servers).
-test: $(STAMP)
+## Debian's chromium for the rep-page browser test (headless; Playwright drives it, downloads nothing).
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	command -v chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+
+browser: $(CHROMIUM)
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/mypy leadloop workflows activities starter worker.py
 	$(BIN)/python -m pytest
