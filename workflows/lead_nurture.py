@@ -762,6 +762,8 @@ class LeadNurtureWorkflow:
     def _check_action(self, action: str, input: RepActionInput) -> None:
         """Refused here, nothing is written to history."""
         lead = self._input.lead_id
+        if self._decision is not None:
+            raise ValueError(f"another decision on lead {lead} is being applied")
         if self._decided and not self._awaiting_decision:
             raise ValueError(f"lead {lead} was just decided ({self._decided}), not with sales: nothing to {action}")
         if self._stage != "with_sales":

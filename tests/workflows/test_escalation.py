@@ -569,3 +569,27 @@ async def test_a_rep_rejects_in_a_real_browser_and_the_lead_is_back_in_nurture(
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_a_reject_arriving_while_the_lead_continues_as_new_is_refused(stack: Stack) -> None:
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from leadloop.models import RepActionInput, RepActionResult
+
+    lead, handle, state = await with_rep(stack)
+    rep = state.assigned_rep_id
+    first = asyncio.create_task(
+        handle.execute_update("reject", RepActionInput(rep_id=rep, reason="not_ready"), result_type=RepActionResult)
+    )
+    await asyncio.sleep(0)  # the second one lands while the first recycles the lead into a new run
+    second = asyncio.create_task(
+        handle.execute_update("reject", RepActionInput(rep_id=rep, reason="no_budget"), result_type=RepActionResult)
+    )
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    won = [r for r in results if isinstance(r, RepActionResult)]
+    refused = [r for r in results if isinstance(r, WorkflowUpdateFailedError)]
+    assert len(won) == 1 and len(refused) == 1, results
+    assert "not with sales" in str(refused[0].cause) or "being applied" in str(refused[0].cause)
+    after = await stack.until(handle, lambda s: s.cycle == 1)
+    assert after.stage == "nurturing" and after.recycles == 1
+    assert [d.reason for d in await dispositions(stack, lead.id)] == [(won[0].cadence and "not_ready") or "no_budget"]
