@@ -7,7 +7,7 @@ from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from leadloop.db import Lead, make_engine, make_sessionmaker
+from leadloop.db import DispositionRow, Lead, Rep, make_engine, make_sessionmaker
 from leadloop.enrollment import workflow_id
 from leadloop.intake import LeadIn
 from leadloop.models import ProfileUpdatedInput
@@ -77,3 +77,30 @@ async def update_lead(settings: Settings, lead_id: int, fields: dict[str, Any]) 
         await engine.dispose()
     told = await tell_workflow(await connect(settings), lead_id, changed) if changed else False
     return changed, told
+
+
+async def list_dispositions(
+    session: Any, *, lead_id: int | None = None, reason: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Recorded rep decisions, newest first, with the rep's name."""
+    query = select(DispositionRow, Rep.name).outerjoin(Rep, Rep.id == DispositionRow.rep_id)
+    if lead_id is not None:
+        query = query.where(DispositionRow.lead_id == lead_id)
+    if reason is not None:
+        query = query.where(DispositionRow.reason == reason)
+    rows = (await session.execute(query.order_by(DispositionRow.created_at.desc()).limit(limit))).all()
+    return [
+        {
+            "at": f"{row.created_at:%Y-%m-%d %H:%M}",
+            "lead_id": row.lead_id,
+            "cycle": row.cycle,
+            "rep": name,
+            "action": row.action,
+            "reason": row.reason,
+            "note": row.note,
+            "opportunity_id": row.opportunity_id,
+            "outcome": row.outcome,
+            "source": row.source,
+        }
+        for row, name in rows
+    ]

@@ -27,7 +27,7 @@ from leadloop.decisions import DecisionRefused, decide
 from leadloop.enrollment import current_recycle, current_scoring, start_lead, upsert_lead
 from leadloop.events import EventSignaller, record_event
 from leadloop.intake import LeadIn
-from leadloop.leads import LeadUpdateError, apply_update, tell_workflow
+from leadloop.leads import LeadUpdateError, apply_update, list_dispositions, tell_workflow
 from leadloop.mail import email_hash
 from leadloop.models import RepActionInput, RepActionResult
 from leadloop.recycle import REASON_LABELS, Reason
@@ -440,6 +440,17 @@ def create_app(
         if body.reason is None:
             raise HTTPException(422, [{"loc": ["body", "reason"], "msg": "a reject needs a reason"}])
         return await rep_decision(lead_id, "reject", body, request, x_api_key)
+
+    @app.get("/leads/{lead_id}/dispositions", tags=["sales"],
+             responses={401: {"description": "missing or wrong API key"}})  # fmt: skip
+    async def lead_dispositions(
+        lead_id: int, request: Request, x_api_key: Annotated[str | None, Header()] = None
+    ) -> list[dict[str, Any]]:
+        """Every rep decision on the lead, newest first: rep, action, reason, note, outcome, time."""
+        state = st(request)
+        require_key(state, x_api_key)
+        async with state.sessionmaker() as session:
+            return await list_dispositions(session, lead_id=lead_id)
 
     @app.patch(
         "/leads/{lead_id}",

@@ -627,6 +627,36 @@ def lead_update(
 
 
 @app.command()
+def dispositions(
+    lead_id: Annotated[int | None, typer.Option("--lead", help="only this lead")] = None,
+    reason: Annotated[str | None, typer.Option(help="only this reason")] = None,
+    limit: int = 50,
+) -> None:
+    """Reps' decisions, newest first: lead, rep, accept or reject, reason, note, outcome, time."""
+    from leadloop.db import make_engine, make_sessionmaker
+    from leadloop.leads import list_dispositions
+
+    settings = get_settings()
+
+    async def run() -> list[Any]:
+        engine = make_engine(settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return await list_dispositions(session, lead_id=lead_id, reason=reason, limit=limit)
+        finally:
+            await engine.dispose()
+
+    rows = asyncio.run(run())
+    table = Table(title="dispositions")
+    for column in ("when (UTC)", "lead", "rep", "action", "reason", "note", "outcome"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["at"], str(row["lead_id"]), row["rep"] or "", row["action"], row["reason"] or "",
+                      row["note"] or "", row["outcome"] or "")  # fmt: skip
+    console.print(table)
+
+
+@app.command()
 def demo(
     leads_csv: Annotated[Path | None, typer.Option("--leads", help="CSV to enroll")] = None,
     cadence: str = "welcome",

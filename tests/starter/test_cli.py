@@ -172,3 +172,29 @@ def test_recycle_file_naming_an_unknown_cadence_fails_at_check_time(workspace: d
     line = recycle.read_text().splitlines().index(
         next(x for x in recycle.read_text().splitlines() if "influencers" in x)) + 1  # fmt: skip
     assert f"{recycle}:{line}:" in result.stderr
+
+
+def test_dispositions_lists_recorded_decisions(tmp_path: Path) -> None:
+    import asyncio
+
+    from leadloop.db import DispositionRow, Lead, make_engine, make_sessionmaker
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"
+    env = {"LEADLOOP_DATABASE_URL": url}
+    assert leadloop("db", "upgrade", env=env).returncode == 0
+
+    async def seed() -> None:
+        engine = make_engine(url)
+        async with make_sessionmaker(engine)() as session:
+            session.add(Lead(id=5, email="a@b.example", attributes={}))
+            await session.flush()
+            row = DispositionRow(key="lead-5.c0.a1", lead_id=5, cycle=0, rep_id=None, action="reject",
+                                 reason="no_budget", note="Q3", outcome="back to nurture", source="page")  # fmt: skip
+            session.add(row)
+            await session.commit()
+        await engine.dispose()
+
+    asyncio.run(seed())
+    listed = leadloop("dispositions", "--reason", "no_budget", env=env).stdout
+    assert "no_budget" in listed and "back to nurture" in listed and "Q3" in listed
+    assert "no_budget" not in leadloop("dispositions", "--reason", "bad_fit", env=env).stdout

@@ -473,6 +473,10 @@ async def test_crm_endpoints_accept_reject_and_fix_data(stack: Stack, make_setti
                 "lead_id": lead.id, "changed": ["email"], "workflow_told": True}  # fmt: skip
             resumed = await stack.until(handle, lambda s: s.cycle == 1)
             assert resumed.stage == "nurturing"
+            assert (await http.get(f"/leads/{lead.id}/dispositions")).status_code == 401
+            [record] = (await http.get(f"/leads/{lead.id}/dispositions", headers=key)).json()
+            assert (record["action"], record["reason"], record["note"], record["rep"]) == (
+                "reject", "invalid_data", "bounced", state.assigned_rep)  # fmt: skip
 
 
 async def test_rep_pages_from_the_notification_email(stack: Stack, make_settings: Any) -> None:
