@@ -138,7 +138,7 @@ async def start_lead(
                 [
                     SearchAttributePair(LEAD_STAGE, "nurturing"),
                     SearchAttributePair(CADENCE_NAME, cadence.name),
-                    SearchAttributePair(CADENCE_STEP, 1),
+                    SearchAttributePair(CADENCE_STEP, cadence.steps[0].id),
                 ]
             ),
             static_summary=f"lead {lead.id} · cadence {cadence.name} v{cadence.version}",

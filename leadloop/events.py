@@ -124,6 +124,8 @@ class EventSignaller:
 
     def _spawn(self, lead_id: int) -> None:
         self._scheduled.pop(lead_id, None)
+        # the window starts now, not when the flush gets the lock: a hit meanwhile waits for the next one
+        self._last[lead_id] = asyncio.get_running_loop().time()
         task = asyncio.get_running_loop().create_task(self.flush(lead_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -9,6 +9,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from leadloop import PROJECT_ROOT
 
 STATE_DIR = PROJECT_ROOT / ".leadloop"
+#: The embedded dev server's file. Its name changes when a search attribute changes type (the server
+#: keeps the first type it saw), so an older `.leadloop/` never clashes: nothing is re-sent meanwhile,
+#: the outbox in leadloop's own database remembers every email.
+DEV_SERVER_DB = "temporal-2.db"
 
 
 class Settings(BaseSettings):

@@ -12,10 +12,14 @@ from leadloop.settings import Settings
 
 LEAD_STAGE = SearchAttributeKey.for_keyword("LeadStage")
 CADENCE_NAME = SearchAttributeKey.for_keyword("CadenceName")
-CADENCE_STEP = SearchAttributeKey.for_int("CadenceStep")
+# the step's id ("tips"): the dev server's SQLite visibility holds at most three custom Int attributes,
+# and LeadScore, UnopenedStreak and RecycleCount need the numeric comparisons
+CADENCE_STEP = SearchAttributeKey.for_keyword("CadenceStep")
 LEAD_SCORE = SearchAttributeKey.for_int("LeadScore")
 ASSIGNED_REP = SearchAttributeKey.for_keyword("AssignedRep")  # "rep-<id>": no names, no addresses
 LAST_ENGAGED_AT = SearchAttributeKey.for_datetime("LastEngagedAt")
+UNOPENED_STREAK = SearchAttributeKey.for_int("UnopenedStreak")
+RECYCLE_COUNT = SearchAttributeKey.for_int("RecycleCount")
 
 #: Every custom search attribute leadloop upserts; servers must know them before a lead starts.
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
@@ -25,6 +29,8 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     LEAD_SCORE,
     ASSIGNED_REP,
     LAST_ENGAGED_AT,
+    UNOPENED_STREAK,
+    RECYCLE_COUNT,
 )
 
 
@@ -40,6 +46,26 @@ def dev_server_search_attribute_args() -> list[str]:
         ]
         args += ["--search-attribute", f"{key.name}={kind}"]
     return args
+
+
+async def register_search_attributes(client: Client) -> list[str]:
+    """Add leadloop's search attributes the namespace lacks (an external cluster); returns those added."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    missing = {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type)
+        for key in SEARCH_ATTRIBUTES
+        if key.name not in listed.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+    return sorted(missing)
 
 
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:

@@ -43,7 +43,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 @app.command()
 def server(
     db_file: Annotated[
-        Path | None, typer.Option("--db-file", help="SQLite file (default .leadloop/temporal.db)")
+        Path | None, typer.Option("--db-file", help="SQLite file (default .leadloop/temporal-2.db)")
     ] = None,
     in_memory: Annotated[bool, typer.Option("--in-memory", help="keep nothing on disk")] = False,
     port: int = 7233,
@@ -53,12 +53,30 @@ def server(
     from starter.devserver import dev_server_args, temporal_cli
 
     settings = get_settings()
-    db = None if in_memory else (db_file or settings.state_dir / "temporal.db")
+    from leadloop.settings import DEV_SERVER_DB
+
+    db = None if in_memory else (db_file or settings.state_dir / DEV_SERVER_DB)
     args = dev_server_args(db, port, ui_port)
     console.print(f"Temporal dev server on 127.0.0.1:{port}, UI http://localhost:{ui_port}")
     import os
 
     os.execv(temporal_cli(), [temporal_cli(), *args])
+
+
+@app.command()
+def setup() -> None:
+    """Register leadloop's search attributes on the configured Temporal namespace (an external cluster)."""
+    from leadloop.temporal import SEARCH_ATTRIBUTES, connect, register_search_attributes
+
+    async def run() -> list[str]:
+        return await register_search_attributes(await connect(get_settings()))
+
+    try:
+        added = asyncio.run(run())
+    except RuntimeError as exc:
+        raise _fail(f"cannot reach Temporal at {get_settings().temporal_address}: {exc}") from None
+    names = ", ".join(k.name for k in SEARCH_ATTRIBUTES)
+    console.print(f"added: {', '.join(added)}" if added else f"all search attributes present ({names})")
 
 
 @app.command()

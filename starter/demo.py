@@ -25,7 +25,7 @@ from leadloop.intake import parse_csv
 from leadloop.migrate import upgrade_database
 from leadloop.roster import import_roster
 from leadloop.routing import load_roster
-from leadloop.settings import Settings
+from leadloop.settings import DEV_SERVER_DB, Settings
 from leadloop.temporal import connect
 from starter.api import create_app
 from starter.devserver import start_dev_server, stop_process
@@ -97,7 +97,7 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
     parsed = parse_csv(leads_csv or PROJECT_ROOT / "examples" / "leads.csv")
     roster = load_roster(PROJECT_ROOT / "examples" / "reps.yaml")
     await upgrade_database(settings.database_url)
-    server = await start_dev_server(settings.state_dir / "temporal.db")
+    server = await start_dev_server(settings.state_dir / DEV_SERVER_DB)
     mailbox = None
     http: asyncio.Task[None] | None = None
     api: _EmbeddedServer | None = None

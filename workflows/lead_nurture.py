@@ -46,6 +46,8 @@ with workflow.unsafe.imports_passed_through():
         LAST_ENGAGED_AT,
         LEAD_SCORE,
         LEAD_STAGE,
+        RECYCLE_COUNT,
+        UNOPENED_STREAK,
     )
 
 #: SMTP 4xx and lost connections retry with backoff, without limit: a relay that is down for an
@@ -683,9 +685,10 @@ class LeadNurtureWorkflow:
 
     def _publish(self, details: str | None = None) -> None:
         """Keep search attributes and the UI's current details in step with the state."""
-        step = min(self._step_index + 1, len(self._input.cadence.steps))
+        steps = self._input.cadence.steps
+        step = steps[min(self._step_index, len(steps) - 1)].id
         rep = f"rep-{self._assignment.rep_id}" if self._assignment and self._assignment.rep_id else ""
-        current = (self._stage, step, self._score.total, rep, self._last_engaged_at)
+        current = (self._stage, step, self._score.total, rep, self._last_engaged_at, self._streak, self._recycles)
         if current != self._published:  # each upsert is a history event: only on change
             self._published = current
             updates: list[SearchAttributeUpdate[Any]] = [
@@ -694,6 +697,8 @@ class LeadNurtureWorkflow:
                 CADENCE_STEP.value_set(step),
                 LEAD_SCORE.value_set(self._score.total),
                 ASSIGNED_REP.value_set(rep) if rep else ASSIGNED_REP.value_unset(),
+                UNOPENED_STREAK.value_set(self._streak),
+                RECYCLE_COUNT.value_set(self._recycles),
             ]
             if self._last_engaged_at:
                 updates.append(LAST_ENGAGED_AT.value_set(self._last_engaged_at))
@@ -702,7 +707,8 @@ class LeadNurtureWorkflow:
         score = f"score {self._score.total}/{threshold}" if threshold else f"score {self._score.total}"
         if details:
             self._details = details
-        workflow.set_current_details(f"{self._stage}: {self._details}; {score}; {self._sends} sent")
+        streak = f"; streak {self._streak}" if self._streak else ""
+        workflow.set_current_details(f"{self._stage}: {self._details}; {score}{streak}; {self._sends} sent")
 
     @workflow.signal
     def enroll(self, input: EnrollInput) -> None:

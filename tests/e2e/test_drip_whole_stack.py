@@ -129,7 +129,7 @@ async def test_twenty_leads_receive_every_step_once_across_a_worker_kill(
             assert described.status == WorkflowExecutionStatus.COMPLETED
             assert described.typed_search_attributes.get(LEAD_STAGE) == "cadence_complete"
             assert described.typed_search_attributes.get(CADENCE_NAME) == "fast"
-            assert described.typed_search_attributes.get(CADENCE_STEP) == 3
+            assert described.typed_search_attributes.get(CADENCE_STEP) == "checkin"
         await asyncio.sleep(1)
         ids = mail_ids(mail)
     finally:

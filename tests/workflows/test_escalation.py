@@ -596,4 +596,5 @@ async def test_a_reject_arriving_while_the_lead_continues_as_new_is_refused(stac
     assert "not with sales" in str(refused[0].cause) or "being applied" in str(refused[0].cause)
     after = await stack.until(handle, lambda s: s.cycle == 1)
     assert after.stage == "nurturing" and after.recycles == 1
-    assert [d.reason for d in await dispositions(stack, lead.id)] == [(won[0].cadence and "not_ready") or "no_budget"]
+    [row] = await dispositions(stack, lead.id)  # only the winner's decision is recorded
+    assert row.reason in ("not_ready", "no_budget") and row.outcome == won[0].outcome
