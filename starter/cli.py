@@ -675,6 +675,133 @@ def dispositions(
 
 
 @app.command()
+def status(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
+    """A lead at a glance: stage, score with its breakdown, assignee, what happens next and when."""
+    from temporalio.service import RPCError
+
+    from leadloop.enrollment import workflow_id
+    from leadloop.models import LeadState
+    from leadloop.temporal import connect
+
+    async def run() -> LeadState:
+        client = await connect(get_settings())
+        result: LeadState = await client.get_workflow_handle(workflow_id(lead_id)).query("state", result_type=LeadState)
+        return result
+
+    try:
+        s = asyncio.run(run())
+    except RPCError as exc:
+        raise _fail(f"lead {lead_id}: {exc.message}") from None
+    except RuntimeError as exc:
+        raise _fail(f"cannot reach Temporal: {exc}") from None
+    threshold = f" / {s.threshold}" if s.threshold else ""
+    step = min(s.step_index + 1, s.steps_total)
+    console.print(
+        f"[bold]lead {s.lead_id}[/bold]  {s.stage}  ·  cadence '{s.cadence}' v{s.cadence_version}, "
+        f"cycle {s.cycle}, step {step} of {s.steps_total}",
+        highlight=False,
+    )
+    console.print(f"next: {s.waiting_for or 'nothing (the lead has ended)'}", highlight=False)
+    if s.next_send_at:
+        console.print(f"next email at {s.next_send_at:%Y-%m-%d %H:%M} UTC", highlight=False)
+    if s.assigned_rep:
+        due = f", response due {s.response_due:%Y-%m-%d %H:%M} UTC" if s.response_due else ""
+        console.print(f"rep: {s.assigned_rep} (team {s.team}){due}", highlight=False)
+    table = Table(title=f"score {s.score.total}{threshold}", show_header=True)
+    table.add_column("rule")
+    table.add_column("points", justify="right")
+    for item in s.score.items:
+        table.add_row(item.rule, f"{item.points:+d}")
+    console.print(table)
+    e = s.engagement
+    console.print(
+        f"sent {s.sends} ({s.uncertain_sends} uncertain); opens {e.human_opens} human / {e.machine_opens} machine; "
+        f"clicks {e.human_clicks} / {e.machine_clicks}; visits {e.visits}; unopened streak {s.unopened_streak}; "
+        f"recycled {s.recycles}x; dormant cycles {s.dormant_cycles}",
+        highlight=False,
+    )
+    if s.last_disposition:
+        console.print(f"last decision: {s.last_disposition}", highlight=False)
+
+
+def visibility_query(stage: str | None, rep: int | None, min_score: int | None, cadence: str | None) -> str:
+    """A Temporal visibility query over leadloop's search attributes (values checked, so nothing is injected)."""
+    import re
+
+    clauses = ["WorkflowType = 'LeadNurtureWorkflow'"]
+    if stage is not None:
+        from leadloop.models import STAGES
+
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; one of: {', '.join(STAGES)}")
+        clauses.append(f"LeadStage = '{stage}'")
+    if rep is not None:
+        clauses.append(f"AssignedRep = 'rep-{int(rep)}'")
+    if min_score is not None:
+        clauses.append(f"LeadScore >= {int(min_score)}")
+    if cadence is not None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", cadence):
+            raise ValueError(f"{cadence!r} is not a cadence name")
+        clauses.append(f"CadenceName = '{cadence}'")
+    return " AND ".join(clauses)
+
+
+@app.command("list")
+def list_leads(
+    stage: Annotated[str | None, typer.Option(help="nurturing, with_sales, dormant, ...")] = None,
+    rep: Annotated[int | None, typer.Option(help="assigned rep id (see `leadloop reps list`)")] = None,
+    min_score: Annotated[int | None, typer.Option("--min-score")] = None,
+    cadence: str | None = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="ended leads too")] = False,
+    limit: int = 200,
+) -> None:
+    """Find leads through Temporal's visibility (search attributes): a table of the running ones."""
+    from leadloop.temporal import (
+        ASSIGNED_REP,
+        CADENCE_NAME,
+        CADENCE_STEP,
+        LAST_ENGAGED_AT,
+        LEAD_SCORE,
+        LEAD_STAGE,
+        RECYCLE_COUNT,
+        UNOPENED_STREAK,
+        connect,
+    )
+
+    try:
+        query = visibility_query(stage, rep, min_score, cadence)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if not all_runs:
+        query += " AND ExecutionStatus = 'Running'"
+
+    async def run() -> list[Any]:
+        client = await connect(get_settings())
+        found = []
+        async for execution in client.list_workflows(query, limit=limit):
+            found.append(execution)
+        return found
+
+    try:
+        found = asyncio.run(run())
+    except RuntimeError as exc:
+        raise _fail(f"cannot reach Temporal: {exc}") from None
+    table = Table(title=f"{len(found)} lead(s)")
+    for column in ("lead", "stage", "score", "cadence", "step", "rep", "streak", "recycled", "last engaged"):
+        table.add_column(column)
+    for ex in sorted(found, key=lambda e: e.id):
+        a = ex.typed_search_attributes
+        engaged = a.get(LAST_ENGAGED_AT)
+        table.add_row(
+            ex.id.removeprefix("lead-"), str(a.get(LEAD_STAGE) or ""), str(a.get(LEAD_SCORE) or 0),
+            str(a.get(CADENCE_NAME) or ""), str(a.get(CADENCE_STEP) or ""), str(a.get(ASSIGNED_REP) or ""),
+            str(a.get(UNOPENED_STREAK) or 0), str(a.get(RECYCLE_COUNT) or 0),
+            f"{engaged:%Y-%m-%d %H:%M}" if engaged else "",
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command()
 def demo(
     leads_csv: Annotated[Path | None, typer.Option("--leads", help="CSV to enroll")] = None,
     cadence: str = "welcome",
