@@ -10,11 +10,11 @@ from leadloop.recycle import RecyclePolicy
 from leadloop.scoring import Engagement, LeadProfile, Score, ScoringConfig
 
 Stage = Literal[
-    "nurturing", "send_blocked", "big_bang", "with_sales", "converted", "held", "dormant", "archived",
+    "nurturing", "send_blocked", "paused", "big_bang", "with_sales", "converted", "held", "dormant", "archived",
     "cadence_complete", "suppressed",
 ]  # fmt: skip
 STAGES: tuple[Stage, ...] = (
-    "nurturing", "send_blocked", "big_bang", "with_sales", "converted", "held", "dormant", "archived",
+    "nurturing", "send_blocked", "paused", "big_bang", "with_sales", "converted", "held", "dormant", "archived",
     "cadence_complete", "suppressed",
 )  # fmt: skip
 EventKind = Literal["open", "click", "visit", "unsubscribe"]
@@ -158,6 +158,13 @@ class Carry(BaseModel):
     streak: int = 0
     big_bang_sent: bool = False
     last_planned: datetime | None = None
+    paused: bool = False
+
+
+class PauseInput(BaseModel):
+    """Signal from an operator: hold the drip (pause) or let it go on (resume)."""
+
+    note: str = Field(default="", max_length=500)
 
 
 class ProfileUpdatedInput(BaseModel):

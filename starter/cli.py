@@ -674,6 +674,40 @@ def dispositions(
     console.print(table)
 
 
+def _operator_signal(lead_id: int, name: str, note: str) -> None:
+    from temporalio.service import RPCError
+
+    from leadloop.enrollment import workflow_id
+    from leadloop.models import LeadState, PauseInput
+    from leadloop.temporal import connect
+
+    async def run() -> LeadState:
+        handle = (await connect(get_settings())).get_workflow_handle(workflow_id(lead_id))
+        before: LeadState = await handle.query("state", result_type=LeadState)
+        if before.stage not in ("nurturing", "paused", "send_blocked", "big_bang"):
+            raise _fail(f"lead {lead_id} is {before.stage.replace('_', ' ')}: there is no drip to {name}")
+        await handle.signal(name, PauseInput(note=note))
+        return before
+
+    try:
+        asyncio.run(run())
+    except RPCError as exc:
+        raise _fail(f"lead {lead_id}: {exc.message}") from None
+    console.print(f"lead {lead_id}: {name}d" if name == "pause" else f"lead {lead_id}: resumed")
+
+
+@app.command()
+def pause(lead_id: Annotated[int, typer.Argument(help="lead id")], note: str = "") -> None:
+    """Hold a lead's drip: nothing is sent until `leadloop resume`; engagement is still recorded."""
+    _operator_signal(lead_id, "pause", note)
+
+
+@app.command()
+def resume(lead_id: Annotated[int, typer.Argument(help="lead id")], note: str = "") -> None:
+    """Let a paused lead's drip go on from the step it stopped at."""
+    _operator_signal(lead_id, "resume", note)
+
+
 @app.command()
 def status(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
     """A lead at a glance: stage, score with its breakdown, assignee, what happens next and when."""

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         LoadCycleResult,
         NotifyRepInput,
         NotifyRepResult,
+        PauseInput,
         ProfileUpdatedInput,
         RepActionInput,
         RepActionResult,
@@ -129,6 +130,7 @@ class LeadNurtureWorkflow:
         self._dormant_cycles = 0
         self._streak = 0
         self._big_bang_sent = False
+        self._paused = False
         self._history: list[str] = []
         if input.carry is not None:
             carry = input.carry
@@ -144,6 +146,7 @@ class LeadNurtureWorkflow:
             if carry.resume:  # the same cycle, continued in a fresh history
                 self._step_index, self._sends, self._uncertain = carry.step_index, carry.cycle_sends, carry.uncertain
                 self._streak, self._big_bang_sent = carry.streak, carry.big_bang_sent
+                self._paused = carry.paused
 
     @workflow.run
     async def run(self, input: LeadNurtureInput) -> LeadNurtureResult:
@@ -170,6 +173,10 @@ class LeadNurtureWorkflow:
                 return await self._finish("suppressed", "unsubscribed")
             if self._escalate:
                 return await self._with_sales()
+            if self._paused:
+                if await self._hold_paused():  # a long pause with many events: go on in a fresh history
+                    return await self._fresh_history(last_planned)
+                continue
             big = self._big_bang_due()
             if big is None and self._step_index >= len(cadence.steps):
                 break
@@ -190,11 +197,16 @@ class LeadNurtureWorkflow:
             if delay > timedelta(0):
                 # a timer that an unsubscribe or an escalation cuts short
                 if await self._wait(
-                    lambda: self._unsubscribed or self._escalate or workflow.info().is_continue_as_new_suggested(),
+                    lambda: (
+                        self._unsubscribed
+                        or self._escalate
+                        or self._paused
+                        or workflow.info().is_continue_as_new_suggested()
+                    ),
                     delay,
                     f"wait {format_wait(wait)} → {when}, {label}",
                 ):
-                    if not (self._unsubscribed or self._escalate):
+                    if not (self._unsubscribed or self._escalate or self._paused):
                         return await self._fresh_history(last_planned)
                     continue
             try:
@@ -278,6 +290,24 @@ class LeadNurtureWorkflow:
         if engaged:
             return None
         return await self._dormant(f"no response to the big bang by {when}")
+
+    async def _hold_paused(self) -> bool:
+        """An operator paused the drip: nothing is sent until `leadloop resume`; an unsubscribe or an
+        escalation still ends the hold. True when Temporal suggests a fresh history instead."""
+        self._stage = "paused"
+        self._next_send_at = None
+        self._waiting_for = "an operator to resume it (`leadloop resume`)"
+        self._publish(f"paused; waiting for {self._waiting_for}")
+        await workflow.wait_condition(
+            lambda: (
+                not self._paused
+                or self._unsubscribed
+                or self._escalate
+                or workflow.info().is_continue_as_new_suggested()
+            )
+        )
+        self._stage = "nurturing"
+        return self._paused and not (self._unsubscribed or self._escalate)
 
     async def _wait(self, condition: Callable[[], bool], limit: timedelta, summary: str) -> bool:
         """A durable timer that `condition` cuts short; True when it did."""
@@ -576,6 +606,7 @@ class LeadNurtureWorkflow:
                 "streak": self._streak,
                 "big_bang_sent": self._big_bang_sent,
                 "last_planned": last_planned,
+                "paused": self._paused,
             }
         )
         workflow.continue_as_new(self._input.model_copy(update={"carry": carry, "origin": self._clock.origin,
@@ -790,6 +821,16 @@ class LeadNurtureWorkflow:
         await workflow.wait_condition(lambda: self._decision_result is not None)
         assert self._decision_result is not None
         return self._decision_result
+
+    @workflow.signal
+    def pause(self, input: PauseInput) -> None:
+        """An operator holds the drip; engagement is still recorded."""
+        self._paused = True
+
+    @workflow.signal
+    def resume(self, input: PauseInput) -> None:
+        """An operator lets the drip go on, from the step it stopped at."""
+        self._paused = False
 
     @workflow.signal
     def profile_updated(self, input: ProfileUpdatedInput) -> None:

@@ -82,5 +82,15 @@ async def test_status_and_list_find_leads_by_stage_score_and_cadence(dev_env: Wo
         assert code == 1 and "is not a cadence name" in err
         code, _, err = await run(str(BIN / "leadloop"), "status", "9999", env=env)
         assert code == 1 and "lead 9999" in err
+        code, out, err = await run(str(BIN / "leadloop"), "pause", "8002", "--note", "asked for a break", env=env)
+        assert code == 0 and "paused" in out, err
+        for _ in range(50):
+            code, out, _ = await run(str(BIN / "leadloop"), "status", "8002", env=env)
+            if " paused " in out:
+                break
+            await asyncio.sleep(0.1)
+        assert " paused " in out and "leadloop resume" in out
+        code, out, err = await run(str(BIN / "leadloop"), "resume", "8002", env=env)
+        assert code == 0 and "resumed" in out, err
         for lead_id in (8001, 8002):
             await client.get_workflow_handle(workflow_id(lead_id)).terminate("test over")

@@ -319,3 +319,24 @@ async def test_three_cycles_keep_each_history_small(time_skipping_env: WorkflowE
     # measured here: 60, 41 and 30 events
     assert len(runs) == 3, runs  # cycle 0, 1, 2
     assert all(n <= 80 for n in runs), runs
+
+
+async def test_a_paused_lead_sends_nothing_until_resumed(time_skipping_env: WorkflowEnvironment) -> None:
+    from leadloop.models import PauseInput
+
+    env, client = time_skipping_env, with_pydantic(time_skipping_env.client)
+    task_queue, sender = f"tq-{uuid.uuid4()}", RecordingSender()
+    async with nurture_worker(client, task_queue, sender):
+        await start(client, task_queue, lead(701, "Europe/Athens"))
+        handle = client.get_workflow_handle(workflow_id(701))
+        while len(sender.sends) < 1:
+            await env.sleep(timedelta(hours=6))
+        await handle.signal("pause", PauseInput(note="customer asked for a break"))
+        await env.sleep(timedelta(days=40))  # longer than the whole cadence
+        state = await handle.query("state", result_type=LeadState)
+        assert state.stage == "paused" and "resume" in state.waiting_for
+        assert [s for _, s, _ in sender.sends] == ["s1"]
+        await handle.signal("resume", PauseInput())
+        result = await finish(env, client, 701)
+    assert result.stage == "cadence_complete"
+    assert [s for _, s, _ in sender.sends] == ["s1", "s2", "s3", "s4", "s5"]
