@@ -758,6 +758,56 @@ def status(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
         console.print(f"last decision: {s.last_disposition}", highlight=False)
 
 
+@app.command()
+def history(
+    lead_id: Annotated[int, typer.Argument(help="lead id")],
+    waits: Annotated[bool, typer.Option("--waits/--no-waits", help="the drip's timers too")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """A lead's story across every run: emails, events, score and stage changes, assignments, decisions."""
+    import json
+
+    from leadloop.db import make_engine, make_sessionmaker
+    from leadloop.enrollment import workflow_id
+    from leadloop.temporal import connect
+    from leadloop.timeline import Entry, database_entries, merge, temporal_entries
+
+    settings = get_settings()
+    notes: list[str] = []
+
+    async def run() -> tuple[list[Entry] | None, list[Entry]]:
+        engine = make_engine(settings.database_url)
+        try:
+            stored = await database_entries(make_sessionmaker(engine), lead_id)
+        finally:
+            await engine.dispose()
+        try:
+            told = await temporal_entries(await connect(settings), workflow_id(lead_id))
+        except RuntimeError as exc:
+            notes.append(f"Temporal unreachable ({exc}): leadloop's database only")
+            told = []
+        return stored, told
+
+    stored, told = asyncio.run(run())
+    if stored is None and not told:
+        raise _fail(f"no lead {lead_id}")
+    if not told and not notes:
+        notes.append("Temporal keeps no run of this lead (ended beyond its retention, or never started)")
+    timeline = [e for e in merge(stored or [], told) if waits or e.kind != "wait"]
+    if as_json:
+        for entry in timeline:
+            print(json.dumps(entry.as_dict(), ensure_ascii=False))
+        return
+    for note in notes:
+        err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    table = Table(title=f"lead {lead_id}: {len(timeline)} entries")
+    for column in ("when (UTC)", "run", "what", "detail"):
+        table.add_column(column)
+    for e in timeline:
+        table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", str(e.run or ""), e.kind, e.detail)
+    console.print(table)
+
+
 def visibility_query(stage: str | None, rep: int | None, min_score: int | None, cadence: str | None) -> str:
     """A Temporal visibility query over leadloop's search attributes (values checked, so nothing is injected)."""
     import re

@@ -7,6 +7,7 @@ threshold and the chosen rep receives the notification with working Accept / Rej
 import asyncio
 import email
 import email.policy
+import json
 import os
 import re
 import signal
@@ -116,6 +117,8 @@ async def test_open_click_and_visit_move_the_lead_to_the_right_rep(
     (rules / "hot.yaml").write_text(CADENCE)
     (rules / "scoring.yaml").write_text(SCORING)
     (rules / "routing.yaml").write_text(ROUTING)
+    recycle = (PROJECT_ROOT / "cadences" / "recycle.yaml").read_text()
+    (rules / "recycle.yaml").write_text(re.sub(r"cadence: [a-z-]+", "cadence: hot", recycle))
     (tmp_path / "reps.yaml").write_text(REPS)
     mail = tmp_path / "mail"
     smtp_port, api_port = free_port(), free_port()
@@ -212,6 +215,35 @@ async def test_open_click_and_visit_move_the_lead_to_the_right_rep(
         assert attributes.get(LEAD_STAGE) == "with_sales" and attributes.get(LEAD_SCORE) == 50
         assert attributes.get(ASSIGNED_REP) == f"rep-{state.assigned_rep_id}"
         assert len(messages(mail)) == 2  # the drip paused: no second nurture email
+
+        # the rep says "not ready": the lead goes back to nurture in a fresh run; the operator reads the story
+        code, out, err = await run(str(BIN / "leadloop"), "reject", str(lead_id), "--reason", "not_ready",
+                                   "--note", "next quarter", env=env)  # fmt: skip
+        assert code == 0, err
+        for _ in range(100):
+            code, out, err = await run(str(BIN / "leadloop"), "history", str(lead_id), env=env)
+            if "continued in a fresh history" in out:
+                break
+            await asyncio.sleep(0.2)
+        assert code == 0, err
+        story = [line for line in out.splitlines() if "│" in line]
+        expected = ["created (cadence 'hot')", "started: cadence 'hot' v1, cycle 0", "step 'welcome' sent",
+                    "open — human", "/site/pricing — human", "visit", "→ 50",
+                    "stage nurturing → with_sales", "assigned to Νίκος Αλεξίου", "notify rep-", "reject accepted",
+                    "rejected (not_ready)", "next quarter", "run ended: continued as new",
+                    "continued in a fresh history: cadence 'hot' v1, cycle 1"]  # fmt: skip
+        positions = []
+        for text in expected:
+            found = [i for i, line in enumerate(story) if text in line]
+            assert found, f"{text!r} missing from the history:\n{out}"
+            positions.append(found[0])
+        assert positions == sorted(positions), out  # a story, in the order it happened
+        code, out, _ = await run(str(BIN / "leadloop"), "history", str(lead_id), "--json", env=env)
+        entries = [json.loads(line) for line in out.splitlines()]
+        assert {e["run"] for e in entries} >= {None, 1, 2}
+        assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
+        code, _, err = await run(str(BIN / "leadloop"), "history", "987654", env=env)
+        assert code == 1 and "no lead 987654" in err
     finally:
         for proc in (server, worker):
             if proc.returncode is None:

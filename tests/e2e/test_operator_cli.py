@@ -4,6 +4,7 @@ import asyncio
 import os
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from temporalio import activity
@@ -14,6 +15,7 @@ from temporalio.worker import Worker
 from leadloop.cadence import Cadence, Escalation
 from leadloop.db import Lead
 from leadloop.enrollment import start_lead, workflow_id
+from leadloop.migrate import upgrade_database
 from leadloop.models import EngagementEvent, EngagementInput, SendEmailInput, SendEmailResult
 from leadloop.scoring import ScoringConfig
 from leadloop.temporal import workflow_runner
@@ -49,13 +51,18 @@ async def send_email(input: SendEmailInput) -> SendEmailResult:
 
 
 @pytest.mark.e2e
-async def test_status_and_list_find_leads_by_stage_score_and_cadence(dev_env: WorkflowEnvironment) -> None:
+async def test_status_and_list_find_leads_by_stage_score_and_cadence(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'leadloop.db'}"
+    await upgrade_database(db_url)
     config = with_pydantic(dev_env.client).config()
     config["namespace"] = "e2e-ops"
     client = Client(**config)
     queue = f"ops-{uuid.uuid4()}"
     env = {**os.environ, "LEADLOOP_TEMPORAL_ADDRESS": client_address(dev_env.client),
-           "LEADLOOP_TEMPORAL_NAMESPACE": "e2e-ops", "COLUMNS": "200", "NO_COLOR": "1"}  # fmt: skip
+           "LEADLOOP_TEMPORAL_NAMESPACE": "e2e-ops", "COLUMNS": "200", "NO_COLOR": "1",
+           "LEADLOOP_DATABASE_URL": db_url}  # fmt: skip
     async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow], activities=[send_email],
                       workflow_runner=workflow_runner()):  # fmt: skip
         for lead_id, industry in ((8001, "software"), (8002, "retail")):
@@ -92,5 +99,9 @@ async def test_status_and_list_find_leads_by_stage_score_and_cadence(dev_env: Wo
         assert " paused " in out and "leadloop resume" in out
         code, out, err = await run(str(BIN / "leadloop"), "resume", "8002", env=env)
         assert code == 0 and "resumed" in out, err
+        # not in leadloop's database (enrolled by hand here): the story comes from Temporal alone
+        code, out, err = await run(str(BIN / "leadloop"), "history", "8002", env=env)
+        assert code == 0, err
+        assert "signal pause: asked for a break" in out and "signal resume" in out and "stage nurturing" in out
         for lead_id in (8001, 8002):
             await client.get_workflow_handle(workflow_id(lead_id)).terminate("test over")
