@@ -46,6 +46,7 @@ class Lead(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     cadence: Mapped[str | None] = mapped_column(String(64))
     bounced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # `leadloop forget`
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

@@ -44,6 +44,8 @@ async def apply_update(session: Any, lead_id: int, fields: dict[str, Any]) -> li
     lead = await session.get(Lead, lead_id)
     if lead is None:
         raise LeadUpdateError(f"no lead {lead_id}")
+    if lead.erased_at is not None:
+        raise LeadUpdateError(f"lead {lead_id} was erased on request ({lead.erased_at:%Y-%m-%d}); it cannot be changed")
     clean = validated(lead, fields)
     if "email" in clean and clean["email"] != lead.email:
         other = (await session.execute(select(Lead.id).where(Lead.email == clean["email"]))).scalar()

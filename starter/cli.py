@@ -808,6 +808,57 @@ def history(
     console.print(table)
 
 
+@app.command()
+def forget(
+    email: Annotated[str, typer.Argument(help="the person's address")],
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+) -> None:
+    """Erase a person (GDPR): end their workflow, remove their data, keep only a hashed suppression."""
+    from leadloop.db import make_engine, make_sessionmaker
+    from leadloop.erasure import ErasureError, forget
+    from leadloop.intake import normalise_email
+    from leadloop.temporal import connect
+
+    try:
+        address = normalise_email(email)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if not yes:
+        import sys
+
+        if not sys.stdin.isatty():
+            raise _fail("not at a terminal: pass --yes to confirm; nothing erased")
+        if not typer.confirm(f"Erase everything leadloop holds about {address}? This cannot be undone"):
+            raise _fail("nothing erased")
+    settings = get_settings()
+
+    async def run() -> Any:
+        engine = make_engine(settings.database_url)
+        try:
+            try:
+                client = await connect(settings)
+            except RuntimeError as exc:
+                raise ErasureError(f"cannot reach Temporal ({exc}); nothing was changed") from None
+            return await forget(make_sessionmaker(engine), client, address)
+        finally:
+            await engine.dispose()
+
+    try:
+        done = asyncio.run(run())
+    except ErasureError as exc:
+        raise _fail(str(exc)) from None
+    if done.lead_id is None:
+        console.print("no lead has this address; it is on the suppression list now, so it is never enrolled")
+        return
+    ended = "ended" if done.ended_workflow else "not running"
+    rows = ", ".join(f"{n} {t}" for t, n in done.rows.items())
+    console.print(
+        f"lead {done.lead_id} erased: workflow {ended}, {done.runs_deleted} Temporal run(s) deleted, "
+        f"personal data removed ({rows}); the address's hash stays on the suppression list",
+        highlight=False,
+    )
+
+
 def visibility_query(stage: str | None, rep: int | None, min_score: int | None, cadence: str | None) -> str:
     """A Temporal visibility query over leadloop's search attributes (values checked, so nothing is injected)."""
     import re

@@ -8,15 +8,18 @@ from pathlib import Path
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from leadloop.cadence import Cadence, Escalation
-from leadloop.db import Lead
+from leadloop.db import EngagementEvent, Lead, Outbox, Suppression, make_engine, make_sessionmaker
 from leadloop.enrollment import start_lead, workflow_id
+from leadloop.mail import email_hash
 from leadloop.migrate import upgrade_database
-from leadloop.models import EngagementEvent, EngagementInput, SendEmailInput, SendEmailResult
+from leadloop.models import EngagementEvent as Event
+from leadloop.models import EngagementInput, SendEmailInput, SendEmailResult
 from leadloop.scoring import ScoringConfig
 from leadloop.temporal import workflow_runner
 from tests.conftest import BIN, client_address, with_pydantic
@@ -68,7 +71,7 @@ async def test_status_and_list_find_leads_by_stage_score_and_cadence(
         for lead_id, industry in ((8001, "software"), (8002, "retail")):
             lead = Lead(id=lead_id, email="x@example.com", timezone="Europe/Athens", industry=industry)
             await start_lead(client, lead, CADENCE, task_queue=queue, time_scale=1.0, source="test", scoring=SCORING)
-        click = EngagementEvent(id="c1", kind="click", human=True, at=datetime.now(UTC), url="https://s.example/")
+        click = Event(id="c1", kind="click", human=True, at=datetime.now(UTC), url="https://s.example/")
         await client.get_workflow_handle(workflow_id(8001)).signal("engagement", EngagementInput(events=[click]))
         for _ in range(100):  # visibility follows within moments
             code, out, err = await run(str(BIN / "leadloop"), "list", "--min-score", "40", env=env)
@@ -105,3 +108,84 @@ async def test_status_and_list_find_leads_by_stage_score_and_cadence(
         assert "signal pause: asked for a break" in out and "signal resume" in out and "stage nurturing" in out
         for lead_id in (8001, 8002):
             await client.get_workflow_handle(workflow_id(lead_id)).terminate("test over")
+
+
+@pytest.mark.e2e
+async def test_forget_erases_the_person_everywhere_and_keeps_them_out(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'leadloop.db'}"
+    await upgrade_database(db_url)
+    engine = make_engine(db_url)
+    maker = make_sessionmaker(engine)
+    async with maker() as session:
+        lead = Lead(email="maria@example.gr", first_name="Μαρία", last_name="Παππά", company="Ακρόπολις",
+                    timezone="Europe/Athens", attributes={"phone": "+30 210 000"})  # fmt: skip
+        session.add(lead)
+        await session.flush()
+        lead_id = lead.id
+        session.add(Outbox(key=f"lead-{lead_id}.c0.first", lead_id=lead_id, cycle=0, step_id="first", cadence="ops",
+                           status="sent", message_id="<m@x>", subject="Γεια σου Μαρία"))  # fmt: skip
+        session.add(EngagementEvent(id="e1", lead_id=lead_id, kind="click", human=True, reason="browser",
+                                    url="https://s.example/?who=maria", user_agent="Firefox",
+                                    client_ip="10.1.2.3"))  # fmt: skip
+        await session.commit()
+    config = with_pydantic(dev_env.client).config()
+    config["namespace"] = "e2e-ops"
+    client = Client(**config)
+    queue = f"ops-{uuid.uuid4()}"
+    env = {**os.environ, "LEADLOOP_TEMPORAL_ADDRESS": client_address(dev_env.client),
+           "LEADLOOP_TEMPORAL_NAMESPACE": "e2e-ops", "COLUMNS": "200", "NO_COLOR": "1",
+           "LEADLOOP_DATABASE_URL": db_url, "LEADLOOP_TASK_QUEUE": queue}  # fmt: skip
+    leadloop = str(BIN / "leadloop")
+    try:
+        async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow], activities=[send_email],
+                          workflow_runner=workflow_runner()):  # fmt: skip
+            async with maker() as session:
+                row = await session.get(Lead, lead_id)
+                assert row is not None
+                await start_lead(client, row, CADENCE, task_queue=queue, time_scale=1.0, source="test")
+            handle = client.get_workflow_handle(workflow_id(lead_id))
+            assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+            # bad input and a change of mind change nothing
+            code, _, err = await run(leadloop, "forget", "not-an-address", "--yes", env=env)
+            assert code == 1 and "not a valid email address" in err
+            code, _, err = await run(leadloop, "forget", "maria@example.gr", env=env)  # no terminal: no consent
+            assert code == 1 and "nothing erased" in err
+            assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+            code, out, err = await run(leadloop, "forget", "Maria@Example.GR", "--yes", env=env)
+            assert code == 0, err
+            assert f"lead {lead_id} erased: workflow ended, 1 Temporal run(s) deleted" in out
+        async with maker() as session:
+            row = await session.get(Lead, lead_id)
+            assert row is not None and row.erased_at is not None
+            assert row.email == f"erased-{lead_id}@erased.invalid"
+            assert (row.first_name, row.last_name, row.company, row.attributes) == (None, None, None, {})
+            sent = await session.get(Outbox, f"lead-{lead_id}.c0.first")
+            assert sent is not None and sent.subject is None and sent.status == "sent"  # counts stay, text goes
+            click = await session.get(EngagementEvent, "e1")
+            assert click is not None and (click.url, click.user_agent, click.client_ip) == (None, None, None)
+            assert click.kind == "click" and click.human
+            suppressed = await session.get(Suppression, email_hash("maria@example.gr"))
+            assert suppressed is not None and suppressed.reason == "erased"
+            dump = " ".join(str(v) for v in (row.email, row.attributes, sent.subject, click.url))
+            assert "maria" not in dump.lower() and "Μαρία" not in dump
+        for _ in range(100):  # the server deletes the run's history shortly after the request
+            if not [r async for r in client.list_workflows(f"WorkflowId = '{workflow_id(lead_id)}'")]:
+                break
+            await asyncio.sleep(0.2)
+        with pytest.raises(RPCError):
+            await handle.fetch_history()
+
+        # never enrolled again, and the erased row cannot be revived
+        code, out, err = await run(leadloop, "enroll", "--email", "maria@example.gr", "--cadence", "welcome", env=env)
+        assert code == 0, err
+        assert "suppressed" in out
+        code, _, err = await run(leadloop, "lead", "update", str(lead_id), "--company", "X", env=env)
+        assert code == 1 and "was erased on request" in err
+        code, out, err = await run(leadloop, "forget", "nobody@example.org", "--yes", env=env)
+        assert code == 0 and "on the suppression list now" in out, err
+    finally:
+        await engine.dispose()

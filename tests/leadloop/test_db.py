@@ -78,3 +78,40 @@ async def test_one_outbox_row_per_lead_cycle_and_step(sessionmaker: Any) -> None
         session.add(outbox_row(lead.id, "k2", "<2@x>"))
         with pytest.raises(IntegrityError):
             await session.commit()
+
+
+async def test_erasure_strips_the_person_keeps_the_counts_and_suppresses_the_hash(sessionmaker: Any) -> None:
+    from leadloop.db import DispositionRow, EngagementEvent, Suppression
+    from leadloop.erasure import erase_in_database
+    from leadloop.mail import email_hash
+
+    async with sessionmaker() as session:
+        lead, _ = await upsert_lead(session, LeadIn(email="zoe@example.com", first_name="Zoë", company="Z"), "welcome")
+        lead.attributes = {"phone": "+44 20"}
+        session.add(Outbox(key="k1", lead_id=lead.id, cycle=0, step_id="a", cadence="welcome", status="sent",
+                           message_id="<k1@x>", subject="Hi Zoë"))  # fmt: skip
+        session.add(EngagementEvent(id="ev1", lead_id=lead.id, kind="visit", human=True, reason="browser",
+                                    url="https://s.example/?u=zoe", user_agent="UA", client_ip="10.0.0.1"))  # fmt: skip
+        session.add(DispositionRow(key="d1", lead_id=lead.id, cycle=0, action="reject", reason="no_budget",
+                                   note="Zoë said call in May", source="cli"))  # fmt: skip
+        await session.commit()
+        lead_id = lead.id
+    async with sessionmaker() as session:
+        rows = await erase_in_database(session, "zoe@example.com", lead_id)
+        await session.commit()
+    assert rows == {"leads": 1, "outbox": 1, "engagement_events": 1, "dispositions": 1}
+    async with sessionmaker() as session:
+        lead = await session.get(Lead, lead_id)
+        assert lead.email == f"erased-{lead_id}@erased.invalid" and lead.erased_at is not None
+        assert (lead.first_name, lead.company, lead.attributes) == (None, None, {})
+        assert (await session.get(Outbox, "k1")).subject is None
+        event = await session.get(EngagementEvent, "ev1")
+        assert (event.kind, event.human, event.url, event.client_ip) == ("visit", True, None, None)
+        decision = await session.get(DispositionRow, "d1")
+        assert (decision.reason, decision.note) == ("no_budget", None)
+        assert (await session.get(Suppression, email_hash("zoe@example.com"))).reason == "erased"
+    async with sessionmaker() as session:  # an address never seen: suppressed all the same; twice is fine
+        assert await erase_in_database(session, "new@example.com", None) == {}
+        assert await erase_in_database(session, "new@example.com", None) == {}
+        await session.commit()
+        assert await session.get(Suppression, email_hash("new@example.com")) is not None
