@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from leadloop import PROJECT_ROOT
-from leadloop.cadence import Cadence, Escalation, SendWindow
+from leadloop.cadence import BigBang, Cadence, Escalation, SendWindow
 from leadloop.db import Lead
 from leadloop.enrollment import start_lead, workflow_id
 from leadloop.models import (
@@ -34,12 +34,13 @@ from leadloop.models import (
     LoadCycleResult,
     NotifyRepInput,
     NotifyRepResult,
+    PauseInput,
     RepActionInput,
     RetrySendInput,
     SendEmailInput,
     SendEmailResult,
 )
-from leadloop.recycle import load_recycle
+from leadloop.recycle import Dormancy, load_recycle
 from leadloop.scoring import LeadProfile, ScoringConfig
 from leadloop.temporal import SEARCH_ATTRIBUTES, workflow_runner
 from starter.devserver import temporal_cli
@@ -67,6 +68,12 @@ failures: dict[tuple[int, str], ApplicationError] = {
 ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "23:59"}
 RECYCLE = load_recycle(PROJECT_ROOT / "cadences" / "recycle.yaml")
 HOT = CADENCE.model_copy(update={"name": "replay-hot", "escalation": Escalation(threshold=30)})
+BIG = CADENCE.model_copy(update={"name": "replay-big", "big_bang": BigBang(
+    after_unopened=3, wait=timedelta(days=1), template="big-bang", subject="Last one",
+    response_window=timedelta(days=1))})  # fmt: skip
+FAST_DORMANCY = RECYCLE.model_copy(update={"dormant": Dormancy(reengage_after=timedelta(days=2), cadence="reengage")})
+LONG = CADENCE.model_copy(update={"name": "replay-long", "steps": [
+    CADENCE.steps[0], CADENCE.steps[1].model_copy(update={"wait": timedelta(days=30)})]})  # fmt: skip
 SCORING = ScoringConfig.model_validate(
     {"version": 1, "profile": {"industry": {"software": 10}},
      "engagement": [{"name": "click", "kind": "click", "points": 15}, {"name": "open", "kind": "open", "points": 2}]}
@@ -129,6 +136,9 @@ async def main() -> None:
         4: "uncertain-send",
         5: "escalation-lapse-reassign-unsubscribe",
         6: "reject-not-ready-recycled",
+        7: "big-bang-unanswered-dormant",
+        8: "paused-then-resumed",
+        9: "continue-as-new-suggested",
     }
     # only what is asked for (default: what is missing); saved histories are never re-recorded
     wanted = {
@@ -142,10 +152,19 @@ async def main() -> None:
             lead = Lead(
                 id=lead_id, email="x@example.com", timezone="Europe/Athens", company="Acme", industry="software"
             )
-            cadence, scoring = (HOT, SCORING) if lead_id in (5, 6) else (CADENCE, None)
+            if lead_id == 9:
+                continue  # on its own server, below
+            cadence, scoring = (HOT, SCORING) if lead_id in (5, 6) else (BIG, None) if lead_id == 7 else (CADENCE, None)
+            recycle = RECYCLE if lead_id == 6 else FAST_DORMANCY if lead_id == 7 else None
             for _ in range(2):
                 await start_lead(client, lead, cadence, task_queue=queue, time_scale=86400 * 2, source="record",
-                                 scoring=scoring, recycle=RECYCLE if lead_id == 6 else None)  # fmt: skip
+                                 scoring=scoring, recycle=recycle)  # fmt: skip
+        if 8 in wanted:
+            handle = client.get_workflow_handle(workflow_id(8))
+            await handle.signal("pause", PauseInput(note="asked for a break"))
+            while (await handle.describe()).search_attributes.get("LeadStage") != ["paused"]:
+                await asyncio.sleep(0.1)
+            await handle.signal("resume", PauseInput(note="back"))
         if 3 in wanted:
             handle = client.get_workflow_handle(workflow_id(3))
             while (await handle.describe()).search_attributes.get("LeadStage") != ["send_blocked"]:
@@ -179,12 +198,59 @@ async def main() -> None:
             print("recorded", runs[6])
             await handle.terminate("recorded")
             del wanted[6]
+        if 7 in wanted:  # unopened x3 -> big bang -> no answer -> dormant -> re-engaged in a fresh run
+            handle = client.get_workflow_handle(workflow_id(7))
+            first_run = (await handle.describe()).run_id
+            while (await handle.describe()).run_id == first_run:
+                await asyncio.sleep(0.2)
+            await save(client, 7, first_run, runs[7])
+            await handle.terminate("recorded")
+            del wanted[7]
+        wanted.pop(9, None)
         for lead_id, name in wanted.items():
             handle = client.get_workflow_handle(workflow_id(lead_id))
             await handle.result()
             history = await handle.fetch_history()
             (HERE / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
             print("recorded", name)
+    await env.shutdown()
+    if "continue-as-new-suggested" in sys.argv[1:] or (
+        len(sys.argv) == 1 and not (HERE / "continue-as-new-suggested.json").exists()
+    ):
+        await record_suggested_continue_as_new()
+
+
+async def save(client: Client, lead_id: int, run_id: str, name: str) -> None:
+    history = await client.get_workflow_handle(workflow_id(lead_id), run_id=run_id).fetch_history()
+    (HERE / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+    print("recorded", name)
+
+
+async def record_suggested_continue_as_new() -> None:
+    """Signals keep a lead's history growing until Temporal suggests a fresh one (threshold lowered to 40)."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(), search_attributes=list(SEARCH_ATTRIBUTES),
+        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
+    )  # fmt: skip
+    config = env.client.config()
+    config["data_converter"] = pydantic_data_converter
+    client = Client(**config)
+    queue = f"record-{uuid.uuid4()}"
+    async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow], activities=[send_email],
+                      workflow_runner=workflow_runner()):  # fmt: skip
+        lead = Lead(id=9, email="x@example.com", timezone="Europe/Athens", company="Acme", industry="software")
+        await start_lead(client, lead, LONG, task_queue=queue, time_scale=1.0, source="record")
+        handle = client.get_workflow_handle(workflow_id(9))
+        first_run = (await handle.describe()).run_id
+        for i in range(60):
+            if (await handle.describe()).run_id != first_run:
+                break
+            event = EngagementEvent(id=f"o{i}", kind="open", human=False, at=datetime.now(UTC), reason="Apple MPP")
+            await handle.signal("engagement", EngagementInput(events=[event]))
+        while (await handle.describe()).run_id == first_run:
+            await asyncio.sleep(0.1)
+        await save(client, 9, first_run, "continue-as-new-suggested")
+        await handle.terminate("recorded")
     await env.shutdown()
 
 

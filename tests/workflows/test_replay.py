@@ -22,6 +22,9 @@ def test_there_are_saved_histories() -> None:
         "uncertain-send",
         "escalation-lapse-reassign-unsubscribe",
         "reject-not-ready-recycled",
+        "big-bang-unanswered-dormant",
+        "paused-then-resumed",
+        "continue-as-new-suggested",
     } <= names
 
 
