@@ -1,6 +1,7 @@
 """Runs the Temporal worker: every leadloop workflow and activity, on the configured task queue."""
 
 import asyncio
+import gc
 import logging
 import signal
 from datetime import timedelta
@@ -8,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.assignment import AssignmentActivities
@@ -65,12 +67,38 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
     return worker
 
 
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """An SDK runtime serving Prometheus at http://<worker_metrics_address>/metrics: the SDK's client,
+    worker, workflow and activity metrics and leadloop's own counters (`leadloop.metrics`).
+
+    None (the SDK's default runtime, no metrics) when the address is empty or cannot be bound: a
+    worker whose metrics port is taken still sends every email.
+    """
+    if not settings.worker_metrics_address:
+        return None
+    prometheus = PrometheusConfig(
+        bind_address=settings.worker_metrics_address,
+        # Prometheus's conventions, as the HTTP service's /metrics follows them
+        counters_total_suffix=True,
+        unit_suffix=True,
+        durations_as_seconds=True,
+    )
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+    except ValueError as exc:  # address in use, or not an address this host has
+        log.warning("worker metrics off: %s", exc)
+        return None
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or SIGINT/SIGTERM when run alone), then shut down gracefully."""
-    client = await connect(settings)
+    runtime = metrics_runtime(settings)
+    client = await connect(settings, runtime=runtime)
     worker = build_worker(client, settings)
     stop = stop or _stop_on_signals()
     log.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)
+    if runtime is not None:
+        log.info("worker metrics at http://%s/metrics", settings.worker_metrics_address)
     async with worker:
         await stop.wait()
     log.info("worker stopped")
@@ -87,6 +115,9 @@ def _stop_on_signals() -> asyncio.Event:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run_worker(get_settings()))
+    # an SDK runtime still held by a reference cycle is freed during interpreter shutdown, where its threads
+    # abort the process ("PyGILState_Release: thread state must be current"): free it while Python runs
+    gc.collect()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from leadloop.cadence import Step
 from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, Team, insert_for
 from leadloop.mail import build_message, classify_reply, email_hash, message_id, outbox_key, parse_sender
+from leadloop.metrics import EMAIL_FAILURES, EMAILS_SENT, REP_NOTIFICATION_FAILURES, REP_NOTIFICATIONS
 from leadloop.models import NotifyRepInput, NotifyRepResult, SendEmailInput, SendEmailResult
 from leadloop.settings import Settings
 from leadloop.templates import (
@@ -89,6 +90,17 @@ class EmailActivities:
 
     @activity.defn(name="send_email")
     async def send_email(self, input: SendEmailInput) -> SendEmailResult:
+        labels = {"cadence": input.cadence, "step": input.step_id}
+        try:
+            result = await self._send_email(input)
+        except ApplicationError as err:
+            EMAIL_FAILURES.add(activity.metric_meter(), error=err.type or "other", **labels)
+            raise
+        if result.status != "already_sent":  # counted by the attempt that sent it
+            EMAILS_SENT.add(activity.metric_meter(), status=result.status, **labels)
+        return result
+
+    async def _send_email(self, input: SendEmailInput) -> SendEmailResult:
         key = outbox_key(input.lead_id, input.cycle, input.step_id)
         sender_name, sender_address = (input.sender.name, input.sender.address) if input.sender else self.default_sender
         async with self.sessionmaker() as session:
@@ -132,6 +144,16 @@ class EmailActivities:
     @activity.defn(name="notify_rep")
     async def notify_rep(self, input: NotifyRepInput) -> NotifyRepResult:
         """Email the assigned rep the lead's profile, score and signed Accept / Reject links, once."""
+        try:
+            result = await self._notify_rep(input)
+        except ApplicationError as err:
+            REP_NOTIFICATION_FAILURES.add(activity.metric_meter(), error=err.type or "other")
+            raise
+        if result.status != "already_sent":
+            REP_NOTIFICATIONS.add(activity.metric_meter(), status=result.status)
+        return result
+
+    async def _notify_rep(self, input: NotifyRepInput) -> NotifyRepResult:
         key = f"{input.assignment_key}.notify"
         sender_address = self.default_sender[1]
         msg_id = message_id(key, sender_address)

@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leadloop import PROJECT_ROOT
@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     demo_site: bool = Field(default=True, description="serve the demo company's website under /site")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token the HTTP service's /metrics asks for; open when unset"
+    )
+    worker_metrics_address: str = Field(
+        default="127.0.0.1:9464", description="host:port of the worker's Prometheus /metrics; empty turns it off"
+    )
     token_max_age_days: int = Field(default=400, ge=1, description="open and click links older than this are dead")
     rep_link_max_age_days: int = Field(default=7, ge=1)
     machine_min_delay: float = Field(default=5.0, ge=0, description="hits sooner than this after a send are machines")
@@ -65,9 +71,60 @@ class Settings(BaseSettings):
 
     time_scale: float = Field(default=1.0, gt=0, le=10_000_000)
 
+    encryption_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='AES-GCM keys by id, base64 (16, 24 or 32 bytes): {"2026-11": "..."}; empty: no encryption',
+    )
+    encryption_key_id: str | None = Field(default=None, description="the key new payloads are sealed with")
+    codec_token: SecretStr | None = Field(
+        default=None, description="what the codec server (/codec/...) asks for; the codec server is off when unset"
+    )
+    codec_cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:8233", "http://127.0.0.1:8233"],
+        description="the Temporal UI origins allowed to call the codec server from the browser",
+    )
+
     def signing_keys(self) -> list[str]:
         """Every accepted key; the first signs."""
         return [k.get_secret_value() for k in (self.secret_key, *self.old_secret_keys)]
+
+    @field_validator("worker_metrics_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        value = value.strip()
+        host, _, port = value.rpartition(":")
+        if value and not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError("host:port (e.g. 127.0.0.1:9464), or empty to turn the worker's metrics off")
+        return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _aes_keys(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        import base64
+        import binascii
+        import re
+
+        for key_id, key in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", key_id):
+                raise ValueError(f"key id {key_id!r}: letters, digits, '.', '_' or '-', at most 64")
+            try:
+                size = len(base64.b64decode(key.get_secret_value(), validate=True))
+            except binascii.Error:
+                raise ValueError(f"key {key_id!r} is not base64") from None
+            if size not in (16, 24, 32):
+                raise ValueError(f"key {key_id!r} is {size} bytes; AES-GCM takes 16, 24 or 32")
+        return value
+
+    @model_validator(mode="after")
+    def _current_key(self) -> "Settings":
+        if self.encryption_keys:
+            if self.encryption_key_id is None:
+                if len(self.encryption_keys) > 1:
+                    raise ValueError("several encryption keys: name the current one in encryption_key_id")
+                self.encryption_key_id = next(iter(self.encryption_keys))
+            elif self.encryption_key_id not in self.encryption_keys:
+                raise ValueError(f"encryption_key_id {self.encryption_key_id!r} is not among encryption_keys")
+        return self
 
     @field_validator("public_url", "site_url")
     @classmethod

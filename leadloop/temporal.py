@@ -1,14 +1,19 @@
 """The one Temporal client factory, leadloop's search attribute keys and the workflow sandbox runner."""
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from leadloop.settings import Settings
+
+if TYPE_CHECKING:
+    from leadloop.codec import AesGcmCodec
 
 LEAD_STAGE = SearchAttributeKey.for_keyword("LeadStage")
 CADENCE_NAME = SearchAttributeKey.for_keyword("CadenceName")
@@ -68,19 +73,40 @@ async def register_search_attributes(client: Client) -> list[str]:
     return sorted(missing)
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+def codec(settings: Settings) -> "AesGcmCodec | None":
+    """The payload codec the settings ask for (None: payloads are stored as JSON)."""
+    if not settings.encryption_keys:
+        return None
+    from leadloop.codec import AesGcmCodec
+
+    assert settings.encryption_key_id is not None  # the settings' validator picks it
+    keys = {key_id: key.get_secret_value() for key_id, key in settings.encryption_keys.items()}
+    return AesGcmCodec.from_base64(keys, settings.encryption_key_id)
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """pydantic's JSON converter, with AES-GCM encryption when keys are configured."""
+    sealer = codec(settings)
+    if sealer is None:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=sealer)
+
+
+async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None) -> Client:
     """A client with the pydantic data converter, for the worker, the CLI and the HTTP service.
 
     Args:
         lazy: connect on first use, so a service can start (and store events) while Temporal is down.
+        runtime: the SDK runtime whose metrics the process exports; the SDK's default otherwise.
     """
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         tls=settings.temporal_tls or settings.temporal_api_key is not None,
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         lazy=lazy,
+        runtime=runtime,
     )
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from leadloop import PROJECT_ROOT
 from leadloop.cadence import CadenceError, cadence_path, load_cadence
@@ -29,11 +30,14 @@ from leadloop.events import EventSignaller, record_event
 from leadloop.intake import LeadIn
 from leadloop.leads import LeadUpdateError, apply_update, list_dispositions, tell_workflow
 from leadloop.mail import email_hash
+from leadloop.metrics import ENGAGEMENT_EVENTS, INTAKES, REP_DECISIONS, TOKENS_REFUSED, UNSUBSCRIBES, verdict_rule
 from leadloop.models import RepActionInput, RepActionResult
 from leadloop.recycle import REASON_LABELS, Reason
 from leadloop.settings import Settings, get_settings
 from leadloop.temporal import connect
 from leadloop.tokens import Signer, Token, TokenError, TokenKind
+from starter.codec_server import codec_router
+from starter.metrics import CONTENT_TYPE, HttpMetrics, RequestCounter, SdkMetrics
 
 log = logging.getLogger("leadloop.api")
 
@@ -77,11 +81,15 @@ class RepDecisionIn(BaseModel):
 class State:
     """What the app holds for its lifetime."""
 
-    def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], metrics: HttpMetrics
+    ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
+        self.metrics = metrics
         self.signer = Signer(settings.signing_keys())
         self._client: Client | None = None
+        self.runtime: Runtime | None = None  # the SDK runtime of the client the app builds itself
         self.signaller = EventSignaller(sessionmaker, self.client, settings.coalesce_seconds)
         self.pages = Environment(
             loader=FileSystemLoader(str(PROJECT_ROOT / "templates" / "pages")),
@@ -90,7 +98,7 @@ class State:
 
     async def client(self) -> Client:
         if self._client is None:
-            self._client = await connect(self.settings, lazy=True)
+            self._client = await connect(self.settings, lazy=True, runtime=self.runtime)
         return self._client
 
     def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -108,6 +116,7 @@ class State:
         try:
             return self.signer.verify(token, kind=kind, max_age=max_age)
         except TokenError:
+            self.metrics.inc(TOKENS_REFUSED, kind=kind)
             return None
 
 
@@ -150,6 +159,7 @@ def create_app(
 ) -> FastAPI:
     """The app; `sessionmaker` and `client` given by tests, built from settings otherwise."""
     settings = settings or get_settings()
+    metrics = HttpMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -158,25 +168,40 @@ def create_app(
         if maker is None:
             engine = make_engine(settings.database_url, pool_pre_ping=True)
             maker = make_sessionmaker(engine)
-        state = State(settings, maker)
+        state = State(settings, maker, metrics)
         state._client = client
+        sdk = None
+        if client is None:  # the app's own client: its SDK metrics are served with leadloop's
+            sdk = SdkMetrics()
+            state.runtime = sdk.runtime
+            metrics.registry.register(sdk)
         app.state.leadloop = state
         stop = asyncio.Event()
         relay = asyncio.create_task(state.signaller.relay(settings.relay_interval, stop))
+        drain = asyncio.create_task(_drain_every(sdk, 1.0, stop)) if sdk else None
         try:
             yield
         finally:
             stop.set()
             await relay
+            if drain is not None:
+                await drain
             await state.signaller.drain()
             if engine is not None:
                 await engine.dispose()
+            if sdk is not None:
+                metrics.registry.unregister(sdk)
+                state._client, state.runtime = None, None
+                sdk.close()
 
     app = FastAPI(
         title="leadloop",
         summary="Tracking, site beacon, unsubscribe and lead intake for leadloop.",
         lifespan=lifespan,
     )
+    app.add_middleware(RequestCounter, metrics=metrics)
+
+    app.include_router(codec_router(settings))
 
     def st(request: Request) -> State:
         state: State = request.app.state.leadloop
@@ -188,6 +213,8 @@ def create_app(
             await session.commit()
         if stored:
             state.signaller.notify(event["lead_id"])
+            state.metrics.inc(ENGAGEMENT_EVENTS, kind=event["kind"], human=str(event["human"]).lower(),
+                              rule=verdict_rule(event["reason"]))  # fmt: skip
         return stored
 
     @app.get("/healthz", tags=["ops"])
@@ -196,6 +223,18 @@ def create_app(
         async with st(request).sessionmaker() as session:
             await session.execute(text("SELECT 1"))
         return {"status": "ok"}
+
+    @app.get("/metrics", tags=["ops"], response_class=Response,
+             responses={401: {"description": "LEADLOOP_METRICS_TOKEN is set: a bearer token is needed"}})  # fmt: skip
+    async def prometheus(request: Request, authorization: Annotated[str | None, Header()] = None) -> Response:
+        """Prometheus text: leadloop's counters and the SDK metrics of the service's Temporal client."""
+        state = st(request)
+        token = state.settings.metrics_token.get_secret_value() if state.settings.metrics_token else ""
+        scheme, _, given = (authorization or "").partition(" ")
+        if token and not (scheme.lower() == "bearer" and _key_ok(given.strip(), [token])):
+            return Response("a bearer token is needed\n", status_code=401, media_type="text/plain",
+                            headers={"WWW-Authenticate": 'Bearer realm="metrics"'})  # fmt: skip
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
     @app.get("/o/{token}.gif", tags=["tracking"], response_class=Response)
     async def open_pixel(token: str, request: Request) -> Response:
@@ -345,6 +384,7 @@ def create_app(
         # one event per lead: a replayed request finds it stored and changes nothing
         await store(state, **_event(parsed, "unsubscribe", Verdict(True, "one-click unsubscribe"), request,
                                     datetime.now(UTC), event_id=f"unsubscribe-{parsed.lead_id}"))  # fmt: skip
+        state.metrics.inc(UNSUBSCRIBES, repeat=str(already).lower())
         return state.page("unsubscribed", again=already, sender=None)
 
     @app.post(
@@ -377,6 +417,7 @@ def create_app(
             if await session.get(Suppression, email_hash(fields.email)) is not None:
                 existing = (await session.execute(select(Lead.id).where(Lead.email == fields.email))).scalar()
                 body = LeadAccepted(lead_id=existing or 0, status="suppressed", workflow="not_started")
+                state.metrics.inc(INTAKES, status=body.status, workflow=body.workflow)
                 return JSONResponse(body.model_dump(), status_code=200)
             row, outcome = await upsert_lead(session, fields, cadence.name)
             await session.commit()
@@ -387,8 +428,10 @@ def create_app(
             )  # fmt: skip
         except Exception as exc:
             log.warning("lead %s stored, workflow not started: %s", row.id, exc)
+            state.metrics.inc(INTAKES, status=outcome, workflow="failed")
             raise HTTPException(503, f"lead {row.id} stored, but its workflow could not be started; retry") from None
         body = LeadAccepted(lead_id=row.id, status=outcome, workflow=flow)
+        state.metrics.inc(INTAKES, status=outcome, workflow=flow)
         return JSONResponse(body.model_dump(), status_code=201 if outcome == "new" else 200)
 
     def require_key(state: State, given: str | None) -> None:
@@ -406,14 +449,18 @@ def create_app(
             ).scalar_one_or_none()
         if rep is None:
             raise HTTPException(403, f"{body.rep} is not a rep")
+        reason = (body.reason or "none") if action == "reject" else "none"
         try:
-            return await decide(
+            result = await decide(
                 await state.client(), lead_id, action,
                 RepActionInput(rep_id=rep.id, reason=body.reason, note=body.note,
                                opportunity_id=body.opportunity_id, source="api"),
             )  # fmt: skip
         except DecisionRefused as exc:
+            state.metrics.inc(REP_DECISIONS, action=action, reason=reason, source="api", result="refused")
             raise HTTPException(409, str(exc)) from None
+        state.metrics.inc(REP_DECISIONS, action=action, reason=reason, source="api", result="applied")
+        return result
 
     @app.post(
         "/leads/{lead_id}/accept",
@@ -526,6 +573,8 @@ def create_app(
         opportunity = str(form.get("opportunity_id") or "")[:200] or None
         if parsed.extra == "reject" and reason not in REASON_LABELS:
             return state.page("invalid", 422, message="Pick one of the reasons to reject the lead.")
+        decision = {"action": parsed.extra, "reason": (reason or "none") if parsed.extra == "reject" else "none",
+                    "source": "page"}  # fmt: skip
         try:
             result = await decide(
                 await state.client(), lead.id, parsed.extra,  # type: ignore[arg-type]
@@ -533,7 +582,9 @@ def create_app(
                                source="page"),
             )  # fmt: skip
         except DecisionRefused as exc:
+            state.metrics.inc(REP_DECISIONS, result="refused", **decision)
             return state.page("decided", 409, headline="Nothing changed", outcome=str(exc), back_at=None)
+        state.metrics.inc(REP_DECISIONS, result="applied", **decision)
         headline = "Lead accepted" if parsed.extra == "accept" else "Lead given back"
         back = f"{result.back_at:%a %d %b %Y}" if result.back_at else None
         return state.page("decided", headline=headline, outcome=f"Lead {lead.id}: {result.outcome}.", back_at=back)
@@ -551,6 +602,16 @@ def create_app(
         )  # fmt: skip
 
     return app
+
+
+async def _drain_every(sdk: SdkMetrics, seconds: float, stop: asyncio.Event) -> None:
+    """Empty the SDK's metric buffer between scrapes, so a full buffer never drops an update."""
+    while not stop.is_set():
+        sdk.drain()
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
 
 
 def _utc(moment: datetime) -> datetime:

@@ -50,13 +50,12 @@ def server(
     ui_port: int = 8233,
 ) -> None:
     """Run the Temporal dev server with leadloop's search attributes (Ctrl-C stops it)."""
-    from starter.devserver import dev_server_args, temporal_cli
+    from leadloop.settings import DEV_SERVER_DB
+    from starter.devserver import dev_server_args, temporal_cli, ui_codec_endpoint
 
     settings = get_settings()
-    from leadloop.settings import DEV_SERVER_DB
-
     db = None if in_memory else (db_file or settings.state_dir / DEV_SERVER_DB)
-    args = dev_server_args(db, port, ui_port)
+    args = dev_server_args(db, port, ui_port, codec_endpoint=ui_codec_endpoint(settings))
     console.print(f"Temporal dev server on 127.0.0.1:{port}, UI http://localhost:{ui_port}")
     import os
 
@@ -955,6 +954,10 @@ def demo(
         pass
     except RuntimeError as exc:
         raise _fail(str(exc)) from None
+    finally:
+        import gc
+
+        gc.collect()  # release the metrics runtime before the interpreter shuts down (see worker.main)
 
 
 if __name__ == "__main__":

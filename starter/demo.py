@@ -7,6 +7,7 @@ import email.policy
 import json
 import logging
 import re
+import secrets
 import signal
 from collections.abc import Generator
 from email.message import EmailMessage
@@ -15,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import uvicorn
+from pydantic import SecretStr
 from rich.console import Console
 
 from leadloop import PROJECT_ROOT
@@ -28,7 +30,7 @@ from leadloop.routing import load_roster
 from leadloop.settings import DEV_SERVER_DB, Settings
 from leadloop.temporal import connect
 from starter.api import create_app
-from starter.devserver import start_dev_server, stop_process
+from starter.devserver import start_dev_server, stop_process, ui_codec_endpoint
 from starter.mailbox import serve_mailbox
 
 log = logging.getLogger("leadloop.demo")
@@ -97,19 +99,23 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
     parsed = parse_csv(leads_csv or PROJECT_ROOT / "examples" / "leads.csv")
     roster = load_roster(PROJECT_ROOT / "examples" / "reps.yaml")
     await upgrade_database(settings.database_url)
-    server = await start_dev_server(settings.state_dir / DEV_SERVER_DB)
+    if settings.encryption_keys and settings.codec_token is None:  # the UI needs the codec server to read
+        settings = settings.model_copy(update={"codec_token": SecretStr(secrets.token_urlsafe(24))})
+    server = await start_dev_server(settings.state_dir / DEV_SERVER_DB, codec_endpoint=ui_codec_endpoint(settings))
     mailbox = None
     http: asyncio.Task[None] | None = None
     api: _EmbeddedServer | None = None
     try:
         mailbox = await serve_mailbox(settings.mail_dir, settings.smtp_host, settings.smtp_port)
-        client = await connect(settings)
+        import worker as worker_module  # the worker is the one process allowed to load activities
+
+        # the worker's Prometheus endpoint, as `python worker.py` serves it (the SDK runtime is per process)
+        client = await connect(settings, runtime=worker_module.metrics_runtime(settings))
         api = _EmbeddedServer(
             uvicorn.Config(create_app(settings, client=client), host=settings.api_host, port=settings.api_port,
                            log_level="warning")
         )  # fmt: skip
         http = asyncio.create_task(api.serve())
-        import worker as worker_module  # the worker is the one process allowed to load activities
 
         async with worker_module.build_worker(client, settings):
             engine = make_engine(settings.database_url)
@@ -125,6 +131,11 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
             for error in parsed.errors:
                 console.print(f"[yellow]skipped row {error.row}[/yellow]: {error.field}: {error.reason}")
             day = 86400 / settings.time_scale
+            encryption = (
+                f"on (key '{settings.encryption_key_id}'); the UI decodes through {settings.public_url}/codec/…"
+                if settings.encryption_keys
+                else "off (set LEADLOOP_ENCRYPTION_KEYS to seal lead data in Temporal)"
+            )
             console.print(
                 f"\n[bold]leadloop demo[/bold]: {len(report.results)} leads: "
                 f"{report.count(workflow='started')} started, "
@@ -132,6 +143,7 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
                 f"{report.count(workflow='finished_earlier')} finished their cadence earlier "
                 f"(cadence '{cadence.name}', {len(cadence.steps)} steps; a cadence day lasts {day:g} s)\n"
                 f"  Temporal UI   http://localhost:8233/namespaces/{settings.temporal_namespace}/workflows\n"
+                f"  encryption    {encryption}\n"
                 f"  mail folder   {settings.mail_dir}\n"
                 f"  HTTP service  {settings.public_url}/docs (pixel, clicks, unsubscribe, beacon, POST /leads)\n"
                 f"  demo website  {settings.site_url}/pricing\n"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from leadloop.settings import Settings
 from leadloop.temporal import dev_server_search_attribute_args
 
-#: Measured here (bench/): WAL with synchronous=normal ran about 3x the steps/s of the defaults.
+#: Measured here (bench/devserver_pragmas.py): WAL with synchronous=normal ran about 2x the steps/s of the defaults.
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 
 
@@ -24,8 +25,17 @@ def temporal_cli() -> str:
     return found
 
 
-def dev_server_args(db_file: Path | None, port: int = 7233, ui_port: int = 8233, ip: str = "127.0.0.1") -> list[str]:
+def dev_server_args(
+    db_file: Path | None,
+    port: int = 7233,
+    ui_port: int = 8233,
+    ip: str = "127.0.0.1",
+    codec_endpoint: str | None = None,
+) -> list[str]:
+    """The dev server's arguments; with `codec_endpoint` its UI decodes encrypted payloads there."""
     args = ["server", "start-dev", "--ip", ip, "--port", str(port), "--ui-port", str(ui_port), "--log-level", "error"]
+    if codec_endpoint:
+        args += ["--ui-codec-endpoint", codec_endpoint]
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
         args += ["--db-filename", str(db_file)]
@@ -40,15 +50,27 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def ui_codec_endpoint(settings: Settings) -> str | None:
+    """Where the UI finds the HTTP service's codec server (None when payloads are not encrypted).
+
+    The dev server's UI sends no Authorization header, so the token travels as the endpoint's last segment."""
+    if not settings.encryption_keys or settings.codec_token is None:
+        return None
+    return f"{settings.public_url}/codec/{settings.codec_token.get_secret_value()}"
+
+
 async def start_dev_server(
-    db_file: Path | None, port: int = 7233, ui_port: int = 8233, args: list[str] | None = None
+    db_file: Path | None,
+    port: int = 7233,
+    ui_port: int = 8233,
+    args: list[str] | None = None,
+    codec_endpoint: str | None = None,
 ) -> asyncio.subprocess.Process:
     """Start the dev server (leadloop's arguments unless `args` is given) and wait until it serves."""
     if port_open("127.0.0.1", port):
         raise RuntimeError(f"port {port} is taken: is another Temporal server running? (stop it or set --port)")
-    process = await asyncio.create_subprocess_exec(
-        temporal_cli(), *(args or dev_server_args(db_file, port, ui_port)), env={**os.environ}, start_new_session=True
-    )
+    args = args or dev_server_args(db_file, port, ui_port, codec_endpoint=codec_endpoint)
+    process = await asyncio.create_subprocess_exec(temporal_cli(), *args, env={**os.environ}, start_new_session=True)
     for _ in range(600):
         if process.returncode is not None:
             raise RuntimeError(f"the Temporal dev server exited with status {process.returncode}")

@@ -10,6 +10,16 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from leadloop.cadence import BigBang
+    from leadloop.metrics import (
+        ACCEPTANCES,
+        BIG_BANGS,
+        ESCALATIONS,
+        LAPSES,
+        LEADS_FINISHED,
+        RECYCLES,
+        REJECTIONS,
+        UNSUBSCRIBES_APPLIED,
+    )
     from leadloop.models import (
         AssignLeadInput,
         AssignLeadResult,
@@ -248,6 +258,7 @@ class LeadNurtureWorkflow:
             last_planned = planned
             if big is not None:
                 self._big_bang_sent = True
+                BIG_BANGS.add(workflow.metric_meter(), cadence=cadence.name)
                 finished = await self._big_bang_window(big, planned)
                 if finished is not None:
                     return finished
@@ -324,6 +335,7 @@ class LeadNurtureWorkflow:
         self._stage = "with_sales"
         self._next_send_at = None
         self._escalate = False
+        ESCALATIONS.add(workflow.metric_meter(), cadence=self._input.cadence.name)
         attempt = 0
         backoff: timedelta | None = None
         while not self._unsubscribed:
@@ -410,6 +422,7 @@ class LeadNurtureWorkflow:
             )
             assert assignment.rep_id is not None
             self._lapsed.append(assignment.rep_id)
+            LAPSES.add(workflow.metric_meter(), team=assignment.team or "none")
             self._assignment = None
             self._response_due = None
         if self._assignment is not None:
@@ -462,6 +475,7 @@ class LeadNurtureWorkflow:
             self._opportunity_id = request.opportunity_id
             outcome = "converted" + (f", opportunity {request.opportunity_id}" if request.opportunity_id else "")
             await self._record(key, rep, request, "accept", outcome)
+            ACCEPTANCES.add(workflow.metric_meter(), team=assignment.team or "none")
             self._answer(RepActionResult(stage="converted", outcome=outcome))
             return await self._finish("converted", f"accepted by rep-{rep}: {outcome}")
         reason = request.reason or "other"
@@ -496,6 +510,7 @@ class LeadNurtureWorkflow:
                 "reroute": f"re-routed to another rep; rep-{rep} excluded",
             }[disposition.action]
         await self._record(key, rep, request, "reject", outcome)
+        REJECTIONS.add(workflow.metric_meter(), reason=reason, disposition=disposition.action)
         self._last_disposition = f"{reason}: {outcome}"
         stage: Stage = {
             "nurture": "nurturing", "dormant": "dormant", "archive": "archived", "suppress": "suppressed",
@@ -524,6 +539,7 @@ class LeadNurtureWorkflow:
             return await self._dormant(f"rejected by rep-{rep} ({reason})")
         self._recycles += 1
         assert disposition.cadence is not None
+        RECYCLES.add(workflow.metric_meter(), cadence=disposition.cadence)
         return await self._new_cycle(disposition.cadence, disposition.cool_down, disposition.reset_engagement, outcome)
 
     async def _record(
@@ -672,6 +688,8 @@ class LeadNurtureWorkflow:
     def _apply(self, event: EngagementEvent) -> bool:
         """Count one event; True when it was human and so calls for a new score."""
         if event.kind == "unsubscribe":
+            if not self._unsubscribed:
+                UNSUBSCRIBES_APPLIED.add(workflow.metric_meter(), stage=self._stage)
             self._unsubscribed = True
             return False
         counts = self._counts
@@ -712,6 +730,7 @@ class LeadNurtureWorkflow:
         self._stage = stage
         self._publish(details)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        LEADS_FINISHED.add(workflow.metric_meter(), stage=stage)
         return LeadNurtureResult(stage=stage, sends=self._sends, uncertain_sends=self._uncertain)
 
     def _publish(self, details: str | None = None) -> None:

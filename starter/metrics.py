@@ -1,0 +1,133 @@
+"""The HTTP service's /metrics: leadloop's counters and its own Temporal client's SDK metrics, in one registry."""
+
+import gc
+from collections.abc import Iterator
+
+import prometheus_client
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.runtime import (
+    BUFFERED_METRIC_KIND_COUNTER,
+    BUFFERED_METRIC_KIND_GAUGE,
+    MetricBuffer,
+    MetricBufferDurationFormat,
+    Runtime,
+    TelemetryConfig,
+)
+
+from leadloop.metrics import HTTP_COUNTERS, HTTP_REQUESTS, Counter
+
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+#: The SDK exporter's buckets for request latencies (seconds), so both services' histograms line up.
+LATENCY_BUCKETS = (0.05, 0.1, 0.5, 1.0, 2.5, 10.0)
+_Labels = tuple[tuple[str, str], ...]
+
+
+class HttpMetrics:
+    """One app's registry (not the process's global one: several apps in one process never clash)."""
+
+    def __init__(self) -> None:
+        self.registry = prometheus_client.CollectorRegistry()
+        self._counters = {
+            spec.name: prometheus_client.Counter(spec.name, spec.help, spec.labels, registry=self.registry)
+            for spec in HTTP_COUNTERS
+        }
+
+    def inc(self, spec: Counter, **labels: str) -> None:
+        self._counters[spec.name].labels(**spec.check(labels)).inc()
+
+    def render(self) -> bytes:
+        return prometheus_client.generate_latest(self.registry)
+
+
+class SdkMetrics(Collector):
+    """The HTTP service's Temporal runtime, its metrics kept in a buffer and folded into Prometheus families,
+    named as the worker's exporter names them (`_total` counters, latencies in seconds)."""
+
+    def __init__(self, buffer_size: int = 100_000) -> None:
+        self._buffer: MetricBuffer | None = MetricBuffer(buffer_size, MetricBufferDurationFormat.SECONDS)
+        self.runtime: Runtime | None = Runtime(telemetry=TelemetryConfig(metrics=self._buffer))
+        self._about: dict[str, tuple[int, str, str | None]] = {}  # name -> kind, help, unit
+        self._values: dict[str, dict[_Labels, float]] = {}  # counters and gauges
+        self._histograms: dict[str, dict[_Labels, list[float]]] = {}  # bucket counts, then sum and count
+
+    def drain(self) -> None:
+        """Fold what the buffer holds; run often enough that it never fills (a full buffer drops updates)."""
+        if self._buffer is None:
+            return
+        for update in self._buffer.retrieve_updates():
+            metric = update.metric
+            self._about.setdefault(metric.name, (metric.kind, metric.description or metric.name, metric.unit))
+            labels: _Labels = tuple(sorted((str(k), str(v)) for k, v in update.attributes.items()))
+            if metric.kind == BUFFERED_METRIC_KIND_COUNTER:
+                values = self._values.setdefault(metric.name, {})
+                values[labels] = values.get(labels, 0.0) + update.value
+            elif metric.kind == BUFFERED_METRIC_KIND_GAUGE:
+                self._values.setdefault(metric.name, {})[labels] = float(update.value)
+            else:
+                series = self._histograms.setdefault(metric.name, {})
+                counts = series.setdefault(labels, [0.0] * (len(LATENCY_BUCKETS) + 2))
+                for i, bound in enumerate(LATENCY_BUCKETS):
+                    if update.value <= bound:
+                        counts[i] += 1
+                counts[-2] += update.value
+                counts[-1] += 1
+
+    def collect(self) -> Iterator[Metric]:
+        self.drain()
+        # series of one SDK metric carry different label sets (namespace, task queue only where they apply)
+        for name, (kind, help, unit) in sorted(self._about.items()):
+            if kind == BUFFERED_METRIC_KIND_COUNTER:
+                family = Metric(name, help, "counter")
+                for labels, value in self._values.get(name, {}).items():
+                    family.add_sample(f"{name}_total", dict(labels), value)
+            elif kind == BUFFERED_METRIC_KIND_GAUGE:
+                family = Metric(name, help, "gauge")
+                for labels, value in self._values.get(name, {}).items():
+                    family.add_sample(name, dict(labels), value)
+            else:
+                shown = f"{name}_seconds" if unit == "s" else name
+                family = Metric(shown, help, "histogram")
+                for labels, counts in self._histograms.get(name, {}).items():
+                    for i, bound in enumerate(LATENCY_BUCKETS):
+                        family.add_sample(f"{shown}_bucket", {**dict(labels), "le": f"{bound:g}"}, counts[i])
+                    family.add_sample(f"{shown}_bucket", {**dict(labels), "le": "+Inf"}, counts[-1])
+                    family.add_sample(f"{shown}_count", dict(labels), counts[-1])
+                    family.add_sample(f"{shown}_sum", dict(labels), counts[-2])
+            yield family
+
+    def close(self) -> None:
+        """Stop the runtime now, not at interpreter shutdown (where freeing its threads aborts the process).
+
+        Whatever still holds the client must have let go of it first."""
+        self.drain()
+        self._buffer = None
+        self.runtime = None
+        gc.collect()
+
+
+class RequestCounter:
+    """ASGI middleware: every request counted by method, route template (never the raw path) and status."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def keep_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, keep_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.inc(HTTP_REQUESTS, method=scope["method"], route=route, status=str(status))
