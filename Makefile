@@ -28,7 +28,7 @@ browser: $(CHROMIUM)
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
-	$(BIN)/mypy leadloop workflows activities starter worker.py
+	$(BIN)/mypy leadloop workflows activities starter scripts worker.py
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -36,7 +36,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy leadloop workflows activities starter worker.py
+	$(BIN)/mypy leadloop workflows activities starter scripts worker.py
+
+## Screenshot a lead's workflow page in the Temporal UI with headless chromium; run `make demo` in another
+## terminal first. LEAD=3 picks the lead, OUT=FILE.png the file, TAB=history the event history tab.
+LEAD ?= 1
+TAB ?= user-metadata
+OUT ?= .leadloop/screenshots/lead-$(LEAD).png
+.PHONY: screenshot
+screenshot: $(STAMP) $(CHROMIUM)
+	$(BIN)/python scripts/ui_screenshot.py $(LEAD) --tab $(TAB) --output $(OUT)
 
 clean:
 	rm -rf .leadloop

@@ -154,7 +154,8 @@ class EmailActivities:
         return result
 
     async def _notify_rep(self, input: NotifyRepInput) -> NotifyRepResult:
-        key = f"{input.assignment_key}.notify"
+        kind = "remind" if input.reminder else "notify"
+        key = f"{input.assignment_key}.{kind}"
         sender_address = self.default_sender[1]
         msg_id = message_id(key, sender_address)
         async with self.sessionmaker() as session:
@@ -168,7 +169,7 @@ class EmailActivities:
             team = await session.get(Team, assignment.team) if assignment.team else None
             if rep is None:
                 raise ApplicationError(f"rep of {input.assignment_key} is gone", type="LeadMissing", non_retryable=True)
-            row = await self._claim(session, key, lead.id, input.cycle, f"notify-a{input.attempt}", "_sales", msg_id)
+            row = await self._claim(session, key, lead.id, input.cycle, f"{kind}-a{input.attempt}", "_sales", msg_id)
             earlier = await self._resume(session, row)
             if earlier is not None:
                 return NotifyRepResult(status=earlier, outbox_key=key)
@@ -245,10 +246,12 @@ class EmailActivities:
             "note": input.note,
             "rule": rule,
             "team": team.name if team else "",
+            "reminder": input.reminder,
         }
         env = self.renderer.env
         rendered = RenderedEmail(
-            subject=f"Lead for you: {name or 'a lead'}"
+            subject=("Reminder: " if input.reminder else "")
+            + f"Lead for you: {name or 'a lead'}"
             + (f" ({lead.company})" if lead.company else "")
             + f", score {input.score.total}",
             text=env.get_template("_rep/notify.txt.j2").render(context),
@@ -258,7 +261,7 @@ class EmailActivities:
         message = build_message(
             rendered, sender_name=self.default_sender[0], sender_address=self.default_sender[1], to_name=rep.name,
             to_address=rep.email, msg_id=msg_id, date=datetime.now(UTC),
-            headers={"X-Leadloop-Outbox-Key": f"{input.assignment_key}.notify"},
+            headers={"X-Leadloop-Outbox-Key": f"{input.assignment_key}.{'remind' if input.reminder else 'notify'}"},
         )  # fmt: skip
         if len(recipients) > 1 and team and team.manager_email:
             message["Cc"] = f"{team.manager_name or ''} <{team.manager_email}>"

@@ -126,6 +126,7 @@ class NotifyRepInput(BaseModel):
     lapses: int = 0
     deadline: datetime | None = None
     note: str = ""
+    reminder: bool = Field(default=False, description="halfway to the deadline and still no answer")
 
 
 class NotifyRepResult(BaseModel):

@@ -76,6 +76,13 @@ SALES_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
 )
 SALES_TIMEOUT = timedelta(seconds=30)
+#: The halfway reminder to a rep is worth a few tries, not a wait that delays the rep's decision.
+REMINDER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)  # fmt: skip
+#: workflow.patched ids, one per change of what the workflow does (README: "Changing workflow code")
+REP_REMINDER_PATCH = "rep-reminder-halfway"
 #: A lead with no rep available retries routing no slower than this (real time).
 MAX_ROUTING_BACKOFF = timedelta(days=1)
 #: Event ids remembered to apply each event once; the HTTP side marks what it signalled, so only
@@ -395,16 +402,26 @@ class LeadNurtureWorkflow:
                     self._rerouted_from.append(assignment.rep_id)
                 self._assignment, self._response_due = None, None
                 continue
-            delay = self._clock.real_delay(workflow.now(), due)  # after the notification, however long it took
             when = describe_local(due, assignment.rep_timezone)
             self._waiting_for = f"rep-{assignment.rep_id} to accept or reject by {when}"
             self._publish(f"with rep-{assignment.rep_id} ({assignment.rule}); response due {when}")
             self._awaiting_decision = True
-            decided = await self._wait(
-                lambda: self._unsubscribed or self._decision is not None,
-                delay,
-                f"response due {when} (rep-{assignment.rep_id})",
-            )
+            answered: Callable[[], bool] = lambda: self._unsubscribed or self._decision is not None  # noqa: E731
+            decided = False
+            # A reminder halfway (in the rep's business hours) to the deadline. Leads handed over before this
+            # change keep the single wait their histories recorded (see "Changing workflow code" in README).
+            if workflow.patched(REP_REMINDER_PATCH):
+                halfway = add_business_time(cadence_now, assignment.sla / 2, assignment.business_hours,
+                                            assignment.rep_timezone)  # fmt: skip
+                until = self._clock.real_delay(workflow.now(), halfway)
+                if until > timedelta(0):
+                    remind_at = describe_local(halfway, assignment.rep_timezone)
+                    decided = await self._wait(answered, until, f"remind rep-{assignment.rep_id} at {remind_at}")
+                    if not decided:
+                        await self._remind(key, attempt, assignment, due)
+            if not decided:
+                delay = self._clock.real_delay(workflow.now(), due)  # after the notification, however long it took
+                decided = await self._wait(answered, delay, f"response due {when} (rep-{assignment.rep_id})")
             self._awaiting_decision = False
             if decided:
                 if self._decision is None:
@@ -458,6 +475,24 @@ class LeadNurtureWorkflow:
             summary=f"notify rep-{assignment.rep_id} ({assignment.team})"
             + (", manager copied" if copy_manager else ""),
         )
+
+    async def _remind(self, key: str, attempt: int, assignment: AssignLeadResult, due: datetime) -> None:
+        """Halfway to the deadline without an answer: remind the rep once (a failure only costs the reminder)."""
+        try:
+            await workflow.execute_activity(
+                "notify_rep",
+                NotifyRepInput(
+                    assignment_key=key, lead_id=self._input.lead_id, cycle=self._input.cycle, attempt=attempt,
+                    score=self._score, lapses=len(self._lapsed), deadline=due, reminder=True,
+                ),
+                result_type=NotifyRepResult,
+                start_to_close_timeout=SALES_TIMEOUT,
+                retry_policy=REMINDER_RETRY,
+                summary=f"remind rep-{assignment.rep_id}: no answer yet",
+            )  # fmt: skip
+        except ActivityError as err:
+            workflow.logger.warning("lead %s: reminder to rep-%s failed: %s", self._input.lead_id,
+                                    assignment.rep_id, err.cause)  # fmt: skip
 
     async def _decide(self, key: str, assignment: AssignLeadResult) -> LeadNurtureResult | None:
         """Apply the rep's accept or reject; None when the lead is re-routed and stays with sales."""

@@ -139,6 +139,7 @@ async def main() -> None:
         7: "big-bang-unanswered-dormant",
         8: "paused-then-resumed",
         9: "continue-as-new-suggested",
+        10: "escalation-reminder-lapse-unsubscribe",
     }
     # only what is asked for (default: what is missing); saved histories are never re-recorded
     wanted = {
@@ -154,10 +155,13 @@ async def main() -> None:
             )
             if lead_id == 9:
                 continue  # on its own server, below
-            cadence, scoring = (HOT, SCORING) if lead_id in (5, 6) else (BIG, None) if lead_id == 7 else (CADENCE, None)
+            cadence, scoring = (
+                (HOT, SCORING) if lead_id in (5, 6, 10) else (BIG, None) if lead_id == 7 else (CADENCE, None)
+            )
             recycle = RECYCLE if lead_id == 6 else FAST_DORMANCY if lead_id == 7 else None
             for _ in range(2):
-                await start_lead(client, lead, cadence, task_queue=queue, time_scale=86400 * 2, source="record",
+                await start_lead(client, lead, cadence, task_queue=queue, source="record",
+                                 time_scale=3600 if lead_id == 10 else 86400 * 2,  # 10: a 2 h SLA lasts 2 s
                                  scoring=scoring, recycle=recycle)  # fmt: skip
         if 8 in wanted:
             handle = client.get_workflow_handle(workflow_id(8))
@@ -180,6 +184,15 @@ async def main() -> None:
             await handle.signal("engagement", EngagementInput(events=[clicks[0], clicks[1]]))  # c0 repeated
             while (await handle.describe()).search_attributes.get("AssignedRep") != ["rep-2"]:
                 await asyncio.sleep(0.1)
+            unsubscribe = EngagementEvent(id="u", kind="unsubscribe", human=True, at=datetime.now(UTC))
+            await handle.signal("engagement", EngagementInput(events=[unsubscribe]))
+        if 10 in wanted:  # the rep is reminded halfway (workflow.patched "rep-reminder-halfway"), lets it lapse
+            handle = client.get_workflow_handle(workflow_id(10))
+            clicks = [EngagementEvent(id=f"c{i}", kind="click", human=True, at=datetime.now(UTC), url="x")
+                      for i in range(2)]  # fmt: skip
+            await handle.signal("engagement", EngagementInput(events=clicks))
+            while (await handle.describe()).search_attributes.get("AssignedRep") != ["rep-2"]:
+                await asyncio.sleep(0.05)
             unsubscribe = EngagementEvent(id="u", kind="unsubscribe", human=True, at=datetime.now(UTC))
             await handle.signal("engagement", EngagementInput(events=[unsubscribe]))
         if 6 in wanted:

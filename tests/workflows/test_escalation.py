@@ -206,13 +206,18 @@ async def test_sla_lapse_moves_the_lead_on_and_copies_the_manager_after_two(stac
     for lapses in range(3):
         state = await stack.until(handle, lambda s, n=lapses: s.assigned_rep is not None and len(s.lapsed_rep_ids) == n)
         chosen.append(state.assigned_rep)
-        await stack.mail_to("@sales.example", lapses + 1)  # notified before the clock moves on
+        await stack.mail_to("@sales.example", 2 * lapses + 1)  # notified (each lapsed rep also reminded) first
         if lapses < 2:
             assert state.response_due is not None
             # just past the deadline: 4 business hours in Athens
             await stack.env.sleep(state.response_due - await stack.env.get_current_time() + timedelta(minutes=1))
     assert len(set(chosen)) == 3  # never back to one who lapsed
-    notes = await stack.mail_to("@sales.example", 3)
+    mail = await stack.mail_to("@sales.example", 5)
+    notes = [m for m in mail if not str(m["Subject"]).startswith("Reminder: ")]
+    reminders = [m for m in mail if str(m["Subject"]).startswith("Reminder: ")]
+    assert len(notes) == 3 and len(reminders) == 2  # halfway to each deadline that then lapsed
+    assert [str(m["To"]) for m in reminders] == [str(m["To"]) for m in notes[:2]]
+    assert "still waiting for your answer" in reminders[0].get_body(("plain",)).get_content()
     assert [("eleni@sales.example" in str(m["Cc"] or "")) for m in notes] == [False, False, True]
     assert "lapsed 2 time(s)" in notes[2].get_body(("plain",)).get_content()
     async with stack.sessionmaker() as session:

@@ -25,6 +25,7 @@ def test_there_are_saved_histories() -> None:
         "big-bang-unanswered-dormant",
         "paused-then-resumed",
         "continue-as-new-suggested",
+        "escalation-reminder-lapse-unsubscribe",
     } <= names
 
 
@@ -69,3 +70,36 @@ async def test_escalation_replays_after_scoring_yaml_changes(tmp_path: Path, mon
     kinds = [e["eventType"] for e in events]
     # one send, then assign + notify + lapse, assign + notify, and the close on unsubscribe
     assert kinds.count("EVENT_TYPE_ACTIVITY_TASK_SCHEDULED") == 7
+
+
+async def replay(name: str) -> object:
+    path = Path(__file__).parent.parent / "histories" / f"{name}.json"
+    history = WorkflowHistory.from_json(f"replay-{name}", path.read_text())
+    replayer = Replayer(
+        workflows=[LeadNurtureWorkflow], workflow_runner=workflow_runner(), data_converter=pydantic_data_converter
+    )
+    return (await replayer.replay_workflow(history, raise_on_replay_failure=False)).replay_failure
+
+
+@pytest.mark.parametrize("forced", [True, False])
+async def test_the_rep_reminder_is_guarded_by_its_patch_both_ways(
+    forced: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The halfway reminder to a rep (workflow.patched "rep-reminder-halfway") changed what the workflow does
+    while a lead waits for its rep. A lead handed over before the change has no patch marker: it must take the
+    old path (one wait) or its replay breaks; a lead handed over after it has the marker and must take the new
+    path. Forcing the patch either way shows both histories depend on the guard."""
+    from temporalio import workflow
+
+    from workflows.lead_nurture import REP_REMINDER_PATCH
+
+    old, new = "escalation-lapse-reassign-unsubscribe", "escalation-reminder-lapse-unsubscribe"
+    assert await replay(old) is None and await replay(new) is None  # as written: both replay
+    real = workflow.patched
+
+    def patched(patch_id: str) -> bool:
+        return forced if patch_id == REP_REMINDER_PATCH else real(patch_id)
+
+    monkeypatch.setattr(workflow, "patched", patched)
+    failure = await replay(old if forced else new)
+    assert failure is not None and "nondetermin" in str(failure).lower(), failure
