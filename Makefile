@@ -47,5 +47,12 @@ OUT ?= .leadloop/screenshots/lead-$(LEAD).png
 screenshot: $(STAMP) $(CHROMIUM)
 	$(BIN)/python scripts/ui_screenshot.py $(LEAD) --tab $(TAB) --output $(OUT)
 
+## The benchmark: leadloop against the floors of its parts (bench/run.py; about 15 minutes with the defaults).
+## BENCH_ARGS="--leads 500 --mem-leads 0" for a quicker look. Writes bench/results/<date>-<host>.json and .md.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: $(STAMP)
+	PYTHONPATH=. $(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf .leadloop

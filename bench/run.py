@@ -1,0 +1,580 @@
+"""`make bench`: leadloop against the floors of its own parts, measured in one run on this machine.
+
+For each configuration (dev server persistence x leadloop's database) it starts, on loopback, the Temporal
+dev server, an SMTP sink, leadloop's worker and HTTP service as their own processes, and measures:
+
+- floors: the bare `start_workflow` rate; N workflows x S steps (durable timer + no-op activity, the drip's
+  shape) on the same dev server with a worker process on the SDK's default settings, as leadloop's; and
+  aiosmtplib sending N x S rendered messages to the same sink with leadloop's connection policy (one
+  connection per message) and the worker's activity concurrency;
+- leadloop: N leads from a CSV enrolled into an S-step cadence at a high time scale (enrolments/s, emails/s
+  end to end, each against its floor), the open-to-escalation latency (pixel request -> the rep's
+  notification accepted by the sink) while a background drip runs at half of the measured top speed,
+  history events per lead per cycle, database rows and bytes per lead, and every process's peak RSS;
+- once, the memory of every process with `--mem-leads` leads waiting mid-cadence.
+
+Writes bench/results/<date>-<host>.json and .md and prints the table. Run: `make bench`, or
+`PYTHONPATH=. .venv/bin/python bench/run.py --leads 2000 --steps 3`.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import httpx
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import text
+from temporalio.client import Client
+
+from bench.floor import Floor
+from leadloop import PROJECT_ROOT
+from leadloop.db import make_engine, make_sessionmaker
+from leadloop.enrollment import enroll_leads
+from leadloop.intake import parse_csv
+from leadloop.migrate import upgrade_database
+from leadloop.roster import import_roster
+from leadloop.routing import load_roster
+from leadloop.settings import Settings
+from leadloop.temporal import SEARCH_ATTRIBUTES, connect
+from starter.devserver import SQLITE_PRAGMAS, start_dev_server, stop_process, temporal_cli
+
+RESULTS = Path(__file__).parent / "results"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+TIME_SCALE = 86400.0  # a cadence day lasts a second
+MAIL_CLIENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.5.0"
+ACTIVITY_CONCURRENCY = 100  # the SDK's default max_concurrent_activities, which worker.py keeps
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    """Resident and peak resident memory of a process (KiB), from /proc."""
+    values: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = int(rest.split()[0])
+    return values
+
+
+def tree_rss_kib(pid: int) -> dict[str, int]:
+    """The process and its children (the dev server runs as `temporal` under nothing else, but be safe)."""
+    total = rss_kib(pid)
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        for kid in child.read_text().split():
+            with_kid = rss_kib(int(kid))
+            for key, value in with_kid.items():
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+# ----------------------------------------------------------------------------------------------- the sink
+
+
+@dataclass
+class Sink:
+    """An SMTP server that accepts everything and remembers when; keeps bodies only of watched leads."""
+
+    arrivals: list[tuple[float, str]] = field(default_factory=list)  # (time, outbox key)
+    keep: tuple[str, ...] = ("lead0@", "hot")  # recipients whose message is kept (the SMTP floor's sample, latency)
+    bodies: dict[str, bytes] = field(default_factory=dict)  # recipient -> the first message to them
+    notifications: dict[str, asyncio.Future[float]] = field(default_factory=dict)  # "lead-<id>" -> arrival
+    server: asyncio.AbstractServer | None = None
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        now = time.perf_counter()
+        content = envelope.original_content or b""
+        head = content[: content.find(b"\r\n\r\n")].decode("utf-8", "replace")
+        found = re.search(r"^X-Leadloop-Outbox-Key: (\S+)", head, re.M)
+        key = found.group(1) if found else ""
+        self.arrivals.append((now, key))
+        for rcpt in envelope.rcpt_tos:
+            if rcpt.startswith(self.keep) and rcpt not in self.bodies:
+                self.bodies[rcpt] = content
+        lead = key.split(".")[0]
+        if key.endswith(".notify") and lead in self.notifications and not self.notifications[lead].done():
+            self.notifications[lead].set_result(now)
+        return "250 2.0.0 accepted"
+
+    async def start(self, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: SMTP(self, enable_SMTPUTF8=True), "127.0.0.1", port)
+
+    async def wait_for(self, count: int, since: int, within: float) -> float:
+        """Until `count` messages arrived after the first `since`; the last one's arrival time."""
+        deadline = time.perf_counter() + within
+        while len(self.arrivals) - since < count:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{len(self.arrivals) - since} of {count} messages within {within:.0f} s")
+            await asyncio.sleep(0.05)
+        return max(t for t, _ in self.arrivals[since : since + count])
+
+
+# ------------------------------------------------------------------------------------------- the stack
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    dev_mode: str  # "sqlite-wal" | "in-memory"
+    db: str  # "sqlite" | "postgresql"
+    temporal_port: int = field(default_factory=free_port)
+    smtp_port: int = field(default_factory=free_port)
+    api_port: int = field(default_factory=free_port)
+    server: asyncio.subprocess.Process | None = None
+    worker: asyncio.subprocess.Process | None = None
+    api: asyncio.subprocess.Process | None = None
+    sink: Sink = field(default_factory=Sink)
+    database_url: str = ""
+    pg_database: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.temporal_port}"
+
+    def env(self) -> dict[str, str]:
+        rules = self.tmp / "rules"
+        return {
+            **os.environ,
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "LEADLOOP_TEMPORAL_ADDRESS": self.address,
+            "LEADLOOP_TASK_QUEUE": "bench",
+            "LEADLOOP_DATABASE_URL": self.database_url,
+            "LEADLOOP_SMTP_PORT": str(self.smtp_port),
+            "LEADLOOP_CADENCE_DIR": str(rules),
+            "LEADLOOP_SCORING_FILE": str(rules / "scoring.yaml"),
+            "LEADLOOP_ROUTING_FILE": str(rules / "routing.yaml"),
+            "LEADLOOP_PUBLIC_URL": f"http://127.0.0.1:{self.api_port}",
+            "LEADLOOP_MACHINE_MIN_DELAY": "0",
+            "LEADLOOP_TIME_SCALE": str(TIME_SCALE),
+            "LEADLOOP_WORKER_METRICS_ADDRESS": "",
+            "LEADLOOP_STATE_DIR": str(self.tmp / "state"),
+        }
+
+    def settings(self) -> Settings:
+        return Settings(_env_file=None, **{k.removeprefix("LEADLOOP_").lower(): v for k, v in self.env().items()
+                                           if k.startswith("LEADLOOP_")})  # type: ignore[arg-type]  # fmt: skip
+
+    async def start(self, steps: int) -> None:
+        write_rules(self.tmp / "rules", steps)
+        if self.db == "postgresql":
+            import asyncpg  # type: ignore[import-untyped]
+
+            self.pg_database = f"leadloop_bench_{uuid.uuid4().hex[:8]}"
+            admin = await asyncpg.connect(PG_ADMIN)
+            await admin.execute(f'CREATE DATABASE "{self.pg_database}"')
+            await admin.close()
+            self.database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.pg_database}"
+        else:
+            self.database_url = f"sqlite+aiosqlite:///{self.tmp / 'leadloop.db'}"
+        await upgrade_database(self.database_url)
+        engine = make_engine(self.database_url)
+        async with make_sessionmaker(engine)() as session:
+            await import_roster(session, load_roster(self.tmp / "rules" / "reps.yaml"))
+            await session.commit()
+        await engine.dispose()
+        args = ["server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.temporal_port), "--headless",
+                "--log-level", "never"]  # fmt: skip
+        if self.dev_mode == "sqlite-wal":
+            args += ["--db-filename", str(self.tmp / "temporal.db")]
+            for pragma in SQLITE_PRAGMAS:
+                args += ["--sqlite-pragma", pragma]
+        for key in SEARCH_ATTRIBUTES:
+            kind = key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_").title()
+            args += ["--search-attribute", f"{key.name}={kind}"]
+        self.server = await start_dev_server(None, port=self.temporal_port, args=args)
+        await self.sink.start(self.smtp_port)
+
+    async def start_leadloop(self) -> None:
+        log = (self.tmp / "worker.log").open("ab")
+        self.worker = await asyncio.create_subprocess_exec(
+            sys.executable, "worker.py", cwd=PROJECT_ROOT, env=self.env(), stdout=log, stderr=log
+        )
+        api_log = (self.tmp / "api.log").open("ab")
+        self.api = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "starter.cli", "api", "--port", str(self.api_port), cwd=PROJECT_ROOT,
+            env=self.env(), stdout=api_log, stderr=api_log,
+        )  # fmt: skip
+        async with httpx.AsyncClient() as http:
+            for _ in range(300):
+                try:
+                    if (await http.get(f"http://127.0.0.1:{self.api_port}/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError("the HTTP service did not start")
+
+    def memory(self) -> dict[str, dict[str, int]]:
+        found = {}
+        for name, proc in (("worker", self.worker), ("http", self.api), ("dev server", self.server)):
+            if proc is not None and proc.returncode is None:
+                found[name] = tree_rss_kib(proc.pid)
+        found["bench (client, sink)"] = rss_kib(os.getpid())
+        return found
+
+    async def stop(self) -> None:
+        for proc in (self.api, self.worker, self.server):
+            if proc is not None:
+                await stop_process(proc)
+        if self.sink.server is not None:
+            self.sink.server.close()
+        if self.pg_database:
+            import asyncpg
+
+            admin = await asyncpg.connect(PG_ADMIN)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{self.pg_database}" WITH (FORCE)')
+            await admin.close()
+
+
+def write_rules(folder: Path, steps: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    window = '{days: [mon, tue, wed, thu, fri, sat, sun], start: "00:00", end: "23:59"}'
+    lines = [f"  - {{id: s{i}, wait: {'0' if i == 0 else '1d'}, template: welcome, subject: \"Step {i}\"}}"
+             for i in range(steps)]  # fmt: skip
+    (folder / "drip.yaml").write_text(f"name: drip\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
+                                      "escalation: {threshold: 1000}\nsteps:\n" + "\n".join(lines) + "\n")  # fmt: skip
+    (folder / "hot.yaml").write_text(f"name: hot\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
+                                     "escalation: {threshold: 50}\nsteps:\n"
+                                     "  - {id: s0, wait: 0, template: welcome, subject: Hot}\n"
+                                     "  - {id: s1, wait: 300d, template: tips, subject: Later}\n")  # fmt: skip
+    (folder / "idle.yaml").write_text(f"name: idle\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
+                                      "escalation: {threshold: 1000}\nsteps:\n"
+                                      "  - {id: s0, wait: 0, template: welcome, subject: First}\n"
+                                      "  - {id: s1, wait: 365d, template: tips, subject: Much later}\n")  # fmt: skip
+    (folder / "scoring.yaml").write_text("version: 1\nengagement:\n  - {name: open, kind: open, points: 50}\n")
+    (folder / "routing.yaml").write_text("version: 1\nrules:\n  - {name: all, team: bench}\n")
+    (folder / "reps.yaml").write_text(
+        "teams:\n  - name: bench\n    strategy: round_robin\n    sla: 400h\n"
+        "    business_hours: {days: [mon, tue, wed, thu, fri, sat, sun], start: '00:00', end: '23:59'}\n"
+        "    reps:\n"
+        + "".join(
+            f"      - {{email: rep{i}@sales.example, name: Rep {i}, timezone: UTC, capacity: 100000}}\n"
+            for i in range(4)
+        )
+    )
+
+
+def write_csv(path: Path, first: int, count: int, tag: str) -> Path:
+    rows = ["email,first_name,company,timezone,locale"]
+    rows += [f"{tag}{i}@leads.example,Lead{i},Company {i % 97},Europe/Athens,en" for i in range(first, first + count)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+async def enroll(stack: Stack, client: Client, csv: Path, cadence_name: str) -> tuple[float, list[int]]:
+    from leadloop.cadence import cadence_path, load_cadence
+    from leadloop.enrollment import current_scoring
+
+    settings = stack.settings()
+    cadence = load_cadence(cadence_path(settings.cadence_dir, cadence_name))
+    parsed = parse_csv(csv)
+    engine = make_engine(stack.database_url)
+    began = time.perf_counter()
+    report = await enroll_leads(
+        parsed.leads, cadence, sessionmaker=make_sessionmaker(engine), client=client, task_queue="bench",
+        time_scale=TIME_SCALE, source="bench", scoring=current_scoring(settings.scoring_file),
+    )  # fmt: skip
+    took = time.perf_counter() - began
+    await engine.dispose()
+    ids = [r.lead_id for r in report.results if r.lead_id is not None]
+    assert report.count(workflow="started") == len(parsed.leads), "every lead must start"
+    return took, ids
+
+
+# --------------------------------------------------------------------------------------------- measures
+
+
+async def orchestration_floor(stack: Stack, leads: int, steps: int) -> dict[str, float]:
+    queue = f"floor-{uuid.uuid4()}"
+    log = (stack.tmp / "floor.log").open("ab")
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "bench/floor.py", stack.address, queue, cwd=PROJECT_ROOT, env=stack.env(), stdout=log,
+        stderr=log,
+    )  # fmt: skip
+    try:
+        client = await Client.connect(stack.address)
+        gate = asyncio.Semaphore(32)  # enrol_leads' concurrency
+
+        async def start(i: int) -> Any:
+            async with gate:
+                return await client.start_workflow(Floor.run, args=[steps, 1.0], id=f"floor-{queue}-{i}",
+                                                   task_queue=queue)  # fmt: skip
+
+        began = time.perf_counter()
+        handles = await asyncio.gather(*(start(i) for i in range(leads)))
+        started = time.perf_counter()
+        await asyncio.gather(*(h.result() for h in handles))
+        done = time.perf_counter()
+        events = [len((await h.fetch_history()).events) for h in handles[:20]]
+    finally:
+        await stop_process(worker)
+    return {
+        "starts_per_s": leads / (started - began),
+        "steps_per_s": leads * steps / (done - began),
+        "history_events_per_workflow": statistics.median(events),
+    }
+
+
+async def smtp_floor(stack: Stack, messages: int, sample: bytes) -> dict[str, float]:
+    gate = asyncio.Semaphore(ACTIVITY_CONCURRENCY)
+    since = len(stack.sink.arrivals)
+
+    async def send(i: int) -> None:
+        async with gate:
+            smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=stack.smtp_port, timeout=30)
+            await smtp.connect()
+            try:
+                await smtp.sendmail("hello@leadloop.example", [f"floor{i}@leads.example"], sample)
+            finally:
+                await smtp.quit()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(send(i) for i in range(messages)))
+    took = time.perf_counter() - began
+    assert len(stack.sink.arrivals) - since == messages
+    return {"emails_per_s": messages / took}
+
+
+async def database_size(stack: Stack, leads: int) -> dict[str, Any]:
+    engine = make_engine(stack.database_url)
+    tables = ("leads", "outbox", "engagement_events", "assignments", "dispositions", "suppressions")
+    async with engine.connect() as conn:
+        rows = {t: (await conn.execute(text(f"SELECT count(*) FROM {t}"))).scalar_one() for t in tables}
+        if stack.db == "postgresql":
+            size = (await conn.execute(text(
+                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                "c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"))).scalar_one()  # fmt: skip
+        else:
+            await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+            page = (await conn.execute(text("PRAGMA page_size"))).scalar_one()
+            pages = (await conn.execute(text("PRAGMA page_count"))).scalar_one()
+            size = page * pages
+    await engine.dispose()
+    return {"rows_per_lead": sum(rows.values()) / leads, "bytes_per_lead": float(size) / leads, "rows": rows}
+
+
+def pixel_url(content: bytes) -> str:
+    message = message_from_bytes(content)
+    for part in message.walk():
+        if part.get_content_type() == "text/html":
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            found = re.search(r'<img src="([^"]+/o/[^"]+\.gif)"', payload.decode())
+            if found:
+                return found.group(1).replace("&amp;", "&")
+    raise AssertionError("no pixel in the email")
+
+
+async def escalation_latency(
+    stack: Stack, client: Client, hot: int, background_rate: float, first_id: int
+) -> dict[str, float]:
+    """Pixel request -> the rep's notification at the sink, for `hot` leads, while `background_rate` emails/s
+    of other leads' drip flow through the same worker."""
+    stop = asyncio.Event()
+
+    async def background() -> None:  # one lead (one email) at a time, at the rate asked for
+        i = 0
+        while not stop.is_set():
+            csv = write_csv(stack.tmp / f"bg{i}.csv", 10_000_000 + i * 50, 50, "bg")
+            began = time.perf_counter()
+            await enroll(stack, client, csv, "idle")
+            i += 1
+            await asyncio.sleep(max(0.0, 50 / background_rate - (time.perf_counter() - began)))
+
+    task = asyncio.create_task(background())
+    latencies: list[float] = []
+    try:
+        csv = write_csv(stack.tmp / "hot.csv", first_id, hot, "hot")
+        _, ids = await enroll(stack, client, csv, "hot")
+        async with httpx.AsyncClient() as http:
+            for n, lead in enumerate(ids):
+                address = f"hot{first_id + n}@leads.example"
+                for _ in range(1200):
+                    if address in stack.sink.bodies:
+                        break
+                    await asyncio.sleep(0.05)
+                content = stack.sink.bodies[address]
+                arrived = stack.sink.notifications.setdefault(
+                    f"lead-{lead}", asyncio.get_running_loop().create_future()
+                )
+                sent = time.perf_counter()
+                answer = await http.get(pixel_url(content), headers={"user-agent": MAIL_CLIENT})
+                assert answer.status_code == 200
+                latencies.append(await asyncio.wait_for(arrived, 60) - sent)
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, round(p / 100 * (len(latencies) - 1)))]
+
+    return {"samples": len(latencies), "p50_s": pct(50), "p95_s": pct(95), "p99_s": pct(99), "max_s": latencies[-1]}
+
+
+async def run_config(dev_mode: str, db: str, leads: int, steps: int, hot: int, mem_leads: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="leadloop-bench-") as tmp:
+        stack = Stack(Path(tmp), dev_mode, db)
+        result: dict[str, Any] = {"dev_server": dev_mode, "database": db, "leads": leads, "steps": steps}
+        try:
+            await stack.start(steps)
+            print(f"[{dev_mode} / {db}] orchestration floor: {leads} x {steps} steps", flush=True)
+            result["floor"] = await orchestration_floor(stack, leads, steps)
+            await stack.start_leadloop()
+            client = await connect(stack.settings())
+            print(f"[{dev_mode} / {db}] leadloop: {leads} leads x {steps} steps", flush=True)
+            since = len(stack.sink.arrivals)
+            began = time.perf_counter()
+            enrol_took, ids = await enroll(stack, client, write_csv(stack.tmp / "leads.csv", 0, leads, "lead"), "drip")
+            last = await stack.sink.wait_for(leads * steps, since, within=3600)
+            emails_took = last - began
+            result["leadloop"] = {
+                "enrolments_per_s": leads / enrol_took,
+                "emails_per_s": leads * steps / emails_took,
+            }
+            sample = stack.sink.bodies["lead0@leads.example"]  # a rendered leadloop email
+            print(f"[{dev_mode} / {db}] SMTP floor: {leads * steps} messages", flush=True)
+            result["smtp_floor"] = await smtp_floor(stack, leads * steps, sample)
+            histories = []
+            for lead in ids[:20]:
+                histories.append(len((await client.get_workflow_handle(f"lead-{lead}").fetch_history()).events))
+            result["leadloop"]["history_events_per_lead_cycle"] = statistics.median(histories)
+            result["leadloop"]["history_events_max"] = max(histories)
+            result["database_per_lead"] = await database_size(stack, leads)
+            half = result["leadloop"]["emails_per_s"] / 2
+            print(f"[{dev_mode} / {db}] open-to-escalation latency, {hot} leads, drip at {half:.0f} emails/s",
+                  flush=True)  # fmt: skip
+            result["latency"] = await escalation_latency(stack, client, hot, half, 5_000_000)
+            result["latency"]["background_emails_per_s"] = half
+            result["memory_kib"] = stack.memory()
+            if mem_leads:
+                print(f"[{dev_mode} / {db}] {mem_leads} leads mid-cadence", flush=True)
+                since = len(stack.sink.arrivals)
+                await enroll(stack, client, write_csv(stack.tmp / "mem.csv", 20_000_000, mem_leads, "mem"), "idle")
+                await stack.sink.wait_for(mem_leads, since, within=3600)
+                result["mid_cadence"] = {"leads": mem_leads, "memory_kib": stack.memory()}
+            result["ratios"] = {
+                "emails_vs_orchestration_floor": result["leadloop"]["emails_per_s"] / result["floor"]["steps_per_s"],
+                "enrolments_vs_bare_starts": result["leadloop"]["enrolments_per_s"] / result["floor"]["starts_per_s"],
+                "emails_vs_smtp_floor": result["leadloop"]["emails_per_s"] / result["smtp_floor"]["emails_per_s"],
+            }
+        finally:
+            await stack.stop()
+        return result
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+TARGETS = {
+    "emails_vs_orchestration_floor": 0.8,
+    "enrolments_vs_bare_starts": 0.7,
+}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# leadloop bench, {report['date']} on {report['host']}", "",
+             f"`{report['command']}` — {report['machine']}", ""]  # fmt: skip
+    lines += ["| dev server / database | starts/s floor | enrol/s | ratio | steps/s floor | emails/s | ratio | "
+              "SMTP floor/s | escalation p50 / p95 / p99 (s) | events/lead | rows, KiB /lead |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]  # fmt: skip
+    for r in report["configs"]:
+        if "ratios" not in r:
+            lines.append(f"| {r['dev_server']} / {r['database']} | failed: {r.get('error', '?')} |")
+            continue
+        lat, db = r["latency"], r["database_per_lead"]
+        lines.append(
+            f"| {r['dev_server']} / {r['database']} | {r['floor']['starts_per_s']:.0f} | "
+            f"{r['leadloop']['enrolments_per_s']:.0f} | {r['ratios']['enrolments_vs_bare_starts']:.2f} | "
+            f"{r['floor']['steps_per_s']:.1f} | {r['leadloop']['emails_per_s']:.1f} | "
+            f"{r['ratios']['emails_vs_orchestration_floor']:.2f} | {r['smtp_floor']['emails_per_s']:.0f} | "
+            f"{lat['p50_s']:.2f} / {lat['p95_s']:.2f} / {lat['p99_s']:.2f} | "
+            f"{r['leadloop']['history_events_per_lead_cycle']:.0f} | {db['rows_per_lead']:.1f}, "
+            f"{db['bytes_per_lead'] / 1024:.1f} |"
+        )
+    lines += [
+        "",
+        "Peak RSS (MiB):",
+        "",
+        "| dev server / database | worker | HTTP | dev server |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for r in report["configs"]:
+        if "memory_kib" in r:
+            m = r["memory_kib"]
+            peaks = [f"{m[k]['VmHWM'] / 1024:.0f}" if k in m else "-" for k in ("worker", "http", "dev server")]
+            lines.append(f"| {r['dev_server']} / {r['database']} | " + " | ".join(peaks) + " |")
+    for r in report["configs"]:
+        if "mid_cadence" in r:
+            m = r["mid_cadence"]["memory_kib"]
+            resident = ", ".join(f"{k} {v['VmRSS'] / 1024:.0f}" for k, v in m.items())
+            lines += ["", f"{r['mid_cadence']['leads']} more leads waiting mid-cadence ({r['dev_server']} / "
+                      f"{r['database']}), resident MiB: {resident}"]  # fmt: skip
+    lines += ["", "Targets: " + "; ".join(
+        f"{name} ≥ {goal}: " + ", ".join(
+            f"{r['ratios'][name]:.2f} {'met' if r['ratios'][name] >= goal else 'NOT met'}"
+            for r in report["configs"] if "ratios" in r)
+        for name, goal in TARGETS.items())]  # fmt: skip
+    lines += ["p99 open-to-escalation ≤ 1 s: " + ", ".join(
+        f"{r['latency']['p99_s']:.2f} {'met' if r['latency']['p99_s'] <= 1 else 'NOT met'}"
+        for r in report["configs"] if "latency" in r)]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--leads", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--hot", type=int, default=100, help="leads whose open-to-escalation latency is timed")
+    parser.add_argument("--mem-leads", type=int, default=10000, help="leads waiting mid-cadence (0: skip)")
+    parser.add_argument("--configs", default="sqlite-wal/sqlite,in-memory/sqlite,sqlite-wal/postgresql")
+    opts = parser.parse_args()
+    temporal_cli()  # fails with a clear message when the CLI is missing
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "host": platform.node(),
+        "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
+        "command": "PYTHONPATH=. .venv/bin/python bench/run.py " + " ".join(sys.argv[1:]),
+        "configs": [],
+    }
+    for index, config in enumerate(opts.configs.split(",")):
+        dev_mode, db = config.split("/")
+        try:
+            report["configs"].append(
+                await run_config(dev_mode, db, opts.leads, opts.steps, opts.hot, opts.mem_leads if index == 0 else 0)
+            )
+        except Exception as exc:  # one failing configuration must not lose the others' figures
+            report["configs"].append({"dev_server": dev_mode, "database": db, "error": f"{type(exc).__name__}: {exc}"})
+            print(f"[{config}] failed: {exc}", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"{report['date']}-{report['host']}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    text_report = markdown(report)
+    stem.with_suffix(".md").write_text(text_report)
+    print(text_report)
+    print(f"written {stem}.json and .md")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
