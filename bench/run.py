@@ -76,6 +76,17 @@ def rss_kib(pid: int) -> dict[str, int]:
     return values
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_usage(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, float]:
+    """Share of one core each process used over `wall` seconds."""
+    return {name: round((after[name] - before[name]) / wall, 2) for name in before if name in after}
+
+
 def tree_rss_kib(pid: int) -> dict[str, int]:
     """The process and its children (the dev server runs as `temporal` under nothing else, but be safe)."""
     total = rss_kib(pid)
@@ -224,6 +235,14 @@ class Stack:
                 await asyncio.sleep(0.1)
         raise RuntimeError("the HTTP service did not start")
 
+    def cpu(self, **extra: asyncio.subprocess.Process) -> dict[str, float]:
+        found = {"bench (client, sink)": cpu_seconds(os.getpid())}
+        named = {"worker": self.worker, "http": self.api, "dev server": self.server, **extra}
+        for name, proc in named.items():
+            if proc is not None and proc.returncode is None:
+                found[name] = cpu_seconds(proc.pid)
+        return found
+
     def memory(self) -> dict[str, dict[str, int]]:
         found = {}
         for name, proc in (("worker", self.worker), ("http", self.api), ("dev server", self.server)):
@@ -304,7 +323,7 @@ async def enroll(stack: Stack, client: Client, csv: Path, cadence_name: str) -> 
 # --------------------------------------------------------------------------------------------- measures
 
 
-async def orchestration_floor(stack: Stack, leads: int, steps: int) -> dict[str, float]:
+async def orchestration_floor(stack: Stack, leads: int, steps: int) -> dict[str, Any]:
     queue = f"floor-{uuid.uuid4()}"
     log = (stack.tmp / "floor.log").open("ab")
     worker = await asyncio.create_subprocess_exec(
@@ -320,11 +339,13 @@ async def orchestration_floor(stack: Stack, leads: int, steps: int) -> dict[str,
                 return await client.start_workflow(Floor.run, args=[steps, 1.0], id=f"floor-{queue}-{i}",
                                                    task_queue=queue)  # fmt: skip
 
+        cpu_before = stack.cpu(floor_worker=worker)
         began = time.perf_counter()
         handles = await asyncio.gather(*(start(i) for i in range(leads)))
         started = time.perf_counter()
         await asyncio.gather(*(h.result() for h in handles))
         done = time.perf_counter()
+        cpu = cpu_usage(cpu_before, stack.cpu(floor_worker=worker), done - began)
         events = [len((await h.fetch_history()).events) for h in handles[:20]]
     finally:
         await stop_process(worker)
@@ -332,6 +353,7 @@ async def orchestration_floor(stack: Stack, leads: int, steps: int) -> dict[str,
         "starts_per_s": leads / (started - began),
         "steps_per_s": leads * steps / (done - began),
         "history_events_per_workflow": statistics.median(events),
+        "cpu_cores": cpu,
     }
 
 
@@ -387,7 +409,7 @@ def pixel_url(content: bytes) -> str:
 
 async def escalation_latency(
     stack: Stack, client: Client, hot: int, background_rate: float, first_id: int
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Pixel request -> the rep's notification at the sink, for `hot` leads, while `background_rate` emails/s
     of other leads' drip flow through the same worker."""
     stop = asyncio.Event()
@@ -430,10 +452,32 @@ async def escalation_latency(
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, round(p / 100 * (len(latencies) - 1)))]
 
-    return {"samples": len(latencies), "p50_s": pct(50), "p95_s": pct(95), "p99_s": pct(99), "max_s": latencies[-1]}
+    return {"samples": len(latencies), "p50_s": pct(50), "p95_s": pct(95), "p99_s": pct(99), "max_s": latencies[-1],
+            "all_s": [round(x, 3) for x in latencies]}  # fmt: skip
 
 
-async def run_config(dev_mode: str, db: str, leads: int, steps: int, hot: int, mem_leads: int) -> dict[str, Any]:
+async def start_profiler(stack: Stack, output: Path) -> tuple[asyncio.subprocess.Process, Path]:
+    """py-spy samples the worker process while leadloop's drip runs (speedscope JSON + a flame graph)."""
+    assert stack.worker is not None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(stack.worker.pid), "--rate", "50",
+        "--format", "speedscope", "--output", str(output), "--nonblocking",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    return proc, output
+
+
+async def stop_profiler(profiler: tuple[asyncio.subprocess.Process, Path]) -> str:
+    proc, output = profiler
+    proc.send_signal(2)  # py-spy writes its file on SIGINT
+    await proc.wait()
+    return str(output)
+
+
+async def run_config(
+    dev_mode: str, db: str, leads: int, steps: int, hot: int, mem_leads: int, profile: Path | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="leadloop-bench-") as tmp:
         stack = Stack(Path(tmp), dev_mode, db)
         result: dict[str, Any] = {"dev_server": dev_mode, "database": db, "leads": leads, "steps": steps}
@@ -445,13 +489,18 @@ async def run_config(dev_mode: str, db: str, leads: int, steps: int, hot: int, m
             client = await connect(stack.settings())
             print(f"[{dev_mode} / {db}] leadloop: {leads} leads x {steps} steps", flush=True)
             since = len(stack.sink.arrivals)
+            profiler = await start_profiler(stack, profile) if profile else None
+            cpu_before = stack.cpu()
             began = time.perf_counter()
             enrol_took, ids = await enroll(stack, client, write_csv(stack.tmp / "leads.csv", 0, leads, "lead"), "drip")
             last = await stack.sink.wait_for(leads * steps, since, within=3600)
+            if profiler is not None:
+                result["profile"] = await stop_profiler(profiler)
             emails_took = last - began
             result["leadloop"] = {
                 "enrolments_per_s": leads / enrol_took,
                 "emails_per_s": leads * steps / emails_took,
+                "cpu_cores": cpu_usage(cpu_before, stack.cpu(), time.perf_counter() - began),
             }
             sample = stack.sink.bodies["lead0@leads.example"]  # a rendered leadloop email
             print(f"[{dev_mode} / {db}] SMTP floor: {leads * steps} messages", flush=True)
@@ -549,6 +598,7 @@ async def main() -> None:
     parser.add_argument("--hot", type=int, default=100, help="leads whose open-to-escalation latency is timed")
     parser.add_argument("--mem-leads", type=int, default=10000, help="leads waiting mid-cadence (0: skip)")
     parser.add_argument("--configs", default="sqlite-wal/sqlite,in-memory/sqlite,sqlite-wal/postgresql")
+    parser.add_argument("--profile", action="store_true", help="py-spy the worker during the first drip")
     opts = parser.parse_args()
     temporal_cli()  # fails with a clear message when the CLI is missing
     report: dict[str, Any] = {
@@ -562,7 +612,17 @@ async def main() -> None:
         dev_mode, db = config.split("/")
         try:
             report["configs"].append(
-                await run_config(dev_mode, db, opts.leads, opts.steps, opts.hot, opts.mem_leads if index == 0 else 0)
+                await run_config(
+                    dev_mode,
+                    db,
+                    opts.leads,
+                    opts.steps,
+                    opts.hot,
+                    opts.mem_leads if index == 0 else 0,
+                    RESULTS / f"{report['date']}-{report['host']}-worker.speedscope.json"
+                    if opts.profile and index == 0
+                    else None,
+                )
             )
         except Exception as exc:  # one failing configuration must not lose the others' figures
             report["configs"].append({"dev_server": dev_mode, "database": db, "error": f"{type(exc).__name__}: {exc}"})

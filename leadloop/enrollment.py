@@ -49,31 +49,72 @@ class EnrolmentReport:
         return sum(all(getattr(r, k) == v for k, v in match.items()) for r in self.results)
 
 
+#: rows per statement: well under SQLite's 32,766 bound parameters at 16 columns a row
+BATCH = 500
+
+
 async def upsert_lead(session: AsyncSession, lead: LeadIn, cadence: str) -> tuple[Lead, DbOutcome]:
     """Insert the lead, or fill the gaps of the existing one; the unique email decides, not Python."""
+    return (await upsert_leads(session, [lead], cadence))[0]
+
+
+async def upsert_leads(session: AsyncSession, leads: list[LeadIn], cadence: str) -> list[tuple[Lead, DbOutcome]]:
+    """`upsert_lead` for many, a few statements per BATCH rather than a few per lead (intake of a CSV).
+
+    Leads must have distinct addresses (parse_csv merges duplicates)."""
     now = datetime.now(UTC)
-    values = {f: getattr(lead, f) for f in PROFILE_FIELDS}
     insert = insert_for(session)
-    result = await session.execute(
-        insert(Lead)
-        .values(email=lead.email, attributes=lead.attributes, cadence=cadence, created_at=now, updated_at=now, **values)
-        .on_conflict_do_nothing(index_elements=["email"])
-        .returning(Lead.id)
-    )
-    new_id = result.scalar_one_or_none()
-    row = (await session.execute(select(Lead).where(Lead.email == lead.email))).scalar_one()
-    if new_id is not None:
-        return row, "new"
-    changed = False
-    for name, value in values.items():
-        if value is not None and getattr(row, name) is None:
-            setattr(row, name, value)
-            changed = True
-    extra = {k: v for k, v in lead.attributes.items() if k not in (row.attributes or {})}
-    if extra:
-        row.attributes = {**(row.attributes or {}), **extra}
-        changed = True
-    return row, "merged" if changed else "unchanged"
+    results: list[tuple[Lead, DbOutcome]] = []
+    for start in range(0, len(leads), BATCH):
+        chunk = leads[start : start + BATCH]
+        values = [
+            {"email": lead.email, "attributes": lead.attributes, "cadence": cadence, "created_at": now,
+             "updated_at": now, **{f: getattr(lead, f) for f in PROFILE_FIELDS}}
+            for lead in chunk
+        ]  # fmt: skip
+        inserted = await session.execute(
+            insert(Lead).values(values).on_conflict_do_nothing(index_elements=["email"]).returning(Lead.email)
+        )
+        new = set(inserted.scalars())
+        rows = {
+            row.email: row
+            for row in (await session.execute(select(Lead).where(Lead.email.in_([lead.email for lead in chunk]))))
+            .scalars()
+            .all()
+        }
+        for lead in chunk:
+            row = rows[lead.email]
+            if lead.email in new:
+                results.append((row, "new"))
+                continue
+            changed = False
+            for name in PROFILE_FIELDS:
+                value = getattr(lead, name)
+                if value is not None and getattr(row, name) is None:
+                    setattr(row, name, value)
+                    changed = True
+            extra = {k: v for k, v in lead.attributes.items() if k not in (row.attributes or {})}
+            if extra:
+                row.attributes = {**(row.attributes or {}), **extra}
+                changed = True
+            results.append((row, "merged" if changed else "unchanged"))
+    return results
+
+
+async def suppressed_addresses(session: AsyncSession, emails: list[str]) -> set[str]:
+    """The addresses among `emails` that are on the suppression list (by hash)."""
+    hashes = {email_hash(e): e for e in emails}
+    found: set[str] = set()
+    keys = list(hashes)
+    for start in range(0, len(keys), BATCH):
+        chunk = keys[start : start + BATCH]
+        found |= {
+            hashes[h]
+            for h in (
+                await session.execute(select(Suppression.email_hash).where(Suppression.email_hash.in_(chunk)))
+            ).scalars()
+        }
+    return found
 
 
 def current_scoring(path: Path) -> ScoringConfig | None:
@@ -170,12 +211,16 @@ async def enroll_leads(
     report = EnrolmentReport()
     stored: list[tuple[LeadIn, Lead | None, DbOutcome]] = []
     async with sessionmaker() as session:
+        suppressed = await suppressed_addresses(session, [lead.email for lead in leads])
+        allowed = [lead for lead in leads if lead.email not in suppressed]
+        rows = await upsert_leads(session, allowed, cadence.name)
+        upserted = dict(zip((lead.email for lead in allowed), rows, strict=True))
         for lead in leads:
-            if await session.get(Suppression, email_hash(lead.email)) is not None:
+            if lead.email in suppressed:
                 stored.append((lead, None, "suppressed"))
-                continue
-            row, outcome = await upsert_lead(session, lead, cadence.name)
-            stored.append((lead, row, outcome))
+            else:
+                row, outcome = upserted[lead.email]
+                stored.append((lead, row, outcome))
         await session.commit()
 
     gate = asyncio.Semaphore(concurrency)

@@ -115,3 +115,31 @@ async def test_erasure_strips_the_person_keeps_the_counts_and_suppresses_the_has
         assert await erase_in_database(session, "new@example.com", None) == {}
         await session.commit()
         assert await session.get(Suppression, email_hash("new@example.com")) is not None
+
+
+async def test_a_big_intake_upserts_in_batches_with_the_same_outcomes_as_one_by_one(sessionmaker: Any) -> None:
+    from leadloop.db import Suppression
+    from leadloop.enrollment import BATCH, suppressed_addresses, upsert_leads
+    from leadloop.mail import email_hash
+
+    count = BATCH * 2 + 7  # three batches
+    async with sessionmaker() as session:
+        await upsert_lead(session, LeadIn(email="l5@example.com", first_name="Five"), "welcome")
+        await upsert_lead(session, LeadIn(email="l9@example.com", company="Nine Ltd"), "welcome")
+        session.add(Suppression(email_hash=email_hash("l7@example.com"), reason="unsubscribe"))
+        await session.commit()
+    leads = [LeadIn(email=f"l{i}@example.com", first_name=f"F{i}", attributes={"n": str(i)}) for i in range(count)]
+    async with sessionmaker() as session:
+        assert await suppressed_addresses(session, [lead.email for lead in leads]) == {"l7@example.com"}
+        results = await upsert_leads(session, leads, "welcome")
+        await session.commit()
+    outcomes = {row.email: outcome for row, outcome in results}
+    assert len(results) == count and [row.email for row, _ in results] == [lead.email for lead in leads]
+    assert outcomes["l5@example.com"] == "merged" and outcomes["l9@example.com"] == "merged"
+    assert sum(o == "new" for o in outcomes.values()) == count - 2
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Lead)) == count
+        five = (await session.execute(select(Lead).where(Lead.email == "l5@example.com"))).scalar_one()
+        nine = (await session.execute(select(Lead).where(Lead.email == "l9@example.com"))).scalar_one()
+    assert five.first_name == "Five" and five.attributes == {"n": "5"}  # kept, gaps filled
+    assert (nine.first_name, nine.company) == ("F9", "Nine Ltd")
