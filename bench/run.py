@@ -414,14 +414,31 @@ async def escalation_latency(
     of other leads' drip flow through the same worker."""
     stop = asyncio.Event()
 
-    async def background() -> None:  # one lead (one email) at a time, at the rate asked for
-        i = 0
-        while not stop.is_set():
-            csv = write_csv(stack.tmp / f"bg{i}.csv", 10_000_000 + i * 50, 50, "bg")
-            began = time.perf_counter()
-            await enroll(stack, client, csv, "idle")
-            i += 1
-            await asyncio.sleep(max(0.0, 50 / background_rate - (time.perf_counter() - began)))
+    async def background() -> None:
+        """A steady drip: one new lead (its first email) every 1/rate seconds, not bursts."""
+        from leadloop.cadence import cadence_path, load_cadence
+        from leadloop.intake import LeadIn
+
+        idle = load_cadence(cadence_path(stack.settings().cadence_dir, "idle"))
+        engine = make_engine(stack.database_url)
+        maker = make_sessionmaker(engine)
+        interval, i = 1 / background_rate, 0
+        next_at = time.perf_counter()
+        pending: set[asyncio.Task[Any]] = set()
+        try:
+            while not stop.is_set():
+                lead = LeadIn(email=f"bg{i}@leads.example", first_name=f"Bg{i}", timezone="Europe/Athens")
+                start = enroll_leads([lead], idle, sessionmaker=maker, client=client, task_queue="bench",
+                                     time_scale=TIME_SCALE, source="bench")  # fmt: skip
+                task = asyncio.create_task(start)
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                i += 1
+                next_at += interval
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            await asyncio.gather(*pending)
+        finally:
+            await engine.dispose()
 
     task = asyncio.create_task(background())
     latencies: list[float] = []
