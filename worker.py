@@ -61,6 +61,7 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
             leads.suppress_lead,
         ],
         workflow_runner=workflow_runner(),
+        max_cached_workflows=settings.worker_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
     worker.engine = engine

@@ -343,7 +343,13 @@ async def orchestration_floor(stack: Stack, leads: int, steps: int) -> dict[str,
         began = time.perf_counter()
         handles = await asyncio.gather(*(start(i) for i in range(leads)))
         started = time.perf_counter()
-        await asyncio.gather(*(h.result() for h in handles))
+        waiters = asyncio.Semaphore(200)  # each result() is a long poll: the namespace limits them
+
+        async def result(handle: Any) -> None:
+            async with waiters:
+                await handle.result()
+
+        await asyncio.gather(*(result(h) for h in handles))
         done = time.perf_counter()
         cpu = cpu_usage(cpu_before, stack.cpu(floor_worker=worker), done - began)
         events = [len((await h.fetch_history()).events) for h in handles[:20]]
@@ -561,7 +567,8 @@ TARGETS = {
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# leadloop bench, {report['date']} on {report['host']}", "",
-             f"`{report['command']}` — {report['machine']}", ""]  # fmt: skip
+             f"`{report['command']}` — {report['machine']}, worker cache {report.get('worker_cached_workflows')} "
+             "workflows", ""]  # fmt: skip
     lines += ["| dev server / database | starts/s floor | enrol/s | ratio | steps/s floor | emails/s | ratio | "
               "SMTP floor/s | escalation p50 / p95 / p99 (s) | events/lead | rows, KiB /lead |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]  # fmt: skip
@@ -616,12 +623,16 @@ async def main() -> None:
     parser.add_argument("--mem-leads", type=int, default=10000, help="leads waiting mid-cadence (0: skip)")
     parser.add_argument("--configs", default="sqlite-wal/sqlite,in-memory/sqlite,sqlite-wal/postgresql")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during the first drip")
+    parser.add_argument("--cache", type=int, default=None, help="the worker's cached workflows (default: settings)")
     opts = parser.parse_args()
     temporal_cli()  # fails with a clear message when the CLI is missing
+    if opts.cache is not None:
+        os.environ["LEADLOOP_WORKER_CACHED_WORKFLOWS"] = str(opts.cache)
     report: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "host": platform.node(),
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
+        "worker_cached_workflows": Settings(_env_file=None).worker_cached_workflows,
         "command": "PYTHONPATH=. .venv/bin/python bench/run.py " + " ".join(sys.argv[1:]),
         "configs": [],
     }

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     worker_metrics_address: str = Field(
         default="127.0.0.1:9464", description="host:port of the worker's Prometheus /metrics; empty turns it off"
     )
+    worker_cached_workflows: int = Field(
+        default=1000, ge=0, le=1_000_000,
+        description="leads a worker keeps in memory (the SDK's sticky cache); more leads than this awake at "
+        "once are replayed from their history each time they wake",
+    )  # fmt: skip
     token_max_age_days: int = Field(default=400, ge=1, description="open and click links older than this are dead")
     rep_link_max_age_days: int = Field(default=7, ge=1)
     machine_min_delay: float = Field(default=5.0, ge=0, description="hits sooner than this after a send are machines")
