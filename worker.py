@@ -62,6 +62,7 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
         ],
         workflow_runner=workflow_runner(),
         max_cached_workflows=settings.worker_cached_workflows,
+        max_concurrent_activities=settings.worker_max_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
     worker.engine = engine

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
         description="leads a worker keeps in memory (the SDK's sticky cache); more leads than this awake at "
         "once are replayed from their history each time they wake",
     )  # fmt: skip
+    worker_max_activities: int = Field(
+        default=100, ge=1, le=10_000,
+        description="activities (sends, routing) one worker runs at once; all share one Python process's core",
+    )  # fmt: skip
     token_max_age_days: int = Field(default=400, ge=1, description="open and click links older than this are dead")
     rep_link_max_age_days: int = Field(default=7, ge=1)
     machine_min_delay: float = Field(default=5.0, ge=0, description="hits sooner than this after a send are machines")
