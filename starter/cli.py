@@ -333,9 +333,8 @@ def retry(lead_id: Annotated[int, typer.Argument(help="lead id")], note: str = "
     console.print(f"lead {lead_id}: retry requested")
 
 
-@app.command()
-def state(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
-    """Show a lead's workflow state (stage, step, next send)."""
+def _lead_state(lead_id: int) -> Any:
+    """The lead's workflow state (its `state` query); a clear error when there is none or no Temporal."""
     from temporalio.service import RPCError
 
     from leadloop.enrollment import workflow_id
@@ -348,9 +347,17 @@ def state(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
         return result
 
     try:
-        current = asyncio.run(run())
+        return asyncio.run(run())
     except RPCError as exc:
         raise _fail(f"lead {lead_id}: {exc.message}") from None
+    except RuntimeError as exc:
+        raise _fail(f"cannot reach Temporal: {exc}") from None
+
+
+@app.command()
+def state(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
+    """Show a lead's workflow state (stage, step, next send)."""
+    current = _lead_state(lead_id)
     table = Table(show_header=False)
     for key, value in current.model_dump().items():
         table.add_row(key, "" if value is None else str(value))
@@ -710,23 +717,7 @@ def resume(lead_id: Annotated[int, typer.Argument(help="lead id")], note: str = 
 @app.command()
 def status(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
     """A lead at a glance: stage, score with its breakdown, assignee, what happens next and when."""
-    from temporalio.service import RPCError
-
-    from leadloop.enrollment import workflow_id
-    from leadloop.models import LeadState
-    from leadloop.temporal import connect
-
-    async def run() -> LeadState:
-        client = await connect(get_settings())
-        result: LeadState = await client.get_workflow_handle(workflow_id(lead_id)).query("state", result_type=LeadState)
-        return result
-
-    try:
-        s = asyncio.run(run())
-    except RPCError as exc:
-        raise _fail(f"lead {lead_id}: {exc.message}") from None
-    except RuntimeError as exc:
-        raise _fail(f"cannot reach Temporal: {exc}") from None
+    s = _lead_state(lead_id)
     threshold = f" / {s.threshold}" if s.threshold else ""
     step = min(s.step_index + 1, s.steps_total)
     console.print(
