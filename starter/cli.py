@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +33,21 @@ err = Console(stderr=True, soft_wrap=True)
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command
+
+
+def _in_session(work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run `work(session)` against leadloop's database and close the pool after it."""
+    from leadloop.db import make_engine, make_sessionmaker
+
+    async def run() -> Any:
+        engine = make_engine(get_settings().database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -473,20 +488,9 @@ async def _reroute(settings: Settings, lead_ids: list[int]) -> int:
 @reps_app.command("list")
 def reps_list() -> None:
     """Every rep: team, time zone, whether active, open leads against capacity."""
-    from leadloop.db import make_engine, make_sessionmaker
     from leadloop.roster import list_reps
 
-    settings = get_settings()
-
-    async def run() -> list[Any]:
-        engine = make_engine(settings.database_url)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                return await list_reps(session)
-        finally:
-            await engine.dispose()
-
-    rows = asyncio.run(run())
+    rows = _in_session(list_reps)
     table = Table(title="reps")
     for column in ("id", "team", "name", "email", "time zone", "active", "open / capacity"):
         table.add_column(column)
@@ -657,20 +661,9 @@ def dispositions(
     limit: int = 50,
 ) -> None:
     """Reps' decisions, newest first: lead, rep, accept or reject, reason, note, outcome, time."""
-    from leadloop.db import make_engine, make_sessionmaker
     from leadloop.leads import list_dispositions
 
-    settings = get_settings()
-
-    async def run() -> list[Any]:
-        engine = make_engine(settings.database_url)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                return await list_dispositions(session, lead_id=lead_id, reason=reason, limit=limit)
-        finally:
-            await engine.dispose()
-
-    rows = asyncio.run(run())
+    rows = _in_session(lambda session: list_dispositions(session, lead_id=lead_id, reason=reason, limit=limit))
     table = Table(title="dispositions")
     for column in ("when (UTC)", "lead", "rep", "action", "reason", "note", "outcome"):
         table.add_column(column)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -17,12 +16,12 @@ from leadloop.cadence import Cadence, Escalation
 from leadloop.db import Lead
 from leadloop.enrollment import start_lead, workflow_id
 from leadloop.models import EngagementEvent as Event
-from leadloop.models import EngagementInput, LeadState, SendEmailInput, SendEmailResult
-from leadloop.scoring import ScoringConfig
+from leadloop.models import EngagementInput, LeadState
 from leadloop.temporal import SEARCH_ATTRIBUTES, workflow_runner
 from scripts.ui_screenshot import plain, png_size, take_screenshot
 from tests.conftest import BIN, _which, client_address, free_port, with_pydantic
 from tests.e2e.test_drip_whole_stack import run
+from tests.e2e.test_operator_cli import SCORING, send_email  # the operator tests' scoring and fake send
 from workflows.lead_nurture import LeadNurtureWorkflow
 
 SCRIPT = str(Path(__file__).parents[2] / "scripts" / "ui_screenshot.py")
@@ -39,19 +38,6 @@ CADENCE = Cadence.model_validate(
         "escalation": Escalation(threshold=500).model_dump(),
     }
 )
-SCORING = ScoringConfig.model_validate(
-    {
-        "version": 1,
-        "profile": {"industry": {"software": 20}},
-        "engagement": [{"name": "click", "kind": "click", "points": 30}],
-    }
-)
-
-
-@activity.defn(name="send_email")
-async def send_email(input: SendEmailInput) -> SendEmailResult:
-    key = f"lead-{input.lead_id}.c{input.cycle}.{input.step_id}"
-    return SendEmailResult(status="sent", outbox_key=key, message_id=f"<{key}@x>")
 
 
 @pytest.fixture

@@ -55,8 +55,13 @@ async def http(settings: Any, sessionmaker: async_sessionmaker[AsyncSession]) ->
 
 @pytest.fixture
 async def lead_id(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    return await add_lead(sessionmaker)
+
+
+async def add_lead(sessionmaker: async_sessionmaker[AsyncSession], email: str = "maria@example.gr") -> int:
+    """A lead whose 'tips' email went out an hour ago (so hits on its links are not too soon to be human)."""
     async with sessionmaker() as session:
-        lead = Lead(email="maria@example.gr", first_name="Μαρία", attributes={})
+        lead = Lead(email=email, first_name="Μαρία", attributes={})
         session.add(lead)
         await session.flush()
         session.add(

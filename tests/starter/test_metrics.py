@@ -2,7 +2,6 @@
 decisions, its Temporal client's SDK metrics; a token guards it when one is set."""
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -11,12 +10,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from leadloop.db import Lead, Outbox
 from leadloop.roster import import_roster
 from leadloop.routing import Roster
 from starter.api import create_app
 from tests.conftest import client_address
-from tests.starter.test_api import CHROME, KEYS, NAV, THUNDERBIRD, running, token
+from tests.starter.test_api import CHROME, KEYS, NAV, THUNDERBIRD, add_lead, running, token
 
 SCANNER = {"user-agent": "Mozilla/5.0 (compatible; Barracuda Sentinel)", "accept": "text/html"}
 
@@ -43,19 +41,6 @@ def settings(make_settings: Any, database_url: str) -> Any:
 async def http(settings: Any, sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[httpx.AsyncClient]:
     async with running(settings, sessionmaker) as client:
         yield client
-
-
-async def add_lead(sessionmaker: async_sessionmaker[AsyncSession], email: str = "maria@example.gr") -> int:
-    async with sessionmaker() as session:
-        lead = Lead(email=email, first_name="Μαρία", attributes={})
-        session.add(lead)
-        await session.flush()
-        session.add(
-            Outbox(key=f"lead-{lead.id}.c0.tips", lead_id=lead.id, cycle=0, step_id="tips", cadence="welcome",
-                   status="sent", message_id="<m@x>", attempts=1, sent_at=datetime.now(UTC) - timedelta(hours=1))
-        )  # fmt: skip
-        await session.commit()
-        return lead.id
 
 
 async def test_metrics_count_stored_events_by_kind_and_human_or_machine(http, sessionmaker) -> None:
