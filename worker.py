@@ -25,15 +25,19 @@ log = logging.getLogger("leadloop.worker")
 
 
 class LeadloopWorker(Worker):
-    """A worker that closes its database pool when it shuts down."""
+    """A worker that closes its database pool and its idle SMTP connections when it shuts down."""
 
     engine: AsyncEngine
+    email: EmailActivities
 
     async def __aexit__(self, exc_type: Any, *args: Any) -> None:
         try:
             await super().__aexit__(exc_type, *args)
         finally:
-            await self.engine.dispose()
+            try:
+                await self.email.smtp_pool.aclose()
+            finally:
+                await self.engine.dispose()
 
 
 def build_worker(client: Client, settings: Settings, task_queue: str | None = None) -> LeadloopWorker:
@@ -65,7 +69,7 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
         max_concurrent_activities=settings.worker_max_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
-    worker.engine = engine
+    worker.engine, worker.email = engine, email
     return worker
 
 

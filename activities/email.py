@@ -57,6 +57,8 @@ class SmtpConfig:
     starttls: bool = False
     use_tls: bool = False
     timeout: float = 20.0
+    messages_per_connection: int = 100  # 1: a new connection for every message
+    idle_seconds: float = 10.0  # an idle connection older than this is closed, not reused
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "SmtpConfig":
@@ -68,7 +70,84 @@ class SmtpConfig:
             starttls=settings.smtp_starttls,
             use_tls=settings.smtp_use_tls,
             timeout=settings.smtp_timeout,
+            messages_per_connection=settings.smtp_messages_per_connection,
+            idle_seconds=settings.smtp_idle_seconds,
         )
+
+
+@dataclass
+class _Connection:
+    smtp: aiosmtplib.SMTP
+    sent: int = 0
+    idle_since: float = 0.0
+    reused: bool = False
+
+
+class SmtpPool:
+    """SMTP connections kept open between messages: one transaction at a time on each, at most
+    `messages_per_connection` messages on one, none reused after `idle_seconds` idle or after any error.
+
+    Reuse never weakens "never twice": a connection found closed fails at MAIL FROM, before any message
+    data, and the message is retried on a fresh connection at once.
+    """
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+        self._idle: list[_Connection] = []
+        self.opened = 0  # connections opened, for tests and the benchmark
+
+    async def _open(self) -> _Connection:
+        config = self.config
+        smtp = aiosmtplib.SMTP(
+            hostname=config.host, port=config.port, timeout=config.timeout,
+            start_tls=config.starttls if config.starttls else False, use_tls=config.use_tls,
+        )  # fmt: skip
+        await smtp.connect()
+        try:
+            if config.username:
+                await smtp.login(config.username, config.password or "")
+        except BaseException:
+            smtp.close()
+            raise
+        self.opened += 1
+        return _Connection(smtp)
+
+    async def fresh(self) -> _Connection:
+        """A new connection, never one from the pool."""
+        return await self._open()
+
+    async def acquire(self) -> _Connection:
+        """An idle connection still young and open, or a new one."""
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.smtp.is_connected and now - conn.idle_since < self.config.idle_seconds:
+                conn.reused = True
+                return conn
+            await _quit(conn.smtp)
+        return await self._open()
+
+    async def release(self, conn: _Connection, reusable: bool) -> None:
+        """Back to the pool after a completed transaction, or closed."""
+        conn.sent += 1 if reusable else 0
+        if reusable and conn.smtp.is_connected and conn.sent < self.config.messages_per_connection:
+            conn.idle_since, conn.reused = time.monotonic(), False
+            self._idle.append(conn)
+        else:
+            await _quit(conn.smtp)
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await _quit(conn.smtp)
+
+
+async def _quit(smtp: aiosmtplib.SMTP) -> None:
+    if smtp.is_connected:
+        try:
+            await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            smtp.close()
 
 
 class EmailActivities:
@@ -84,6 +163,7 @@ class EmailActivities:
         self.sessionmaker = sessionmaker
         self.renderer = renderer
         self.smtp = smtp
+        self.smtp_pool = SmtpPool(smtp)
         self.settings = settings
         self.default_sender = parse_sender(settings.from_address)
         self.signer = Signer(settings.signing_keys())
@@ -281,9 +361,9 @@ class EmailActivities:
         Args:
             secret: an address to keep out of error texts bound for Temporal's history.
         """
+        # written with the first outcome below ("sending", or why nothing went out): a round trip fewer
         row.subject = str(message["Subject"])
         row.attempts += 1
-        await session.commit()
 
         async def mark_sending() -> None:
             row.status = "sending"
@@ -320,24 +400,17 @@ class EmailActivities:
     async def _claim(
         self, session: AsyncSession, key: str, lead_id: int, cycle: int, step_id: str, cadence: str, msg_id: str
     ) -> Outbox:
+        """The outbox row of `key`, inserted by the first attempt, as it stands: one round trip and a commit."""
         insert = insert_for(session)
-        await session.execute(
-            insert(Outbox)
-            .values(
-                key=key,
-                lead_id=lead_id,
-                cycle=cycle,
-                step_id=step_id,
-                cadence=cadence,
-                status="pending",
-                message_id=msg_id,
-                attempts=0,
-                created_at=datetime.now(UTC),
-            )
-            .on_conflict_do_nothing()
-        )
+        values = insert(Outbox).values(
+            key=key, lead_id=lead_id, cycle=cycle, step_id=step_id, cadence=cadence, status="pending",
+            message_id=msg_id, attempts=0, created_at=datetime.now(UTC),
+        )  # fmt: skip
+        # a no-op update on conflict, so RETURNING hands back an existing row too (a later attempt)
+        upsert = values.on_conflict_do_update(index_elements=[Outbox.key], set_={"key": values.excluded.key})
+        result = await session.scalars(upsert.returning(Outbox), execution_options={"populate_existing": True})
+        row: Outbox = result.one()
         await session.commit()
-        row = (await session.execute(select(Outbox).where(Outbox.key == key))).scalar_one()
         return row
 
     def _render(
@@ -382,52 +455,61 @@ class EmailActivities:
             ) from exc
 
     async def _deliver(self, message: EmailMessage, sender: str, recipients: list[str], before_data: Any) -> None:
-        smtp = aiosmtplib.SMTP(
-            hostname=self.smtp.host, port=self.smtp.port, timeout=self.smtp.timeout,
-            start_tls=self.smtp.starttls if self.smtp.starttls else False, use_tls=self.smtp.use_tls,
-        )  # fmt: skip
-        await smtp.connect()
+        payload = _dot_stuffed(message)  # built before the mark, so nothing runs between it and the write
+        conn = await self.smtp_pool.acquire()
+        reusable = False
         try:
-            if self.smtp.username:
-                await smtp.login(self.smtp.username, self.smtp.password or "")
-            try:
-                await smtp.mail(sender)
-            except aiosmtplib.SMTPResponseException as exc:
-                raise _refusal(exc, "mail") from exc
+            if not await self._mail_from(conn, sender):
+                # the server had closed the idle connection (or said 421 on it): nothing of this message
+                # went out, so a fresh connection is as safe as the first try
+                conn.smtp.close()
+                conn = await self.smtp_pool.fresh()
+                await self._mail_from(conn, sender)
             for recipient in recipients:
                 try:
-                    await smtp.rcpt(recipient)
+                    await conn.smtp.rcpt(recipient)
                 except aiosmtplib.SMTPResponseException as exc:
                     raise _refusal(exc, "rcpt") from exc
             # DATA and its 354 first: a transaction without its final dot is discarded by the server,
             # so dying before the payload goes out is safe to retry. Only then is the row marked
             # "sending", right before the payload: what is lost after that is RFC 1047's gap.
-            payload = _dot_stuffed(message)  # built before the mark, so nothing runs between it and the write
-            start = await smtp.execute_command(b"DATA")
+            start = await conn.smtp.execute_command(b"DATA")
             if start.code != 354:
                 raise _refusal(aiosmtplib.SMTPDataError(start.code, start.message), "data")
             try:
                 await before_data()
             except BaseException:
-                smtp.close()  # the server waits for message data: QUIT would be read as part of it
+                conn.smtp.close()  # the server waits for message data: QUIT would be read as part of it
                 raise
-            protocol = smtp.protocol
+            protocol = conn.smtp.protocol
             if protocol is None:
                 raise aiosmtplib.SMTPServerDisconnected("connection lost before the message data")
             try:
                 protocol.write(payload)
                 reply = await protocol.read_response(timeout=self.smtp.timeout)
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError) as exc:
-                smtp.close()
+                conn.smtp.close()
                 raise _Uncertain(f"connection lost after the message data, before the reply: {exc}") from exc
             if reply.code != 250:
                 raise _refusal(aiosmtplib.SMTPDataError(reply.code, reply.message), "data")
+            reusable = True
         finally:
-            if smtp.is_connected:
-                try:
-                    await smtp.quit()
-                except (aiosmtplib.SMTPException, OSError):
-                    smtp.close()
+            # after a refusal or an error the connection is closed, not reused: its state is unknown
+            await self.smtp_pool.release(conn, reusable)
+
+    async def _mail_from(self, conn: _Connection, sender: str) -> bool:
+        """MAIL FROM; False when a reused connection turns out closed. Refusals are raised."""
+        try:
+            await conn.smtp.mail(sender)
+            return True
+        except aiosmtplib.SMTPServerDisconnected:
+            if conn.reused:
+                return False
+            raise
+        except aiosmtplib.SMTPResponseException as exc:
+            if conn.reused and exc.code == 421:  # "closing the connection" (an idle timeout)
+                return False
+            raise _refusal(exc, "mail") from exc
 
     async def _refused(self, session: AsyncSession, row: Outbox, lead: Lead, exc: _Refused) -> SendEmailResult:
         if exc.verdict == "retry":

@@ -5,8 +5,9 @@ dev server, an SMTP sink, leadloop's worker and HTTP service as their own proces
 
 - floors: the bare `start_workflow` rate; N workflows x S steps (durable timer + no-op activity, the drip's
   shape) on the same dev server with a worker process on the SDK's default settings, as leadloop's; and
-  aiosmtplib sending N x S rendered messages to the same sink with leadloop's connection policy (one
-  connection per message) and the worker's activity concurrency;
+  aiosmtplib sending N x S rendered messages to the same sink with leadloop's connection policy (the
+  worker's pool: up to LEADLOOP_SMTP_MESSAGES_PER_CONNECTION messages on one connection) and the worker's
+  activity concurrency;
 - leadloop: N leads from a CSV enrolled into an S-step cadence at a high time scale (enrolments/s, emails/s
   end to end, each against its floor), the open-to-escalation latency (pixel request -> the rep's
   notification accepted by the sink) while a background drip runs at half of the measured top speed,
@@ -29,18 +30,18 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
-import aiosmtplib
 import httpx
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import text
 from temporalio.client import Client
 
+from activities.email import SmtpConfig, SmtpPool
 from bench.floor import Floor
 from leadloop import PROJECT_ROOT
 from leadloop.db import make_engine, make_sessionmaker
@@ -369,18 +370,23 @@ async def smtp_floor(stack: Stack, messages: int, sample: bytes) -> dict[str, fl
     gate = asyncio.Semaphore(stack.settings().worker_max_activities)  # as many at once as the worker runs
     since = len(stack.sink.arrivals)
 
+    # the worker's connection policy: its pool, as many messages per connection as it sends
+    pool = SmtpPool(replace(SmtpConfig.from_settings(stack.settings()), timeout=30))
+
     async def send(i: int) -> None:
         async with gate:
-            smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=stack.smtp_port, timeout=30)
-            await smtp.connect()
+            conn = await pool.acquire()
+            ok = False
             try:
-                await smtp.sendmail("hello@leadloop.example", [f"floor{i}@leads.example"], sample)
+                await conn.smtp.sendmail("hello@leadloop.example", [f"floor{i}@leads.example"], sample)
+                ok = True
             finally:
-                await smtp.quit()
+                await pool.release(conn, ok)
 
     began = time.perf_counter()
     await asyncio.gather(*(send(i) for i in range(messages)))
     took = time.perf_counter() - began
+    await pool.aclose()
     assert len(stack.sink.arrivals) - since == messages
     return {"emails_per_s": messages / took}
 
@@ -453,6 +459,7 @@ async def escalation_latency(
 
     task = asyncio.create_task(background())
     latencies: list[float] = []
+    opened_at: dict[int, float] = {}
     try:
         csv = write_csv(stack.tmp / "hot.csv", first_id, hot, "hot")
         _, ids = await enroll(stack, client, csv, "hot")
@@ -467,21 +474,78 @@ async def escalation_latency(
                 arrived = stack.sink.notifications.setdefault(
                     f"lead-{lead}", asyncio.get_running_loop().create_future()
                 )
-                sent = time.perf_counter()
+                sent, sent_wall = time.perf_counter(), time.time()
                 answer = await http.get(pixel_url(content), headers={"user-agent": MAIL_CLIENT})
                 assert answer.status_code == 200
                 latencies.append(await asyncio.wait_for(arrived, 60) - sent)
+                opened_at[lead] = sent_wall
                 await asyncio.sleep(0.05)
     finally:
         stop.set()
         await task
+    phases = await latency_phases(client, opened_at)
     latencies.sort()
 
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, round(p / 100 * (len(latencies) - 1)))]
 
     return {"samples": len(latencies), "p50_s": pct(50), "p95_s": pct(95), "p99_s": pct(99), "max_s": latencies[-1],
-            "all_s": [round(x, 3) for x in latencies]}  # fmt: skip
+            "all_s": [round(x, 3) for x in latencies], "phases": phases}  # fmt: skip
+
+
+#: Where an escalation's time goes, read off each hot lead's history (server timestamps).
+PHASES = (
+    ("http_to_signal", "pixel request -> engagement signal in the history (HTTP service, its database, the RPC)"),
+    ("signal_to_assign", "signal -> routing scheduled (the workflow task: queue + worker)"),
+    ("assign_queue", "routing scheduled -> started (activity queue)"),
+    ("assign_run", "routing started -> completed"),
+    ("assign_to_notify", "routing completed -> notification scheduled (the workflow task)"),
+    ("notify_queue", "notification scheduled -> started (activity queue)"),
+    ("notify_run", "notification started -> completed (render, database, SMTP)"),
+)
+
+
+async def latency_phases(client: Client, opened_at: dict[int, float]) -> dict[str, dict[str, float]]:
+    """p50 / p99 / max of each phase of the escalation, over the hot leads."""
+    from temporalio.api.enums.v1 import EventType
+
+    samples: dict[str, list[float]] = {name: [] for name, _ in PHASES}
+    for lead, opened in opened_at.items():
+        history = await client.get_workflow_handle(f"lead-{lead}").fetch_history()
+        at: dict[str, float] = {}
+        scheduled: dict[int, str] = {}
+        for event in history.events:
+            when = event.event_time.ToDatetime(tzinfo=UTC).timestamp()
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED and "signal" not in at:
+                if when >= opened - 1:  # the open's signal, not an earlier one
+                    at["signal"] = when
+            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                kind = event.activity_task_scheduled_event_attributes.activity_type.name
+                if kind in ("assign_lead", "notify_rep") and f"{kind}.scheduled" not in at:
+                    at[f"{kind}.scheduled"], scheduled[event.event_id] = when, kind
+            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                kind = scheduled.get(event.activity_task_started_event_attributes.scheduled_event_id, "")
+                if kind and f"{kind}.started" not in at:
+                    at[f"{kind}.started"] = when
+            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                kind = scheduled.get(event.activity_task_completed_event_attributes.scheduled_event_id, "")
+                if kind and f"{kind}.completed" not in at:
+                    at[f"{kind}.completed"] = when
+        steps = ["signal"] + [f"{kind}.{mark}" for kind in ("assign_lead", "notify_rep")
+                              for mark in ("scheduled", "started", "completed")]  # fmt: skip
+        marks = [opened] + [at.get(k) for k in steps]
+        if any(m is None for m in marks):
+            continue
+        for (name, _), start, end in zip(PHASES, marks, marks[1:], strict=False):
+            assert start is not None and end is not None
+            samples[name].append(max(0.0, end - start))
+    out: dict[str, dict[str, float]] = {}
+    for name, values in samples.items():
+        if values:
+            values.sort()
+            p99 = values[min(len(values) - 1, round(0.99 * (len(values) - 1)))]
+            out[name] = {"p50_s": values[len(values) // 2], "p99_s": p99, "max_s": values[-1]}
+    return out
 
 
 async def settle(stack: Stack, quiet: float = 0.1, within: float = 300) -> None:
@@ -615,6 +679,17 @@ def markdown(report: dict[str, Any]) -> str:
             m = r["memory_kib"]
             peaks = [f"{m[k]['VmHWM'] / 1024:.0f}" if k in m else "-" for k in ("worker", "http", "dev server")]
             lines.append(f"| {r['dev_server']} / {r['database']} | " + " | ".join(peaks) + " |")
+    phased = [r for r in report["configs"] if r.get("latency", {}).get("phases")]
+    if phased:
+        lines += ["", "Where an escalation's time goes, p50 / p99 / max (s), from each hot lead's history:", "",
+                  "| phase | " + " | ".join(f"{r['dev_server']} / {r['database']}" for r in phased) + " |",
+                  "| --- |" + " --- |" * len(phased)]  # fmt: skip
+        for name, meaning in PHASES:
+            cells = []
+            for r in phased:
+                ph = r["latency"]["phases"].get(name)
+                cells.append(f"{ph['p50_s']:.2f} / {ph['p99_s']:.2f} / {ph['max_s']:.2f}" if ph else "-")
+            lines.append(f"| {meaning} | " + " | ".join(cells) + " |")
     for r in report["configs"]:
         if "mid_cadence" in r:
             m = r["mid_cadence"]["memory_kib"]
@@ -643,6 +718,7 @@ async def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during the first drip")
     parser.add_argument("--cache", type=int, default=None, help="the worker's cached workflows (default: settings)")
     parser.add_argument("--activities", type=int, default=None, help="the worker's concurrent activities")
+    parser.add_argument("--name", default="", help="suffix of the results' file names (<date>-<host>-NAME)")
     opts = parser.parse_args()
     temporal_cli()  # fails with a clear message when the CLI is missing
     if opts.cache is not None:
@@ -655,9 +731,11 @@ async def main() -> None:
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
         "worker_cached_workflows": Settings(_env_file=None).worker_cached_workflows,
         "worker_max_activities": Settings(_env_file=None).worker_max_activities,
+        "smtp_messages_per_connection": Settings(_env_file=None).smtp_messages_per_connection,
         "command": "PYTHONPATH=. .venv/bin/python bench/run.py " + " ".join(sys.argv[1:]),
         "configs": [],
     }
+    suffix = f"-{opts.name}" if opts.name else ""
     for index, config in enumerate(opts.configs.split(",")):
         dev_mode, db = config.split("/")
         try:
@@ -669,7 +747,7 @@ async def main() -> None:
                     opts.steps,
                     opts.hot,
                     opts.mem_leads if index == 0 else 0,
-                    RESULTS / f"{report['date']}-{report['host']}-worker.speedscope.json"
+                    RESULTS / f"{report['date']}-{report['host']}{suffix}-worker.speedscope.json"
                     if opts.profile and index == 0
                     else None,
                 )
@@ -678,7 +756,7 @@ async def main() -> None:
             report["configs"].append({"dev_server": dev_mode, "database": db, "error": f"{type(exc).__name__}: {exc}"})
             print(f"[{config}] failed: {exc}", flush=True)
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"{report['date']}-{report['host']}"
+    stem = RESULTS / f"{report['date']}-{report['host']}{suffix}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     text_report = markdown(report)
     stem.with_suffix(".md").write_text(text_report)

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_use_tls: bool = False
     smtp_timeout: float = 20.0
+    smtp_messages_per_connection: int = Field(
+        default=100, ge=1, le=100_000,
+        description="messages sent over one SMTP connection before it is closed; 1 opens one per message",
+    )  # fmt: skip
+    smtp_idle_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="an SMTP connection idle longer than this is closed, not reused"
+    )
 
     from_address: str = "Leadloop Demo <hello@leadloop.example>"
     postal_address: str = "Leadloop Demo Ltd, 1 Example Street, 10557 Athens, Greece"

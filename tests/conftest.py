@@ -103,7 +103,21 @@ class ScriptedHandler:
     rcpt_replies: dict[str, list[str]] = field(default_factory=dict)
     data_replies: dict[str, list[str]] = field(default_factory=dict)
     drop_after_data: set[str] = field(default_factory=set)
+    mail_replies: list[str] = field(default_factory=list)  # the next MAIL FROMs' replies, one each
     transactions: int = 0
+    connections: list[SMTP] = field(default_factory=list)  # the server side of every connection that sent MAIL
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if server not in self.connections:
+            self.connections.append(server)
+        if self.mail_replies:
+            reply = self.mail_replies.pop(0)
+            if not reply.startswith("250"):
+                return reply
+        envelope.mail_from, envelope.mail_options = address, options
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

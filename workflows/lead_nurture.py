@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import Priority, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -76,6 +76,10 @@ SALES_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
 )
 SALES_TIMEOUT = timedelta(seconds=30)
+#: The sales path (routing, the rep's notification, decisions) and unsubscribes go ahead of the drip's sends when the
+#: task queue has a backlog: a rep hears of a hot lead in well under a second even while thousands of
+#: nurture emails are queued. The drip keeps the default priority (3).
+SALES_PRIORITY = Priority(priority_key=1)
 #: The halfway reminder to a rep is worth a few tries, not a wait that delays the rep's decision.
 REMINDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30),
@@ -363,6 +367,7 @@ class LeadNurtureWorkflow:
                 result_type=AssignLeadResult,
                 start_to_close_timeout=SALES_TIMEOUT,
                 retry_policy=SALES_RETRY,
+                priority=SALES_PRIORITY,
                 summary=f"route lead (attempt {attempt}, score {self._score.total})",
             )
             if not assignment.assigned:
@@ -396,6 +401,7 @@ class LeadNurtureWorkflow:
                     CloseAssignmentInput(key=key, status="closed"),
                     start_to_close_timeout=SALES_TIMEOUT,
                     retry_policy=SALES_RETRY,
+                    priority=SALES_PRIORITY,
                     summary=f"rep-{assignment.rep_id} could not be notified",
                 )
                 if assignment.rep_id is not None:
@@ -435,6 +441,7 @@ class LeadNurtureWorkflow:
                 CloseAssignmentInput(key=key, status="lapsed"),
                 start_to_close_timeout=SALES_TIMEOUT,
                 retry_policy=SALES_RETRY,
+                priority=SALES_PRIORITY,
                 summary=f"rep-{assignment.rep_id} let the lead lapse",
             )
             assert assignment.rep_id is not None
@@ -449,6 +456,7 @@ class LeadNurtureWorkflow:
                 CloseAssignmentInput(key=key, status="closed"),
                 start_to_close_timeout=SALES_TIMEOUT,
                 retry_policy=SALES_RETRY,
+                priority=SALES_PRIORITY,
                 summary="lead unsubscribed: assignment closed",
             )
         return await self._finish("suppressed", "unsubscribed")
@@ -472,6 +480,7 @@ class LeadNurtureWorkflow:
             result_type=NotifyRepResult,
             start_to_close_timeout=SALES_TIMEOUT,
             retry_policy=SEND_RETRY,
+            priority=SALES_PRIORITY,
             summary=f"notify rep-{assignment.rep_id} ({assignment.team})"
             + (", manager copied" if copy_manager else ""),
         )
@@ -488,6 +497,7 @@ class LeadNurtureWorkflow:
                 result_type=NotifyRepResult,
                 start_to_close_timeout=SALES_TIMEOUT,
                 retry_policy=REMINDER_RETRY,
+                priority=SALES_PRIORITY,
                 summary=f"remind rep-{assignment.rep_id}: no answer yet",
             )  # fmt: skip
         except ActivityError as err:
@@ -504,6 +514,7 @@ class LeadNurtureWorkflow:
             CloseAssignmentInput(key=key, status="accepted" if action == "accept" else "rejected"),
             start_to_close_timeout=SALES_TIMEOUT,
             retry_policy=SALES_RETRY,
+            priority=SALES_PRIORITY,
             summary=f"rep-{rep} {action}ed",
         )
         if action == "accept":
@@ -565,6 +576,7 @@ class LeadNurtureWorkflow:
                 self._input.lead_id,
                 start_to_close_timeout=SALES_TIMEOUT,
                 retry_policy=SALES_RETRY,
+                priority=SALES_PRIORITY,
                 summary="rep: not interested → suppression list",
             )
             return await self._finish("suppressed", f"rejected by rep-{rep}: not interested")
@@ -596,6 +608,7 @@ class LeadNurtureWorkflow:
             ),
             start_to_close_timeout=SALES_TIMEOUT,
             retry_policy=SALES_RETRY,
+            priority=SALES_PRIORITY,
             summary=f"record: rep-{rep} {action}" + (f" ({request.reason})" if request.reason else ""),
         )
 

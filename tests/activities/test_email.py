@@ -198,6 +198,63 @@ async def test_drop_after_data_is_uncertain_and_not_resent(
     assert row.status == "uncertain"
 
 
+async def test_one_connection_carries_many_messages_up_to_its_limit(
+    sessionmaker: Any, smtp: SmtpServer, make_settings: Any
+) -> None:
+    settings = make_settings(smtp_port=smtp.port)
+    acts = EmailActivities(
+        sessionmaker, EmailRenderer(settings.template_dir),
+        SmtpConfig(host=smtp.host, port=smtp.port, timeout=5, messages_per_connection=2), settings,
+    )  # fmt: skip
+    ids = [await add_lead(sessionmaker, f"reuse{i}@example.com", first_name=f"R{i}") for i in range(5)]
+    for lead_id in ids:
+        assert (await run(acts, send_input(lead_id))).status == "sent"
+    assert len(smtp.handler.messages) == 5
+    assert acts.smtp_pool.opened == len(smtp.handler.connections) == 3  # 2 + 2 + 1
+    await acts.smtp_pool.aclose()
+
+
+async def test_a_connection_the_server_closed_while_idle_costs_no_email(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
+) -> None:
+    first, second, third = [await add_lead(sessionmaker, f"idle{i}@example.com") for i in range(3)]
+    assert (await run(activities, send_input(first))).status == "sent"
+    # the server times the idle connection out: "421" to the next MAIL FROM
+    smtp.handler.mail_replies.append("421 4.4.2 idle timeout, closing")
+    assert (await run(activities, send_input(second))).status == "sent"
+    # or simply drops it
+    smtp.handler.connections[-1].transport.close()  # type: ignore[union-attr]
+    assert (await run(activities, send_input(third))).status == "sent"
+    assert [m["To"] for m in smtp.handler.messages] == [f"idle{i}@example.com" for i in range(3)]
+    assert activities.smtp_pool.opened == 3
+    assert {row.status for row in await outbox(sessionmaker)} == {"sent"}
+
+
+async def test_421_on_a_new_connection_is_a_temporary_failure(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
+) -> None:
+    lead_id = await add_lead(sessionmaker, "busy@example.com")
+    smtp.handler.mail_replies.append("421 4.3.2 too busy, try later")
+    with pytest.raises(ApplicationError) as failure:
+        await run(activities, send_input(lead_id))
+    assert failure.value.type == "SmtpTemporary" and not failure.value.non_retryable
+    assert smtp.handler.messages == []
+    assert (await run(activities, send_input(lead_id))).status == "sent"
+    [row] = await outbox(sessionmaker)
+    assert (row.status, row.attempts) == ("sent", 2)
+
+
+async def test_a_refused_connection_is_not_reused(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
+) -> None:
+    refused, fine = await add_lead(sessionmaker, "policy@example.com"), await add_lead(sessionmaker, "ok@example.com")
+    smtp.handler.data_replies["policy@example.com"] = ["550 5.7.1 refused by policy"]
+    with pytest.raises(ApplicationError):
+        await run(activities, send_input(refused))
+    assert (await run(activities, send_input(fine))).status == "sent"
+    assert activities.smtp_pool.opened == 2
+
+
 async def test_missing_template_fails_without_sending(
     activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
 ) -> None:
