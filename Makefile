@@ -47,12 +47,26 @@ OUT ?= .leadloop/screenshots/lead-$(LEAD).png
 screenshot: $(STAMP) $(CHROMIUM)
 	$(BIN)/python scripts/ui_screenshot.py $(LEAD) --tab $(TAB) --output $(OUT)
 
+## Screenshot of `leadloop report` made from a demo dataset in a temporary SQLite database (no Temporal needed), taken
+## with headless chromium without network: docs/img/report.png. REPORT_PNG=FILE.png writes elsewhere.
+REPORT_PNG ?= docs/img/report.png
+.PHONY: report-screenshot
+report-screenshot: $(STAMP) $(CHROMIUM)
+	$(BIN)/python scripts/report_screenshot.py --demo --output $(REPORT_PNG)
+
 ## The benchmark: leadloop against the floors of its parts (bench/run.py; about 15 minutes with the defaults).
 ## BENCH_ARGS="--leads 500 --mem-leads 0" for a quicker look. Writes bench/results/<date>-<host>.json and .md.
 BENCH_ARGS ?=
 .PHONY: bench
 bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## The chaos run: 500 leads x 5 steps while the worker, the dev server, the SMTP server and the HTTP service are
+## killed under them (bench/chaos.py; about 5 minutes). CHAOS_ARGS="--leads 100" for a quicker look.
+CHAOS_ARGS ?=
+.PHONY: chaos
+chaos: $(STAMP)
+	PYTHONPATH=. $(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
 clean:
 	rm -rf .leadloop
