@@ -1,12 +1,22 @@
 """Cadence files: the schema marketers write in YAML, and a loader whose errors name file, line and field."""
 
 import re
+from collections import deque
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -55,8 +65,31 @@ def _parse_time(value: Any) -> Any:
     return value
 
 
+# C0 and C1 controls (CR, LF, NUL, NEL, ...) and Unicode's line and paragraph separators: none belongs in a
+# one-line value, and any of them could end a header line somewhere on the way to a mailbox
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_line(value: str) -> str:
+    if CONTROL_RE.search(value):
+        raise ValueError("must be one line without control characters: it goes into an email header")
+    return value
+
+
 Wait = Annotated[timedelta, BeforeValidator(parse_wait)]
 LocalTime = Annotated[time, BeforeValidator(_parse_time)]
+HeaderText = Annotated[str, AfterValidator(_one_line)]  # a display name or an address
+
+
+def known_timezone(name: str) -> str:
+    """An IANA zone name unchanged, or ValueError naming it, also for a name the file system refuses (too long)."""
+    from leadloop.schedule import check_timezone  # schedule imports this module
+
+    try:
+        return check_timezone(name)
+    except OSError:
+        shown = name if len(name) <= 60 else f"{name[:60]}…"
+        raise ValueError(f"unknown time zone {shown!r}: use an IANA name such as Europe/Athens") from None
 
 
 class Strict(BaseModel):
@@ -91,8 +124,8 @@ class SendWindow(Strict):
 class Sender(Strict):
     """Who the emails come from."""
 
-    name: str = Field(min_length=1)
-    address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    name: HeaderText = Field(min_length=1)
+    address: HeaderText = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     postal_address: str | None = None
 
 
@@ -163,9 +196,7 @@ class Cadence(Strict):
                     f"big_bang.after_unopened is {self.big_bang.after_unopened} but the cadence has only "
                     f"{len(self.steps)} steps: it could never be sent"
                 )
-        from leadloop.schedule import check_timezone
-
-        check_timezone(self.default_timezone)
+        known_timezone(self.default_timezone)
         return self
 
     def total_wait(self) -> timedelta:
@@ -189,25 +220,71 @@ class CadenceError(Exception):
 
 
 def _line_map(
-    node: yaml.Node,
-    path: tuple[Any, ...],
+    root: yaml.Node,
     lines: dict[tuple[Any, ...], int],
     problems: list[tuple[int | None, str, str]],
 ) -> None:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            name = key.value
-            if name in seen:
-                problems.append((key.start_mark.line + 1, _dotted((*path, name)), "duplicate key"))
-            seen.add(name)
-            lines[(*path, name)] = key.start_mark.line + 1
-            _line_map(value, (*path, name), lines, problems)
-            lines[(*path, name)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _line_map(item, (*path, index), lines, problems)
+    """The line of every field, keyed by its path; repeated keys reported.
+
+    Breadth first and without recursion, and an aliased node is walked once, where its anchor stands:
+    a self-referencing alias (`a: &x [*x]`) or a tower of aliases (billion laughs) costs no more than
+    the text it is written in.
+    """
+    queue: deque[tuple[yaml.Node, tuple[Any, ...], int]] = deque([(root, (), root.start_mark.line + 1)])
+    walked: set[int] = set()
+    while queue:
+        node, path, line = queue.popleft()
+        lines[path] = line
+        if id(node) in walked:
+            continue
+        walked.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    continue  # a complex key fails construction, with its own line
+                name = key.value
+                if name in seen:
+                    problems.append((key.start_mark.line + 1, _dotted((*path, name)), "duplicate key"))
+                seen.add(name)
+                queue.append((value, (*path, name), key.start_mark.line + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                queue.append((item, (*path, index), item.start_mark.line + 1))
+
+
+MAX_DEPTH = 32  # a cadence nests five levels (steps, a step, its subjects); no rule file needs more
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses absurd nesting and reports failed conversions (a 30 February) with their line.
+
+    PyYAML's scanner slows down with the square of the nesting and its composer recurses, so a few
+    kilobytes of `[[[[…` would take seconds and then overflow the stack; stopping at MAX_DEPTH costs nothing.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self._depth >= MAX_DEPTH:
+            mark = parent.start_mark if parent is not None else None
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, OverflowError, LookupError, AttributeError) as exc:  # `!!int ''` too
+            value = node.value if isinstance(node, yaml.ScalarNode) else None
+            what = "this value" if value is None else repr(value if len(value) <= 40 else f"{value[:40]}…")
+            problem = f"cannot read {what} as {node.tag.rpartition(':')[2]}: {exc}"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from exc
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -244,24 +321,34 @@ def _is_type_tag(part: Any) -> bool:
     return isinstance(part, str) and (part == "str" or part.startswith(("list[", "dict[", "function-")))
 
 
+def _load(text: str, lines: Lines, problems: list[tuple[int | None, str, str]]) -> Any:
+    """The document's data, with the line of every field (and every repeated key) noted on the way."""
+    loader = _Loader(text)  # a SafeLoader: plain data only
+    try:
+        node = loader.get_single_node()
+        if isinstance(node, yaml.MappingNode):
+            _line_map(node, lines, problems)  # first: construction rewrites merge keys (<<) in place
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
 def parse_model_lines(text: str, path: Path, model: type[M], shape: str) -> tuple[M, Lines]:
     """Parse YAML text into `model`; every problem is reported with its file, line and field.
 
     Args:
         shape: the message for a file that is not a mapping at all, saying what it should hold.
     """
+    lines: dict[tuple[Any, ...], int] = {}
+    problems: list[tuple[int | None, str, str]] = []
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = _load(text, lines, problems)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         raise CadenceError(path, [(mark.line + 1 if mark else None, "", f"malformed YAML: {problem}")]) from exc
-    if node is None or not isinstance(data, dict):
+    if not isinstance(data, dict):
         raise CadenceError(path, [(1, "", shape)])
-    lines: dict[tuple[Any, ...], int] = {}
-    problems: list[tuple[int | None, str, str]] = []
-    _line_map(node, (), lines, problems)
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
@@ -288,6 +375,8 @@ def load_model_lines(path: Path, model: type[M], shape: str) -> tuple[M, Lines]:
     """Read and parse one YAML file into `model` (see parse_model_lines)."""
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CadenceError(path, [(None, "", f"not UTF-8 text (byte {exc.start})")]) from None
     except OSError as exc:
         raise CadenceError(path, [(None, "", f"cannot read: {exc.strerror}")]) from exc
     return parse_model_lines(text, path, model, shape)

@@ -3,20 +3,22 @@
 import csv
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from leadloop.schedule import check_timezone
+from leadloop.cadence import CONTROL_RE, known_timezone
 
 PROFILE_FIELDS = (
     "first_name", "last_name", "company", "title", "industry", "company_size",
     "country", "region", "timezone", "locale", "product_interest", "owner",
 )  # fmt: skip
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+CONTROL_REASON = "contains control characters (line breaks, tabs, ...)"
 _LOCALE_RE = re.compile(r"^([a-zA-Z]{2,3})(?:[-_]([a-zA-Z]{2}|\d{3}))?$")
 
 
@@ -31,24 +33,37 @@ def normalise_email(value: str) -> str:
         raise ValueError(f"{text!r} is not a valid email address: {exc}") from None
 
 
+def _text_problem(value: str) -> str | None:
+    if CONTROL_RE.search(value):  # a field may end up in a header, a subject or a text column
+        return CONTROL_REASON
+    if _SURROGATE_RE.search(value):
+        return "is not valid Unicode text (a lone surrogate)"
+    return None
+
+
 class LeadIn(BaseModel):
-    """One lead as intake accepts it; every text kept exactly as written (trimmed)."""
+    """One lead as intake accepts it; every text kept exactly as written (trimmed).
+
+    Every field is one line: surrounding whitespace (a trailing line break too) is trimmed, and a control
+    character inside a value (CR, LF, NUL, ...) refuses the lead, so nothing a lead types can reach a
+    header. Lengths are the database's, so a lead that passes here is stored whole.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    email: str
-    first_name: str | None = None
-    last_name: str | None = None
-    company: str | None = None
-    title: str | None = None
-    industry: str | None = None
-    company_size: str | None = None
-    country: str | None = None
-    region: str | None = None
-    timezone: str | None = None
-    locale: str | None = None
-    product_interest: str | None = None
-    owner: str | None = None
+    email: str = Field(max_length=320)
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    company: str | None = Field(default=None, max_length=300)
+    title: str | None = Field(default=None, max_length=300)
+    industry: str | None = Field(default=None, max_length=200)
+    company_size: str | None = Field(default=None, max_length=50)
+    country: str | None = Field(default=None, max_length=100)
+    region: str | None = Field(default=None, max_length=100)
+    timezone: str | None = Field(default=None, max_length=64)
+    locale: str | None = Field(default=None, max_length=16)
+    product_interest: str | None = Field(default=None, max_length=200)
+    owner: str | None = Field(default=None, max_length=320)
     attributes: dict[str, str] = {}
 
     @field_validator(*PROFILE_FIELDS, mode="before")
@@ -59,8 +74,12 @@ class LeadIn(BaseModel):
     @field_validator("*")
     @classmethod
     def _no_control_characters(cls, value: Any) -> Any:
-        if isinstance(value, str) and _CONTROL_RE.search(value):
-            raise ValueError("contains control characters (line breaks, tabs, ...)")
+        if isinstance(value, str) and (problem := _text_problem(value)):
+            raise ValueError(problem)
+        if isinstance(value, dict):  # attributes: names and values alike
+            for key, item in value.items():
+                if problem := _text_problem(key) or _text_problem(item):
+                    raise ValueError(f"{key!r}: {problem}")
         return value
 
     @field_validator("email")
@@ -76,7 +95,7 @@ class LeadIn(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str | None) -> str | None:
-        return check_timezone(value) if value else None
+        return known_timezone(value) if value else None
 
     @field_validator("locale")
     @classmethod
@@ -98,7 +117,7 @@ class LeadIn(BaseModel):
 
 @dataclass(frozen=True)
 class RowError:
-    row: int
+    row: int  # the line the row starts on (the header is line 1); a quoted value may span lines
     field: str
     reason: str
 
@@ -118,7 +137,7 @@ class ParsedRows:
 
 
 class IntakeFileError(Exception):
-    """A file that cannot be read as lead rows at all (no email column, not UTF-8, ...)."""
+    """A file that cannot be read as lead rows at all (no email column, not UTF-8, a quote left open, ...)."""
 
 
 def validate_lead(data: dict[str, Any]) -> LeadIn | list[tuple[str, str]]:
@@ -135,19 +154,50 @@ def _header(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
 
 
-def parse_csv_text(text: str) -> ParsedRows:
-    """Validate every row of a CSV; duplicate emails (any case) merge into the first."""
-    text = text.removeprefix("\ufeff")
+def _records(text: str) -> Iterator[tuple[int, list[str]]]:
+    """Each CSV record with the line it starts on; a CSV syntax problem refuses the file, naming the line."""
     reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [_header(h) for h in next(reader)]
-    except StopIteration:
-        raise IntakeFileError("the file is empty: expected a header row with an 'email' column") from None
+    while True:
+        start = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a value over csv's size limit: a quote left open swallows the file
+            hint = ": is a quote left open?" if "field limit" in str(exc) else ""
+            raise IntakeFileError(f"line {start}: not readable as CSV ({exc}){hint}") from None
+        yield start, values
+
+
+def _header_of(record: tuple[int, list[str]] | None) -> list[str]:
+    if record is None:
+        raise IntakeFileError("the file is empty: expected a header row with an 'email' column")
+    header = [_header(h) for h in record[1]]
+    for number, name in enumerate(header, start=1):
+        problem = _text_problem(name)
+        if problem:
+            raise IntakeFileError(f"the header's column {number} {problem}")
+        if name and name in header[: number - 1]:
+            first = header.index(name) + 1
+            raise IntakeFileError(
+                f"column {name!r} appears twice in the header (columns {first} and {number}): which one holds the data?"
+            )
     if "email" not in header:
         raise IntakeFileError(f"no 'email' column in the header (found: {', '.join(header) or 'nothing'})")
+    return header
+
+
+def parse_csv_text(text: str) -> ParsedRows:
+    """Validate every row of a CSV; duplicate emails (any case) merge into the first.
+
+    Rows are reported by the line they start on. Only a file that is not CSV with an email column at all
+    raises (IntakeFileError); a bad row is an error in the result and never costs another row.
+    """
+    records = _records(text.removeprefix("\ufeff"))
+    header = _header_of(next(records, None))
     parsed = ParsedRows()
     index: dict[str, int] = {}
-    for row_number, values in enumerate(reader, start=2):
+    for row_number, values in records:
         if not any(v.strip() for v in values):
             continue
         parsed.total_rows += 1

@@ -8,7 +8,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import Literal
 
-from leadloop.templates import RenderedEmail
+from leadloop.cadence import CONTROL_RE
+from leadloop.templates import RenderedEmail, one_line
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -39,9 +40,12 @@ def parse_sender(value: str) -> tuple[str, str]:
     return name, address
 
 
-def _address(display_name: str, address: str) -> Address:
+def _address(display_name: str, address: str, role: str) -> Address:
+    if CONTROL_RE.search(address) or any(c.isspace() for c in address):
+        # the address itself stays out of the message: it ends up in Temporal's history
+        raise ValueError(f"the {role} address contains spaces or control characters")
     local, _, domain = address.rpartition("@")
-    return Address(display_name=display_name, username=local, domain=domain)
+    return Address(display_name=one_line(display_name), username=local, domain=domain)
 
 
 def build_message(
@@ -55,14 +59,21 @@ def build_message(
     date: datetime,
     headers: dict[str, str] | None = None,
 ) -> EmailMessage:
-    """A multipart/alternative (text, HTML) message; EmailMessage refuses CR/LF in headers."""
+    """A multipart/alternative (text, HTML) message with exactly the headers given.
+
+    The subject and display names are flattened onto one line (`one_line`); an address or extra header
+    value with a control character in it raises ValueError rather than go out. (EmailMessage itself
+    refuses CR and LF, but lets NUL and the other controls through.)
+    """
     message = EmailMessage()
-    message["Subject"] = rendered.subject
-    message["From"] = _address(sender_name, sender_address)
-    message["To"] = _address(to_name, to_address)
+    message["Subject"] = one_line(rendered.subject)
+    message["From"] = _address(sender_name, sender_address, "sender")
+    message["To"] = _address(to_name, to_address, "recipient")
     message["Date"] = format_datetime(date)
     message["Message-ID"] = msg_id
     for name, value in (headers or {}).items():
+        if CONTROL_RE.search(name) or CONTROL_RE.search(value):
+            raise ValueError(f"the {name.strip()[:40]!r} header contains control characters")
         message[name] = value
     message.set_content(rendered.text, cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")

@@ -8,7 +8,7 @@ from typing import Any
 
 from jinja2 import TemplateError, TemplateSyntaxError
 
-from leadloop.cadence import Cadence, CadenceError, Step, line_of, load_cadence_lines
+from leadloop.cadence import Cadence, CadenceError, Lines, Step, line_of, load_cadence_lines
 from leadloop.intake import LeadIn
 from leadloop.mail import parse_sender
 from leadloop.settings import Settings
@@ -69,14 +69,43 @@ def render_step(
     return renderer.render(step, locale, cadence.default_locale, context)
 
 
+def _subjects(subject: str | dict[str, str]) -> list[tuple[str | None, str]]:
+    return list(subject.items()) if isinstance(subject, dict) else [(None, subject)]
+
+
+def unsafe_problems(path: Path, cadence: Cadence, lines: Lines, renderer: EmailRenderer) -> tuple[list[str], set[int]]:
+    """What the template check refuses in every email's subjects and template files (and their layouts),
+    before anything renders; and the emails (by index) that it refuses."""
+    problems: list[str] = []
+    refused: set[int] = set()
+    for index, (step, where) in enumerate(emails_of(cadence)):
+        field = f"steps[{index}]" if where[0] == "steps" else "big_bang"
+        for locale, source in _subjects(step.subject):
+            for unsafe in renderer.unsafe_subject(source):
+                loc = (*where, "subject", locale) if locale else (*where, "subject")
+                name = f"{field}.subject.{locale}" if locale else f"{field}.subject"
+                problems.append(f"{path}:{line_of(lines, *loc)}: {name}: {unsafe.message}")
+                refused.add(index)
+        for filename, unsafe in renderer.unsafe_parts(step.template):
+            problem = f"{filename}:{unsafe.lineno}: UnsafeTemplate: {unsafe.message}"
+            refused.add(index)
+            if problem not in problems:  # a layout serves many steps: once is enough
+                problems.append(problem)
+    return problems, refused
+
+
 def check_cadence(path: Path, renderer: EmailRenderer, lead: dict[str, Any], settings: Settings) -> CheckResult:
-    """Validate the file, then render every step in every locale its templates have."""
+    """Validate the file, refuse templates that reach for Python's internals, then render every step in every
+    locale its templates have."""
     try:
         cadence, lines = load_cadence_lines(path)
     except CadenceError as exc:
         return CheckResult(path, None, exc.lines())
-    result = CheckResult(path, cadence, [])
+    problems, refused = unsafe_problems(path, cadence, lines, renderer)
+    result = CheckResult(path, cadence, problems)
     for index, (step, where) in enumerate(emails_of(cadence)):
+        if index in refused:
+            continue  # rendering would only stop at the first of the problems already listed
         locales = sorted(set(renderer.locales_of(step.template)) | {cadence.default_locale})
         for locale in locales:
             try:

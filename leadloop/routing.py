@@ -7,7 +7,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from leadloop.cadence import SendWindow, Strict, Wait, load_model_lines, require_unique
+from leadloop.cadence import (
+    HeaderText,
+    SendWindow,
+    Strict,
+    Wait,
+    known_timezone,
+    load_model_lines,
+    require_unique,
+)
 from leadloop.scoring import LeadProfile, Size, company_headcount
 
 Strategy = Literal["round_robin", "least_loaded"]
@@ -83,23 +91,21 @@ class RoutingConfig(Strict):
 
 
 class RepIn(Strict):
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    name: str = Field(min_length=1, max_length=200)
+    email: HeaderText = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    name: HeaderText = Field(min_length=1, max_length=200)
     timezone: str = "UTC"
     capacity: int = Field(default=25, ge=1, le=100_000)
     active: bool = True
 
     @model_validator(mode="after")
     def _zone(self) -> "RepIn":
-        from leadloop.schedule import check_timezone
-
-        check_timezone(self.timezone)
+        known_timezone(self.timezone)
         return self
 
 
 class Manager(Strict):
-    name: str = Field(min_length=1)
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    name: HeaderText = Field(min_length=1)
+    email: HeaderText = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class TeamIn(Strict):

@@ -13,6 +13,9 @@ STATE_DIR = PROJECT_ROOT / ".leadloop"
 #: keeps the first type it saw), so an older `.leadloop/` never clashes: nothing is re-sent meanwhile,
 #: the outbox in leadloop's own database remembers every email.
 DEV_SERVER_DB = "temporal-2.db"
+#: The published defaults: fine for `leadloop demo`, refused by the HTTP service anywhere else.
+DEFAULT_SECRET_KEY = "dev-insecure-change-me"
+DEMO_API_KEY = "demo-api-key"
 
 
 class Settings(BaseSettings):
@@ -47,11 +50,14 @@ class Settings(BaseSettings):
     postal_address: str = "Leadloop Demo Ltd, 1 Example Street, 10557 Athens, Greece"
     public_url: str = "http://127.0.0.1:8000"
     site_url: str = Field(default="http://127.0.0.1:8000/site", description="the marketer's website, for links")
-    secret_key: SecretStr = SecretStr("dev-insecure-change-me")
+    demo: bool = Field(
+        default=False, description="the local demo: the HTTP service may run with the published secret and API keys"
+    )
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     old_secret_keys: list[SecretStr] = Field(
         default_factory=list, description="keys rotated out: their tokens still verify, nothing new is signed"
     )
-    api_keys: list[SecretStr] = Field(default_factory=lambda: [SecretStr("demo-api-key")])
+    api_keys: list[SecretStr] = Field(default_factory=lambda: [SecretStr(DEMO_API_KEY)])
     site_keys: list[str] = Field(default_factory=lambda: ["demo-site-key"])
     default_cadence: str = "welcome"
     demo_site: bool = Field(default=True, description="serve the demo company's website under /site")
@@ -73,7 +79,23 @@ class Settings(BaseSettings):
         description="activities (sends, routing) one worker runs at once; all share one Python process's core",
     )  # fmt: skip
     token_max_age_days: int = Field(default=400, ge=1, description="open and click links older than this are dead")
-    rep_link_max_age_days: int = Field(default=7, ge=1)
+    rep_link_max_age_days: int = Field(default=7, ge=1, description="a rep's Accept or Reject link older is dead")
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description="the HTTP service refuses a larger request body with 413 before reading it (the codec aside)",
+    )  # fmt: skip
+    codec_max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024,
+        description="the same for the codec server: a UI page of history (Temporal's own limit is 2 MiB a payload)",
+    )  # fmt: skip
+    rate_limit_per_minute: int = Field(
+        default=600, ge=0, le=1_000_000,
+        description="requests per minute one client address may make to the public links (pixel, clicks, beacon, "
+        "unsubscribe, rep pages); 0 turns the limit off",
+    )  # fmt: skip
+    rate_limit_burst: int = Field(
+        default=100, ge=1, le=1_000_000, description="how many may come at once before the per-minute pace holds"
+    )
     machine_min_delay: float = Field(default=5.0, ge=0, description="hits sooner than this after a send are machines")
     coalesce_seconds: float = Field(default=0.5, ge=0, description="events of one lead within this go as one signal")
     relay_interval: float = Field(default=5.0, gt=0, description="how often pending events are signalled again")
@@ -103,6 +125,23 @@ class Settings(BaseSettings):
     def signing_keys(self) -> list[str]:
         """Every accepted key; the first signs."""
         return [k.get_secret_value() for k in (self.secret_key, *self.old_secret_keys)]
+
+    def published_secrets(self) -> list[str]:
+        """What makes these settings unfit for anything but the demo: anyone can read the defaults here."""
+        problems = []
+        if self.secret_key.get_secret_value() in ("", DEFAULT_SECRET_KEY):
+            problems.append(
+                f"LEADLOOP_SECRET_KEY is the published default '{DEFAULT_SECRET_KEY}': anyone could forge links; "
+                "set a long random value (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        if any(k.get_secret_value() == DEFAULT_SECRET_KEY for k in self.old_secret_keys):
+            problems.append(f"LEADLOOP_OLD_SECRET_KEYS holds the published default '{DEFAULT_SECRET_KEY}': drop it")
+        api_keys = [k.get_secret_value() for k in self.api_keys]
+        if DEMO_API_KEY in api_keys:
+            problems.append(f"LEADLOOP_API_KEYS holds the published demo key '{DEMO_API_KEY}': set your own keys")
+        elif not any(api_keys):
+            problems.append("LEADLOOP_API_KEYS is empty: set at least one key for the intake and CRM endpoints")
+        return problems
 
     @field_validator("worker_metrics_address")
     @classmethod

@@ -36,9 +36,12 @@ def _unb64(text: str) -> bytes:
     if not text or any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" for c in text):
         raise TokenError("not a token")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except ValueError as exc:
         raise TokenError("not a token") from exc
+    if _b64(raw) != text:  # the last character's unused bits set: one token, one spelling
+        raise TokenError("not a token")
+    return raw
 
 
 class Signer:

@@ -4,17 +4,22 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -39,6 +44,9 @@ from leadloop.tokens import Signer, Token, TokenError, TokenKind
 from starter.codec_server import codec_router
 from starter.metrics import CONTENT_TYPE, HttpMetrics, RequestCounter, SdkMetrics
 
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 log = logging.getLogger("leadloop.api")
 
 PIXEL = (
@@ -53,11 +61,140 @@ NO_CACHE = {
 BEACON_JS = (Path(__file__).parent / "beacon.js").read_text(encoding="utf-8")
 MAX_BEACON_BYTES = 4096
 BURST_WINDOW = timedelta(seconds=2)
+# control characters and lone surrogates: PostgreSQL refuses NUL and text that is not UTF-8 with an error
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")  # a note may have lines and tabs
+
+#: Documented answers, so a client (and Schemathesis) knows every status and body it can get.
+PROBLEM = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
+LeadId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="the lead's id")]
+
+
+def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema or PROBLEM}}}
+
+
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: _json("the body is larger than LEADLOOP_MAX_BODY_BYTES; refused before it was read, nothing changed")
+}
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        **_json("too many requests from this address (LEADLOOP_RATE_LIMIT_PER_MINUTE); nothing was recorded"),
+        "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+    }
+}
+NEEDS_KEY: dict[int | str, dict[str, Any]] = {401: _json("missing or wrong X-API-Key; nothing changed")}
+NOT_JSON: dict[int | str, dict[str, Any]] = {400: _json("the body could not be read (not UTF-8 JSON); nothing changed")}
+VALIDATION = {
+    "type": "object",
+    "properties": {"detail": {"type": "array", "items": {"type": "object", "properties": {
+        "loc": {"type": "array"}, "msg": {"type": "string"}, "type": {"type": "string"}},
+        "required": ["loc", "msg", "type"]}}},
+    "required": ["detail"],
+}  # fmt: skip
+INVALID: dict[int | str, dict[str, Any]] = {422: _json("invalid fields; nothing changed", VALIDATION)}
+
+
+class InsecureSettings(RuntimeError):
+    """The HTTP service would run with the published secret or API keys outside the demo."""
+
+
+class RateLimiter:
+    """A token bucket per client address, kept for the `max_clients` most recently seen (idle ones go first)."""
+
+    def __init__(
+        self, per_minute: int, burst: int, max_clients: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self.max_clients = max_clients
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, at)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, client: str) -> float:
+        """0 when the client may go on (one token taken), else the seconds until it may."""
+        if self.rate <= 0:
+            return 0.0
+        now = self._clock()
+        tokens, at = self._buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+        self._buckets[client] = (tokens - 1 if not wait else tokens, now)  # most recently seen last
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return wait
+
+
+class BodyLimit:
+    """ASGI middleware: a body over its limit gets 413 before it is read (declared Content-Length), or as soon
+    as the chunks that arrived pass the limit; the app's own answer to a body cut short never goes out."""
+
+    def __init__(self, app: "ASGIApp", limit: int, prefixes: dict[str, int] | None = None) -> None:
+        self.app = app
+        self.limit = limit
+        self.prefixes = prefixes or {}
+
+    def limit_for(self, path: str) -> int:
+        return next((n for prefix, n in self.prefixes.items() if path.startswith(prefix)), self.limit)
+
+    async def __call__(self, scope: "Scope", receive: "Receive", send: "Send") -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"").strip()
+        if declared and (not declared.isdigit() or int(declared) > limit):
+            await self.refuse(send, limit)
+            return
+        received, cut, started = 0, False, False
+
+        async def capped() -> "Message":
+            nonlocal received, cut
+            if cut:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    cut = True  # the app sees the client go away, and reads no further
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def unless_cut(message: "Message") -> None:
+            nonlocal started
+            if cut and not started:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, capped, unless_cut)
+        except Exception:
+            if not cut or started:
+                raise
+        if cut and not started:
+            await self.refuse(send, limit)
+
+    @staticmethod
+    async def refuse(send: "Send", limit: int) -> None:
+        body = json.dumps({"detail": f"the body is larger than {limit} bytes"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]  # fmt: skip
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 class LeadIntake(LeadIn):
     """A lead for `POST /leads`: the CSV's fields, and optionally the cadence to enrol it in."""
 
+    email: str = Field(max_length=320, json_schema_extra={"format": "email"})  # so generated clients send one
     cadence: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -76,6 +213,20 @@ class RepDecisionIn(BaseModel):
     reason: Reason | None = None
     note: str = Field(default="", max_length=2000)
     opportunity_id: str | None = Field(default=None, max_length=200)
+
+    @field_validator("rep", "opportunity_id")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and _CONTROL.search(value):
+            raise ValueError("contains control characters")
+        return value
+
+    @field_validator("note")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        if _CONTROL_BUT_LINES.search(value):
+            raise ValueError("contains control characters other than line breaks and tabs")
+        return value
 
 
 class State:
@@ -105,19 +256,28 @@ class State:
         body = self.pages.get_template(f"{name}.html.j2").render(**context)
         return HTMLResponse(body, status_code=status, headers=NO_CACHE)
 
-    def verify(self, token: str, kind: TokenKind) -> Token | None:
-        max_age = {
+    def max_age(self, kind: TokenKind) -> int | None:
+        """Seconds a link of this kind lives."""
+        return {
             "open": self.settings.token_max_age_days * 86400,
             "click": self.settings.token_max_age_days * 86400,
             "rep": self.settings.rep_link_max_age_days * 86400,
             "unsubscribe": None,  # an unsubscribe link must keep working for as long as the email exists
             "visitor": self.settings.token_max_age_days * 86400,
         }[kind]
+
+    def verify(self, token: str, kind: TokenKind, *, expiry: bool = True) -> Token | None:
+        """The token, or None (counted) when it is tampered with, foreign, of another kind or (`expiry`) too old."""
         try:
-            return self.signer.verify(token, kind=kind, max_age=max_age)
+            return self.signer.verify(token, kind=kind, max_age=self.max_age(kind) if expiry else None)
         except TokenError:
             self.metrics.inc(TOKENS_REFUSED, kind=kind)
             return None
+
+
+def _plain(text: str | None) -> str | None:
+    """Header text as stored: without control characters (PostgreSQL refuses NUL)."""
+    return _CONTROL.sub("", text) if text else text
 
 
 def _client_ip(request: Request) -> str | None:
@@ -157,9 +317,20 @@ def create_app(
     sessionmaker: async_sessionmaker[AsyncSession] | None = None,
     client: Client | None = None,
 ) -> FastAPI:
-    """The app; `sessionmaker` and `client` given by tests, built from settings otherwise."""
+    """The app; `sessionmaker` and `client` given by tests, built from settings otherwise.
+
+    Outside the demo (LEADLOOP_DEMO) it refuses the published secret and API keys: InsecureSettings.
+    """
     settings = settings or get_settings()
+    problems = [] if settings.demo else settings.published_secrets()
+    if problems:
+        raise InsecureSettings(
+            "the HTTP service will not start with the published defaults:\n"
+            + "".join(f"  - {p}\n" for p in problems)
+            + "(LEADLOOP_DEMO=true allows them, for a local demo only)"
+        )
     metrics = HttpMetrics()
+    limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -199,7 +370,9 @@ def create_app(
         summary="Tracking, site beacon, unsubscribe and lead intake for leadloop.",
         lifespan=lifespan,
     )
-    app.add_middleware(RequestCounter, metrics=metrics)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes,
+                       prefixes={"/codec/": settings.codec_max_body_bytes})  # fmt: skip
+    app.add_middleware(RequestCounter, metrics=metrics)  # outermost: the 413s are counted too
 
     app.include_router(codec_router(settings))
 
@@ -207,8 +380,27 @@ def create_app(
         state: State = request.app.state.leadloop
         return state
 
+    async def limited(request: Request) -> None:
+        """The public links' pace per client address; refused before anything is read or recorded."""
+        wait = limiter.take(_client_ip(request) or "")
+        if wait:
+            raise HTTPException(429, "too many requests from this address; slow down",
+                                headers={"Retry-After": str(math.ceil(wait))})  # fmt: skip
+
+    public = [Depends(limited)]
+
+    async def api_key(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
+        """The intake's and CRMs' key, checked before the body is looked at."""
+        if not _key_ok(x_api_key, [k.get_secret_value() for k in st(request).settings.api_keys]):
+            raise HTTPException(401, "missing or wrong X-API-Key")
+
+    keyed = [Depends(api_key)]
+
     async def store(state: State, **event: Any) -> bool:
         async with state.sessionmaker() as session:
+            lead = await session.get(Lead, event["lead_id"])
+            if lead is None or lead.erased_at is not None:  # an erased person leaves no new trace
+                return False
             stored = await record_event(session, **event)
             await session.commit()
         if stored:
@@ -224,8 +416,10 @@ def create_app(
             await session.execute(text("SELECT 1"))
         return {"status": "ok"}
 
-    @app.get("/metrics", tags=["ops"], response_class=Response,
-             responses={401: {"description": "LEADLOOP_METRICS_TOKEN is set: a bearer token is needed"}})  # fmt: skip
+    @app.get("/metrics", tags=["ops"], response_class=Response, responses={
+        200: {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}},
+        401: {"description": "LEADLOOP_METRICS_TOKEN is set: a bearer token is needed",
+              "content": {"text/plain": {"schema": {"type": "string"}}}}})  # fmt: skip
     async def prometheus(request: Request, authorization: Annotated[str | None, Header()] = None) -> Response:
         """Prometheus text: leadloop's counters and the SDK metrics of the service's Temporal client."""
         state = st(request)
@@ -236,9 +430,11 @@ def create_app(
                             headers={"WWW-Authenticate": 'Bearer realm="metrics"'})  # fmt: skip
         return Response(state.metrics.render(), media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
-    @app.get("/o/{token}.gif", tags=["tracking"], response_class=Response)
+    @app.get("/o/{token}.gif", tags=["tracking"], response_class=Response, dependencies=public, responses={
+        200: {"description": "a 1x1 GIF, the same whatever the token", "content": {"image/gif": {"schema": {}}}},
+        **RATE_LIMITED})  # fmt: skip
     async def open_pixel(token: str, request: Request) -> Response:
-        """The open pixel: always a 1x1 GIF, at once; a valid token records an open."""
+        """The open pixel: always the same 1x1 GIF, at once, whatever the token; a valid token records an open."""
         state = st(request)
         parsed = state.verify(token, "open")
         if parsed is not None:
@@ -256,7 +452,9 @@ def create_app(
                 log.exception("open not recorded")
         return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
 
-    @app.get("/c/{token}", tags=["tracking"], status_code=302, responses={404: {"description": "not a valid link"}})
+    @app.get("/c/{token}", tags=["tracking"], status_code=302, response_class=RedirectResponse, dependencies=public,
+             responses={302: {"description": "to the URL sealed in the token"},
+                        404: _html("not a valid link; nothing recorded"), **RATE_LIMITED})  # fmt: skip
     async def click(token: str, request: Request) -> Response:
         """A click: recorded, then a redirect to the URL sealed inside the token and nowhere else."""
         state = st(request)
@@ -292,7 +490,9 @@ def create_app(
             target = _with_visitor(parsed.url, visitor)
         return RedirectResponse(target, status_code=302, headers={**NO_CACHE, "Referrer-Policy": "no-referrer"})
 
-    @app.get("/beacon.js", tags=["site"], response_class=Response)
+    @app.get("/beacon.js", tags=["site"], response_class=Response, dependencies=public, responses={
+        200: {"description": "the script", "content": {"text/javascript": {"schema": {"type": "string"}}}},
+        **RATE_LIMITED})  # fmt: skip
     async def beacon_js() -> Response:
         """The script the marketer's site embeds; it posts page views of visitors who came from an email."""
         return Response(BEACON_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=3600"})
@@ -301,8 +501,16 @@ def create_app(
         "/v",
         tags=["site"],
         status_code=202,
-        responses={401: {"description": "missing or wrong site key"}, 400: {"description": "malformed body"}},
-    )
+        dependencies=public,
+        responses={
+            202: _json("taken; `recorded` says whether it counted", {"type": "object", "properties": {
+                "recorded": {"type": "boolean"}, "detail": {"type": "string"}}, "required": ["recorded"]}),
+            400: _json("malformed body"), 401: _json("missing or wrong site key"),
+            413: _json(f"the body is larger than {MAX_BEACON_BYTES} bytes"), **RATE_LIMITED,
+        },
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
+            "site_key": {"type": "string"}, "visitor": {"type": "string"}, "url": {"type": "string"}}}}}}},
+    )  # fmt: skip
     async def visit(request: Request, x_leadloop_site_key: Annotated[str | None, Header()] = None) -> JSONResponse:
         """A page view from the site beacon: JSON {site_key, visitor, url} (sent as text/plain by browsers)."""
         state = st(request)
@@ -328,7 +536,9 @@ def create_app(
             return JSONResponse({"detail": "missing or wrong site key"}, status_code=401, headers=cors)
         page = body.get("url")
         visitor = body.get("visitor")
-        if not isinstance(page, str) or not page.startswith(("http://", "https://")) or len(page) > 2000:
+        if not (isinstance(page, str) and page.startswith(("http://", "https://")) and len(page) <= 2000) or (
+            _CONTROL.search(page)
+        ):
             return JSONResponse({"detail": "url must be the page's http(s) address"}, status_code=400, headers=cors)
         if not visitor:
             return JSONResponse({"recorded": False, "detail": "anonymous visitor"}, status_code=202, headers=cors)
@@ -354,7 +564,8 @@ def create_app(
             },
         )
 
-    @app.get("/u/{token}", tags=["unsubscribe"], response_class=HTMLResponse)
+    @app.get("/u/{token}", tags=["unsubscribe"], response_class=HTMLResponse, dependencies=public,
+             responses={404: _html("not a valid link"), **RATE_LIMITED})  # fmt: skip
     async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
         """A confirmation page with a button; a GET never unsubscribes (scanners follow every link)."""
         state = st(request)
@@ -362,7 +573,13 @@ def create_app(
             return state.page("invalid", 404, message="This unsubscribe link is not valid. Use the link in the email.")
         return state.page("unsubscribe", action=f"{state.settings.public_url}/u/{token}", sender=None)
 
-    @app.post("/u/{token}", tags=["unsubscribe"], response_class=HTMLResponse)
+    @app.post(
+        "/u/{token}", tags=["unsubscribe"], response_class=HTMLResponse, dependencies=public,
+        responses={400: _html("no List-Unsubscribe=One-Click in the body; nothing changed"),
+                   404: _html("not a valid link"), **TOO_LARGE, **RATE_LIMITED},
+        openapi_extra={"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "properties": {"List-Unsubscribe": {"type": "string"}}}}}}},
+    )  # fmt: skip
     async def unsubscribe(token: str, request: Request) -> HTMLResponse:
         """RFC 8058 one-click unsubscribe (and the confirmation button): recorded, the workflow told at once."""
         state = st(request)
@@ -392,26 +609,25 @@ def create_app(
         tags=["intake"],
         response_model=LeadAccepted,
         status_code=201,
+        dependencies=keyed,
         responses={
             200: {"model": LeadAccepted, "description": "the lead existed (details merged) or is suppressed"},
-            401: {"description": "missing or wrong API key"},
-            503: {"description": "stored, but Temporal is unreachable: retry, it is idempotent"},
+            **NEEDS_KEY, **NOT_JSON, **TOO_LARGE, **INVALID,
+            503: _json("stored, but Temporal is unreachable: retry, it is idempotent"),
         },
-    )
-    async def intake(
-        lead: LeadIntake, request: Request, x_api_key: Annotated[str | None, Header()] = None
-    ) -> JSONResponse:
+    )  # fmt: skip
+    async def intake(lead: LeadIntake, request: Request) -> JSONResponse:
         """Enrol one lead: the same validation and de-duplication as `leadloop enroll`."""
         state = st(request)
-        if not _key_ok(x_api_key, [k.get_secret_value() for k in state.settings.api_keys]):
-            raise HTTPException(401, "missing or wrong X-API-Key")
         name = lead.cadence or state.settings.default_cadence
         try:
             cadence = load_cadence(cadence_path(state.settings.cadence_dir, name))
             scoring = current_scoring(state.settings.scoring_file)
             recycle = current_recycle(state.settings.cadence_dir)
         except CadenceError as exc:
-            raise HTTPException(422, [{"loc": ["body", "cadence"], "msg": line} for line in exc.lines()]) from None
+            raise HTTPException(
+                422, [{"loc": ["body", "cadence"], "msg": line, "type": "value_error"} for line in exc.lines()]
+            ) from None
         fields = LeadIn.model_validate(lead.model_dump(exclude={"cadence"}))
         async with state.sessionmaker() as session:
             if await session.get(Suppression, email_hash(fields.email)) is not None:
@@ -434,15 +650,10 @@ def create_app(
         state.metrics.inc(INTAKES, status=outcome, workflow=flow)
         return JSONResponse(body.model_dump(), status_code=201 if outcome == "new" else 200)
 
-    def require_key(state: State, given: str | None) -> None:
-        if not _key_ok(given, [k.get_secret_value() for k in state.settings.api_keys]):
-            raise HTTPException(401, "missing or wrong X-API-Key")
-
     async def rep_decision(
-        lead_id: int, action: Literal["accept", "reject"], body: RepDecisionIn, request: Request, key: str | None
+        lead_id: int, action: Literal["accept", "reject"], body: RepDecisionIn, request: Request
     ) -> RepActionResult:
         state = st(request)
-        require_key(state, key)
         async with state.sessionmaker() as session:
             rep = (
                 await session.execute(select(Rep).where(func.lower(Rep.email) == body.rep.strip().lower()))
@@ -462,87 +673,100 @@ def create_app(
         state.metrics.inc(REP_DECISIONS, action=action, reason=reason, source="api", result="applied")
         return result
 
-    @app.post(
-        "/leads/{lead_id}/accept",
-        tags=["sales"],
-        responses={401: {"description": "missing or wrong API key"}, 403: {"description": "not a rep"},
-                   409: {"description": "the lead is not with this rep (or not with sales) any more"}},
-    )  # fmt: skip
-    async def accept_lead(
-        lead_id: int, body: RepDecisionIn, request: Request, x_api_key: Annotated[str | None, Header()] = None
-    ) -> RepActionResult:
-        """For CRMs: the assigned rep accepts the lead (converted)."""
-        return await rep_decision(lead_id, "accept", body, request, x_api_key)
+    decision_answers: dict[int | str, dict[str, Any]] = {
+        **NEEDS_KEY, 403: _json("not a rep"), 409: _json("the lead is not with this rep (or not with sales) any more"),
+        **NOT_JSON, **TOO_LARGE, **INVALID,
+    }  # fmt: skip
 
-    @app.post(
-        "/leads/{lead_id}/reject",
-        tags=["sales"],
-        responses={401: {"description": "missing or wrong API key"}, 403: {"description": "not a rep"},
-                   409: {"description": "the lead is not with this rep (or not with sales) any more"}},
-    )  # fmt: skip
-    async def reject_lead(
-        lead_id: int, body: RepDecisionIn, request: Request, x_api_key: Annotated[str | None, Header()] = None
-    ) -> RepActionResult:
+    @app.post("/leads/{lead_id}/accept", tags=["sales"], dependencies=keyed, responses=decision_answers)
+    async def accept_lead(lead_id: LeadId, body: RepDecisionIn, request: Request) -> RepActionResult:
+        """For CRMs: the assigned rep accepts the lead (converted)."""
+        return await rep_decision(lead_id, "accept", body, request)
+
+    @app.post("/leads/{lead_id}/reject", tags=["sales"], dependencies=keyed, responses=decision_answers)
+    async def reject_lead(lead_id: LeadId, body: RepDecisionIn, request: Request) -> RepActionResult:
         """For CRMs: the assigned rep rejects the lead with a reason; recycle.yaml decides what happens."""
         if body.reason is None:
-            raise HTTPException(422, [{"loc": ["body", "reason"], "msg": "a reject needs a reason"}])
-        return await rep_decision(lead_id, "reject", body, request, x_api_key)
+            raise HTTPException(422, [{"loc": ["body", "reason"], "msg": "a reject needs a reason", "type": "missing"}])
+        return await rep_decision(lead_id, "reject", body, request)
 
-    @app.get("/leads/{lead_id}/dispositions", tags=["sales"],
-             responses={401: {"description": "missing or wrong API key"}})  # fmt: skip
-    async def lead_dispositions(
-        lead_id: int, request: Request, x_api_key: Annotated[str | None, Header()] = None
-    ) -> list[dict[str, Any]]:
+    @app.get("/leads/{lead_id}/dispositions", tags=["sales"], dependencies=keyed, responses={**NEEDS_KEY})
+    async def lead_dispositions(lead_id: LeadId, request: Request) -> list[dict[str, Any]]:
         """Every rep decision on the lead, newest first: rep, action, reason, note, outcome, time."""
-        state = st(request)
-        require_key(state, x_api_key)
-        async with state.sessionmaker() as session:
+        async with st(request).sessionmaker() as session:
             return await list_dispositions(session, lead_id=lead_id)
 
     @app.patch(
         "/leads/{lead_id}",
         tags=["intake"],
-        responses={401: {"description": "missing or wrong API key"}, 404: {"description": "no such lead"}},
+        dependencies=keyed,
+        responses={**NEEDS_KEY, **NOT_JSON, 404: _json("no such lead"), **TOO_LARGE, **INVALID},
     )
-    async def patch_lead(
-        lead_id: int, body: dict[str, str], request: Request, x_api_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def patch_lead(lead_id: LeadId, body: dict[str, str], request: Request) -> dict[str, Any]:
         """Fix a lead's data (validated as intake); a lead held for invalid data resumes nurture."""
         state = st(request)
-        require_key(state, x_api_key)
         try:
             async with state.sessionmaker() as session:
                 changed = await apply_update(session, lead_id, body)
                 await session.commit()
         except LeadUpdateError as exc:
-            status = 404 if str(exc).startswith("no lead") else 422
-            raise HTTPException(status, str(exc)) from None
+            if str(exc).startswith("no lead"):
+                raise HTTPException(404, str(exc)) from None
+            raise HTTPException(422, [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]) from None
         told = await tell_workflow(await state.client(), lead_id, changed) if changed else False
         return {"lead_id": lead_id, "changed": changed, "workflow_told": told}
 
-    async def rep_context(state: State, token: str) -> tuple[Token, Assignment, Lead] | HTMLResponse:
-        parsed = state.verify(token, "rep")
+    async def rep_context(state: State, token: str) -> tuple[Token, Assignment, Lead, str] | HTMLResponse:
+        """The link's hand-over, or the page that refuses it: not ours, expired, or no longer this rep's to decide."""
+        parsed = state.verify(token, "rep", expiry=False)
         if parsed is None or parsed.extra not in ("accept", "reject"):
             return state.page(
-                "invalid", 404, message="This link is not valid or has expired. The lead's current state is in "
-                "your newest notification email.",
+                "invalid", 404, message="This link is not valid. The lead's current state is in your newest "
+                "notification email.",
+            )  # fmt: skip
+        max_age = state.max_age("rep") or 0
+        if time.time() - parsed.issued_at > max_age:
+            state.metrics.inc(TOKENS_REFUSED, kind="rep")
+            return state.page(
+                "invalid", 410, message=f"This link has expired: Accept and Reject links work for "
+                f"{max_age // 86400} days. Nothing was changed; the lead's current state is in your newest "
+                "notification email.",
             )  # fmt: skip
         async with state.sessionmaker() as session:
             assignment = await session.get(Assignment, parsed.key)
             lead = await session.get(Lead, parsed.lead_id)
-        if assignment is None or lead is None or assignment.lead_id != parsed.lead_id:
+            newest = (
+                await session.execute(
+                    select(Assignment.key)
+                    .where(Assignment.lead_id == parsed.lead_id)
+                    .order_by(Assignment.cycle.desc(), Assignment.assigned_at.desc(), Assignment.key.desc())
+                    .limit(1)
+                )
+            ).scalar()
+        if assignment is None or lead is None or assignment.lead_id != parsed.lead_id or lead.erased_at:
             return state.page("invalid", 404, message="This hand-over no longer exists.")
-        return parsed, assignment, lead
+        # "assigned" but not the newest: the lead went on to another hand-over before this row was closed
+        status = "superseded" if assignment.status == "assigned" and newest != assignment.key else assignment.status
+        return parsed, assignment, lead, status
 
-    @app.get("/r/{token}", tags=["sales"], response_class=HTMLResponse,
-             responses={404: {"description": "not a valid or current link"}})  # fmt: skip
+    rep_answers: dict[int | str, dict[str, Any]] = {
+        404: _html("not a valid link, or the hand-over is gone"),
+        409: _html("the hand-over is decided, lapsed or superseded: no longer this rep's to decide; nothing changed"),
+        410: _html("the link has expired (LEADLOOP_REP_LINK_MAX_AGE_DAYS); nothing changed"),
+        **RATE_LIMITED,
+    }
+
+    @app.get("/r/{token}", tags=["sales"], response_class=HTMLResponse, dependencies=public, responses=rep_answers)
     async def rep_page(token: str, request: Request) -> HTMLResponse:
         """The page behind a rep's Accept or Reject link: the lead's summary and the form."""
         state = st(request)
         found = await rep_context(state, token)
         if isinstance(found, HTMLResponse):
             return found
-        parsed, assignment, lead = found
+        parsed, assignment, lead, status = found
+        if status != "assigned":  # the lead's details are for the rep who has it now
+            return state.page("decided", 409, headline="Nothing to do", back_at=None,
+                              outcome=f"This hand-over is {status}. Nothing more to do here.")  # fmt: skip
         async with state.sessionmaker() as session:
             rep = await session.get(Rep, assignment.rep_id) if assignment.rep_id else None
         fields = (("Title", lead.title), ("Company", lead.company), ("Industry", lead.industry),
@@ -553,24 +777,34 @@ def create_app(
                   "company": lead.company},
             profile=[(k, v) for k, v in fields if v], rep_name=rep.name if rep else "a rep",
             assigned_at=f"{_utc(assignment.assigned_at):%d %b %Y %H:%M} UTC", rule=assignment.rule,
-            score=assignment.score, handover=assignment.status, reasons=list(REASON_LABELS.items()),
+            score=assignment.score, handover=status, reasons=list(REASON_LABELS.items()),
         )  # fmt: skip
 
-    @app.post("/r/{token}", tags=["sales"], response_class=HTMLResponse)
+    @app.post(
+        "/r/{token}", tags=["sales"], response_class=HTMLResponse, dependencies=public,
+        responses={**rep_answers, 400: _html("the form could not be read; nothing changed"),
+                   422: _html("a reject without one of the reasons; nothing changed"), **TOO_LARGE},
+        openapi_extra={"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "properties": {"reason": {"type": "string", "enum": list(REASON_LABELS)},
+                                             "note": {"type": "string"}, "opportunity_id": {"type": "string"}}}}}}},
+    )  # fmt: skip
     async def rep_submit(token: str, request: Request) -> HTMLResponse:
         """Runs the rep's accept or reject and shows what now happens to the lead."""
         state = st(request)
         found = await rep_context(state, token)
         if isinstance(found, HTMLResponse):
             return found
-        parsed, assignment, lead = found
-        if assignment.status != "assigned":  # e.g. the form submitted twice
+        parsed, assignment, lead, status = found
+        if status != "assigned":  # e.g. the form submitted twice, or the lead went to another rep
             return state.page("decided", 409, headline="Nothing changed", back_at=None,
-                              outcome=f"This hand-over of lead {lead.id} is already {assignment.status}.")  # fmt: skip
-        form = await request.form()
+                              outcome=f"This hand-over of lead {lead.id} is already {status}.")  # fmt: skip
+        try:
+            form = await request.form()
+        except Exception:  # a malformed body is a request we do not act on
+            return state.page("invalid", 400, message="The form could not be read; nothing changed.")
         reason = str(form.get("reason") or "") or None
-        note = str(form.get("note") or "")[:2000]
-        opportunity = str(form.get("opportunity_id") or "")[:200] or None
+        note = _CONTROL_BUT_LINES.sub("", str(form.get("note") or ""))[:2000]
+        opportunity = _CONTROL.sub("", str(form.get("opportunity_id") or ""))[:200] or None
         if parsed.extra == "reject" and reason not in REASON_LABELS:
             return state.page("invalid", 422, message="Pick one of the reasons to reject the lead.")
         decision = {"action": parsed.extra, "reason": (reason or "none") if parsed.extra == "reject" else "none",
@@ -630,7 +864,7 @@ def _event(token: Token, kind: str, verdict: Verdict, request: Request, at: date
         "human": verdict.human,
         "reason": verdict.reason,
         "outbox_key": token.key or None,
-        "user_agent": request.headers.get("user-agent"),
+        "user_agent": _plain(request.headers.get("user-agent")),
         "client_ip": _client_ip(request),
         "at": at,
         **extra,

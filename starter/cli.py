@@ -384,14 +384,22 @@ def api(
     host: Annotated[str | None, typer.Option(help="default LEADLOOP_API_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="default LEADLOOP_API_PORT")] = None,
 ) -> None:
-    """Run the HTTP service (tracking, beacon, unsubscribe, intake) with its event relay."""
+    """Run the HTTP service (tracking, beacon, unsubscribe, intake) with its event relay.
+
+    Outside the demo it refuses the published secret and API keys (LEADLOOP_SECRET_KEY, LEADLOOP_API_KEYS).
+    """
     import uvicorn
+    from rich.markup import escape
 
-    from starter.api import create_app
+    from starter.api import InsecureSettings, create_app
 
-    _logging()
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port, log_level="info")
+    try:
+        web = create_app(settings)
+    except InsecureSettings as exc:
+        raise _fail(escape(str(exc))) from None
+    _logging()
+    uvicorn.run(web, host=host or settings.api_host, port=port or settings.api_port, log_level="info")
 
 
 @app.command()
@@ -929,7 +937,7 @@ def demo(
     from starter.demo import run_demo
 
     _logging()
-    settings = get_settings()
+    settings = get_settings().model_copy(update={"demo": True})  # the published keys are fine on one's laptop
     if time_scale is not None or "time_scale" not in settings.model_fields_set:
         settings = settings.model_copy(update={"time_scale": time_scale or 86400.0})
     try:
@@ -942,6 +950,138 @@ def demo(
         import gc
 
         gc.collect()  # release the metrics runtime before the interpreter shuts down (see worker.main)
+
+
+def _report_since(since: str | None) -> Any:
+    """--since as a date: YYYY-MM-DD, a real day, not in the future."""
+    import re
+    from datetime import UTC, date, datetime
+
+    if since is None:
+        return None
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", since.strip()):
+        raise _fail(f"--since {since!r} is not a date: give YYYY-MM-DD, e.g. 2026-11-01")
+    try:
+        day = date.fromisoformat(since.strip())
+    except ValueError as exc:
+        raise _fail(f"--since {since!r} is not a date: {exc}") from None
+    if day > datetime.now(UTC).date():
+        raise _fail(f"--since {day} is in the future: the period would be empty")
+    return day
+
+
+@app.command()
+def report(
+    since: Annotated[str | None, typer.Option(help="first day of the period, YYYY-MM-DD (UTC); default: all")] = None,
+    cadence: Annotated[str | None, typer.Option(help="only this cadence's leads and emails")] = None,
+    out: Annotated[Path, typer.Option(help="the HTML file; its charts also go to <name>_files/ as PNG")] = Path(
+        "report.html"
+    ),
+    target_conversions: Annotated[
+        int | None, typer.Option("--target-conversions", help="funnel planner: conversions to aim for")
+    ] = None,
+    growth: Annotated[
+        float | None, typer.Option(help="funnel planner: or the measured conversions grown by this many percent")
+    ] = None,
+) -> None:
+    """Funnel, cadence step performance, sales and the funnel planner: one self-contained HTML page of charts."""
+    start = _report_since(since)
+    from sqlalchemy import inspect
+
+    from leadloop.db import make_engine, make_sessionmaker
+    from leadloop.report import (
+        PlanError,
+        ReportData,
+        ReportError,
+        cadence_steps_from,
+        check_plan_inputs,
+        gather_report,
+        render_html,
+        with_plan,
+    )
+    from leadloop.temporal import connect
+
+    try:
+        check_plan_inputs(target_conversions, growth)
+    except PlanError as exc:
+        raise _fail(str(exc)) from None
+    settings = get_settings()
+
+    async def run() -> ReportData:
+        engine = make_engine(settings.database_url)
+        try:
+            async with engine.connect() as conn:
+                if not await conn.run_sync(lambda c: inspect(c).has_table("leads")):
+                    raise _fail(
+                        f"the database at {_safe_url(settings.database_url)} has no tables: run `leadloop db upgrade`"
+                    )
+            unreachable = None
+            try:
+                client = await asyncio.wait_for(connect(settings), 15)
+            except (RuntimeError, TimeoutError, OSError) as exc:
+                client, unreachable = None, " ".join(str(exc).split())[:160] or type(exc).__name__
+            data = await gather_report(make_sessionmaker(engine), client, start, cadence,
+                                       cadence_steps=cadence_steps_from(settings.cadence_dir))  # fmt: skip
+        finally:
+            await engine.dispose()
+        if unreachable is not None:
+            data.live_note = (
+                f"the live stage counts are missing: Temporal at {settings.temporal_address} was not reachable "
+                f"({unreachable}). Everything else comes from leadloop's database."
+            )
+        return data
+
+    try:
+        data = with_plan(asyncio.run(run()), target_conversions, growth)
+    except ReportError as exc:
+        raise _fail(str(exc)) from None
+    png_dir = out.with_name(f"{out.stem}_files")
+    page = render_html(data, png_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".part")
+    partial.write_text(page, encoding="utf-8")
+    partial.replace(out)
+    charts = sorted(p.name for p in png_dir.glob("*.png"))
+    from rich.markup import escape
+
+    for note in (data.live_note, data.plan_note):
+        if note:
+            err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
+    _report_summary(data)
+    console.print(f"wrote {out} and {len(charts)} charts in {png_dir}/ ({', '.join(charts)})", highlight=False)
+
+
+def _report_summary(data: Any) -> None:
+    from leadloop.report import ratio
+
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{value * 100:.1f}%"
+
+    funnel = {s.stage: s for s in data.funnel}
+    sends = sum(s.sends for s in data.steps)
+    period = f"{data.since:%Y-%m-%d} → now" if data.since else "all time"
+    table = Table(title=f"report: {period}, {f'cadence {data.cadence}' if data.cadence else 'all cadences'}")
+    table.add_column("")
+    table.add_column("number", justify="right")
+    table.add_column("rate", justify="right")
+    rows: list[tuple[str, object, str]] = [
+        ("new leads (enrolled)", funnel["enrolled"].leads, ""),
+        ("engaged", funnel["engaged"].leads, pct(funnel["engaged"].rate)),
+        ("escalated", funnel["escalated"].leads, pct(funnel["escalated"].rate)),
+        ("converted", funnel["converted"].leads, pct(funnel["converted"].rate)),
+        ("recycled / dormant / suppressed", " / ".join(str(data.outcomes[k]) for k in ("recycled", "dormant",
+                                                                                       "suppressed")), ""),
+        ("emails sent, human open rate", sends, pct(ratio(sum(s.human_opened for s in data.steps), sends))),
+        ("hand-overs, SLA lapses", f"{data.sales.handovers}, {data.sales.lapsed}", pct(data.sales.lapse_rate)),
+        ("recycled, later converted", data.sales.recycled_converted, pct(data.sales.recycled_converted_rate)),
+    ]  # fmt: skip
+    if data.live_stages is not None:
+        rows.insert(0, ("leads in Temporal now", sum(data.live_stages.values()), ""))
+    if data.plan is not None:
+        rows.append((f"plan: new leads for {data.plan.target_conversions} conversions", data.plan.stages[0].needed, ""))
+    for label, number, rate in rows:
+        table.add_row(label, str(number), rate)
+    console.print(table)
 
 
 if __name__ == "__main__":

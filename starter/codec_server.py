@@ -4,7 +4,8 @@ Protocol (Temporal's remote codec): POST {endpoint}/decode or /encode with `{"pa
 and the `X-Namespace` header; the answer has the same shape. Authenticated by the codec token, sent as
 `Authorization: Bearer <token>`, or, for a UI that sends no header (the dev server's `--ui-codec-endpoint`),
 as the endpoint's last path segment: `/codec/<token>/decode`. Browsers may call it only from the configured
-UI origins (CORS). Off (404) unless encryption keys and a codec token are configured."""
+UI origins (CORS). Off (404) unless encryption keys and a codec token are configured. A body larger than
+LEADLOOP_CODEC_MAX_BODY_BYTES gets 413 (the app's BodyLimit refuses it before it is read)."""
 
 import hmac
 import json
@@ -19,11 +20,32 @@ from leadloop.codec import AesGcmCodec, CodecError
 from leadloop.settings import Settings
 from leadloop.temporal import codec
 
-MAX_BODY = 4 * 1024 * 1024  # a UI page of history; Temporal's own payload limit is 2 MiB each
+_PROBLEM = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
+_PAYLOAD = {  # Temporal's Payload as JSON: metadata and data, base64
+    "type": "object",
+    "properties": {
+        "metadata": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
+        "data": {"type": "string", "format": "byte"},
+    },
+}
+_PAYLOADS = {"type": "object", "properties": {"payloads": {"type": "array", "items": _PAYLOAD}}}
+ANSWERS: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "content": {"application/json": {"schema": schema}}}
+    for status, text, schema in (
+        (200, 'the payloads, {"payloads": [...]}', _PAYLOADS),
+        (400, 'not {"payloads": [...]}', _PROBLEM),
+        (401, "missing or wrong codec token", _PROBLEM),
+        (404, "the codec server is off (no LEADLOOP_ENCRYPTION_KEYS or LEADLOOP_CODEC_TOKEN)", _PROBLEM),
+        (413, "the body is larger than LEADLOOP_CODEC_MAX_BODY_BYTES", _PROBLEM),
+        (422, "a payload this server cannot open or seal", _PROBLEM),
+    )
+}
+_BODY = {"requestBody": {"content": {"application/json": {"schema": _PAYLOADS}}}}
 
 
 def codec_router(settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/codec", tags=["ops"])
+    max_body = settings.codec_max_body_bytes
     sealer = codec(settings)
     token = settings.codec_token.get_secret_value() if settings.codec_token else None
     origins = set(settings.codec_cors_origins)
@@ -47,11 +69,14 @@ def codec_router(settings: Settings) -> APIRouter:
     async def convert(request: Request, path_token: str | None, authorization: str | None, op: str) -> Response:
         sealer = check(request, path_token, authorization)
         body = await request.body()
-        if len(body) > MAX_BODY:
-            raise HTTPException(413, f"at most {MAX_BODY} bytes", headers=cors(request))
+        if len(body) > max_body:
+            raise HTTPException(413, f"at most {max_body} bytes", headers=cors(request))
         try:
-            payloads = ParseDict(json.loads(body), Payloads())
-        except (ValueError, ParseError) as exc:
+            given = json.loads(body)
+            if not isinstance(given, dict):
+                raise ValueError("not a JSON object")
+            payloads = ParseDict(given, Payloads())
+        except (ValueError, TypeError, AttributeError, ParseError) as exc:  # protobuf's parser trips in several ways
             raise HTTPException(400, f'expected {{"payloads": [...]}}: {exc}', headers=cors(request)) from None
         try:
             done = await (sealer.decode if op == "decode" else sealer.encode)(list(payloads.payloads))
@@ -74,11 +99,11 @@ def codec_router(settings: Settings) -> APIRouter:
 
     auth = Annotated[str | None, Header()]
 
-    @router.post("/decode", summary="decrypt payloads (Bearer token)")
+    @router.post("/decode", summary="decrypt payloads (Bearer token)", responses=ANSWERS, openapi_extra=_BODY)
     async def decode(request: Request, authorization: auth = None) -> Response:
         return await convert(request, None, authorization, "decode")
 
-    @router.post("/encode", summary="encrypt payloads (Bearer token)")
+    @router.post("/encode", summary="encrypt payloads (Bearer token)", responses=ANSWERS, openapi_extra=_BODY)
     async def encode(request: Request, authorization: auth = None) -> Response:
         return await convert(request, None, authorization, "encode")
 

@@ -90,6 +90,7 @@ console = Console()
 
 
 async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str) -> None:
+    settings = settings.model_copy(update={"demo": True})  # its HTTP service may use the published keys
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -192,6 +192,8 @@ def make_settings(tmp_path: Path) -> Any:
             "state_dir": tmp_path / "state",
             "mail_dir": tmp_path / "mail",
             "task_queue": f"tq-{uuid.uuid4()}",
+            "demo": True,  # the published secret and API keys are fine in tests; test_security turns this off
+            "rate_limit_per_minute": 0,  # tests hit the public links fast from one address; test_security limits
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -140,6 +140,7 @@ async def test_open_click_and_visit_move_the_lead_to_the_right_rep(
         "LEADLOOP_API_KEYS": '["e2e-intake-key"]',
         "LEADLOOP_SITE_KEYS": '["e2e-site-key"]',
         "LEADLOOP_MACHINE_MIN_DELAY": "0",
+        "LEADLOOP_DEMO": "true",  # the published secret key: fine here, refused by `leadloop api` otherwise
         "COLUMNS": "200",
     }
     code, out, err = await run(str(BIN / "leadloop"), "reps", "import", str(tmp_path / "reps.yaml"), env=env)

@@ -523,7 +523,7 @@ async def test_rep_pages_from_the_notification_email(stack: Stack, make_settings
                 kind="rep", lead_id=lead.id, key=state.assignment_key or "", issued_at=month_ago, extra="reject"
             )
             expired = await http.get(f"/r/{signer.sign(old)}")
-            assert expired.status_code == 404 and "expired" in expired.text
+            assert expired.status_code == 410 and "expired" in expired.text
             assert (await http.get(f"/r/{token[:-4]}")).status_code == 404
     assert len(await dispositions(stack, lead.id)) == 1
     after = await stack.until(handle, lambda s: s.cycle == 1)

@@ -1,0 +1,120 @@
+"""`leadloop report` as a marketer runs it: the files it writes, its summary, and its refusals (which write nothing)."""
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from leadloop.db import make_engine, make_sessionmaker
+from leadloop.migrate import upgrade_database
+from leadloop.settings import get_settings
+from starter.cli import app
+from tests.conftest import free_port
+from tests.leadloop.test_report import png_size, seed
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The hand-computed dataset of tests/leadloop/test_report.py in an SQLite file; Temporal nowhere to be found."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'leadloop.db'}"
+
+    async def prepare() -> None:
+        await upgrade_database(url)
+        engine = make_engine(url)
+        try:
+            await seed(make_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(prepare())
+    monkeypatch.setenv("LEADLOOP_DATABASE_URL", url)
+    monkeypatch.setenv("LEADLOOP_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("NO_COLOR", "1")
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def written(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix in {".html", ".png", ".part"})
+
+
+def test_the_report_renders_without_temporal_and_says_so(seeded: Path) -> None:
+    out = seeded / "out" / "report.html"
+    result = runner.invoke(app, ["report", "--since", "2026-11-01", "--out", str(out), "--target-conversions", "4"])
+    assert result.exit_code == 0, result.output
+    assert "Temporal at 127.0.0.1:" in result.stderr and "was not reachable" in result.stderr
+    assert written(seeded) == ["out/report.html", "out/report_files/funnel.png", "out/report_files/planner.png",
+                               "out/report_files/reasons.png", "out/report_files/reps.png",
+                               "out/report_files/steps.png"]  # fmt: skip
+    for png in (seeded / "out" / "report_files").iterdir():
+        width, height = png_size(png.read_bytes())
+        assert width >= 400 and height >= 200
+    page = out.read_text(encoding="utf-8")
+    assert "http://" not in page and "https://" not in page
+    assert "the live stage counts are missing: Temporal at 127.0.0.1:" in page
+    # the summary, with the numbers worked out in tests/leadloop/test_report.py
+    summary = " ".join(result.stdout.split())
+    assert "new leads (enrolled) │ 10" in summary
+    assert "engaged │ 6 │ 60.0%" in summary and "escalated │ 5 │ 83.3%" in summary
+    assert "converted │ 2 │ 40.0%" in summary and "recycled / dormant / suppressed │ 2 / 2 / 2" in summary
+    assert "hand-overs, SLA lapses │ 8, 1 │ 14.3%" in summary
+    assert "plan: new leads for 4 conversions │ 20" in summary
+    assert f"wrote {out} and 5 charts in {out.parent / 'report_files'}/" in summary
+
+
+def test_a_cadence_filter_and_no_period(seeded: Path) -> None:
+    out = seeded / "welcome.html"
+    result = runner.invoke(app, ["report", "--cadence", "welcome", "--out", str(out), "--growth", "50"])
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    assert "cadence welcome" in page and "influencer" not in re.sub(r"<dl.*?</dl>", "", page, flags=re.S)
+    # all time, welcome's leads L1..L9: 9 new, engaged L1, L2, L3, L5, L6, L7 = 6, converted 2 -> 2 + 50% = 3
+    assert re.search(r'<tr data-stage="enrolled"><td>enrolled</td><td class="num">9</td>', page)
+    assert "Target: <b>3 conversions</b>" in page
+    assert (seeded / "welcome_files" / "planner.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "2026-13-01"], "--since '2026-13-01' is not a date: month must be in 1..12"),
+        (["--since", "last week"], "--since 'last week' is not a date: give YYYY-MM-DD"),
+        (["--since", "20261101"], "give YYYY-MM-DD"),
+        (["--since", "2999-01-01"], "--since 2999-01-01 is in the future"),
+        (["--cadence", "nope"], "unknown cadence 'nope'; known cadences: "),
+        (["--target-conversions", "-3"], "the target must be at least 1 conversion, not -3"),
+        (["--growth", "-10"], "the growth must be 0 % or more"),
+        (["--target-conversions", "5", "--growth", "10"], "not both"),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_is_written(seeded: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["report", "--out", str(seeded / "r" / "report.html"), *args])
+    assert result.exit_code == 1, result.output
+    assert message in " ".join(result.stderr.split())
+    assert result.stdout == ""
+    assert written(seeded) == []
+
+
+def test_an_unknown_cadence_lists_the_known_ones(seeded: Path) -> None:
+    result = runner.invoke(app, ["report", "--cadence", "nope", "--out", str(seeded / "r.html")])
+    # the cadence files (cadences/: influencer, nurture-later, reengage, welcome) and those the database has seen
+    assert result.exit_code == 1
+    assert "unknown cadence 'nope'; known cadences: influencer, nurture-later, reengage, welcome" in result.stderr
+
+
+def test_a_database_without_tables_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADLOOP_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["report", "--out", str(tmp_path / "r.html")])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1 and "run `leadloop db upgrade`" in result.stderr
+    assert not (tmp_path / "r.html").exists()
