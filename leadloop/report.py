@@ -647,7 +647,7 @@ async def live_stage_counts(client: Client | None, cadence: str | None) -> tuple
     missing = "the live stage counts are missing: "
     if client is None:
         return None, missing + "Temporal was not reachable. Everything else comes from leadloop's database."
-    from starter.cli import visibility_query  # the query `leadloop list` runs, so both count the same leads
+    from leadloop.temporal import visibility_query  # the query `leadloop list` runs: both count alike
 
     current = " AND (ExecutionStatus = 'Running' OR ExecutionStatus = 'Completed')"
 

@@ -155,3 +155,25 @@ def workflow_runner() -> SandboxedWorkflowRunner:
         default, invalid_module_members=dataclasses.replace(members, children=children)
     ).with_passthrough_modules("zoneinfo", "leadloop", "pydantic", "pydantic_core", "yaml")
     return SandboxedWorkflowRunner(restrictions=restrictions)
+
+
+def visibility_query(stage: str | None, rep: int | None, min_score: int | None, cadence: str | None) -> str:
+    """A Temporal visibility query over leadloop's search attributes (values checked, so nothing is injected)."""
+    import re
+
+    clauses = ["WorkflowType = 'LeadNurtureWorkflow'"]
+    if stage is not None:
+        from leadloop.models import STAGES
+
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; one of: {', '.join(STAGES)}")
+        clauses.append(f"LeadStage = '{stage}'")
+    if rep is not None:
+        clauses.append(f"AssignedRep = 'rep-{int(rep)}'")
+    if min_score is not None:
+        clauses.append(f"LeadScore >= {int(min_score)}")
+    if cadence is not None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", cadence):
+            raise ValueError(f"{cadence!r} is not a cadence name")
+        clauses.append(f"CadenceName = '{cadence}'")
+    return " AND ".join(clauses)

@@ -850,28 +850,6 @@ def forget(
     )
 
 
-def visibility_query(stage: str | None, rep: int | None, min_score: int | None, cadence: str | None) -> str:
-    """A Temporal visibility query over leadloop's search attributes (values checked, so nothing is injected)."""
-    import re
-
-    clauses = ["WorkflowType = 'LeadNurtureWorkflow'"]
-    if stage is not None:
-        from leadloop.models import STAGES
-
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; one of: {', '.join(STAGES)}")
-        clauses.append(f"LeadStage = '{stage}'")
-    if rep is not None:
-        clauses.append(f"AssignedRep = 'rep-{int(rep)}'")
-    if min_score is not None:
-        clauses.append(f"LeadScore >= {int(min_score)}")
-    if cadence is not None:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", cadence):
-            raise ValueError(f"{cadence!r} is not a cadence name")
-        clauses.append(f"CadenceName = '{cadence}'")
-    return " AND ".join(clauses)
-
-
 @app.command("list")
 def list_leads(
     stage: Annotated[str | None, typer.Option(help="nurturing, with_sales, dormant, ...")] = None,
@@ -892,6 +870,7 @@ def list_leads(
         RECYCLE_COUNT,
         UNOPENED_STREAK,
         connect,
+        visibility_query,
     )
 
     try:
