@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 
 import aiosmtplib
 from jinja2 import TemplateError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -119,12 +120,15 @@ class SmtpPool:
     async def acquire(self) -> _Connection:
         """An idle connection still young and open, or a new one."""
         now = time.monotonic()
-        while self._idle:
+        fresh = [c for c in self._idle if c.smtp.is_connected and now - c.idle_since < self.config.idle_seconds]
+        for stale in self._idle:
+            if stale not in fresh:
+                stale.smtp.close()  # no QUIT: a hung server must not hold up this send
+        self._idle = fresh
+        if self._idle:
             conn = self._idle.pop()
-            if conn.smtp.is_connected and now - conn.idle_since < self.config.idle_seconds:
-                conn.reused = True
-                return conn
-            await _quit(conn.smtp)
+            conn.reused = True
+            return conn
         return await self._open()
 
     async def release(self, conn: _Connection, reusable: bool) -> None:
@@ -361,13 +365,26 @@ class EmailActivities:
         Args:
             secret: an address to keep out of error texts bound for Temporal's history.
         """
-        # written with the first outcome below ("sending", or why nothing went out): a round trip fewer
+        await session.commit()  # ends the read transaction: no database connection held through SMTP
+        seen = row.status
+        # written with the first outcome below ("sending", or why nothing went out)
         row.subject = str(message["Subject"])
         row.attempts += 1
 
         async def mark_sending() -> None:
-            row.status = "sending"
+            # compare-and-set on the status this attempt saw: of two attempts that overlap (one outlived its
+            # timeout and Temporal started the next), only the first to get here sends the message data
+            marked = await session.execute(
+                update(Outbox).where(Outbox.key == row.key, Outbox.status == seen).values(status="sending"),
+                execution_options={"synchronize_session": False},
+            )
             await session.commit()
+            if marked.rowcount != 1:  # type: ignore[attr-defined]
+                raise ApplicationError(
+                    "another attempt of this send is in flight; this one stopped before the message data",
+                    type="SendInFlight",
+                )
+            set_committed_value(row, "status", "sending")
 
         try:
             await self._deliver(message, sender_address, recipients, mark_sending)

@@ -115,6 +115,7 @@ class Clicker:
     rate: float
     answered: collections.Counter[int] = field(default_factory=collections.Counter)
     refused: int = 0  # connection refused or reset: the service was down; nothing was promised
+    limited: int = 0  # 429: the per-client rate limit; nothing stored, nothing promised
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
@@ -137,6 +138,8 @@ class Clicker:
                     else:
                         if answer.status_code == 302:
                             self.answered[self.addresses[address]] += 1
+                        elif answer.status_code == 429:
+                            self.limited += 1
                         else:
                             self.refused += 1
                     await asyncio.sleep(1 / self.rate)
@@ -327,6 +330,7 @@ async def _check(
             "outbox statuses": dict(collections.Counter(row.status for row in rows)),
             "clicks answered 302": sum(clicker.answered.values()),
             "clicks refused while the service was down": clicker.refused,
+            "clicks refused by the rate limit (429)": clicker.limited,
             "clicks stored": len(events),
             "clicks stored for a finished workflow": sum(1 for e in events if e.status == "no_workflow"),
             "workflows": dict(stages),

@@ -2,6 +2,7 @@
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 import math
@@ -280,6 +281,24 @@ def _plain(text: str | None) -> str | None:
     return _CONTROL.sub("", text) if text else text
 
 
+def _limit_key(request: Request, state: "State") -> str:
+    address = _client_ip(request) or ""
+    try:
+        network = ipaddress.ip_address(address)
+    except ValueError:
+        network = None
+    if isinstance(network, ipaddress.IPv6Address):  # one host holds a whole /64
+        address = str(ipaddress.IPv6Network(f"{network}/64", strict=False))
+    token = request.path_params.get("token")
+    if token:
+        try:
+            state.signer.verify(token)
+        except TokenError:
+            return address
+        return f"{address} {token}"
+    return address
+
+
 def _client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
@@ -381,8 +400,11 @@ def create_app(
         return state
 
     async def limited(request: Request) -> None:
-        """The public links' pace per client address; refused before anything is read or recorded."""
-        wait = limiter.take(_client_ip(request) or "")
+        """The public links' pace, refused before anything is read or recorded: per client address and link
+        for a validly signed link (an HMAC check, no database) — a mail provider's image proxy, a company's
+        NAT or a mailbox provider's one-click unsubscribe fetch many people's links from one address and
+        must not lose them — and per address (IPv6: its /64) for everything else."""
+        wait = limiter.take(_limit_key(request, st(request)))
         if wait:
             raise HTTPException(429, "too many requests from this address; slow down",
                                 headers={"Retry-After": str(math.ceil(wait))})  # fmt: skip

@@ -6,7 +6,7 @@ import shutil
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -106,6 +106,7 @@ class ScriptedHandler:
     mail_replies: list[str] = field(default_factory=list)  # the next MAIL FROMs' replies, one each
     transactions: int = 0
     connections: list[SMTP] = field(default_factory=list)  # the server side of every connection that sent MAIL
+    on_rcpt: Callable[[str], Awaitable[None]] | None = None  # runs at each RCPT TO, before the reply
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -122,6 +123,8 @@ class ScriptedHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if self.on_rcpt is not None:
+            await self.on_rcpt(address)
         replies = self.rcpt_replies.get(address)
         if replies:
             reply = replies.pop(0)

