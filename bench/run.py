@@ -535,7 +535,8 @@ async def latency_phases(client: Client, opened_at: dict[int, float]) -> dict[st
         for event in history.events:
             when = event.event_time.ToDatetime(tzinfo=UTC).timestamp()
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED and "signal" not in at:
-                if when >= opened - 1:  # the open's signal, not an earlier one
+                signal = event.workflow_execution_signaled_event_attributes.signal_name
+                if signal == "engagement" and when >= opened:  # the open's signal (one clock: the same machine)
                     at["signal"] = when
             elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 kind = event.activity_task_scheduled_event_attributes.activity_type.name
@@ -754,6 +755,7 @@ async def main() -> None:
         "configs": [],
     }
     suffix = f"-{opts.name}" if opts.name else ""
+    stem = RESULTS / f"{report['date']}-{report['host']}{suffix}"
     for index, config in enumerate(opts.configs.split(",")):
         dev_mode, db = config.split("/")
         try:
@@ -773,13 +775,18 @@ async def main() -> None:
         except Exception as exc:  # one failing configuration must not lose the others' figures
             report["configs"].append({"dev_server": dev_mode, "database": db, "error": f"{type(exc).__name__}: {exc}"})
             print(f"[{config}] failed: {type(exc).__name__}: {exc}", flush=True)
+        # after every configuration: a run stopped part way keeps what it measured
+        stem = write_results(report, suffix)
+    print(markdown(report))
+    print(f"written {stem}.json and .md")
+
+
+def write_results(report: dict[str, Any], suffix: str) -> Path:
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / f"{report['date']}-{report['host']}{suffix}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-    text_report = markdown(report)
-    stem.with_suffix(".md").write_text(text_report)
-    print(text_report)
-    print(f"written {stem}.json and .md")
+    stem.with_suffix(".md").write_text(markdown(report))
+    return stem
 
 
 if __name__ == "__main__":
