@@ -139,6 +139,15 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+async def _require_tables(engine: Any, settings: Settings) -> None:
+    """A clear error, not a traceback, when leadloop's tables are not there yet."""
+    from sqlalchemy import inspect
+
+    async with engine.connect() as conn:
+        if not await conn.run_sync(lambda c: inspect(c).has_table("leads")):
+            raise _fail(f"the database at {_safe_url(settings.database_url)} has no tables: run `leadloop db upgrade`")
+
+
 def _rule_loaders() -> dict[str, Callable[[Path], object]]:
     from leadloop.recycle import load_recycle
     from leadloop.routing import load_routing
@@ -276,8 +285,6 @@ def enroll(
 
 
 async def _enroll(leads: list[Any], cadence: Any, settings: Settings) -> Any:
-    from sqlalchemy import inspect
-
     from leadloop.db import make_engine, make_sessionmaker
     from leadloop.enrollment import current_recycle, current_scoring, enroll_leads
     from leadloop.temporal import connect
@@ -293,11 +300,7 @@ async def _enroll(leads: list[Any], cadence: Any, settings: Settings) -> Any:
         raise _fail(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from None
     engine = make_engine(settings.database_url)
     try:
-        async with engine.connect() as conn:
-            if not await conn.run_sync(lambda c: inspect(c).has_table("leads")):
-                raise _fail(
-                    f"the database at {_safe_url(settings.database_url)} has no tables: run `leadloop db upgrade`"
-                )
+        await _require_tables(engine, settings)
         with Progress(
             TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
             disable=not leads,
@@ -965,7 +968,6 @@ def report(
 ) -> None:
     """Funnel, cadence step performance, sales and the funnel planner: one self-contained HTML page of charts."""
     start = _report_since(since)
-    from sqlalchemy import inspect
 
     from leadloop.db import make_engine, make_sessionmaker
     from leadloop.report import (
@@ -989,11 +991,7 @@ def report(
     async def run() -> ReportData:
         engine = make_engine(settings.database_url)
         try:
-            async with engine.connect() as conn:
-                if not await conn.run_sync(lambda c: inspect(c).has_table("leads")):
-                    raise _fail(
-                        f"the database at {_safe_url(settings.database_url)} has no tables: run `leadloop db upgrade`"
-                    )
+            await _require_tables(engine, settings)
             unreachable = None
             try:
                 client = await asyncio.wait_for(connect(settings), 15)
