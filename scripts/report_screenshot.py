@@ -5,7 +5,6 @@ import asyncio
 import math
 import os
 import random
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -36,6 +35,10 @@ from leadloop.report import cadence_steps_from, gather_report, render_html, with
 from leadloop.roster import import_roster
 from leadloop.routing import load_roster
 
+if str(PROJECT_ROOT) not in sys.path:  # run as a file (`python scripts/report_screenshot.py`): the sibling script
+    sys.path.insert(0, str(PROJECT_ROOT))
+from scripts.ui_screenshot import _one_line, _positive, default_chromium
+
 #: Chromium cannot capture larger pages in one piece
 MAX_SIZE = 16_000
 DEMO_NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -54,14 +57,6 @@ class ReportShot:
     images: list[dict[str, Any]]  # each <img>: id, alt, naturalWidth, naturalHeight
     text: str = ""
     blocked: list[str] = field(default_factory=list)  # requests the page tried beyond its own file
-
-
-def default_chromium() -> str:
-    return shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _inputs(report: Path, browser_path: str) -> tuple[str, str]:
@@ -327,13 +322,6 @@ async def demo_report(folder: Path, *, leads: int = 600) -> Path:
     report = folder / "report.html"
     report.write_text(render_html(data, folder / "report_files"), encoding="utf-8")
     return report
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError("must be a positive number of pixels")
-    return number
 
 
 def parser() -> argparse.ArgumentParser:
