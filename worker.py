@@ -1,12 +1,17 @@
-"""Runs the Temporal worker: every leadloop workflow and activity, on the configured task queue."""
+"""Runs the Temporal worker: every leadloop workflow and activity on the configured task queue, and the sales
+path's activities on the sales task queue when one is set (LEADLOOP_WORKER_ROLE picks either or both)."""
 
 import asyncio
 import gc
 import logging
 import signal
+import sys
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -24,15 +29,31 @@ from workflows.lead_nurture import LeadNurtureWorkflow
 log = logging.getLogger("leadloop.worker")
 
 
-class LeadloopWorker(Worker):
-    """A worker that closes its database pool and its idle SMTP connections when it shuts down."""
+class LeadloopWorker:
+    """The worker's Temporal workers (the task queue's, the sales task queue's, or both, by
+    LEADLOOP_WORKER_ROLE) as one: they share the database pool and the SMTP connections, start together
+    and shut down together, and close the pool and the idle SMTP connections last."""
 
-    engine: AsyncEngine
-    email: EmailActivities
+    def __init__(self, workers: list[Worker], engine: AsyncEngine, email: EmailActivities) -> None:
+        self.workers, self.engine, self.email = workers, engine, email
+        self._stack = AsyncExitStack()
 
-    async def __aexit__(self, exc_type: Any, *args: Any) -> None:
+    @property
+    def task_queues(self) -> list[str]:
+        return [worker.task_queue for worker in self.workers]
+
+    async def __aenter__(self) -> "LeadloopWorker":
         try:
-            await super().__aexit__(exc_type, *args)
+            for worker in self.workers:
+                await self._stack.enter_async_context(worker)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self._stack.aclose()
         finally:
             try:
                 await self.email.smtp_pool.aclose()
@@ -41,7 +62,13 @@ class LeadloopWorker(Worker):
 
 
 def build_worker(client: Client, settings: Settings, task_queue: str | None = None) -> LeadloopWorker:
-    """The worker with its activities wired to the database, the templates and the SMTP relay."""
+    """The worker with its activities wired to the database, the templates and the SMTP relay.
+
+    Role `nurture` polls the task queue: every workflow and every activity (leads enrolled without a sales
+    task queue run their sales path there too). Role `sales` polls only LEADLOOP_SALES_TASK_QUEUE, with the
+    sales path's activities, so a rep hears of a hot lead from a process the drip does not keep busy.
+    Role `all` (the default) does both in one process.
+    """
     engine = make_engine(settings.database_url, pool_pre_ping=True)
     email = EmailActivities(
         make_sessionmaker(engine),
@@ -51,26 +78,38 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
     )
     sales = AssignmentActivities(email.sessionmaker, settings.routing_file)
     leads = LeadActivities(email.sessionmaker, settings.cadence_dir, settings.scoring_file)
-    worker = LeadloopWorker(
-        client,
-        task_queue=task_queue or settings.task_queue,
-        workflows=[LeadNurtureWorkflow],
-        activities=[
-            email.send_email,
-            email.notify_rep,
-            sales.assign_lead,
-            sales.close_assignment,
-            leads.load_cycle,
-            leads.record_disposition,
-            leads.suppress_lead,
-        ],
-        workflow_runner=workflow_runner(),
-        max_cached_workflows=settings.worker_cached_workflows,
-        max_concurrent_activities=settings.worker_max_activities,
-        graceful_shutdown_timeout=timedelta(seconds=10),
-    )
-    worker.engine, worker.email = engine, email
-    return worker
+    sales_path: list[Callable[..., Any]] = [
+        email.notify_rep,
+        sales.assign_lead,
+        sales.close_assignment,
+        leads.record_disposition,
+        leads.suppress_lead,
+    ]
+    workers = []
+    if settings.worker_role in ("all", "nurture"):
+        workers.append(
+            Worker(
+                client,
+                task_queue=task_queue or settings.task_queue,
+                workflows=[LeadNurtureWorkflow],
+                activities=[email.send_email, leads.load_cycle, *sales_path],
+                workflow_runner=workflow_runner(),
+                max_cached_workflows=settings.worker_cached_workflows,
+                max_concurrent_activities=settings.worker_max_activities,
+                graceful_shutdown_timeout=timedelta(seconds=10),
+            )
+        )
+    if settings.worker_role in ("all", "sales") and settings.sales_task_queue:
+        workers.append(
+            Worker(
+                client,
+                task_queue=settings.sales_task_queue,
+                activities=sales_path,
+                max_concurrent_activities=settings.worker_max_activities,
+                graceful_shutdown_timeout=timedelta(seconds=10),
+            )
+        )
+    return LeadloopWorker(workers, engine, email)
 
 
 def metrics_runtime(settings: Settings) -> Runtime | None:
@@ -102,7 +141,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     client = await connect(settings, runtime=runtime)
     worker = build_worker(client, settings)
     stop = stop or _stop_on_signals()
-    log.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)
+    log.info(
+        "worker (role %s) polling task queue %s on %s",
+        settings.worker_role, " and ".join(map(repr, worker.task_queues)), settings.temporal_address,
+    )  # fmt: skip
     if runtime is not None:
         log.info("worker metrics at http://%s/metrics", settings.worker_metrics_address)
     async with worker:
@@ -120,7 +162,14 @@ def _stop_on_signals() -> asyncio.Event:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run_worker(get_settings()))
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # one line per bad setting, no traceback
+        for error in exc.errors():
+            name = "".join(f"LEADLOOP_{str(part).upper()}: " for part in error["loc"][:1])
+            print(f"worker: {name}{error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        raise SystemExit(2) from None
+    asyncio.run(run_worker(settings))
     # an SDK runtime still held by a reference cycle is freed during interpreter shutdown, where its threads
     # abort the process ("PyGILState_Release: thread state must be current"): free it while Python runs
     gc.collect()

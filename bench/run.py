@@ -153,6 +153,7 @@ class Stack:
     api_port: int = field(default_factory=free_port)
     server: asyncio.subprocess.Process | None = None
     worker: asyncio.subprocess.Process | None = None
+    sales: asyncio.subprocess.Process | None = None  # the sales worker, with --sales-worker
     api: asyncio.subprocess.Process | None = None
     sink: Sink = field(default_factory=Sink)
     database_url: str = ""
@@ -224,13 +225,19 @@ class Stack:
 
     async def start_leadloop(self) -> None:
         await self.start_worker()
+        if self.settings().sales_task_queue:  # --sales-worker: the sales path in a process of its own
+            self.sales = await self._worker_process("sales")
         await self.start_api()
 
     async def start_worker(self) -> None:
-        with (self.tmp / "worker.log").open("ab") as log:  # the child keeps its own descriptor
-            self.worker = await asyncio.create_subprocess_exec(
-                sys.executable, "worker.py", cwd=PROJECT_ROOT, env=self.env(), stdout=log, stderr=log
-            )
+        self.worker = await self._worker_process("nurture" if self.settings().sales_task_queue else "all")
+
+    async def _worker_process(self, role: str) -> asyncio.subprocess.Process:
+        with (self.tmp / f"worker-{role}.log").open("ab") as log:  # the child keeps its own descriptor
+            return await asyncio.create_subprocess_exec(
+                sys.executable, "worker.py", cwd=PROJECT_ROOT, env={**self.env(), "LEADLOOP_WORKER_ROLE": role},
+                stdout=log, stderr=log,
+            )  # fmt: skip
 
     async def start_api(self) -> None:
         with (self.tmp / "api.log").open("ab") as api_log:
@@ -250,7 +257,8 @@ class Stack:
 
     def cpu(self, **extra: asyncio.subprocess.Process) -> dict[str, float]:
         found = {"bench (client, sink)": cpu_seconds(os.getpid())}
-        named = {"worker": self.worker, "http": self.api, "dev server": self.server, **extra}
+        named = {"worker": self.worker, "sales worker": self.sales, "http": self.api, "dev server": self.server,
+                 **extra}  # fmt: skip
         for name, proc in named.items():
             if proc is not None and proc.returncode is None:
                 found[name] = cpu_seconds(proc.pid)
@@ -258,14 +266,15 @@ class Stack:
 
     def memory(self) -> dict[str, dict[str, int]]:
         found = {}
-        for name, proc in (("worker", self.worker), ("http", self.api), ("dev server", self.server)):
+        for name, proc in (("worker", self.worker), ("sales worker", self.sales), ("http", self.api),
+                           ("dev server", self.server)):  # fmt: skip
             if proc is not None and proc.returncode is None:
                 found[name] = tree_rss_kib(proc.pid)
         found["bench (client, sink)"] = rss_kib(os.getpid())
         return found
 
     async def stop(self) -> None:
-        for proc in (self.api, self.worker, self.server):
+        for proc in (self.api, self.worker, self.sales, self.server):
             if proc is not None:
                 await stop_process(proc)
         if self.sink.server is not None:
@@ -327,7 +336,8 @@ async def enroll(stack: Stack, client: Client, csv: Path, cadence_name: str) -> 
     began = time.perf_counter()
     report = await enroll_leads(
         parsed.leads, cadence, sessionmaker=make_sessionmaker(engine), client=client, task_queue="bench",
-        time_scale=TIME_SCALE, source="bench", scoring=current_scoring(settings.scoring_file),
+        sales_task_queue=settings.sales_task_queue, time_scale=TIME_SCALE, source="bench",
+        scoring=current_scoring(settings.scoring_file),
     )  # fmt: skip
     took = time.perf_counter() - began
     await engine.dispose()
@@ -668,7 +678,9 @@ TARGETS = {
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# leadloop bench, {report['date']} on {report['host']}", "",
              f"`{report['command']}` — {report['machine']}, worker cache {report.get('worker_cached_workflows')} "
-             "workflows", ""]  # fmt: skip
+             f"workflows, {report.get('worker_max_activities')} activities at once"
+             + ("; the sales path on its own task queue and worker process" if report.get("sales_worker") else ""),
+             ""]  # fmt: skip
     lines += ["| dev server / database | starts/s floor | enrol/s | ratio | steps/s floor | emails/s | ratio | "
               "SMTP floor/s | escalation p50 / p95 / p99 (s) | events/lead | rows, KiB /lead |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]  # fmt: skip
@@ -690,13 +702,14 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Peak RSS (MiB):",
         "",
-        "| dev server / database | worker | HTTP | dev server |",
-        "| --- | ---: | ---: | ---: |",
+        "| dev server / database | worker | sales worker | HTTP | dev server |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for r in report["configs"]:
         if "memory_kib" in r:
             m = r["memory_kib"]
-            peaks = [f"{m[k]['VmHWM'] / 1024:.0f}" if k in m else "-" for k in ("worker", "http", "dev server")]
+            peaks = [f"{m[k]['VmHWM'] / 1024:.0f}" if k in m else "-"
+                     for k in ("worker", "sales worker", "http", "dev server")]  # fmt: skip
             lines.append(f"| {r['dev_server']} / {r['database']} | " + " | ".join(peaks) + " |")
     phased = [r for r in report["configs"] if r.get("latency", {}).get("phases")]
     if phased:
@@ -738,12 +751,19 @@ async def main() -> None:
     parser.add_argument("--cache", type=int, default=None, help="the worker's cached workflows (default: settings)")
     parser.add_argument("--activities", type=int, default=None, help="the worker's concurrent activities")
     parser.add_argument("--name", default="", help="suffix of the results' file names (<date>-<host>-NAME)")
+    parser.add_argument(
+        "--sales-worker",
+        action="store_true",
+        help="the sales path on its own task queue and worker process (LEADLOOP_WORKER_ROLE=sales)",
+    )
     opts = parser.parse_args()
     temporal_cli()  # fails with a clear message when the CLI is missing
     if opts.cache is not None:
         os.environ["LEADLOOP_WORKER_CACHED_WORKFLOWS"] = str(opts.cache)
     if opts.activities is not None:
         os.environ["LEADLOOP_WORKER_MAX_ACTIVITIES"] = str(opts.activities)
+    if opts.sales_worker:
+        os.environ["LEADLOOP_SALES_TASK_QUEUE"] = "bench-sales"
     report: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "host": platform.node(),
@@ -751,6 +771,7 @@ async def main() -> None:
         "worker_cached_workflows": Settings(_env_file=None).worker_cached_workflows,
         "worker_max_activities": Settings(_env_file=None).worker_max_activities,
         "smtp_messages_per_connection": Settings(_env_file=None).smtp_messages_per_connection,
+        "sales_worker": opts.sales_worker,
         "command": "PYTHONPATH=. .venv/bin/python bench/run.py " + " ".join(sys.argv[1:]),
         "configs": [],
     }

@@ -152,6 +152,7 @@ async def start_lead(
     source: str,
     scoring: ScoringConfig | None = None,
     recycle: RecyclePolicy | None = None,
+    sales_task_queue: str | None = None,
 ) -> FlowOutcome:
     """Signal-with-start the lead's workflow: a running lead only records the enrolment.
 
@@ -169,6 +170,7 @@ async def start_lead(
                 scoring=scoring,
                 profile=lead_profile(lead),
                 recycle=recycle,
+                sales_task_queue=sales_task_queue or None,
             ),
             id=workflow_id(lead.id),
             task_queue=task_queue,
@@ -204,6 +206,7 @@ async def enroll_leads(
     source: str = "cli",
     scoring: ScoringConfig | None = None,
     recycle: RecyclePolicy | None = None,
+    sales_task_queue: str | None = None,
     concurrency: int = 32,
     progress: Callable[[Enrolled], None] | None = None,
 ) -> EnrolmentReport:
@@ -232,7 +235,7 @@ async def enroll_leads(
             async with gate:
                 flow = await start_lead(
                     client, row, cadence, task_queue=task_queue, time_scale=time_scale, source=source,
-                    scoring=scoring, recycle=recycle,
+                    scoring=scoring, recycle=recycle, sales_task_queue=sales_task_queue,
                 )  # fmt: skip
             done = Enrolled(lead.email, row.id, outcome, flow)
         if progress:

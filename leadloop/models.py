@@ -35,6 +35,9 @@ class LeadNurtureInput(BaseModel):
     recycle: RecyclePolicy | None = Field(default=None, description="snapshot of recycle.yaml; None: reject archives")
     carry: "Carry | None" = Field(default=None, description="state carried over continue-as-new")
     start_after: timedelta = Field(default=timedelta(0), description="cool-down before the first send (cadence time)")
+    sales_task_queue: str | None = Field(
+        default=None, description="task queue of the sales path's activities; None: the workflow's own"
+    )
 
 
 class LeadNurtureResult(BaseModel):

@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +79,17 @@ class Settings(BaseSettings):
         default=100, ge=1, le=10_000,
         description="activities (sends, routing) one worker runs at once; all share one Python process's core",
     )  # fmt: skip
+    sales_task_queue: str = Field(
+        default="", max_length=200,
+        description="leads enrolled while this is set run their sales path (routing, the rep's notification, "
+        "hand-over bookkeeping) on this task queue, so a worker of role `sales` serves it apart from the drip; "
+        "empty: the sales path shares the leads' task queue",
+    )  # fmt: skip
+    worker_role: Literal["all", "nurture", "sales"] = Field(
+        default="all",
+        description="what `worker.py` serves: `nurture` the task queue (workflows and every activity), `sales` "
+        "only the sales task queue's activities, `all` both (the sales queue when one is set)",
+    )
     token_max_age_days: int = Field(default=400, ge=1, description="open and click links older than this are dead")
     rep_link_max_age_days: int = Field(default=7, ge=1, description="a rep's Accept or Reject link older is dead")
     max_body_bytes: int = Field(
@@ -142,6 +154,21 @@ class Settings(BaseSettings):
         elif not any(api_keys):
             problems.append("LEADLOOP_API_KEYS is empty: set at least one key for the intake and CRM endpoints")
         return problems
+
+    @field_validator("sales_task_queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        if value != value.strip() or any(not c.isprintable() for c in value):
+            raise ValueError("a task queue name without surrounding spaces or control characters, or empty")
+        return value
+
+    @model_validator(mode="after")
+    def _sales_role(self) -> "Settings":
+        if self.worker_role == "sales" and not self.sales_task_queue:
+            raise ValueError("LEADLOOP_WORKER_ROLE=sales needs LEADLOOP_SALES_TASK_QUEUE, the queue it serves")
+        if self.sales_task_queue and self.sales_task_queue == self.task_queue:
+            raise ValueError("LEADLOOP_SALES_TASK_QUEUE must differ from LEADLOOP_TASK_QUEUE (or be empty)")
+        return self
 
     @field_validator("worker_metrics_address")
     @classmethod

@@ -662,7 +662,8 @@ def create_app(
         try:
             flow = await start_lead(
                 await state.client(), row, cadence, task_queue=state.settings.task_queue,
-                time_scale=state.settings.time_scale, source="api", scoring=scoring, recycle=recycle,
+                sales_task_queue=state.settings.sales_task_queue, time_scale=state.settings.time_scale, source="api",
+                scoring=scoring, recycle=recycle,
             )  # fmt: skip
         except Exception as exc:
             log.warning("lead %s stored, workflow not started: %s", row.id, exc)

@@ -308,7 +308,8 @@ async def _enroll(leads: list[Any], cadence: Any, settings: Settings) -> Any:
             task = progress.add_task("enroll", total=len(leads))
             return await enroll_leads(
                 leads, cadence, sessionmaker=make_sessionmaker(engine), client=client,
-                task_queue=settings.task_queue, time_scale=settings.time_scale,
+                task_queue=settings.task_queue, sales_task_queue=settings.sales_task_queue,
+                time_scale=settings.time_scale,
                 scoring=scoring, recycle=recycle, progress=lambda _: progress.advance(task),
             )  # fmt: skip
     finally:

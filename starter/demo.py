@@ -125,7 +125,8 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
                 await session.commit()
             report = await enroll_leads(
                 parsed.leads, cadence, sessionmaker=make_sessionmaker(engine), client=client,
-                task_queue=settings.task_queue, time_scale=settings.time_scale, source="demo",
+                task_queue=settings.task_queue, sales_task_queue=settings.sales_task_queue,
+                time_scale=settings.time_scale, source="demo",
                 scoring=current_scoring(settings.scoring_file), recycle=current_recycle(settings.cadence_dir),
             )  # fmt: skip
             await engine.dispose()

@@ -78,7 +78,8 @@ SALES_RETRY = RetryPolicy(
 SALES_TIMEOUT = timedelta(seconds=30)
 #: The sales path (routing, the rep's notification, decisions) and unsubscribes go ahead of the drip's sends when the
 #: task queue has a backlog: a rep hears of a hot lead in well under a second even while thousands of
-#: nurture emails are queued. The drip keeps the default priority (3).
+#: nurture emails are queued. The drip keeps the default priority (3). Leads enrolled with a sales task queue
+#: (LEADLOOP_SALES_TASK_QUEUE) run these activities there, on a worker of their own (`LEADLOOP_WORKER_ROLE=sales`).
 SALES_PRIORITY = Priority(priority_key=1)
 #: The halfway reminder to a rep is worth a few tries, not a wait that delays the rep's decision.
 REMINDER_RETRY = RetryPolicy(
@@ -368,6 +369,7 @@ class LeadNurtureWorkflow:
                 start_to_close_timeout=SALES_TIMEOUT,
                 retry_policy=SALES_RETRY,
                 priority=SALES_PRIORITY,
+                task_queue=self._input.sales_task_queue,
                 summary=f"route lead (attempt {attempt}, score {self._score.total})",
             )
             if not assignment.assigned:
@@ -402,6 +404,7 @@ class LeadNurtureWorkflow:
                     start_to_close_timeout=SALES_TIMEOUT,
                     retry_policy=SALES_RETRY,
                     priority=SALES_PRIORITY,
+                    task_queue=self._input.sales_task_queue,
                     summary=f"rep-{assignment.rep_id} could not be notified",
                 )
                 if assignment.rep_id is not None:
@@ -442,6 +445,7 @@ class LeadNurtureWorkflow:
                 start_to_close_timeout=SALES_TIMEOUT,
                 retry_policy=SALES_RETRY,
                 priority=SALES_PRIORITY,
+                task_queue=self._input.sales_task_queue,
                 summary=f"rep-{assignment.rep_id} let the lead lapse",
             )
             assert assignment.rep_id is not None
@@ -457,6 +461,7 @@ class LeadNurtureWorkflow:
                 start_to_close_timeout=SALES_TIMEOUT,
                 retry_policy=SALES_RETRY,
                 priority=SALES_PRIORITY,
+                task_queue=self._input.sales_task_queue,
                 summary="lead unsubscribed: assignment closed",
             )
         return await self._finish("suppressed", "unsubscribed")
@@ -481,6 +486,7 @@ class LeadNurtureWorkflow:
             start_to_close_timeout=SALES_TIMEOUT,
             retry_policy=SEND_RETRY,
             priority=SALES_PRIORITY,
+            task_queue=self._input.sales_task_queue,
             summary=f"notify rep-{assignment.rep_id} ({assignment.team})"
             + (", manager copied" if copy_manager else ""),
         )
@@ -498,6 +504,7 @@ class LeadNurtureWorkflow:
                 start_to_close_timeout=SALES_TIMEOUT,
                 retry_policy=REMINDER_RETRY,
                 priority=SALES_PRIORITY,
+                task_queue=self._input.sales_task_queue,
                 summary=f"remind rep-{assignment.rep_id}: no answer yet",
             )  # fmt: skip
         except ActivityError as err:
@@ -515,6 +522,7 @@ class LeadNurtureWorkflow:
             start_to_close_timeout=SALES_TIMEOUT,
             retry_policy=SALES_RETRY,
             priority=SALES_PRIORITY,
+            task_queue=self._input.sales_task_queue,
             summary=f"rep-{rep} {action}ed",
         )
         if action == "accept":
@@ -577,6 +585,7 @@ class LeadNurtureWorkflow:
                 start_to_close_timeout=SALES_TIMEOUT,
                 retry_policy=SALES_RETRY,
                 priority=SALES_PRIORITY,
+                task_queue=self._input.sales_task_queue,
                 summary="rep: not interested → suppression list",
             )
             return await self._finish("suppressed", f"rejected by rep-{rep}: not interested")
@@ -609,6 +618,7 @@ class LeadNurtureWorkflow:
             start_to_close_timeout=SALES_TIMEOUT,
             retry_policy=SALES_RETRY,
             priority=SALES_PRIORITY,
+            task_queue=self._input.sales_task_queue,
             summary=f"record: rep-{rep} {action}" + (f" ({request.reason})" if request.reason else ""),
         )
 
@@ -717,6 +727,7 @@ class LeadNurtureWorkflow:
                 recycle=loaded.recycle or self._input.recycle,
                 carry=carry,
                 start_after=start_after,
+                sales_task_queue=self._input.sales_task_queue,
             )
         )
 
