@@ -748,16 +748,25 @@ async def main() -> None:
     parser.add_argument("--mem-leads", type=int, default=10000, help="leads waiting mid-cadence (0: skip)")
     parser.add_argument("--configs", default="sqlite-wal/sqlite,in-memory/sqlite,sqlite-wal/postgresql")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during the first drip")
-    parser.add_argument("--cache", type=int, default=None, help="the worker's cached workflows (default: settings)")
+    parser.add_argument(
+        "--cache", type=int, default=None,
+        help="the worker's cached workflows (default: the settings' 1000, or --leads + 1000 when more, so that "
+        "every lead awake at once and the latency phase's leads stay cached)",
+    )  # fmt: skip
     parser.add_argument("--activities", type=int, default=None, help="the worker's concurrent activities")
     parser.add_argument("--name", default="", help="suffix of the results' file names (<date>-<host>-NAME)")
     parser.add_argument(
         "--sales-worker",
-        action="store_true",
-        help="the sales path on its own task queue and worker process (LEADLOOP_WORKER_ROLE=sales)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the sales path on its own task queue and worker process (LEADLOOP_WORKER_ROLE=sales), as README "
+        "'Performance' recommends; --no-sales-worker runs one worker process for everything",
     )
     opts = parser.parse_args()
     temporal_cli()  # fails with a clear message when the CLI is missing
+    default_cache = Settings(_env_file=None).worker_cached_workflows
+    if opts.cache is None and opts.leads + 1000 > default_cache:
+        opts.cache = opts.leads + 1000  # sized for the leads awake at once (README "Performance", docs/scaling.md)
     if opts.cache is not None:
         os.environ["LEADLOOP_WORKER_CACHED_WORKFLOWS"] = str(opts.cache)
     if opts.activities is not None:
