@@ -20,6 +20,7 @@ Writes bench/results/<date>-<host>.json and .md and prints the table. Run: `make
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -40,6 +41,7 @@ import httpx
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import text
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from activities.email import SmtpConfig, SmtpPool
 from bench.floor import Floor
@@ -57,6 +59,9 @@ from starter.devserver import SQLITE_PRAGMAS, start_dev_server, stop_process, te
 RESULTS = Path(__file__).parent / "results"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 TIME_SCALE = 86400.0  # a cadence day lasts a second
+#: The latency phase's background drip: leads mid-cadence sending one email every STEADY_PERIOD_S seconds
+STEADY_PERIOD_S = 10.0
+STEADY_STEPS = 120
 MAIL_CLIENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.5.0"
 
 
@@ -129,6 +134,13 @@ class Sink:
     async def start(self, port: int) -> None:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(lambda: SMTP(self, enable_SMTPUTF8=True), "127.0.0.1", port)
+
+    async def wait_for_addresses(self, addresses: list[str], within: float) -> None:
+        deadline = time.perf_counter() + within
+        while time.perf_counter() < deadline:
+            if all(a in self.bodies for a in addresses):
+                return
+            await asyncio.sleep(0.05)
 
     async def wait_for(self, count: int, since: int, within: float) -> float:
         """Until `count` messages arrived after the first `since`; the last one's arrival time."""
@@ -302,6 +314,10 @@ def write_rules(folder: Path, steps: int) -> None:
                                       "escalation: {threshold: 1000}\nsteps:\n"
                                       "  - {id: s0, wait: 0, template: welcome, subject: First}\n"
                                       "  - {id: s1, wait: 365d, template: tips, subject: Much later}\n")  # fmt: skip
+    steady = "".join(f"  - {{id: s{i}, wait: {'0' if i == 0 else f'{STEADY_PERIOD_S:.0f}d'}, template: welcome, "
+                     f"subject: \"Steady {i}\"}}\n" for i in range(STEADY_STEPS))  # fmt: skip
+    (folder / "steady.yaml").write_text(f"name: steady\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
+                                        "escalation: {threshold: 1000}\nsteps:\n" + steady)  # fmt: skip
     (folder / "sleepy.yaml").write_text(f"name: sleepy\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
                                         "escalation: {threshold: 1000}\nsteps:\n"
                                         "  - {id: s0, wait: 300d, template: welcome, subject: Later}\n")  # fmt: skip
@@ -455,29 +471,37 @@ async def escalation_latency(
     stop = asyncio.Event()
 
     async def background() -> None:
-        """A steady drip: one new lead (its first email) every 1/rate seconds, not bursts."""
+        """A steady drip of leads mid-cadence: rate × STEADY_PERIOD_S leads, enrolled one every 1/rate seconds
+        over the first period, each then sending an email every period (no bursts, no new workflows after the
+        first period, like the drip it stands for); their workflows are ended when the phase is over."""
         from leadloop.cadence import cadence_path, load_cadence
         from leadloop.intake import LeadIn
 
-        idle = load_cadence(cadence_path(stack.settings().cadence_dir, "idle"))
+        steady = load_cadence(cadence_path(stack.settings().cadence_dir, "steady"))
         engine = make_engine(stack.database_url)
         maker = make_sessionmaker(engine)
-        interval, i = 1 / background_rate, 0
+        count = max(1, round(background_rate * STEADY_PERIOD_S))
+        interval = STEADY_PERIOD_S / count
         next_at = time.perf_counter()
-        pending: set[asyncio.Task[Any]] = set()
+        started: list[Any] = []
         try:
-            while not stop.is_set():
+            for i in range(count):
+                if stop.is_set():
+                    break
                 lead = LeadIn(email=f"bg{i}@leads.example", first_name=f"Bg{i}", timezone="Europe/Athens")
-                start = enroll_leads([lead], idle, sessionmaker=maker, client=client, task_queue="bench",
-                                     time_scale=TIME_SCALE, source="bench")  # fmt: skip
-                task = asyncio.create_task(start)
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                i += 1
+                started.append(asyncio.create_task(enroll_leads(
+                    [lead], steady, sessionmaker=maker, client=client, task_queue="bench", time_scale=TIME_SCALE,
+                    source="bench", sales_task_queue=stack.settings().sales_task_queue,
+                )))  # fmt: skip
                 next_at += interval
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-            await asyncio.gather(*pending)
+            await stop.wait()
         finally:
+            for report in await asyncio.gather(*started, return_exceptions=True):
+                for enrolled in getattr(report, "results", []):
+                    if enrolled.lead_id is not None:
+                        with contextlib.suppress(RPCError):
+                            await client.get_workflow_handle(f"lead-{enrolled.lead_id}").terminate("bench phase over")
             await engine.dispose()
 
     task = asyncio.create_task(background())
@@ -487,6 +511,9 @@ async def escalation_latency(
     try:
         csv = write_csv(stack.tmp / "hot.csv", first_id, hot, "hot")
         _, ids = await enroll(stack, client, csv, "hot")
+        # every hot lead's first email arrives before the first open: the opens meet the steady drip, not the
+        # hot leads' own burst of first sends
+        await stack.sink.wait_for_addresses([f"hot{first_id + n}@leads.example" for n in range(len(ids))], 120)
         async with httpx.AsyncClient() as http:
             for n, lead in enumerate(ids):
                 address = f"hot{first_id + n}@leads.example"
