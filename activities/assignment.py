@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from leadloop.cadence import SendWindow
-from leadloop.db import Assignment, Rep, Team, insert_for
+from leadloop.db import Assignment, Rep, Team, insert_new
 from leadloop.models import AssignLeadInput, AssignLeadResult, CloseAssignmentInput
 from leadloop.routing import Candidate, RoutingConfig, choose_rep, load_routing
 
@@ -39,21 +39,11 @@ class AssignmentActivities:
                 return await self._result(session, existing, routing)
             rep, team_name, rule, why = await self._choose(session, input, routing)
             now = datetime.now(UTC)
-            await session.execute(
-                insert_for(session)(Assignment)
-                .values(
-                    key=input.key,
-                    lead_id=input.lead_id,
-                    cycle=input.cycle,
-                    rep_id=rep.id if rep else None,
-                    team=team_name,
-                    rule=rule if rep else f"{rule}: {why}",
-                    status=OPEN if rep else "waiting",
-                    score=input.score,
-                    assigned_at=now,
-                )
-                .on_conflict_do_nothing()
-            )
+            await insert_new(
+                session, Assignment, key=input.key, lead_id=input.lead_id, cycle=input.cycle,
+                rep_id=rep.id if rep else None, team=team_name, rule=rule if rep else f"{rule}: {why}",
+                status=OPEN if rep else "waiting", score=input.score, assigned_at=now,
+            )  # fmt: skip
             if rep is not None:
                 # earlier waits of this lead are over
                 await session.execute(

@@ -20,7 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from leadloop.cadence import Step
-from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, Team, insert_for
+from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, Team, insert_or_get, suppress
 from leadloop.mail import build_message, classify_reply, email_hash, message_id, outbox_key, parse_sender
 from leadloop.metrics import EMAIL_FAILURES, EMAILS_SENT, REP_NOTIFICATION_FAILURES, REP_NOTIFICATIONS
 from leadloop.models import NotifyRepInput, NotifyRepResult, SendEmailInput, SendEmailResult
@@ -418,15 +418,10 @@ class EmailActivities:
         self, session: AsyncSession, key: str, lead_id: int, cycle: int, step_id: str, cadence: str, msg_id: str
     ) -> Outbox:
         """The outbox row of `key`, inserted by the first attempt, as it stands: one round trip and a commit."""
-        insert = insert_for(session)
-        values = insert(Outbox).values(
-            key=key, lead_id=lead_id, cycle=cycle, step_id=step_id, cadence=cadence, status="pending",
-            message_id=msg_id, attempts=0, created_at=datetime.now(UTC),
+        row = await insert_or_get(
+            session, Outbox, key=key, lead_id=lead_id, cycle=cycle, step_id=step_id, cadence=cadence,
+            status="pending", message_id=msg_id, attempts=0, created_at=datetime.now(UTC),
         )  # fmt: skip
-        # a no-op update on conflict, so RETURNING hands back an existing row too (a later attempt)
-        upsert = values.on_conflict_do_update(index_elements=[Outbox.key], set_={"key": values.excluded.key})
-        result = await session.scalars(upsert.returning(Outbox), execution_options={"populate_existing": True})
-        row: Outbox = result.one()
         await session.commit()
         return row
 
@@ -536,17 +531,7 @@ class EmailActivities:
         if exc.verdict == "bounce":
             row.status, row.error = "bounced", str(exc)
             lead.bounced_at = datetime.now(UTC)
-            insert = insert_for(session)
-            await session.execute(
-                insert(Suppression)
-                .values(
-                    email_hash=email_hash(lead.email),
-                    reason="hard_bounce",
-                    detail=str(exc),
-                    created_at=datetime.now(UTC),
-                )
-                .on_conflict_do_nothing()
-            )
+            await suppress(session, lead.email, "hard_bounce", str(exc))
             await session.commit()
             raise ApplicationError(
                 _redact(f"lead {lead.id} bounced: {exc}", lead.email), type="HardBounce", non_retryable=True

@@ -8,9 +8,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from leadloop.cadence import CadenceError, cadence_path, load_cadence
-from leadloop.db import DispositionRow, Lead, Suppression, insert_for
+from leadloop.db import DispositionRow, Lead, insert_new, suppress
 from leadloop.enrollment import current_scoring, lead_profile
-from leadloop.mail import email_hash
 from leadloop.models import DispositionInput, LoadCycleInput, LoadCycleResult
 from leadloop.recycle import load_recycle
 
@@ -50,23 +49,12 @@ class LeadActivities:
     async def record_disposition(self, input: DispositionInput) -> None:
         """Record a rep's decision; the assignment key makes a retry a no-op."""
         async with self.sessionmaker() as session:
-            await session.execute(
-                insert_for(session)(DispositionRow)
-                .values(
-                    key=input.key,
-                    lead_id=input.lead_id,
-                    cycle=input.cycle,
-                    rep_id=input.rep_id,
-                    action=input.action,
-                    reason=input.reason,
-                    note=input.note or None,
-                    opportunity_id=input.opportunity_id,
-                    outcome=input.outcome,
-                    source=input.source,
-                    created_at=datetime.now(UTC),
-                )
-                .on_conflict_do_nothing()
-            )
+            await insert_new(
+                session, DispositionRow, key=input.key, lead_id=input.lead_id, cycle=input.cycle,
+                rep_id=input.rep_id, action=input.action, reason=input.reason, note=input.note or None,
+                opportunity_id=input.opportunity_id, outcome=input.outcome, source=input.source,
+                created_at=datetime.now(UTC),
+            )  # fmt: skip
             await session.commit()
 
     @activity.defn(name="suppress_lead")
@@ -76,14 +64,5 @@ class LeadActivities:
             lead = await session.get(Lead, lead_id)
             if lead is None:
                 return
-            await session.execute(
-                insert_for(session)(Suppression)
-                .values(
-                    email_hash=email_hash(lead.email),
-                    reason="not_interested",
-                    detail="rep: not interested",
-                    created_at=datetime.now(UTC),
-                )
-                .on_conflict_do_nothing()
-            )
+            await suppress(session, lead.email, "not_interested", "rep: not interested")
             await session.commit()

@@ -12,9 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from leadloop.db import EngagementEvent, Lead, Suppression, insert_for
+from leadloop.db import EngagementEvent, Lead, insert_new, suppress
 from leadloop.enrollment import workflow_id
-from leadloop.mail import email_hash
 from leadloop.models import EngagementEvent as EventModel
 from leadloop.models import EngagementInput
 
@@ -47,30 +46,14 @@ async def record_event(
     if lead is None:
         return False
     now = at or datetime.now(UTC)
-    result = await session.execute(
-        insert_for(session)(EngagementEvent)
-        .values(
-            id=event_id or uuid.uuid4().hex,
-            lead_id=lead_id,
-            kind=kind,
-            human=human,
-            reason=reason[:500],
-            outbox_key=outbox_key,
-            url=url[:2000] if url else None,
-            user_agent=user_agent[:500] if user_agent else None,
-            client_ip=client_ip,
-            occurred_at=now,
-            status="pending",
-        )
-        .on_conflict_do_nothing()
-    )
-    stored = bool(result.rowcount)  # type: ignore[attr-defined]
+    stored = await insert_new(
+        session, EngagementEvent, id=event_id or uuid.uuid4().hex, lead_id=lead_id, kind=kind, human=human,
+        reason=reason[:500], outbox_key=outbox_key, url=url[:2000] if url else None,
+        user_agent=user_agent[:500] if user_agent else None, client_ip=client_ip, occurred_at=now,
+        status="pending",
+    )  # fmt: skip
     if kind == "unsubscribe":
-        await session.execute(
-            insert_for(session)(Suppression)
-            .values(email_hash=email_hash(lead.email), reason="unsubscribe", detail=reason[:500], created_at=now)
-            .on_conflict_do_nothing()
-        )
+        await suppress(session, lead.email, "unsubscribe", reason[:500], at=now)
     return stored
 
 

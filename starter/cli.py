@@ -2,6 +2,8 @@
 
 import asyncio
 import logging
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -1062,5 +1064,27 @@ def _report_summary(data: Any) -> None:
     console.print(table)
 
 
+def main() -> None:
+    """The `leadloop` command: the Typer app, then an exit that skips the interpreter's teardown.
+
+    A short-lived process that used a Temporal client can abort while Python finalizes: the SDK's
+    Rust threads call into an interpreter that is going away ("Fatal Python error: PyGILState_Release",
+    SIGABRT; sdk-python issue 300), seen here once as `leadloop status` of an unknown lead exiting -6
+    instead of 1. Every command has finished its work and closed what it opened when `app()` returns,
+    so the output is flushed and the process leaves with the command's own exit code.
+    """
+    try:
+        app()
+        code: int = 0
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -3,12 +3,13 @@
 from typing import Any
 
 import pytest
-from sqlalchemy import func, inspect, select
+from sqlalchemy import event, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 
-from leadloop.db import Lead, Outbox, make_engine
+from leadloop.db import Lead, Outbox, Suppression, insert_new, insert_or_get, make_engine, suppress
 from leadloop.enrollment import upsert_lead
 from leadloop.intake import LeadIn
+from leadloop.mail import email_hash
 from leadloop.migrate import upgrade_database
 
 
@@ -143,3 +144,40 @@ async def test_a_big_intake_upserts_in_batches_with_the_same_outcomes_as_one_by_
         nine = (await session.execute(select(Lead).where(Lead.email == "l9@example.com"))).scalar_one()
     assert five.first_name == "Five" and five.attributes == {"n": "5"}  # kept, gaps filled
     assert (nine.first_name, nine.company) == ("F9", "Nine Ltd")
+
+
+async def test_conflict_inserts_keep_the_first_row_and_are_compiled_once(sessionmaker: Any) -> None:
+    """The claim of an outbox row and the insert-if-new of a suppression: first write wins, the
+    statement comes from SQLAlchemy's cache after its first run (the dialects' own ON CONFLICT is never
+    cached), and left-out columns get their model defaults."""
+    cache_hits: list[bool] = []
+
+    def note(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        if "ON CONFLICT" in statement and "leads" not in statement:
+            cache_hits.append(context.cache_hit == context.dialect.CACHE_HIT)
+
+    async with sessionmaker() as session:
+        event.listen(session.get_bind(), "before_cursor_execute", note)
+        lead, _ = await upsert_lead(session, LeadIn(email="ann@example.com"), "welcome")
+        first = await insert_or_get(
+            session, Outbox, key="k1", lead_id=lead.id, cycle=0, step_id="s1", cadence="welcome", message_id="<m1@x>"
+        )
+        first.attempts = 3
+        await session.commit()
+        again = await insert_or_get(
+            session, Outbox, key="k1", lead_id=lead.id, cycle=0, step_id="s1", cadence="welcome", message_id="<m1@x>"
+        )
+        new = await insert_new(session, Suppression, email_hash="h1", reason="unsubscribe", detail="first")
+        repeat = await insert_new(session, Suppression, email_hash="h1", reason="hard_bounce", detail="second")
+        await suppress(session, "Bob@Example.com ", "not_interested", "rep")
+        await session.commit()
+        event.remove(session.get_bind(), "before_cursor_execute", note)
+    assert (first.status, first.created_at is not None) == ("pending", True)  # model defaults filled in
+    assert again.attempts == 3 and again.status == "pending"  # the existing row, as it stands
+    assert (new, repeat) == (True, False)
+    async with sessionmaker() as session:
+        kept = await session.get(Suppression, "h1")
+        bob = await session.get(Suppression, email_hash("bob@example.com"))
+    assert (kept.reason, kept.detail) == ("unsubscribe", "first")
+    assert bob is not None and bob.reason == "not_interested"
+    assert cache_hits == [False, True, False, True, True]

@@ -198,3 +198,15 @@ def test_dispositions_lists_recorded_decisions(tmp_path: Path) -> None:
     listed = leadloop("dispositions", "--reason", "no_budget", env=env).stdout
     assert "no_budget" in listed and "back to nurture" in listed and "Q3" in listed
     assert "no_budget" not in leadloop("dispositions", "--reason", "bad_fit", env=env).stdout
+
+
+def test_the_command_keeps_its_exit_codes_and_flushes_its_output(tmp_path: Path) -> None:
+    """`leadloop` leaves with os._exit (past the SDK's teardown abort): the code and every line still arrive."""
+    ok = leadloop("--help")
+    assert ok.returncode == 0 and "enroll" in ok.stdout
+    unknown = leadloop("no-such-command")
+    assert unknown.returncode == 2 and "No such command" in unknown.stderr
+    preview = leadloop("cadence", "preview", "nope", "--lead", "examples/lead.json", "--out", str(tmp_path))
+    assert preview.returncode == 1 and "no cadence named 'nope'" in preview.stderr
+    many = leadloop("cadence", "check")
+    assert many.returncode == 0 and many.stdout.count("\n") >= 3, many.stdout
