@@ -9,14 +9,18 @@ import json
 import sys
 from pathlib import Path
 
+PACKAGES = ("activities", "workflows", "leadloop", "starter", "bench")  # shown from the checkout, wherever it was
 IDLE = {"EpollSelector.select", "select"}  # the event loop waiting for work
 NOISE = ("runners.py", "base_events.py", "events.py:80", "threading.py", "worker.py:", "<module> (<string>")
 
 
 def label(frame: dict[str, object]) -> str:
     path = str(frame.get("file", ""))
-    for cut in ("site-packages/", "/work/main/", "python3.11/"):
+    for cut in ("site-packages/", "python3.11/"):
         path = path.split(cut)[-1]
+    for package in PACKAGES:
+        if f"/{package}/" in path:
+            path = package + "/" + path.rsplit(f"/{package}/", 1)[-1]
     return f"{frame['name']} ({path}:{frame.get('line', '')})"
 
 
@@ -34,7 +38,8 @@ def summarise(path: Path, top: int = 40) -> str:
             busy += weight
             for name in {label(frames[f]) for f in stack}:
                 inclusive[name] += weight
-    lines = [f"busy samples (event loop + workflow threads): {busy:.0f}", ""]
+    unit = data["profiles"][0].get("unit", "samples") if data["profiles"] else "samples"
+    lines = [f"busy time of the event loop and the workflow threads: {busy:.1f} {unit}", ""]
     shown = 0
     for name, weight in inclusive.most_common():
         if any(n in name for n in NOISE):
