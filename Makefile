@@ -54,8 +54,9 @@ REPORT_PNG ?= docs/img/report.png
 report-screenshot: $(STAMP) $(CHROMIUM)
 	$(BIN)/python scripts/report_screenshot.py --demo --output $(REPORT_PNG)
 
-## The benchmark: leadloop against the floors of its parts (bench/run.py; about 15 minutes with the defaults).
-## BENCH_ARGS="--leads 500 --mem-leads 0" for a quicker look. Writes bench/results/<date>-<host>.json and .md.
+## The benchmark: leadloop against the floors of its parts (bench/run.py; about 28 minutes with the defaults).
+## BENCH_ARGS="--leads 600 --hot 30 --mem-leads 0 --configs sqlite-wal/sqlite" for a 6-minute look.
+## Writes bench/results/<date>-<host>.json and .md (--out elsewhere).
 BENCH_ARGS ?=
 .PHONY: bench
 bench: $(STAMP)

@@ -782,6 +782,7 @@ async def main() -> None:
     )  # fmt: skip
     parser.add_argument("--activities", type=int, default=None, help="the worker's concurrent activities")
     parser.add_argument("--name", default="", help="suffix of the results' file names (<date>-<host>-NAME)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the results (default bench/results)")
     parser.add_argument(
         "--sales-worker",
         action=argparse.BooleanOptionalAction,
@@ -790,6 +791,7 @@ async def main() -> None:
         "'Performance' recommends; --no-sales-worker runs one worker process for everything",
     )
     opts = parser.parse_args()
+    check_options(parser, opts)
     temporal_cli()  # fails with a clear message when the CLI is missing
     default_cache = Settings(_env_file=None).worker_cached_workflows
     if opts.cache is None and opts.leads + 1000 > default_cache:
@@ -812,7 +814,7 @@ async def main() -> None:
         "configs": [],
     }
     suffix = f"-{opts.name}" if opts.name else ""
-    stem = RESULTS / f"{report['date']}-{report['host']}{suffix}"
+    stem = opts.out / f"{report['date']}-{report['host']}{suffix}"
     for index, config in enumerate(opts.configs.split(",")):
         dev_mode, db = config.split("/")
         try:
@@ -824,7 +826,7 @@ async def main() -> None:
                     opts.steps,
                     opts.hot,
                     opts.mem_leads if index == 0 else 0,
-                    RESULTS / f"{report['date']}-{report['host']}{suffix}-worker.speedscope.json"
+                    opts.out / f"{report['date']}-{report['host']}{suffix}-worker.speedscope.json"
                     if opts.profile and index == 0
                     else None,
                 )
@@ -833,14 +835,40 @@ async def main() -> None:
             report["configs"].append({"dev_server": dev_mode, "database": db, "error": f"{type(exc).__name__}: {exc}"})
             print(f"[{config}] failed: {type(exc).__name__}: {exc}", flush=True)
         # after every configuration: a run stopped part way keeps what it measured
-        stem = write_results(report, suffix)
+        stem = write_results(report, opts.out, suffix)
     print(markdown(report))
     print(f"written {stem}.json and .md")
+    failed = [f"{c['dev_server']}/{c['database']}" for c in report["configs"] if "error" in c]
+    if failed:
+        raise SystemExit(f"bench: {', '.join(failed)} failed (see above); the others' figures are written")
 
 
-def write_results(report: dict[str, Any], suffix: str) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"{report['date']}-{report['host']}{suffix}"
+DEV_MODES = ("sqlite-wal", "in-memory")
+DATABASES = ("sqlite", "postgresql")
+
+
+def check_options(parser: argparse.ArgumentParser, opts: argparse.Namespace) -> None:
+    """Refuse what cannot be measured before anything starts (argparse's exit 2, nothing written)."""
+    for name, low in (("leads", 1), ("steps", 1), ("hot", 0), ("mem_leads", 0), ("cache", 0), ("activities", 1)):
+        value = getattr(opts, name)
+        if value is not None and value < low:
+            parser.error(f"--{name.replace('_', '-')} must be at least {low}, not {value}")
+    if opts.hot > opts.leads:
+        parser.error(f"--hot {opts.hot} is more than --leads {opts.leads}: the hot leads are some of the leads")
+    for config in opts.configs.split(","):
+        dev_mode, _, db = config.partition("/")
+        if dev_mode not in DEV_MODES or db not in DATABASES:
+            parser.error(
+                f"--configs: '{config}' is not DEV/DB with DEV one of {', '.join(DEV_MODES)} "
+                f"and DB one of {', '.join(DATABASES)}"
+            )
+    if opts.out.exists() and not opts.out.is_dir():
+        parser.error(f"--out {opts.out} is not a folder")
+
+
+def write_results(report: dict[str, Any], out: Path, suffix: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{report['date']}-{report['host']}{suffix}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     stem.with_suffix(".md").write_text(markdown(report))
     return stem

@@ -1,0 +1,63 @@
+"""`make bench` in small: the real dev server, worker, sales worker, HTTP service and SMTP sink as their own
+processes; the figures it writes are the ones a reader of the README's table looks at. Its refusals of
+options it cannot measure are argparse's exit 2, before anything starts or is written."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from leadloop import PROJECT_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "bench/run.py", *args], capture_output=True, text=True, timeout=540, cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )  # fmt: skip
+
+
+def test_a_small_run_writes_every_figure_of_the_table(tmp_path: Path) -> None:
+    run = bench("--leads", "20", "--steps", "2", "--hot", "3", "--mem-leads", "30",
+                "--configs", "sqlite-wal/sqlite", "--out", str(tmp_path), "--name", "smoke")  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (json_file,) = tmp_path.glob("*-smoke.json")
+    report = json.loads(json_file.read_text())
+    (config,) = report["configs"]
+    assert "error" not in config, config
+    assert config["database_per_lead"]["outbox_status"] == {"sent": 40}  # every email once, none uncertain
+    assert config["database_per_lead"]["rows"]["leads"] == 20
+    assert config["floor"]["starts_per_s"] > 0 and config["floor"]["steps_per_s"] > 0
+    assert config["leadloop"]["enrolments_per_s"] > 0 and config["leadloop"]["emails_per_s"] > 0
+    assert config["smtp_floor"]["emails_per_s"] > 0
+    assert 0 < config["ratios"]["emails_vs_orchestration_floor"] and 0 < config["ratios"]["enrolments_vs_bare_starts"]
+    assert config["latency"]["samples"] == 3 and 0 < config["latency"]["p50_s"] <= config["latency"]["p99_s"]
+    assert 0 < config["leadloop"]["history_events_per_lead_cycle"] <= 200
+    assert config["mid_cadence"]["leads"] == 30
+    for process in ("worker", "sales worker", "http", "dev server"):
+        assert config["memory_kib"][process]["VmHWM"] > 0
+        assert config["mid_cadence"]["memory_kib"][process]["VmRSS"] > 0
+    markdown = json_file.with_suffix(".md").read_text()
+    assert "| sqlite-wal / sqlite |" in markdown and "Targets:" in markdown and "p99 open-to-escalation" in markdown
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--configs", "sqlite-wal/mysql"], "'sqlite-wal/mysql' is not DEV/DB"),
+        (["--configs", "sqlite-wal"], "'sqlite-wal' is not DEV/DB"),
+        (["--leads", "0"], "--leads must be at least 1"),
+        (["--leads", "10", "--hot", "11"], "--hot 11 is more than --leads 10"),
+        (["--activities", "0"], "--activities must be at least 1"),
+        (["--leads", "many"], "invalid int value"),
+    ],
+)
+def test_options_it_cannot_measure_are_refused_before_anything_runs(tmp_path: Path, args: list[str], says: str) -> None:
+    run = bench(*args, "--out", str(tmp_path / "results"))
+    assert run.returncode == 2 and says in run.stderr, run.stderr
+    assert not (tmp_path / "results").exists() and run.stdout == ""
