@@ -31,6 +31,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from leadloop.mail import email_hash
+
 _Row = TypeVar("_Row", bound="Base")
 
 
@@ -247,13 +249,16 @@ def _quoted(name: str) -> str:
 def _insert_on_conflict(table: Table, columns: tuple[str, ...], returning: bool) -> TextClause:
     names = ", ".join(_quoted(c) for c in columns)
     sql = f"INSERT INTO {_quoted(table.name)} ({names}) VALUES ({', '.join(f':{c}' for c in columns)}) ON CONFLICT "
-    if not returning:
-        return text(sql + "DO NOTHING").bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
-    (key,) = table.primary_key.columns  # a no-op update on conflict, so RETURNING hands back an existing row too
-    sql += f"({_quoted(key.name)}) DO UPDATE SET {_quoted(key.name)} = excluded.{_quoted(key.name)} RETURNING "
-    sql += ", ".join(_quoted(c.name) for c in table.columns)
+    if returning:
+        (key_column,) = table.primary_key.columns  # one primary key column: the conflict target
+        key = _quoted(key_column.name)
+        # a no-op update on conflict, so RETURNING hands back an existing row too
+        sql += f"({key}) DO UPDATE SET {key} = excluded.{key} RETURNING "
+        sql += ", ".join(_quoted(c.name) for c in table.columns)
+    else:
+        sql += "DO NOTHING"
     statement = text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
-    return statement.columns(*table.columns)  # type: ignore[return-value]
+    return statement.columns(*table.columns) if returning else statement  # type: ignore[return-value]
 
 
 def _with_defaults(table: Table, values: dict[str, Any]) -> dict[str, Any]:
@@ -290,8 +295,6 @@ async def insert_or_get(session: AsyncSession, model: type[_Row], **values: Any)
 
 async def suppress(session: AsyncSession, email: str, reason: str, detail: str, *, at: datetime | None = None) -> None:
     """Put an address on the suppression list (the caller commits); an address already there keeps its reason."""
-    from leadloop.mail import email_hash
-
     await insert_new(
         session, Suppression, email_hash=email_hash(email), reason=reason, detail=detail, created_at=at or utcnow()
     )
