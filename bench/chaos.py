@@ -45,6 +45,7 @@ from temporalio.client import WorkflowExecutionStatus
 from bench.run import RESULTS, Sink, Stack, enroll, write_csv
 from leadloop.db import EngagementEvent, Outbox, make_engine, make_sessionmaker
 from leadloop.models import LeadState
+from leadloop.process import run_and_exit
 from leadloop.temporal import connect
 from starter.devserver import stop_process
 
@@ -376,4 +377,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_and_exit(lambda: asyncio.run(main()))  # past the interpreter's teardown (leadloop/process.py)

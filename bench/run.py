@@ -50,6 +50,7 @@ from leadloop.db import make_engine, make_sessionmaker
 from leadloop.enrollment import enroll_leads
 from leadloop.intake import parse_csv
 from leadloop.migrate import upgrade_database
+from leadloop.process import run_and_exit
 from leadloop.roster import import_roster
 from leadloop.routing import load_roster
 from leadloop.settings import Settings
@@ -849,12 +850,10 @@ DATABASES = ("sqlite", "postgresql")
 
 def check_options(parser: argparse.ArgumentParser, opts: argparse.Namespace) -> None:
     """Refuse what cannot be measured before anything starts (argparse's exit 2, nothing written)."""
-    for name, low in (("leads", 1), ("steps", 1), ("hot", 0), ("mem_leads", 0), ("cache", 0), ("activities", 1)):
+    for name, low in (("leads", 1), ("steps", 1), ("hot", 1), ("mem_leads", 0), ("cache", 0), ("activities", 1)):
         value = getattr(opts, name)
         if value is not None and value < low:
             parser.error(f"--{name.replace('_', '-')} must be at least {low}, not {value}")
-    if opts.hot > opts.leads:
-        parser.error(f"--hot {opts.hot} is more than --leads {opts.leads}: the hot leads are some of the leads")
     for config in opts.configs.split(","):
         dev_mode, _, db = config.partition("/")
         if dev_mode not in DEV_MODES or db not in DATABASES:
@@ -875,4 +874,4 @@ def write_results(report: dict[str, Any], out: Path, suffix: str) -> Path:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_and_exit(lambda: asyncio.run(main()))  # past the interpreter's teardown (leadloop/process.py)

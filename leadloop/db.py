@@ -247,7 +247,7 @@ def _quoted(name: str) -> str:
 
 @functools.cache
 def _insert_on_conflict(table: Table, columns: tuple[str, ...], returning: bool) -> TextClause:
-    names = ", ".join(_quoted(c) for c in columns)
+    names = ", ".join(_quoted(table.c[c].name) for c in columns)
     sql = f"INSERT INTO {_quoted(table.name)} ({names}) VALUES ({', '.join(f':{c}' for c in columns)}) ON CONFLICT "
     if returning:
         (key_column,) = table.primary_key.columns  # one primary key column: the conflict target
@@ -272,6 +272,8 @@ def _with_defaults(table: Table, values: dict[str, Any]) -> dict[str, Any]:
             full[column.name] = default.arg  # type: ignore[attr-defined]
         elif default.is_callable:
             full[column.name] = default.arg(None)  # type: ignore[attr-defined]
+        else:  # a SQL expression or a sequence: the text statement cannot apply it, so pass the value
+            raise TypeError(f"{table.name}.{column.name}: give its value, its default is not a Python value")
     return full
 
 

@@ -30,6 +30,7 @@ from leadloop.db import (
 from leadloop.mail import email_hash
 from leadloop.migrate import upgrade_database
 from leadloop.models import STAGES
+from leadloop.process import run_and_exit
 from leadloop.recycle import load_recycle
 from leadloop.report import cadence_steps_from, gather_report, render_html, with_plan
 from leadloop.roster import import_roster
@@ -370,4 +371,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit(main)  # past the interpreter's teardown, where the SDK's threads can abort it

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from leadloop.enrollment import workflow_id as lead_workflow_id
+from leadloop.process import run_and_exit
 from leadloop.settings import get_settings
 from leadloop.temporal import connect
 
@@ -322,4 +323,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit(main)  # past the interpreter's teardown, where the SDK's threads can abort it

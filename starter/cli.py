@@ -2,8 +2,6 @@
 
 import asyncio
 import logging
-import os
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from leadloop.cadence import CadenceError, cadence_path, load_cadence
+from leadloop.process import run_and_exit
 from leadloop.settings import Settings, get_settings
 
 app = typer.Typer(help="leadloop: durable lead nurture and recycle automation on Temporal.", no_args_is_help=True)
@@ -1065,25 +1064,8 @@ def _report_summary(data: Any) -> None:
 
 
 def main() -> None:
-    """The `leadloop` command: the Typer app, then an exit that skips the interpreter's teardown.
-
-    A short-lived process that used a Temporal client can abort while Python finalizes: the SDK's
-    Rust threads call into an interpreter that is going away ("Fatal Python error: PyGILState_Release",
-    SIGABRT; sdk-python issue 300), seen here once as `leadloop status` of an unknown lead exiting -6
-    instead of 1. Every command has finished its work and closed what it opened when `app()` returns,
-    so the output is flushed and the process leaves with the command's own exit code.
-    """
-    try:
-        app()
-        code: int = 0
-    except SystemExit as exc:
-        if isinstance(exc.code, str):
-            print(exc.code, file=sys.stderr)
-        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    """The `leadloop` command: the Typer app, ended past the interpreter's teardown (leadloop/process.py)."""
+    run_and_exit(app)
 
 
 if __name__ == "__main__":
