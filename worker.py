@@ -2,7 +2,6 @@
 path's activities on the sales task queue when one is set (LEADLOOP_WORKER_ROLE picks either or both)."""
 
 import asyncio
-import gc
 import logging
 import signal
 import sys
@@ -21,6 +20,7 @@ from activities.assignment import AssignmentActivities
 from activities.email import EmailActivities, SmtpConfig
 from activities.leads import LeadActivities
 from leadloop.db import make_engine, make_sessionmaker
+from leadloop.process import run_and_exit
 from leadloop.settings import Settings, get_settings
 from leadloop.templates import EmailRenderer
 from leadloop.temporal import connect, workflow_runner
@@ -170,10 +170,7 @@ def main() -> None:
             print(f"worker: {name}{error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         raise SystemExit(2) from None
     asyncio.run(run_worker(settings))
-    # an SDK runtime still held by a reference cycle is freed during interpreter shutdown, where its threads
-    # abort the process ("PyGILState_Release: thread state must be current"): free it while Python runs
-    gc.collect()
 
 
 if __name__ == "__main__":
-    main()
+    run_and_exit(main)  # past the interpreter's teardown, where the SDK's threads can abort it (leadloop/process.py)

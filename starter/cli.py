@@ -930,10 +930,6 @@ def demo(
         pass
     except RuntimeError as exc:
         raise _fail(str(exc)) from None
-    finally:
-        import gc
-
-        gc.collect()  # release the metrics runtime before the interpreter shuts down (see worker.main)
 
 
 def _report_since(since: str | None) -> Any:
