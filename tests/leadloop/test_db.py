@@ -3,10 +3,10 @@
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, inspect, select
+from sqlalchemy import Column, DateTime, MetaData, String, Table, event, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 
-from leadloop.db import Lead, Outbox, Suppression, insert_new, insert_or_get, make_engine, suppress
+from leadloop.db import Lead, Outbox, Suppression, _with_defaults, insert_new, insert_or_get, make_engine, suppress
 from leadloop.enrollment import upsert_lead
 from leadloop.intake import LeadIn
 from leadloop.mail import email_hash
@@ -181,3 +181,11 @@ async def test_conflict_inserts_keep_the_first_row_and_are_compiled_once(session
     assert (kept.reason, kept.detail) == ("unsubscribe", "first")
     assert bob is not None and bob.reason == "not_interested"
     assert cache_hits == [False, True, False, True, True]
+
+
+def test_a_default_the_conflict_insert_cannot_apply_is_refused() -> None:
+    """A SQL-expression default would be skipped silently by a text statement: asking for the value instead."""
+    table = Table("t", MetaData(), Column("k", String, primary_key=True), Column("at", DateTime, default=func.now()))
+    assert _with_defaults(table, {"k": "a", "at": None}) == {"k": "a", "at": None}
+    with pytest.raises(TypeError, match=r"t\.at: give its value"):
+        _with_defaults(table, {"k": "a"})
