@@ -254,6 +254,7 @@ def _line_map(
 
 
 MAX_DEPTH = 32  # a cadence nests five levels (steps, a step, its subjects); no rule file needs more
+BOOL_TAG = "tag:yaml.org,2002:bool"
 
 
 class _Loader(yaml.SafeLoader):
@@ -261,6 +262,7 @@ class _Loader(yaml.SafeLoader):
 
     PyYAML's scanner slows down with the square of the nesting and its composer recurses, so a few
     kilobytes of `[[[[…` would take seconds and then overflow the stack; stopping at MAX_DEPTH costs nothing.
+    Booleans are YAML 1.2's (see below): Norway's `NO` stays a country code.
     """
 
     def __init__(self, stream: str) -> None:
@@ -285,6 +287,16 @@ class _Loader(yaml.SafeLoader):
             what = "this value" if value is None else repr(value if len(value) <= 40 else f"{value[:40]}…")
             problem = f"cannot read {what} as {node.tag.rpartition(':')[2]}: {exc}"
             raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from exc
+
+
+# YAML 1.1 (PyYAML) reads yes/no/on/off, any case, as booleans: `country: [NO]` became False and Norway's
+# rule failed with "Input should be a valid string". YAML 1.2's core schema keeps only true and false; a
+# boolean field still takes yes/no/on/off (pydantic reads those strings as booleans).
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

@@ -797,9 +797,16 @@ WIDE, HALF = 10.0, 6.2  # inches at 100 dpi: a chart across the page, a chart be
 def _figure(width: float, height: float) -> "Figure":
     """A figure drawn by Agg without pyplot: nothing global keeps it, so it is freed with its last reference.
     (matplotlib is imported here, when a chart is drawn: it takes a second or two to import.)"""
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    # Every label, title, tick, legend and annotation is plain text: names come from data, and matplotlib would
+    # read `$...$` as mathtext (a rep called `Marta $$ López` ended the report with a ParseException) or, with
+    # usetex in someone's matplotlibrc, hand them to LaTeX. Every chart starts here, and text (tick labels made
+    # while drawing too) reads these settings when it is made.
+    matplotlib.rcParams["text.parse_math"] = False
+    matplotlib.rcParams["text.usetex"] = False
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from leadloop.cadence import CadenceError, cadence_path, load_cadence
 from leadloop.process import run_and_exit
 from leadloop.settings import Settings, get_settings
+from starter.output import plain_console, styled
 
 app = typer.Typer(help="leadloop: durable lead nurture and recycle automation on Temporal.", no_args_is_help=True)
 cadence_app = typer.Typer(help="Check and preview marketers' cadence files.", no_args_is_help=True)
@@ -27,8 +27,8 @@ app.add_typer(event_app, name="event")
 lead_app = typer.Typer(help="One lead's data.", no_args_is_help=True)
 app.add_typer(lead_app, name="lead")
 
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+console = plain_console()  # never markup: data and arguments print as they are (starter/output.py)
+err = plain_console(stderr=True)
 
 
 def _logging() -> None:
@@ -52,7 +52,7 @@ def _in_session(work: Callable[[Any], Awaitable[Any]]) -> Any:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(styled("error:", "red", f" {message}"))
     return typer.Exit(code)
 
 
@@ -199,7 +199,7 @@ def cadence_check(
                 for problem in exc.lines():
                     err.print(problem, highlight=False, markup=False)
             else:
-                console.print(f"[green]ok[/green] {file}: {file.stem} rules", highlight=False)
+                console.print(styled("ok", "green", f" {file}: {file.stem} rules"))
             continue
         result = check_cadence(file, renderer, sample, settings)
         if result.problems:
@@ -209,10 +209,9 @@ def cadence_check(
         else:
             assert result.cadence
             console.print(
-                f"[green]ok[/green] {file}: '{result.cadence.name}' v{result.cadence.version}, "
-                f"{len(result.cadence.steps)} steps, {result.rendered} renders",
-                highlight=False,
-            )
+                styled("ok", "green", f" {file}: '{result.cadence.name}' v{result.cadence.version}, "
+                                      f"{len(result.cadence.steps)} steps, {result.rendered} renders")
+            )  # fmt: skip
     if failed:
         raise typer.Exit(1)
 
@@ -303,7 +302,7 @@ async def _enroll(leads: list[Any], cadence: Any, settings: Settings) -> Any:
     try:
         await _require_tables(engine, settings)
         with Progress(
-            TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+            TextColumn("enrolling", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
             disable=not leads,
         ) as progress:  # fmt: skip
             task = progress.add_task("enroll", total=len(leads))
@@ -394,7 +393,6 @@ def api(
     Outside the demo it refuses the published secret and API keys (LEADLOOP_SECRET_KEY, LEADLOOP_API_KEYS).
     """
     import uvicorn
-    from rich.markup import escape
 
     from starter.api import InsecureSettings, create_app
 
@@ -402,7 +400,7 @@ def api(
     try:
         web = create_app(settings)
     except InsecureSettings as exc:
-        raise _fail(escape(str(exc))) from None
+        raise _fail(str(exc)) from None
     _logging()
     uvicorn.run(web, host=host or settings.api_host, port=port or settings.api_port, log_level="info")
 
@@ -486,7 +484,7 @@ async def _reroute(settings: Settings, lead_ids: list[int]) -> int:
     try:
         client = await connect(settings)
     except RuntimeError as exc:
-        err.print(f"[yellow]Temporal unreachable ({exc}): waiting leads retry on their own timer[/yellow]")
+        err.print(styled(f"Temporal unreachable ({exc}): waiting leads retry on their own timer", "yellow"))
         return 0
     told = 0
     for lead_id in lead_ids:
@@ -727,10 +725,9 @@ def status(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
     threshold = f" / {s.threshold}" if s.threshold else ""
     step = min(s.step_index + 1, s.steps_total)
     console.print(
-        f"[bold]lead {s.lead_id}[/bold]  {s.stage}  ·  cadence '{s.cadence}' v{s.cadence_version}, "
-        f"cycle {s.cycle}, step {step} of {s.steps_total}",
-        highlight=False,
-    )
+        styled(f"lead {s.lead_id}", "bold", f"  {s.stage}  ·  cadence '{s.cadence}' v{s.cadence_version}, "
+                                            f"cycle {s.cycle}, step {step} of {s.steps_total}")
+    )  # fmt: skip
     console.print(f"next: {s.waiting_for or 'nothing (the lead has ended)'}", highlight=False)
     if s.next_send_at:
         console.print(f"next email at {s.next_send_at:%Y-%m-%d %H:%M} UTC", highlight=False)
@@ -795,7 +792,7 @@ def history(
             print(json.dumps(entry.as_dict(), ensure_ascii=False))
         return
     for note in notes:
-        err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        err.print(styled("note:", "yellow", f" {note}"))
     table = Table(title=f"lead {lead_id}: {len(timeline)} entries")
     for column in ("when (UTC)", "run", "what", "detail"):
         table.add_column(column)
@@ -1017,11 +1014,9 @@ def report(
     partial.write_text(page, encoding="utf-8")
     partial.replace(out)
     charts = sorted(p.name for p in png_dir.glob("*.png"))
-    from rich.markup import escape
-
     for note in (data.live_note, data.plan_note):
         if note:
-            err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
+            err.print(styled("note:", "yellow", f" {note}"))
     _report_summary(data)
     console.print(f"wrote {out} and {len(charts)} charts in {png_dir}/ ({', '.join(charts)})", highlight=False)
 

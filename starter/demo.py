@@ -17,7 +17,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import uvicorn
 from pydantic import SecretStr
-from rich.console import Console
 
 from leadloop import PROJECT_ROOT
 from leadloop.cadence import cadence_path, load_cadence
@@ -32,6 +31,7 @@ from leadloop.temporal import connect
 from starter.api import create_app
 from starter.devserver import start_dev_server, stop_process, ui_codec_endpoint
 from starter.mailbox import serve_mailbox
+from starter.output import plain_console, styled
 
 log = logging.getLogger("leadloop.demo")
 
@@ -72,10 +72,10 @@ async def _demo_reader(settings: Settings, address: str, stop: asyncio.Event) ->
             body = json.dumps({"site_key": settings.site_keys[0], "visitor": visitor, "url": page})
             await http.post(f"{settings.public_url}/v", content=body, headers={"content-type": "text/plain", **browser})
     console.print(
-        f"[bold]demo reader[/bold]: {address} opened the welcome email, clicked through to {landing.split('?')[0]} "
-        "and browsed it: watch lead 1 go to sales (`.venv/bin/leadloop state 1`, the rep's email in the mail folder)",
-        highlight=False,
-    )
+        styled("demo reader", "bold", f": {address} opened the welcome email, clicked through to "
+               f"{landing.split('?')[0]} and browsed it: watch lead 1 go to sales (`.venv/bin/leadloop state 1`, "
+               "the rep's email in the mail folder)")
+    )  # fmt: skip
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -86,7 +86,7 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-console = Console()
+console = plain_console()
 
 
 async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str) -> None:
@@ -131,15 +131,16 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
             )  # fmt: skip
             await engine.dispose()
             for error in parsed.errors:
-                console.print(f"[yellow]skipped row {error.row}[/yellow]: {error.field}: {error.reason}")
+                console.print(styled(f"skipped row {error.row}", "yellow", f": {error.field}: {error.reason}"))
             day = 86400 / settings.time_scale
             encryption = (
                 f"on (key '{settings.encryption_key_id}'); the UI decodes through {settings.public_url}/codec/…"
                 if settings.encryption_keys
                 else "off (set LEADLOOP_ENCRYPTION_KEYS to seal lead data in Temporal)"
             )
+            console.print()
             console.print(
-                f"\n[bold]leadloop demo[/bold]: {len(report.results)} leads: "
+                styled("leadloop demo", "bold", f": {len(report.results)} leads: "
                 f"{report.count(workflow='started')} started, "
                 f"{report.count(workflow='already_running')} already running, "
                 f"{report.count(workflow='finished_earlier')} finished their cadence earlier "
@@ -153,9 +154,8 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
                 f"  engage        open a link in an .eml file, or .venv/bin/leadloop event click 1 "
                 f"--url {settings.site_url}/pricing\n"
                 f"  reps          .venv/bin/leadloop reps list (from examples/reps.yaml)\n"
-                "Ctrl-C stops everything; `make demo` again resumes the same leads.\n",
-                highlight=False,
-            )
+                "Ctrl-C stops everything; `make demo` again resumes the same leads.\n")
+            )  # fmt: skip
             first = report.results[0] if report.results else None
             reader = None
             if first is not None and first.workflow == "started":

@@ -189,3 +189,63 @@ async def test_forget_erases_the_person_everywhere_and_keeps_them_out(
         assert code == 0 and "on the suppression list now" in out, err
     finally:
         await engine.dispose()
+
+
+@pytest.mark.e2e
+async def test_lead_commands_print_hostile_text_literally(dev_env: WorkflowEnvironment, tmp_path: Path) -> None:
+    """status, state, list, history, pause, resume, accept and reject with markup in names, notes and reasons."""
+    from tests.starter.test_cli_markup import END_BOLD, LINK, RED, assert_literal, leadloop
+
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'leadloop.db'}"
+    await upgrade_database(db_url)
+    config = with_pydantic(dev_env.client).config()
+    config["namespace"] = "e2e-ops"
+    client = Client(**config)
+    queue = f"ops-{uuid.uuid4()}"
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
+    env |= {
+        "FORCE_COLOR": "1",
+        "TERM": "xterm-256color",
+        "COLUMNS": "600",
+        "LEADLOOP_DATABASE_URL": db_url,
+        "LEADLOOP_TEMPORAL_ADDRESS": client_address(dev_env.client),
+        "LEADLOOP_TEMPORAL_NAMESPACE": "e2e-ops",
+    }
+    scoring = SCORING.model_copy(update={"profile": SCORING.profile.model_copy(update={"industry": {LINK: 20}})})
+    async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow], activities=[send_email],
+                      workflow_runner=workflow_runner()):  # fmt: skip
+        lead = Lead(id=8101, email="x@example.com", first_name=END_BOLD, company=LINK, industry=LINK,
+                    timezone="Europe/Oslo")  # fmt: skip
+        await start_lead(client, lead, CADENCE, task_queue=queue, time_scale=1.0, source="test", scoring=scoring)
+        handle = client.get_workflow_handle(workflow_id(8101))
+        code, raw = await leadloop(env, "pause", "8101", "--note", END_BOLD)
+        assert code == 0, raw
+        for _ in range(50):
+            code, raw = await leadloop(env, "status", "8101")
+            if " paused " in raw:
+                break
+            await asyncio.sleep(0.1)
+        assert code == 0, raw
+        assert_literal(raw, f"industry={LINK}", "+20", " paused ")
+        code, raw = await leadloop(env, "state", "8101")
+        assert code == 0, raw
+        assert_literal(raw, f"industry={LINK}")
+        code, raw = await leadloop(env, "resume", "8101", "--note", RED)
+        assert code == 0, raw
+        for action in (("accept", "--opportunity", LINK, "--note", END_BOLD), ("reject", "--reason", "other",
+                                                                              "--note", LINK)):  # fmt: skip
+            code, raw = await leadloop(env, action[0], "8101", *action[1:])
+            assert code == 1, raw  # not with a rep: refused, and shown as such
+            assert_literal(raw, "error:", "lead 8101")
+        for _ in range(100):  # visibility follows within moments
+            code, raw = await leadloop(env, "list", "--cadence", "ops", "--min-score", "20")
+            if "8101" in raw:
+                break
+            await asyncio.sleep(0.2)
+        assert_literal(raw, "8101", "ops")
+        await handle.terminate(reason=f"test over {LINK}")
+        code, raw = await leadloop(env, "history", "8101")
+        assert code == 0, raw
+        assert_literal(
+            raw, f"signal pause: {END_BOLD}", f"signal resume: {RED}", f"workflow terminated: test over {LINK}"
+        )
