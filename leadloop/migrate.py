@@ -4,13 +4,14 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
-from leadloop import PROJECT_ROOT
+from leadloop import DATA_DIR
 from leadloop.db import make_engine
 
 
 def alembic_config() -> Config:
+    """Alembic reading the migrations shipped inside the package, so an installed wheel finds them too."""
     config = Config()
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config.set_main_option("script_location", str(DATA_DIR / "migrations"))
     return config
 
 

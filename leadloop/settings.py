@@ -7,9 +7,18 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from leadloop import PROJECT_ROOT
+from leadloop import DATA_DIR, PROJECT_ROOT
 
-STATE_DIR = PROJECT_ROOT / ".leadloop"
+
+def _state_dir() -> Path:
+    """`.leadloop/` beside the checkout when leadloop runs from one (`make demo`), else in the working directory:
+    an installed package writes nothing into site-packages."""
+    if (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT / ".leadloop"
+    return Path.cwd() / ".leadloop"
+
+
+STATE_DIR = _state_dir()
 #: The embedded dev server's file. Its name changes when a search attribute changes type (the server
 #: keeps the first type it saw), so an older `.leadloop/` never clashes: nothing is re-sent meanwhile,
 #: the outbox in leadloop's own database remembers every email.
@@ -111,11 +120,12 @@ class Settings(BaseSettings):
     machine_min_delay: float = Field(default=5.0, ge=0, description="hits sooner than this after a send are machines")
     coalesce_seconds: float = Field(default=0.5, ge=0, description="events of one lead within this go as one signal")
     relay_interval: float = Field(default=5.0, gt=0, description="how often pending events are signalled again")
-    routing_file: Path = PROJECT_ROOT / "cadences" / "routing.yaml"
-    scoring_file: Path = PROJECT_ROOT / "cadences" / "scoring.yaml"
+    # the shipped samples by default; a real deployment points these at its own marketers' files
+    routing_file: Path = DATA_DIR / "cadences" / "routing.yaml"
+    scoring_file: Path = DATA_DIR / "cadences" / "scoring.yaml"
 
-    cadence_dir: Path = PROJECT_ROOT / "cadences"
-    template_dir: Path = PROJECT_ROOT / "templates" / "email"
+    cadence_dir: Path = DATA_DIR / "cadences"
+    template_dir: Path = DATA_DIR / "templates" / "email"
     mail_dir: Path = STATE_DIR / "mail"
     state_dir: Path = STATE_DIR
 

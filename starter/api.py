@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 
-from leadloop import PROJECT_ROOT
+from leadloop import DATA_DIR
 from leadloop.cadence import CadenceError, cadence_path, load_cadence
 from leadloop.classify import Hit, Verdict, classify
 from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, make_engine, make_sessionmaker
@@ -244,7 +244,7 @@ class State:
         self.runtime: Runtime | None = None  # the SDK runtime of the client the app builds itself
         self.signaller = EventSignaller(sessionmaker, self.client, settings.coalesce_seconds)
         self.pages = Environment(
-            loader=FileSystemLoader(str(PROJECT_ROOT / "templates" / "pages")),
+            loader=FileSystemLoader(str(DATA_DIR / "templates" / "pages")),
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
 

@@ -56,6 +56,16 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _require_extra(extra: str, feature: str) -> None:
+    """Exit 1 naming the extra to install when `feature` needs one this installation lacks."""
+    from leadloop.extras import MissingExtra, require_extra
+
+    try:
+        require_extra(extra, feature)
+    except MissingExtra as exc:
+        raise _fail(str(exc)) from None
+
+
 @app.command()
 def server(
     db_file: Annotated[
@@ -69,13 +79,17 @@ def server(
     from leadloop.settings import DEV_SERVER_DB
     from starter.devserver import dev_server_args, temporal_cli, ui_codec_endpoint
 
+    try:
+        binary = temporal_cli()
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from None
     settings = get_settings()
     db = None if in_memory else (db_file or settings.state_dir / DEV_SERVER_DB)
     args = dev_server_args(db, port, ui_port, codec_endpoint=ui_codec_endpoint(settings))
     console.print(f"Temporal dev server on 127.0.0.1:{port}, UI http://localhost:{ui_port}")
     import os
 
-    os.execv(temporal_cli(), [temporal_cli(), *args])
+    os.execv(binary, [binary, *args])
 
 
 @app.command()
@@ -109,6 +123,7 @@ def mailbox(
     folder: Annotated[Path | None, typer.Option("--dir", help="where .eml files go")] = None,
 ) -> None:
     """Run the local SMTP catcher: every message kept as an .eml file, one log line each."""
+    _require_extra("demo", "`leadloop mailbox` (the local SMTP catcher)")
     from starter.mailbox import serve_mailbox
 
     _logging()
@@ -171,7 +186,7 @@ def cadence_check(
     lead: Annotated[Path | None, typer.Option(help="sample lead JSON to render with")] = None,
 ) -> None:
     """Validate cadence files and render every step; errors name file, line and field."""
-    from leadloop import PROJECT_ROOT
+    from leadloop import DATA_DIR
     from leadloop.preview import check_cadence, load_sample_lead
     from leadloop.templates import EmailRenderer
 
@@ -185,7 +200,7 @@ def cadence_check(
     if not files:
         raise _fail("no cadence files to check")
     try:
-        sample = load_sample_lead(lead or PROJECT_ROOT / "examples" / "lead.json")
+        sample = load_sample_lead(lead or DATA_DIR / "examples" / "lead.json")
     except ValueError as exc:
         raise _fail(str(exc)) from None
     renderer = EmailRenderer(settings.template_dir)
@@ -915,6 +930,7 @@ def demo(
     time_scale: Annotated[float | None, typer.Option(help="demo speed (default 86400: a day per second)")] = None,
 ) -> None:
     """Run the embedded stack (dev server, worker, mailbox) and enroll the sample leads."""
+    _require_extra("demo", "`leadloop demo`")
     from starter.demo import run_demo
 
     _logging()
@@ -962,6 +978,7 @@ def report(
     ] = None,
 ) -> None:
     """Funnel, cadence step performance, sales and the funnel planner: one self-contained HTML page of charts."""
+    _require_extra("report", "`leadloop report` (its charts)")
     start = _report_since(since)
 
     from leadloop.db import make_engine, make_sessionmaker

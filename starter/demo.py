@@ -18,7 +18,7 @@ import httpx
 import uvicorn
 from pydantic import SecretStr
 
-from leadloop import PROJECT_ROOT
+from leadloop import DATA_DIR
 from leadloop.cadence import cadence_path, load_cadence
 from leadloop.db import make_engine, make_sessionmaker
 from leadloop.enrollment import current_recycle, current_scoring, enroll_leads
@@ -97,8 +97,8 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
         loop.add_signal_handler(sig, stop.set)
 
     cadence = load_cadence(cadence_path(settings.cadence_dir, cadence_name))
-    parsed = parse_csv(leads_csv or PROJECT_ROOT / "examples" / "leads.csv")
-    roster = load_roster(PROJECT_ROOT / "examples" / "reps.yaml")
+    parsed = parse_csv(leads_csv or DATA_DIR / "examples" / "leads.csv")
+    roster = load_roster(DATA_DIR / "examples" / "reps.yaml")
     await upgrade_database(settings.database_url)
     if settings.encryption_keys and settings.codec_token is None:  # the UI needs the codec server to read
         settings = settings.model_copy(update={"codec_token": SecretStr(secrets.token_urlsafe(24))})

