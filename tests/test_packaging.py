@@ -99,9 +99,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         "docs",
     ))  # fmt: skip
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    # pip runs from the temporary folder without PYTHONPATH: from the checkout it would find the editable install's
+    # leadloop.egg-info there, call leadloop installed already and install nothing
+    away = {"cwd": root, "env": {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}}
     built = subprocess.run(
         [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(root / "dist"), str(source)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, **away,
     )  # fmt: skip
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = (root / "dist").glob("leadloop-*.whl")
@@ -110,7 +113,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     done = subprocess.run(
         [*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps", "--no-index", "-q", str(wheel)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, **away,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     site_packages = Path(
