@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -21,7 +20,16 @@ from temporalio.exceptions import ApplicationError
 
 from leadloop.cadence import Step
 from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, Team, insert_or_get, suppress
-from leadloop.mail import build_message, classify_reply, email_hash, message_id, outbox_key, parse_sender
+from leadloop.mail import (
+    Envelope,
+    build_message,
+    classify_reply,
+    email_hash,
+    message_id,
+    outbox_key,
+    parse_sender,
+    wire_bytes,
+)
 from leadloop.metrics import EMAIL_FAILURES, EMAILS_SENT, REP_NOTIFICATION_FAILURES, REP_NOTIFICATIONS
 from leadloop.models import NotifyRepInput, NotifyRepResult, SendEmailInput, SendEmailResult
 from leadloop.settings import Settings
@@ -47,6 +55,18 @@ class _Refused(Exception):
     def __init__(self, verdict: str, code: int, text: str) -> None:
         self.verdict, self.code, self.text = verdict, code, text
         super().__init__(f"{code} {text}")
+
+
+class _Unsendable(_Refused):
+    """Refused here, before any of the message went out: no server reply would change (an address this relay
+    cannot carry). Handled like a server's permanent refusal: the send is blocked until an operator retries."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__("refuse", 0, text)
+        self.args = (text,)
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True)
@@ -193,17 +213,23 @@ class EmailActivities:
                 raise ApplicationError(
                     f"lead {input.lead_id} is not in the database", type="LeadMissing", non_retryable=True
                 )
-            reply_to = None
+            reply_to, note = None, None
             if input.send_as_owner and lead.owner:
                 owner = await owner_rep(session, lead.owner)
-                if owner is not None:  # relationship selling: the owner writes, replies reach the owner
+                gone = departed(owner) if owner is not None else None
+                if owner is not None and gone is None:
+                    # relationship selling: the owner writes, replies reach the owner
                     sender_name, sender_address, reply_to = owner.name, owner.email, owner.email
+                elif owner is not None:
+                    # a rep who left must not write to leads, nor collect their replies
+                    note = f"sent as the cadence's sender: the lead's owner (rep-{owner.id}) is {gone}"
+                    activity.logger.info("lead %s: %s", lead.id, note)
             msg_id = message_id(key, sender_address)
             row = await self._claim(session, key, input.lead_id, input.cycle, input.step_id, input.cadence, msg_id)
             msg_id = row.message_id  # the first attempt's, even if the sender changed since
             earlier = await self._resume(session, row)
             if earlier is not None:
-                return SendEmailResult(status=earlier, outbox_key=key, message_id=msg_id)
+                return SendEmailResult(status=earlier, outbox_key=key, message_id=msg_id, note=note)
             if row.status == "bounced":
                 raise ApplicationError(
                     _redact(f"lead {lead.id} bounced: {row.error}", lead.email), type="HardBounce", non_retryable=True
@@ -220,10 +246,14 @@ class EmailActivities:
                     f"lead {input.lead_id} is on the suppression list", type="Suppressed", non_retryable=True
                 )
             try:
-                status = await self._transmit(session, row, message, sender_address, [lead.email], lead.email)
+                envelope = Envelope.of(sender_address, [lead.email])
+            except ValueError as exc:  # a domain IDNA cannot encode: no server could take it
+                return await self._refused(session, row, lead, _Unsendable(f"an address cannot be sent to: {exc}"))
+            try:
+                status = await self._transmit(session, row, message, envelope, lead.email, note)
             except _Refused as exc:
                 return await self._refused(session, row, lead, exc)
-            return SendEmailResult(status=status, outbox_key=key, message_id=msg_id)
+            return SendEmailResult(status=status, outbox_key=key, message_id=msg_id, note=note)
 
     @activity.defn(name="notify_rep")
     async def notify_rep(self, input: NotifyRepInput) -> NotifyRepResult:
@@ -276,14 +306,17 @@ class EmailActivities:
                 self._render_notification, input, lead, rep, team, recent, msg_id, recipients, assignment.rule
             )
             try:
-                status = await self._transmit(session, row, message, sender_address, recipients, lead.email)
+                status = await self._transmit(
+                    session, row, message, Envelope.of(sender_address, recipients), lead.email
+                )
             except _Refused as exc:
                 row.status, row.error = "refused", str(exc)
                 await session.commit()
                 if exc.verdict == "retry":
                     raise ApplicationError(f"temporary refusal: {exc}", type="SmtpTemporary") from None
+                what = "cannot send" if isinstance(exc, _Unsendable) else "the server refused"
                 raise ApplicationError(
-                    f"the server refused the rep's notification: {exc}", type="SendRefused", non_retryable=True
+                    f"{what} the rep's notification: {exc}", type="SendRefused", non_retryable=True
                 ) from None
             return NotifyRepResult(status=status, outbox_key=key)
 
@@ -356,14 +389,16 @@ class EmailActivities:
         session: AsyncSession,
         row: Outbox,
         message: EmailMessage,
-        sender_address: str,
-        recipients: list[str],
+        envelope: Envelope,
         secret: str,
+        note: str | None = None,
     ) -> Literal["sent", "uncertain"]:
         """Deliver a claimed outbox row's message; the row records every outcome. Refusals are raised.
 
         Args:
             secret: an address to keep out of error texts bound for Temporal's history.
+            note: kept on the row once sent: how this send differs from what was asked (the lead's history
+                shows it).
         """
         await session.commit()  # ends the read transaction: no database connection held through SMTP
         seen = row.status
@@ -387,7 +422,7 @@ class EmailActivities:
             set_committed_value(row, "status", "sending")
 
         try:
-            await self._deliver(message, sender_address, recipients, mark_sending)
+            await self._deliver(message, envelope, mark_sending)
         except _Uncertain as exc:
             row.status, row.error = "uncertain", str(exc)
             await session.commit()
@@ -398,7 +433,7 @@ class EmailActivities:
             await session.commit()
             # temporary: Temporal retries with backoff
             raise ApplicationError(_redact(row.error, secret), type="SmtpUnavailable") from None
-        row.status, row.error, row.sent_at = "sent", None, datetime.now(UTC)
+        row.status, row.error, row.sent_at = "sent", note, datetime.now(UTC)
         await session.commit()
         return "sent"
 
@@ -466,20 +501,22 @@ class EmailActivities:
                 f"cannot build the message: {exc}", type="TemplateError", non_retryable=True
             ) from exc
 
-    async def _deliver(self, message: EmailMessage, sender: str, recipients: list[str], before_data: Any) -> None:
-        payload = _dot_stuffed(message)  # built before the mark, so nothing runs between it and the write
+    async def _deliver(self, message: EmailMessage, envelope: Envelope, before_data: Any) -> None:
+        # built before the mark, so nothing runs between it and the write
+        payload = _dot_stuffed(message, utf8=envelope.utf8 is not None)
+        encoding = "utf-8" if envelope.utf8 else "ascii"
         conn = await self.smtp_pool.acquire()
         reusable = False
         try:
-            if not await self._mail_from(conn, sender):
+            if not await self._mail_from(conn, envelope):
                 # the server had closed the idle connection (or said 421 on it): nothing of this message
                 # went out, so a fresh connection is as safe as the first try
                 conn.smtp.close()
                 conn = await self.smtp_pool.fresh()
-                await self._mail_from(conn, sender)
-            for recipient in recipients:
+                await self._mail_from(conn, envelope)
+            for recipient in envelope.recipients:
                 try:
-                    await conn.smtp.rcpt(recipient)
+                    await conn.smtp.rcpt(recipient, encoding=encoding)
                 except aiosmtplib.SMTPResponseException as exc:
                     raise _refusal(exc, "rcpt") from exc
             # DATA and its 354 first: a transaction without its final dot is discarded by the server,
@@ -509,10 +546,20 @@ class EmailActivities:
             # after a refusal or an error the connection is closed, not reused: its state is unknown
             await self.smtp_pool.release(conn, reusable)
 
-    async def _mail_from(self, conn: _Connection, sender: str) -> bool:
-        """MAIL FROM; False when a reused connection turns out closed. Refusals are raised."""
+    async def _mail_from(self, conn: _Connection, envelope: Envelope) -> bool:
+        """MAIL FROM (with SMTPUTF8 when an address needs it); False when a reused connection turns out closed.
+        Refusals are raised, and so is an address this server cannot carry (`_Unsendable`)."""
         try:
-            await conn.smtp.mail(sender)
+            options: list[str] = []
+            if envelope.utf8:
+                await conn.smtp._ehlo_or_helo_if_needed()  # what mail() does first: the extensions are then known
+                if not conn.smtp.supports_extension("smtputf8"):
+                    raise _Unsendable(
+                        f"{envelope.utf8} address has non-ASCII characters before the @, and the SMTP server does "
+                        "not offer SMTPUTF8 (RFC 6531) to carry them: use a relay that does, or fix the address"
+                    )
+                options.append("SMTPUTF8")
+            await conn.smtp.mail(envelope.sender, options=options, encoding="utf-8" if envelope.utf8 else "ascii")
             return True
         except aiosmtplib.SMTPServerDisconnected:
             if conn.reused:
@@ -538,9 +585,18 @@ class EmailActivities:
             )
         row.status, row.error = "refused", str(exc)
         await session.commit()
-        raise ApplicationError(
-            _redact(f"the server refused the send: {exc}", lead.email), type="SendRefused", non_retryable=True
-        )
+        what = "cannot send" if isinstance(exc, _Unsendable) else "the server refused the send"
+        raise ApplicationError(_redact(f"{what}: {exc}", lead.email), type="SendRefused", non_retryable=True)
+
+
+def departed(rep: Rep) -> str | None:
+    """Why a rep may no longer send as themselves ("inactive", "erased"), or None."""
+    # an erased rep keeps no deliverable address (RFC 2606's .invalid), whatever else erasure records
+    if getattr(rep, "erased_at", None) is not None or rep.email.lower().endswith(".invalid"):
+        return "erased"
+    if not rep.active:
+        return "inactive"
+    return None
 
 
 async def owner_rep(session: AsyncSession, owner: str) -> Rep | None:
@@ -550,9 +606,9 @@ async def owner_rep(session: AsyncSession, owner: str) -> Rep | None:
     ).scalar_one_or_none()
 
 
-def _dot_stuffed(message: EmailMessage) -> bytes:
+def _dot_stuffed(message: EmailMessage, *, utf8: bool) -> bytes:
     """The message as SMTP DATA payload: CRLF lines, leading dots doubled, the final dot line."""
-    data = message.as_bytes(policy=SMTP_POLICY)
+    data = wire_bytes(message, utf8=utf8)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return re.sub(rb"(?m)^\.", b"..", data) + b".\r\n"

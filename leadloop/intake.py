@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from leadloop.cadence import CONTROL_RE, known_timezone
 
@@ -20,6 +20,15 @@ PROFILE_FIELDS = (
 _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 CONTROL_REASON = "contains control characters (line breaks, tabs, ...)"
 _LOCALE_RE = re.compile(r"^([a-zA-Z]{2,3})(?:[-_]([a-zA-Z]{2}|\d{3}))?$")
+UTF8_LOCAL_PART_REASON = (
+    "has non-ASCII characters before the @: only a mail server offering SMTPUTF8 can deliver it, and this "
+    "installation refuses such addresses (LEADLOOP_INTAKE_REFUSE_UTF8_LOCAL_PART)"
+)
+
+
+def intake_context(refuse_utf8_local_part: bool) -> dict[str, Any]:
+    """The validation context (`LeadIn.model_validate(..., context=...)`) for the installation's intake rules."""
+    return {"refuse_utf8_local_part": refuse_utf8_local_part}
 
 
 def normalise_email(value: str) -> str:
@@ -84,8 +93,12 @@ class LeadIn(BaseModel):
 
     @field_validator("email")
     @classmethod
-    def _email(cls, value: str) -> str:
-        return normalise_email(value)
+    def _email(cls, value: str, info: ValidationInfo) -> str:
+        email = normalise_email(value)
+        # the context carries the installation's rules; without one (previews, tests) nothing more is refused
+        if (info.context or {}).get("refuse_utf8_local_part") and not email.rpartition("@")[0].isascii():
+            raise ValueError(UTF8_LOCAL_PART_REASON)
+        return email
 
     @field_validator("owner")
     @classmethod
@@ -140,10 +153,10 @@ class IntakeFileError(Exception):
     """A file that cannot be read as lead rows at all (no email column, not UTF-8, a quote left open, ...)."""
 
 
-def validate_lead(data: dict[str, Any]) -> LeadIn | list[tuple[str, str]]:
-    """A LeadIn, or the (field, reason) pairs that stop it."""
+def validate_lead(data: dict[str, Any], context: dict[str, Any] | None = None) -> LeadIn | list[tuple[str, str]]:
+    """A LeadIn, or the (field, reason) pairs that stop it; `context` from `intake_context`."""
     try:
-        return LeadIn.model_validate(data)
+        return LeadIn.model_validate(data, context=context)
     except ValidationError as exc:
         return [
             (".".join(str(p) for p in e["loc"]) or "row", e["msg"].removeprefix("Value error, ")) for e in exc.errors()
@@ -187,7 +200,7 @@ def _header_of(record: tuple[int, list[str]] | None) -> list[str]:
     return header
 
 
-def parse_csv_text(text: str) -> ParsedRows:
+def parse_csv_text(text: str, context: dict[str, Any] | None = None) -> ParsedRows:
     """Validate every row of a CSV; duplicate emails (any case) merge into the first.
 
     Rows are reported by the line they start on. Only a file that is not CSV with an email column at all
@@ -210,7 +223,7 @@ def parse_csv_text(text: str) -> ParsedRows:
                 data[name] = value
             elif name and value.strip():
                 data["attributes"][name] = value.strip()
-        result = validate_lead(data)
+        result = validate_lead(data, context)
         if isinstance(result, list):
             parsed.errors.extend(RowError(row_number, f, r) for f, r in result)
             continue
@@ -224,11 +237,11 @@ def parse_csv_text(text: str) -> ParsedRows:
     return parsed
 
 
-def parse_csv(path: Path) -> ParsedRows:
+def parse_csv(path: Path, context: dict[str, Any] | None = None) -> ParsedRows:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise IntakeFileError(f"{path} is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise IntakeFileError(f"cannot read {path}: {exc.strerror}") from None
-    return parse_csv_text(text)
+    return parse_csv_text(text, context)

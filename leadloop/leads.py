@@ -9,7 +9,7 @@ from temporalio.service import RPCError
 
 from leadloop.db import DispositionRow, Lead, Rep, make_engine, make_sessionmaker
 from leadloop.enrollment import workflow_id
-from leadloop.intake import LeadIn
+from leadloop.intake import LeadIn, intake_context
 from leadloop.models import ProfileUpdatedInput
 from leadloop.settings import Settings
 from leadloop.temporal import connect
@@ -22,7 +22,7 @@ class LeadUpdateError(Exception):
     """Bad fields, an unknown lead, or an address another lead already has; nothing was changed."""
 
 
-def validated(current: Lead, fields: dict[str, Any]) -> dict[str, Any]:
+def validated(current: Lead, fields: dict[str, Any], context: dict[str, Any] | None = None) -> dict[str, Any]:
     """The fields as intake would store them; LeadUpdateError names every bad one."""
     unknown = sorted(set(fields) - set(EDITABLE))
     if unknown:
@@ -31,7 +31,7 @@ def validated(current: Lead, fields: dict[str, Any]) -> dict[str, Any]:
     if "email" in fields:
         merged["email"] = fields["email"]
     try:
-        checked = LeadIn.model_validate(merged)
+        checked = LeadIn.model_validate(merged, context=context)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
                              for e in exc.errors())  # fmt: skip
@@ -39,14 +39,17 @@ def validated(current: Lead, fields: dict[str, Any]) -> dict[str, Any]:
     return {k: getattr(checked, k) for k in fields}
 
 
-async def apply_update(session: Any, lead_id: int, fields: dict[str, Any]) -> list[str]:
-    """Change the lead in the session (the caller commits); returns the fields that changed."""
+async def apply_update(
+    session: Any, lead_id: int, fields: dict[str, Any], context: dict[str, Any] | None = None
+) -> list[str]:
+    """Change the lead in the session (the caller commits); returns the fields that changed. `context`: the
+    installation's intake rules (`intake_context`)."""
     lead = await session.get(Lead, lead_id)
     if lead is None:
         raise LeadUpdateError(f"no lead {lead_id}")
     if lead.erased_at is not None:
         raise LeadUpdateError(f"lead {lead_id} was erased on request ({lead.erased_at:%Y-%m-%d}); it cannot be changed")
-    clean = validated(lead, fields)
+    clean = validated(lead, fields, context)
     if "email" in clean and clean["email"] != lead.email:
         other = (await session.execute(select(Lead.id).where(Lead.email == clean["email"]))).scalar()
         if other is not None:
@@ -73,7 +76,9 @@ async def update_lead(settings: Settings, lead_id: int, fields: dict[str, Any]) 
     engine = make_engine(settings.database_url)
     try:
         async with make_sessionmaker(engine)() as session:
-            changed = await apply_update(session, lead_id, fields)
+            changed = await apply_update(
+                session, lead_id, fields, intake_context(settings.intake_refuse_utf8_local_part)
+            )
             await session.commit()
     finally:
         await engine.dispose()

@@ -283,6 +283,7 @@ class SendEmailResult(BaseModel):
     status: SendStatus
     outbox_key: str
     message_id: str
+    note: str | None = None  # how the send differed from what was asked (the owner had left: the cadence's sender)
 
 
 LeadNurtureInput.model_rebuild()

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=300, description="an SMTP connection idle longer than this is closed, not reused"
     )
 
+    intake_refuse_utf8_local_part: bool = Field(
+        default=False,
+        description="intake refuses an address with non-ASCII characters before the @ (josé@…), which only a "
+        "relay offering SMTPUTF8 can deliver; off: such leads are taken, and a send through a relay without "
+        "SMTPUTF8 is blocked (send_blocked) with that reason",
+    )
+
     from_address: str = "Leadloop Demo <hello@leadloop.example>"
     postal_address: str = "Leadloop Demo Ltd, 1 Example Street, 10557 Athens, Greece"
     public_url: str = "http://127.0.0.1:8000"

@@ -127,7 +127,7 @@ async def database_entries(sessionmaker: async_sessionmaker[AsyncSession], lead_
         entries = [Entry(_utc(lead.created_at), "lead", f"created (cadence '{lead.cadence}')")]
         for o in await session.scalars(select(Outbox).where(Outbox.lead_id == lead_id)):
             at = _utc(o.sent_at or o.created_at)
-            why = f" — {o.error}" if o.error and o.status != "sent" else ""
+            why = f" — {o.error}" if o.error else ""  # a sent row's is a note (the owner's stand-in)
             entries.append(Entry(at, "email", f"cycle {o.cycle} step '{o.step_id}' {o.status}: {o.subject!r}{why}"))
         for e in await session.scalars(select(EngagementEvent).where(EngagementEvent.lead_id == lead_id)):
             who = "human" if e.human else f"machine ({e.reason})"

@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -33,7 +33,7 @@ from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppress
 from leadloop.decisions import DecisionRefused, decide
 from leadloop.enrollment import current_recycle, current_scoring, start_lead, upsert_lead
 from leadloop.events import EventSignaller, record_event
-from leadloop.intake import LeadIn
+from leadloop.intake import LeadIn, intake_context
 from leadloop.leads import LeadUpdateError, apply_update, list_dispositions, tell_workflow
 from leadloop.mail import email_hash
 from leadloop.metrics import ENGAGEMENT_EVENTS, INTAKES, REP_DECISIONS, TOKENS_REFUSED, UNSUBSCRIBES, verdict_rule
@@ -650,7 +650,15 @@ def create_app(
             raise HTTPException(
                 422, [{"loc": ["body", "cadence"], "msg": line, "type": "value_error"} for line in exc.lines()]
             ) from None
-        fields = LeadIn.model_validate(lead.model_dump(exclude={"cadence"}))
+        try:  # again with the installation's intake rules, which the body's own validation cannot know
+            fields = LeadIn.model_validate(
+                lead.model_dump(exclude={"cadence"}),
+                context=intake_context(state.settings.intake_refuse_utf8_local_part),
+            )
+        except ValidationError as exc:
+            raise HTTPException(
+                422, [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+            ) from None
         async with state.sessionmaker() as session:
             if await session.get(Suppression, email_hash(fields.email)) is not None:
                 existing = (await session.execute(select(Lead.id).where(Lead.email == fields.email))).scalar()
@@ -730,7 +738,9 @@ def create_app(
         state = st(request)
         try:
             async with state.sessionmaker() as session:
-                changed = await apply_update(session, lead_id, body)
+                changed = await apply_update(
+                    session, lead_id, body, intake_context(state.settings.intake_refuse_utf8_local_part)
+                )
                 await session.commit()
         except LeadUpdateError as exc:
             if str(exc).startswith("no lead"):

@@ -268,9 +268,10 @@ def enroll(
     locale: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Enroll leads from a CSV (or one lead) into a cadence; re-enrolling is idempotent."""
-    from leadloop.intake import IntakeFileError, ParsedRows, RowError, parse_csv, validate_lead
+    from leadloop.intake import IntakeFileError, ParsedRows, RowError, intake_context, parse_csv, validate_lead
 
     settings = get_settings()
+    rules = intake_context(settings.intake_refuse_utf8_local_part)
     if (csv_file is None) == (email is None):
         raise _fail("give a CSV file or --email (one of them)", 2)
     try:
@@ -279,14 +280,14 @@ def enroll(
         raise _fail("\n".join(exc.lines())) from None
     if csv_file is not None:
         try:
-            parsed = parse_csv(csv_file)
+            parsed = parse_csv(csv_file, rules)
         except IntakeFileError as exc:
             raise _fail(str(exc)) from None
     else:
         data: dict[str, Any] = {"email": email, "first_name": first_name, "last_name": last_name,
                                 "company": company, "timezone": timezone, "locale": locale}  # fmt: skip
         parsed = ParsedRows(total_rows=1)
-        one = validate_lead({k: v for k, v in data.items() if v is not None})
+        one = validate_lead({k: v for k, v in data.items() if v is not None}, rules)
         if isinstance(one, list):
             parsed.errors = [RowError(1, f, r) for f, r in one]
         else:
@@ -743,7 +744,11 @@ def status(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
         styled(f"lead {s.lead_id}", "bold", f"  {s.stage}  ·  cadence '{s.cadence}' v{s.cadence_version}, "
                                             f"cycle {s.cycle}, step {step} of {s.steps_total}")
     )  # fmt: skip
-    console.print(f"next: {s.waiting_for or 'nothing (the lead has ended)'}", highlight=False)
+    if s.stage == "send_blocked":  # waiting_for still names the step it was about to send
+        console.print(f"blocked: {s.blocked_reason}", highlight=False)
+        console.print(f"next: the cause fixed, then `leadloop retry {s.lead_id}`", highlight=False)
+    else:
+        console.print(f"next: {s.waiting_for or 'nothing (the lead has ended)'}", highlight=False)
     if s.next_send_at:
         console.print(f"next email at {s.next_send_at:%Y-%m-%d %H:%M} UTC", highlight=False)
     if s.assigned_rep:

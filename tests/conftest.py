@@ -100,6 +100,7 @@ class ScriptedHandler:
 
     messages: list[Message] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
+    accepted: list[Envelope] = field(default_factory=list)  # each accepted message's MAIL options and RCPT TOs
     rcpt_replies: dict[str, list[str]] = field(default_factory=dict)
     data_replies: dict[str, list[str]] = field(default_factory=dict)
     drop_after_data: set[str] = field(default_factory=set)
@@ -143,6 +144,7 @@ class ScriptedHandler:
                 return reply
         content = envelope.original_content or b""
         self.raw.append(content)
+        self.accepted.append(envelope)
         self.messages.append(message_from_bytes(content))
         if to in self.drop_after_data:
             self.drop_after_data.discard(to)
@@ -160,11 +162,12 @@ class SmtpServer:
     port: int
     handler: ScriptedHandler
     server: asyncio.AbstractServer | None = None
+    smtputf8: bool = True  # whether EHLO offers SMTPUTF8 (RFC 6531)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            lambda: SMTP(self.handler, enable_SMTPUTF8=True), host=self.host, port=self.port
+            lambda: SMTP(self.handler, enable_SMTPUTF8=self.smtputf8), host=self.host, port=self.port
         )
 
     async def stop(self) -> None:

@@ -351,3 +351,42 @@ async def test_an_owned_lead_hears_from_its_owner(
     assert "nikos@sales.example" in str(mine["From"]) and str(mine["Reply-To"]) == "nikos@sales.example"
     other = by_to["plain@example.com"]
     assert "hello@leadloop.example" in str(other["From"]) and other["Reply-To"] is None
+
+
+@pytest.mark.parametrize("how", ["inactive", "left the roster"])
+async def test_a_departed_owner_is_never_the_sender(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any, how: str
+) -> None:
+    from leadloop.db import Rep
+    from leadloop.roster import import_roster
+    from leadloop.routing import Roster
+    from leadloop.timeline import database_entries
+
+    nikos = {"email": "nikos@sales.example", "name": "Νίκος Αλεξίου"}
+    anna = {"email": "anna@sales.example", "name": "Anna"}
+    async with sessionmaker() as session:
+        await import_roster(session, Roster.model_validate({"teams": [{"name": "south", "reps": [nikos, anna]}]}))
+        await session.commit()
+    lead_id = await add_lead(sessionmaker, "owned@example.com", owner="nikos@sales.example")
+    first = await run(activities, send_input(lead_id).model_copy(update={"send_as_owner": True}))
+    assert "nikos@sales.example" in str(smtp.handler.messages[0]["From"])
+    async with sessionmaker() as session:  # Nikos leaves
+        if how == "inactive":
+            await import_roster(session, Roster.model_validate(
+                {"teams": [{"name": "south", "reps": [{**nikos, "active": False}, anna]}]}))  # fmt: skip
+        else:
+            await import_roster(session, Roster.model_validate({"teams": [{"name": "south", "reps": [anna]}]}))
+        await session.commit()
+        rep_id = (await session.execute(select(Rep.id).where(Rep.email == "nikos@sales.example"))).scalar_one()
+    second = await run(activities, send_input(lead_id, step_id="tips", template="tips").model_copy(
+        update={"send_as_owner": True}))  # fmt: skip
+    message = smtp.handler.messages[1]
+    assert "hello@leadloop.example" in str(message["From"]) and "nikos" not in str(message["From"])
+    assert message["Reply-To"] is None
+    assert smtp.handler.accepted[1].mail_from == "hello@leadloop.example"  # the envelope too
+    assert first.note is None
+    assert second.status == "sent" and second.note and f"rep-{rep_id}" in second.note and "inactive" in second.note
+    entries = await database_entries(sessionmaker, lead_id)
+    assert entries is not None
+    [tips] = [e.detail for e in entries if "step 'tips'" in e.detail]
+    assert "sent" in tips and f"owner (rep-{rep_id}) is inactive" in tips and "cadence's sender" in tips

@@ -69,3 +69,18 @@ def test_too_many_values_in_a_row() -> None:
     parsed = parse_csv_text("email,first_name\na@example.com,A,extra\n")
     assert parsed.leads == []
     assert parsed.errors[0].row == 2
+
+
+def test_an_installation_can_refuse_non_ascii_local_parts() -> None:
+    from leadloop.intake import intake_context
+
+    text = "email,first_name\njosé@example.com,José\nμαρία@example.gr,Μαρία\nhans@bücher.example,Hans\n"
+    default = parse_csv_text(text)
+    assert [lead.email for lead in default.leads] == ["josé@example.com", "μαρία@example.gr", "hans@bücher.example"]
+    strict = parse_csv_text(text, intake_context(refuse_utf8_local_part=True))
+    assert [lead.email for lead in strict.leads] == ["hans@bücher.example"]  # its domain goes out in punycode
+    assert [(e.row, e.field) for e in strict.errors] == [(2, "email"), (3, "email")]
+    assert all("SMTPUTF8" in e.reason for e in strict.errors)
+    assert validate_lead({"email": "josé@example.com"}, intake_context(refuse_utf8_local_part=True)) == [
+        ("email", strict.errors[0].reason)
+    ]
