@@ -108,6 +108,43 @@ def test_check_catches_a_template_missing_for_locale_and_default(workspace: dict
     assert f"welcome.yaml:{line}: steps[2].template: no template 'case-study' for locale(s) en" in result.stderr
 
 
+def test_check_fails_on_a_body_without_a_subject_in_its_language(workspace: dict[str, str]) -> None:
+    """A Spanish body with no Spanish subject would go out under the English subject: check names file, line,
+    step and locale, and touches nothing."""
+    cadence = Path(workspace["LEADLOOP_CADENCE_DIR"]) / "welcome.yaml"
+    text = cadence.read_text()
+    broken = text.replace("      es: \"{{ lead.first_name or 'Hola' }}, ¿es buen momento?\"\n", "").replace(
+        "    pl: \"{{ lead.first_name or 'Dzień dobry' }}, osobista oferta, zanim ucichniemy\"\n", ""
+    )
+    assert broken.count("\n") == text.count("\n") - 2
+    cadence.write_text(broken)
+    before = {p: p.read_bytes() for p in Path(workspace["LEADLOOP_CADENCE_DIR"]).parent.rglob("*") if p.is_file()}
+    result = leadloop("cadence", "check", env=workspace)
+    assert result.returncode == 1
+    lines = broken.splitlines()
+    step_line = lines.index("  - id: checkin") + 4  # its `subject:` key
+    big_bang_line = lines.index("  subject:") + 1
+    assert (
+        f"{cadence}:{step_line}: steps[3].subject: step 'checkin' has a body template in 'es' "
+        "(checkin/es.*.j2) but no subject in 'es': add subject.es"
+    ) in result.stderr
+    assert f"{cadence}:{big_bang_line}: big_bang.subject: step 'big-bang' has a body template in 'pl'" in result.stderr
+    assert "welcome.yaml: 'welcome'" not in result.stdout and "ok" in result.stdout  # the other files still pass
+    after = {p: p.read_bytes() for p in Path(workspace["LEADLOOP_CADENCE_DIR"]).parent.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_preview_of_a_recycle_cadence_speaks_the_leads_language(tmp_path: Path) -> None:
+    """The lead a rep sends back to the influencer cadence reads Spanish subjects over its Spanish bodies."""
+    lead = tmp_path / "lead.json"
+    lead.write_text('{"email": "lucia@example.es", "first_name": "Lucía", "locale": "es", "company": "Olivos SL"}')
+    result = leadloop("cadence", "preview", "influencer", "--lead", str(lead), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "02-checkin.subject.txt").read_text() == "¿Quién más debería ver esto?\n"
+    body = (tmp_path / "out" / "02-checkin.txt").read_text()
+    assert "¿Es buen momento para hablar de cómo gestiona Olivos SL" in body
+
+
 def test_a_missing_locale_falls_back_to_the_default(workspace: dict[str, str], tmp_path: Path) -> None:
     templates = Path(workspace["LEADLOOP_TEMPLATE_DIR"])
     for part in ("hu.txt.j2", "hu.html.j2"):
