@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,28 @@ def test_check_reports_bad_scoring_and_routing_files(workspace: dict[str, str]) 
     assert f"{scoring}:7: bonus: unknown field" in result.stderr
     assert "rule 'late' can never match" in result.stderr and str(routing) in result.stderr
     assert "ok" in result.stdout and "welcome" in result.stdout  # the good files still pass
+
+
+def test_a_bant_rule_that_scores_presence_is_refused_and_nothing_enrolled(
+    workspace: dict[str, str], tmp_path: Path
+) -> None:
+    """`budget: 10` gave `budget: none` ten points: check and enrol refuse it, naming file and line."""
+    scoring = Path(workspace["LEADLOOP_CADENCE_DIR"]) / "scoring.yaml"
+    text = scoring.read_text()
+    assert "    budget: {approved: 10, planned: 5}\n" in text
+    scoring.write_text(text.replace("    budget: {approved: 10, planned: 5}\n", "    budget: 10\n"))
+    line = scoring.read_text().splitlines().index("    budget: 10") + 1
+    expected = f"{scoring}:{line}: profile.fields.budget: 10 points for any budget scores 'budget: none' too"
+    check = leadloop("cadence", "check", env=workspace)
+    assert check.returncode == 1 and expected in check.stderr
+    assert "welcome.yaml: 'welcome'" in check.stdout  # the cadences still pass
+    env = {**workspace, "LEADLOOP_SCORING_FILE": str(scoring),
+           "LEADLOOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"}  # fmt: skip
+    assert leadloop("db", "upgrade", env=env).returncode == 0
+    enrol = leadloop("enroll", "--email", "lucia@example.es", env=env)
+    assert enrol.returncode == 1 and expected in enrol.stderr
+    with sqlite3.connect(tmp_path / "l.db") as db:
+        assert db.execute("select count(*) from leads").fetchone() == (0,)
 
 
 def test_reps_import_refuses_a_bad_roster_and_changes_nothing(tmp_path: Path) -> None:
