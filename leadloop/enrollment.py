@@ -153,6 +153,7 @@ async def start_lead(
     scoring: ScoringConfig | None = None,
     recycle: RecyclePolicy | None = None,
     sales_task_queue: str | None = None,
+    rep_time_scale: float | None = None,
 ) -> FlowOutcome:
     """Signal-with-start the lead's workflow: a running lead only records the enrolment.
 
@@ -167,6 +168,7 @@ async def start_lead(
                 cadence=cadence,
                 timezone=lead.timezone or cadence.default_timezone,
                 time_scale=time_scale,
+                rep_time_scale=rep_time_scale,
                 scoring=scoring,
                 profile=lead_profile(lead),
                 recycle=recycle,
@@ -207,6 +209,7 @@ async def enroll_leads(
     scoring: ScoringConfig | None = None,
     recycle: RecyclePolicy | None = None,
     sales_task_queue: str | None = None,
+    rep_time_scale: float | None = None,
     concurrency: int = 32,
     progress: Callable[[Enrolled], None] | None = None,
 ) -> EnrolmentReport:
@@ -236,6 +239,7 @@ async def enroll_leads(
                 flow = await start_lead(
                     client, row, cadence, task_queue=task_queue, time_scale=time_scale, source=source,
                     scoring=scoring, recycle=recycle, sales_task_queue=sales_task_queue,
+                    rep_time_scale=rep_time_scale,
                 )  # fmt: skip
             done = Enrolled(lead.email, row.id, outcome, flow)
         if progress:

@@ -28,6 +28,9 @@ class LeadNurtureInput(BaseModel):
     cadence: Cadence
     timezone: str = "UTC"
     time_scale: float = 1.0
+    rep_time_scale: float | None = Field(
+        default=None, description="how fast a rep's response deadline runs; None: as fast as the cadence (time_scale)"
+    )
     cycle: int = 0
     origin: datetime | None = None
     scoring: ScoringConfig | None = Field(default=None, description="snapshot of scoring.yaml at enrolment")

@@ -94,6 +94,24 @@ def unsafe_problems(path: Path, cadence: Cadence, lines: Lines, renderer: EmailR
     return problems, refused
 
 
+def missing_subjects(path: Path, cadence: Cadence, lines: Lines, renderer: EmailRenderer) -> list[str]:
+    """Every locale an email has a body template in but no subject for: a lead in that locale would get the
+    default locale's subject over a body in its own language."""
+    problems: list[str] = []
+    for index, (step, where) in enumerate(emails_of(cadence)):
+        if not isinstance(step.subject, dict):
+            continue  # one subject for every locale, written so on purpose
+        field = f"steps[{index}]" if where[0] == "steps" else "big_bang"
+        for locale in renderer.locales_of(step.template):
+            if locale not in step.subject:
+                problems.append(
+                    f"{path}:{line_of(lines, *where, 'subject')}: {field}.subject: step '{step.id}' has a body "
+                    f"template in '{locale}' ({step.template}/{locale}.*.j2) but no subject in '{locale}': "
+                    f"add subject.{locale}"
+                )
+    return problems
+
+
 def check_cadence(path: Path, renderer: EmailRenderer, lead: dict[str, Any], settings: Settings) -> CheckResult:
     """Validate the file, refuse templates that reach for Python's internals, then render every step in every
     locale its templates have."""
@@ -102,6 +120,7 @@ def check_cadence(path: Path, renderer: EmailRenderer, lead: dict[str, Any], set
     except CadenceError as exc:
         return CheckResult(path, None, exc.lines())
     problems, refused = unsafe_problems(path, cadence, lines, renderer)
+    problems += missing_subjects(path, cadence, lines, renderer)
     result = CheckResult(path, cadence, problems)
     for index, (step, where) in enumerate(emails_of(cadence)):
         if index in refused:

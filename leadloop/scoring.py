@@ -9,7 +9,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from leadloop.cadence import Lines, Strict, Wait, load_model_lines, parse_model_lines, require_unique
+from leadloop.cadence import (
+    CadenceError,
+    Lines,
+    Strict,
+    Wait,
+    line_of,
+    load_model_lines,
+    parse_model_lines,
+    require_unique,
+)
 
 EventKind = Literal["open", "click", "visit"]
 BantField = Literal["budget", "authority", "need", "timeline"]
@@ -52,8 +61,10 @@ class ProfileRules(Strict):
     region: dict[str, int] = Field(default_factory=dict)
     country: dict[str, int] = Field(default_factory=dict)
     product_interest: dict[str, int] = Field(default_factory=dict)
-    fields: dict[BantField, int] = Field(
-        default_factory=dict, description="points when the lead has the field (BANT: budget, authority, ...)"
+    fields: dict[BantField, dict[str, int] | int] = Field(
+        default_factory=dict,
+        description="points per value of a BANT field, e.g. budget: {approved: 10, planned: 5}; a bare number "
+        "(points for any value, 'none' too) only decodes in snapshots of leads enrolled with it",
     )
 
     @model_validator(mode="after")
@@ -190,11 +201,27 @@ def profile_items(rules: ProfileRules, lead: LeadProfile) -> list[ScoreItem]:
             if hit_word and (rule.group not in best or rule.points > best[rule.group].points):
                 best[rule.group] = ScoreItem(rule=f"title {rule.group} '{hit_word}'", points=rule.points)
         items.extend(best.values())
-    for field, points in rules.fields.items():
+    for field, bant in rules.fields.items():
         value = lead.attributes.get(field)
-        if value not in (None, "", [], {}):
-            items.append(ScoreItem(rule=f"has {field}", points=points))
+        if isinstance(bant, int):
+            # the old form, still in the snapshots of leads enrolled with it: any value counts, as it did
+            # when their decisions were made (replays must reach the same score)
+            if value not in (None, "", [], {}):
+                items.append(ScoreItem(rule=f"has {field}", points=bant))
+            continue
+        wanted = _bant_value(value)
+        matched = next((key for key in bant if _bant_value(key) == wanted), None) if wanted else None
+        if matched is not None:
+            items.append(ScoreItem(rule=f"{field}={matched}", points=bant[matched]))
     return items
+
+
+def _bant_value(value: object) -> str | None:
+    """'Decision maker', 'decision-maker' and 'decision_maker' alike; None for what is not a word."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    text = re.sub(r"[\s_-]+", " ", str(value)).strip().casefold()
+    return text or None
 
 
 def compute_score(
@@ -234,9 +261,35 @@ def compute_score(
 
 
 def parse_scoring_lines(text: str, path: Path) -> tuple[ScoringConfig, Lines]:
-    return parse_model_lines(text, path, ScoringConfig, SCORING_SHAPE)
+    return _values_only(*parse_model_lines(text, path, ScoringConfig, SCORING_SHAPE), path)
 
 
 def load_scoring(path: Path) -> ScoringConfig:
     """Load scoring.yaml; CadenceError names file, line and field of every problem."""
-    return load_model_lines(path, ScoringConfig, SCORING_SHAPE)[0]
+    return _values_only(*load_model_lines(path, ScoringConfig, SCORING_SHAPE), path)[0]
+
+
+def _values_only(config: ScoringConfig, lines: Lines, path: Path) -> tuple[ScoringConfig, Lines]:
+    """Refuse a BANT rule that scores the field's presence: `budget: 10` gave a lead with `budget: none` its
+    points. (Snapshots in running workflows decode the old form; files must name the values.)"""
+    problems: list[tuple[int | None, str, str]] = [
+        (
+            line_of(lines, "profile", "fields", field),
+            f"profile.fields.{field}",
+            f"{rule} points for any {field} scores '{field}: none' too: give points per value, "
+            f"e.g. {field}: {BANT_EXAMPLES[field]}",
+        )
+        for field, rule in config.profile.fields.items()
+        if isinstance(rule, int)
+    ]
+    if problems:
+        raise CadenceError(path, problems)
+    return config, lines
+
+
+BANT_EXAMPLES: dict[str, str] = {
+    "budget": "{approved: 10, planned: 5}",
+    "authority": "{decision-maker: 5, influencer: 2}",
+    "need": "{confirmed: 5, identified: 3}",
+    "timeline": "{this-quarter: 5, next-quarter: 3}",
+}

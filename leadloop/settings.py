@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     state_dir: Path = STATE_DIR
 
     time_scale: float = Field(default=1.0, gt=0, le=10_000_000)
+    rep_time_scale: float | None = Field(
+        default=None, gt=0, le=10_000_000,
+        description="how much faster than real time a rep's response deadline runs; unset: as fast as the cadence "
+        "(LEADLOOP_TIME_SCALE); the demo sets 1, so a person can act on the rep's email in time",
+    )  # fmt: skip
 
     encryption_keys: dict[str, SecretStr] = Field(
         default_factory=dict,

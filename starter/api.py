@@ -671,7 +671,7 @@ def create_app(
             flow = await start_lead(
                 await state.client(), row, cadence, task_queue=state.settings.task_queue,
                 sales_task_queue=state.settings.sales_task_queue, time_scale=state.settings.time_scale, source="api",
-                scoring=scoring, recycle=recycle,
+                scoring=scoring, recycle=recycle, rep_time_scale=state.settings.rep_time_scale,
             )  # fmt: skip
         except Exception as exc:
             log.warning("lead %s stored, workflow not started: %s", row.id, exc)

@@ -325,7 +325,7 @@ async def _enroll(leads: list[Any], cadence: Any, settings: Settings) -> Any:
             return await enroll_leads(
                 leads, cadence, sessionmaker=make_sessionmaker(engine), client=client,
                 task_queue=settings.task_queue, sales_task_queue=settings.sales_task_queue,
-                time_scale=settings.time_scale,
+                time_scale=settings.time_scale, rep_time_scale=settings.rep_time_scale,
                 scoring=scoring, recycle=recycle, progress=lambda _: progress.advance(task),
             )  # fmt: skip
     finally:

@@ -89,8 +89,16 @@ class _EmbeddedServer(uvicorn.Server):
 console = plain_console()
 
 
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's settings: its HTTP service may use the published keys, and a rep's response deadline runs in
+    real time (unless LEADLOOP_REP_TIME_SCALE says otherwise), so a person can act on the rep's email before the
+    lead lapses to the next rep, while cadence days pass in seconds."""
+    rep_scale = settings.rep_time_scale if settings.rep_time_scale is not None else 1.0
+    return settings.model_copy(update={"demo": True, "rep_time_scale": rep_scale})
+
+
 async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str) -> None:
-    settings = settings.model_copy(update={"demo": True})  # its HTTP service may use the published keys
+    settings = demo_settings(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -126,7 +134,7 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
             report = await enroll_leads(
                 parsed.leads, cadence, sessionmaker=make_sessionmaker(engine), client=client,
                 task_queue=settings.task_queue, sales_task_queue=settings.sales_task_queue,
-                time_scale=settings.time_scale, source="demo",
+                time_scale=settings.time_scale, rep_time_scale=settings.rep_time_scale, source="demo",
                 scoring=current_scoring(settings.scoring_file), recycle=current_recycle(settings.cadence_dir),
             )  # fmt: skip
             await engine.dispose()

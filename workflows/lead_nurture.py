@@ -387,9 +387,10 @@ class LeadNurtureWorkflow:
                 continue
             backoff = None
             self._assignment = assignment
-            cadence_now = self._clock.cadence_time(workflow.now())
-            due = add_business_time(cadence_now, assignment.sla, assignment.business_hours, assignment.rep_timezone)
-            self._response_due = workflow.now() + self._clock.real_delay(workflow.now(), due)
+            clock = self._rep_clock()
+            rep_now = clock.cadence_time(workflow.now())
+            due = add_business_time(rep_now, assignment.sla, assignment.business_hours, assignment.rep_timezone)
+            self._response_due = workflow.now() + clock.real_delay(workflow.now(), due)
             copy_manager = len(self._lapsed) >= 2 and assignment.has_manager
             try:
                 await self._notify(key, attempt, assignment, due, copy_manager)
@@ -420,16 +421,16 @@ class LeadNurtureWorkflow:
             # A reminder halfway (in the rep's business hours) to the deadline. Leads handed over before this
             # change keep the single wait their histories recorded (see "Changing workflow code" in README).
             if workflow.patched(REP_REMINDER_PATCH):
-                halfway = add_business_time(cadence_now, assignment.sla / 2, assignment.business_hours,
+                halfway = add_business_time(rep_now, assignment.sla / 2, assignment.business_hours,
                                             assignment.rep_timezone)  # fmt: skip
-                until = self._clock.real_delay(workflow.now(), halfway)
+                until = clock.real_delay(workflow.now(), halfway)
                 if until > timedelta(0):
                     remind_at = describe_local(halfway, assignment.rep_timezone)
                     decided = await self._wait(answered, until, f"remind rep-{assignment.rep_id} at {remind_at}")
                     if not decided:
                         await self._remind(key, attempt, assignment, due)
             if not decided:
-                delay = self._clock.real_delay(workflow.now(), due)  # after the notification, however long it took
+                delay = clock.real_delay(workflow.now(), due)  # after the notification, however long it took
                 decided = await self._wait(answered, delay, f"response due {when} (rep-{assignment.rep_id})")
             self._awaiting_decision = False
             if decided:
@@ -465,6 +466,14 @@ class LeadNurtureWorkflow:
                 summary="lead unsubscribed: assignment closed",
             )
         return await self._finish("suppressed", "unsubscribed")
+
+    def _rep_clock(self) -> DemoClock:
+        """The clock a rep's deadline runs on: the cadence's, or (the demo) one of its own from this moment on, so
+        a person reading the rep's email can still act while the cadence runs a day a second."""
+        scale = self._input.rep_time_scale
+        if scale is None or scale == self._input.time_scale:
+            return self._clock  # leads started without one keep the deadlines their histories recorded
+        return DemoClock(workflow.now(), scale)
 
     async def _notify(
         self, key: str, attempt: int, assignment: AssignLeadResult, due: datetime, copy_manager: bool
@@ -721,6 +730,7 @@ class LeadNurtureWorkflow:
                 cadence=loaded.cadence,
                 timezone=loaded.timezone,
                 time_scale=self._input.time_scale,
+                rep_time_scale=self._input.rep_time_scale,
                 cycle=self._input.cycle + 1,
                 scoring=loaded.scoring,
                 profile=loaded.profile,

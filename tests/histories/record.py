@@ -140,6 +140,7 @@ async def main() -> None:
         8: "paused-then-resumed",
         9: "continue-as-new-suggested",
         10: "escalation-reminder-lapse-unsubscribe",
+        11: "rep-clock-reject-recycled",  # the demo's: a day a second, the rep's deadline in real time
     }
     # only what is asked for (default: what is missing); saved histories are never re-recorded
     wanted = {
@@ -156,12 +157,13 @@ async def main() -> None:
             if lead_id == 9:
                 continue  # on its own server, below
             cadence, scoring = (
-                (HOT, SCORING) if lead_id in (5, 6, 10) else (BIG, None) if lead_id == 7 else (CADENCE, None)
+                (HOT, SCORING) if lead_id in (5, 6, 10, 11) else (BIG, None) if lead_id == 7 else (CADENCE, None)
             )
-            recycle = RECYCLE if lead_id == 6 else FAST_DORMANCY if lead_id == 7 else None
+            recycle = RECYCLE if lead_id in (6, 11) else FAST_DORMANCY if lead_id == 7 else None
             for _ in range(2):
                 await start_lead(client, lead, cadence, task_queue=queue, source="record",
                                  time_scale=3600 if lead_id == 10 else 86400 * 2,  # 10: a 2 h SLA lasts 2 s
+                                 rep_time_scale=1.0 if lead_id == 11 else None,
                                  scoring=scoring, recycle=recycle)  # fmt: skip
         if 8 in wanted:
             handle = client.get_workflow_handle(workflow_id(8))
@@ -195,8 +197,8 @@ async def main() -> None:
                 await asyncio.sleep(0.05)
             unsubscribe = EngagementEvent(id="u", kind="unsubscribe", human=True, at=datetime.now(UTC))
             await handle.signal("engagement", EngagementInput(events=[unsubscribe]))
-        if 6 in wanted:
-            handle = client.get_workflow_handle(workflow_id(6))
+        for rejected in [i for i in (6, 11) if i in wanted]:
+            handle = client.get_workflow_handle(workflow_id(rejected))
             clicks = [EngagementEvent(id=f"c{i}", kind="click", human=True, at=datetime.now(UTC), url="x")
                       for i in range(2)]  # fmt: skip
             await handle.signal("engagement", EngagementInput(events=clicks))
@@ -206,11 +208,9 @@ async def main() -> None:
             await handle.execute_update("reject", RepActionInput(rep_id=1, reason="not_ready", note="next quarter"))
             while (await handle.describe()).run_id == first_run:
                 await asyncio.sleep(0.1)
-            history = await client.get_workflow_handle(workflow_id(6), run_id=first_run).fetch_history()
-            (HERE / f"{runs[6]}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
-            print("recorded", runs[6])
+            await save(client, rejected, first_run, runs[rejected])
             await handle.terminate("recorded")
-            del wanted[6]
+            del wanted[rejected]
         if 7 in wanted:  # unopened x3 -> big bang -> no answer -> dormant -> re-engaged in a fresh run
             handle = client.get_workflow_handle(workflow_id(7))
             first_run = (await handle.describe()).run_id

@@ -10,6 +10,7 @@ from leadloop.cadence import CadenceError
 from leadloop.scoring import (
     Engagement,
     LeadProfile,
+    ScoringConfig,
     company_headcount,
     compute_score,
     load_scoring,
@@ -30,7 +31,7 @@ profile:
     - {group: seniority, keywords: [chief, cto], points: 20}
     - {group: authority, keywords: [procurement], points: 7}
   country: {GR: 5}
-  fields: {budget: 10}
+  fields: {budget: {approved: 10, planned: 5}}
 engagement:
   - {name: pricing, kind: click, url: "*/pricing*", points: 25, cap: 30}
   - {name: click, kind: click, points: 10}
@@ -48,7 +49,7 @@ def test_profile_fit_names_each_rule() -> None:
         company_size="51-200",
         title="CTO and Head of Procurement",
         country="gr",
-        attributes={"budget": "50k"},
+        attributes={"budget": "Approved"},
     )
     score = compute_score(rules(), lead, [], NOW)
     assert {i.rule: i.points for i in score.items} == {
@@ -57,7 +58,7 @@ def test_profile_fit_names_each_rule() -> None:
         "company_size 51-200": 10,
         "title seniority 'cto'": 20,
         "title authority 'procurement'": 7,
-        "has budget": 10,
+        "budget=approved": 10,
     }
     assert score.total == score.profile == 67
 
@@ -112,3 +113,41 @@ def test_bad_files_name_line_and_field(text: str, message: str) -> None:
     with pytest.raises(CadenceError) as caught:
         parse_scoring_lines(text, Path("scoring.yaml"))
     assert message in str(caught.value)
+
+
+def test_bant_scores_the_value_not_its_presence() -> None:
+    """With the shipped rules a lead whose record says `budget: none` gets no budget points; one whose budget is
+    approved gets them, and the breakdown (`leadloop status`, the rep's email) names the value."""
+    shipped = load_scoring(PROJECT_ROOT / "cadences" / "scoring.yaml")
+
+    def bant(**attributes: str) -> dict[str, int]:
+        return {i.rule: i.points for i in compute_score(shipped, LeadProfile(attributes=attributes), [], NOW).items}
+
+    assert bant(budget="none", authority="no", need="unknown", timeline="never") == {}
+    assert bant(budget="Approved") == {"budget=approved": 10}
+    assert bant(budget="planned", authority="Decision maker", timeline="this quarter") == {
+        "budget=planned": 5,
+        "authority=decision-maker": 5,
+        "timeline=this-quarter": 5,
+    }
+
+
+def test_a_presence_rule_in_a_file_is_refused_with_its_line() -> None:
+    old = RULES.replace(
+        "  fields: {budget: {approved: 10, planned: 5}}\n", "  fields:\n    need: {confirmed: 5}\n    budget: 10\n"
+    )
+    with pytest.raises(CadenceError) as caught:
+        parse_scoring_lines(old, Path("scoring.yaml"))
+    line = old.splitlines().index("    budget: 10") + 1
+    assert caught.value.lines() == [
+        f"scoring.yaml:{line}: profile.fields.budget: 10 points for any budget scores 'budget: none' too: "
+        "give points per value, e.g. budget: {approved: 10, planned: 5}"
+    ]
+
+
+def test_a_running_leads_snapshot_with_a_presence_rule_scores_as_it_did() -> None:
+    """Leads enrolled before carry `budget: 10` in their workflow input: it decodes and scores as it did then, so
+    their histories replay to the same decisions."""
+    snapshot = ScoringConfig.model_validate_json('{"version": 1, "profile": {"fields": {"budget": 10}}}')
+    score = compute_score(snapshot, LeadProfile(attributes={"budget": "none"}), [], NOW)
+    assert [(i.rule, i.points) for i in score.items] == [("has budget", 10)]

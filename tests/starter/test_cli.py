@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,28 @@ def test_check_reports_bad_scoring_and_routing_files(workspace: dict[str, str]) 
     assert "ok" in result.stdout and "welcome" in result.stdout  # the good files still pass
 
 
+def test_a_bant_rule_that_scores_presence_is_refused_and_nothing_enrolled(
+    workspace: dict[str, str], tmp_path: Path
+) -> None:
+    """`budget: 10` gave `budget: none` ten points: check and enrol refuse it, naming file and line."""
+    scoring = Path(workspace["LEADLOOP_CADENCE_DIR"]) / "scoring.yaml"
+    text = scoring.read_text()
+    assert "    budget: {approved: 10, planned: 5}\n" in text
+    scoring.write_text(text.replace("    budget: {approved: 10, planned: 5}\n", "    budget: 10\n"))
+    line = scoring.read_text().splitlines().index("    budget: 10") + 1
+    expected = f"{scoring}:{line}: profile.fields.budget: 10 points for any budget scores 'budget: none' too"
+    check = leadloop("cadence", "check", env=workspace)
+    assert check.returncode == 1 and expected in check.stderr
+    assert "welcome.yaml: 'welcome'" in check.stdout  # the cadences still pass
+    env = {**workspace, "LEADLOOP_SCORING_FILE": str(scoring),
+           "LEADLOOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"}  # fmt: skip
+    assert leadloop("db", "upgrade", env=env).returncode == 0
+    enrol = leadloop("enroll", "--email", "lucia@example.es", env=env)
+    assert enrol.returncode == 1 and expected in enrol.stderr
+    with sqlite3.connect(tmp_path / "l.db") as db:
+        assert db.execute("select count(*) from leads").fetchone() == (0,)
+
+
 def test_reps_import_refuses_a_bad_roster_and_changes_nothing(tmp_path: Path) -> None:
     env = {"LEADLOOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"}
     assert leadloop("db", "upgrade", env=env).returncode == 0
@@ -106,6 +129,43 @@ def test_check_catches_a_template_missing_for_locale_and_default(workspace: dict
     cadence = Path(workspace["LEADLOOP_CADENCE_DIR"]) / "welcome.yaml"
     line = cadence.read_text().splitlines().index("    template: case-study") + 1
     assert f"welcome.yaml:{line}: steps[2].template: no template 'case-study' for locale(s) en" in result.stderr
+
+
+def test_check_fails_on_a_body_without_a_subject_in_its_language(workspace: dict[str, str]) -> None:
+    """A Spanish body with no Spanish subject would go out under the English subject: check names file, line,
+    step and locale, and touches nothing."""
+    cadence = Path(workspace["LEADLOOP_CADENCE_DIR"]) / "welcome.yaml"
+    text = cadence.read_text()
+    broken = text.replace("      es: \"{{ lead.first_name or 'Hola' }}, ¿es buen momento?\"\n", "").replace(
+        "    pl: \"{{ lead.first_name or 'Dzień dobry' }}, osobista oferta, zanim ucichniemy\"\n", ""
+    )
+    assert broken.count("\n") == text.count("\n") - 2
+    cadence.write_text(broken)
+    before = {p: p.read_bytes() for p in Path(workspace["LEADLOOP_CADENCE_DIR"]).parent.rglob("*") if p.is_file()}
+    result = leadloop("cadence", "check", env=workspace)
+    assert result.returncode == 1
+    lines = broken.splitlines()
+    step_line = lines.index("  - id: checkin") + 4  # its `subject:` key
+    big_bang_line = lines.index("  subject:") + 1
+    assert (
+        f"{cadence}:{step_line}: steps[3].subject: step 'checkin' has a body template in 'es' "
+        "(checkin/es.*.j2) but no subject in 'es': add subject.es"
+    ) in result.stderr
+    assert f"{cadence}:{big_bang_line}: big_bang.subject: step 'big-bang' has a body template in 'pl'" in result.stderr
+    assert "welcome.yaml: 'welcome'" not in result.stdout and "ok" in result.stdout  # the other files still pass
+    after = {p: p.read_bytes() for p in Path(workspace["LEADLOOP_CADENCE_DIR"]).parent.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_preview_of_a_recycle_cadence_speaks_the_leads_language(tmp_path: Path) -> None:
+    """The lead a rep sends back to the influencer cadence reads Spanish subjects over its Spanish bodies."""
+    lead = tmp_path / "lead.json"
+    lead.write_text('{"email": "lucia@example.es", "first_name": "Lucía", "locale": "es", "company": "Olivos SL"}')
+    result = leadloop("cadence", "preview", "influencer", "--lead", str(lead), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "02-checkin.subject.txt").read_text() == "¿Quién más debería ver esto?\n"
+    body = (tmp_path / "out" / "02-checkin.txt").read_text()
+    assert "¿Es buen momento para hablar de cómo gestiona Olivos SL" in body
 
 
 def test_a_missing_locale_falls_back_to_the_default(workspace: dict[str, str], tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -603,3 +604,50 @@ async def test_a_reject_arriving_while_the_lead_continues_as_new_is_refused(stac
     assert after.stage == "nurturing" and after.recycles == 1
     [row] = await dispositions(stack, lead.id)  # only the winner's decision is recorded
     assert row.reason in ("not_ready", "no_budget") and row.outcome == won[0].outcome
+
+
+async def test_at_demo_speed_the_rep_still_has_real_hours_to_answer(stack: Stack, make_settings: Any) -> None:
+    """`make demo` runs a cadence day a second, but the rep's four business hours stay hours: half an hour after
+    the notification (years of cadence time) the lead still waits for the first rep, and the Reject link in that
+    email gives it back to nurture."""
+    import re
+
+    import httpx
+
+    from starter.api import create_app
+    from starter.demo import demo_settings
+
+    settings = demo_settings(make_settings(time_scale=86400, public_url="http://t.test"))
+    assert (settings.time_scale, settings.rep_time_scale) == (86400, 1)
+    assert demo_settings(make_settings(time_scale=86400, rep_time_scale=60)).rep_time_scale == 60
+    await stack.import_roster(ROSTER)
+    lead = await stack.lead()
+    await start_lead(stack.client, lead, CADENCE, task_queue=stack.task_queue, time_scale=settings.time_scale,
+                     rep_time_scale=settings.rep_time_scale, source="demo", scoring=SCORING,
+                     recycle=stack.recycle)  # fmt: skip
+    handle = stack.client.get_workflow_handle(workflow_id(lead.id), result_type=LeadNurtureResult)
+    stack.started.append(handle)
+    await handle.signal("engagement", clicks(3))
+    state = await stack.until(handle, awaiting_rep)
+    handed_over = await stack.env.get_current_time()
+    assert state.response_due is not None and state.response_due - handed_over >= timedelta(hours=4)
+    [note] = await stack.mail_to("rep1@sales.example")
+    body = note.get_body(("plain",)).get_content()
+    due = state.response_due.astimezone(ZoneInfo("Europe/Athens"))
+    assert f"{due:%a %d %b %H:%M} (Europe/Athens)" in body  # the deadline the rep reads is the one that holds
+
+    await stack.env.sleep(timedelta(minutes=30))  # 30 real minutes: 1,800 cadence days at demo speed
+    later = await stack.state(handle)
+    assert later.stage == "with_sales" and later.assigned_rep == "Rep 1" and later.lapsed_rep_ids == []
+    assert not [m for m in stack.smtp.handler.messages if "rep2@" in str(m["To"])]
+
+    token = re.search(r"Reject: \S+/r/(\S+)", body).group(1)
+    app = create_app(settings, sessionmaker=stack.sessionmaker, client=stack.client)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t.test") as http:
+            page = await http.get(f"/r/{token}")
+            assert page.status_code == 200 and "Why are you giving this lead back?" in page.text
+            done = await http.post(f"/r/{token}", data={"reason": "not_ready"})
+            assert done.status_code == 200 and "Lead given back" in done.text
+    back = await stack.until(handle, lambda s: s.cycle == 1 and s.stage == "nurturing", skip=timedelta(seconds=10))
+    assert back.cadence == "nurture-later"

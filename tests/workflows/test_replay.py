@@ -26,6 +26,7 @@ def test_there_are_saved_histories() -> None:
         "paused-then-resumed",
         "continue-as-new-suggested",
         "escalation-reminder-lapse-unsubscribe",
+        "rep-clock-reject-recycled",
     } <= names
 
 
