@@ -10,9 +10,8 @@ from temporalio import activity
 from leadloop.cadence import SendWindow
 from leadloop.db import Assignment, Rep, Team, insert_new
 from leadloop.models import AssignLeadInput, AssignLeadResult, CloseAssignmentInput
+from leadloop.roster import OPEN, close_assignments
 from leadloop.routing import Candidate, RoutingConfig, choose_rep, load_routing
-
-OPEN = "assigned"
 
 
 class AssignmentActivities:
@@ -127,9 +126,5 @@ class AssignmentActivities:
     async def close_assignment(self, input: CloseAssignmentInput) -> None:
         """Mark a hand-over lapsed, accepted, rejected or closed; already closed is success."""
         async with self.sessionmaker() as session:
-            await session.execute(
-                update(Assignment)
-                .where(Assignment.key == input.key, Assignment.status == OPEN)
-                .values(status=input.status, closed_at=datetime.now(UTC))
-            )
+            await close_assignments(session, input.status, key=input.key)
             await session.commit()
