@@ -69,3 +69,13 @@ def test_too_many_values_in_a_row() -> None:
     parsed = parse_csv_text("email,first_name\na@example.com,A,extra\n")
     assert parsed.leads == []
     assert parsed.errors[0].row == 2
+
+
+def test_an_owner_at_a_reserved_domain_is_kept_for_the_roster_to_match() -> None:
+    parsed = parse_csv_text(
+        "email,owner\n"
+        "lead1@example.es,Rep.Madrid@leadloop.test\n"  # .test is special-use, and a rep's address all the same
+        "lead2@example.es,not even an address\n"  # matched (or not) against the roster at enrolment, never refused
+    )
+    assert parsed.errors == []
+    assert [lead.owner for lead in parsed.leads] == ["rep.madrid@leadloop.test", "not even an address"]
