@@ -112,7 +112,8 @@ async def forget(sessionmaker: async_sessionmaker[AsyncSession], client: Client,
 async def erase_in_database(session: AsyncSession, email: str | None, lead_id: int | None) -> dict[str, int]:
     """Suppress the address and every address the lead has or had, by hash, close the lead's hand-overs and
     strip its personal data (the caller commits). Rows changed per table, and "handovers_closed"."""
-    lead = await session.get(Lead, lead_id) if lead_id is not None else None
+    # the row lock orders this against an assign_lead call still in flight (it reads the lead under the same lock)
+    lead = await session.get(Lead, lead_id, with_for_update=True) if lead_id is not None else None
     hashes = {email_hash(email)} if email else set()
     if lead is not None:
         if lead.erased_at is None:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.assignment import AssignmentActivities
@@ -182,3 +183,22 @@ async def test_after_forget_the_sqlite_files_hold_neither_the_addresses_nor_the_
     finally:
         await other.dispose()
         await engine.dispose()
+
+
+async def test_an_assignment_still_in_flight_opens_no_hand_over_for_an_erased_lead(
+    sessionmaker: Any, client: Client, tmp_path: Path
+) -> None:
+    routing = tmp_path / "routing.yaml"
+    routing.write_text("version: 1\nrules:\n  - {name: all, team: iberia}\n")
+    async with sessionmaker() as session:
+        await import_roster(session, ROSTER)
+        await session.commit()
+    lead_id = await add_lead(sessionmaker, "late@example.es")
+    await forget(sessionmaker, client, "late@example.es")  # the workflow is gone; its assign_lead call was not
+    late = AssignLeadInput(key=f"lead-{lead_id}.c0.a1", lead_id=lead_id, cycle=0, score=90, profile=LeadProfile())
+    with pytest.raises(ApplicationError) as refused:
+        await AssignmentActivities(sessionmaker, routing).assign_lead(late)
+    assert refused.value.type == "Erased" and refused.value.non_retryable
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Assignment)) == 0
+        assert [r.open_leads for r in await list_reps(session)] == [0]
