@@ -17,6 +17,7 @@ from leadloop.db import (
     FormerAddress,
     Lead,
     Outbox,
+    Rep,
     Suppression,
     make_engine,
     make_sessionmaker,
@@ -202,3 +203,56 @@ async def test_an_assignment_still_in_flight_opens_no_hand_over_for_an_erased_le
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Assignment)) == 0
         assert [r.open_leads for r in await list_reps(session)] == [0]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def at_0004(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A database at revision 0004 (before former addresses), SQLite or a new PostgreSQL database."""
+    import uuid
+
+    import asyncpg
+
+    from tests.conftest import PG_ADMIN_DSN, _pg_reachable
+
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+        await upgrade_database(url, "0004")
+        yield url
+        return
+    if problem := await _pg_reachable():
+        pytest.skip(f"PostgreSQL unreachable: {problem}")
+    name = f"leadloop_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    try:
+        await upgrade_database(url, "0004")
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_the_upgrade_frees_the_reps_places_that_earlier_erasures_left_taken(at_0004: str) -> None:
+    from datetime import UTC, datetime
+
+    engine = make_engine(at_0004)
+    sessionmaker = make_sessionmaker(engine)
+    try:
+        async with sessionmaker() as session:
+            await import_roster(session, ROSTER)
+            session.add_all([Lead(id=1, email="erased-1@erased.invalid", attributes={}, erased_at=datetime.now(UTC)),
+                             Lead(id=2, email="kept@example.com", attributes={})])  # fmt: skip
+            await session.flush()
+            rep = (await session.execute(select(Rep))).scalar_one()
+            for lead_id in (1, 2):
+                session.add(Assignment(key=f"lead-{lead_id}.c0.a1", lead_id=lead_id, cycle=0, rep_id=rep.id,
+                                       team="iberia", rule="r", status="assigned"))  # fmt: skip
+            await session.commit()
+        await upgrade_database(at_0004)
+        async with sessionmaker() as session:
+            assert (await session.get(Assignment, "lead-1.c0.a1")).status == "closed"
+            assert (await session.get(Assignment, "lead-2.c0.a1")).status == "assigned"
+            assert [r.open_leads for r in await list_reps(session)] == [1]
+    finally:
+        await engine.dispose()
