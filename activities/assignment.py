@@ -6,13 +6,13 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from leadloop.cadence import SendWindow
-from leadloop.db import Assignment, Rep, Team, insert_new
+from leadloop.db import Assignment, Lead, Rep, Team, insert_new
 from leadloop.models import AssignLeadInput, AssignLeadResult, CloseAssignmentInput
+from leadloop.roster import OPEN, close_assignments
 from leadloop.routing import Candidate, RoutingConfig, choose_rep, load_routing
-
-OPEN = "assigned"
 
 
 class AssignmentActivities:
@@ -37,6 +37,11 @@ class AssignmentActivities:
             existing = await session.get(Assignment, input.key)
             if existing is not None:
                 return await self._result(session, existing, routing)
+            # `forget` deletes the workflow, then closes the lead's hand-overs under this same row lock: a call
+            # still in flight must not open a new one for an erased person, holding a place in a rep's capacity
+            erased = await session.scalar(select(Lead.erased_at).where(Lead.id == input.lead_id).with_for_update())
+            if erased is not None:
+                raise ApplicationError(f"lead {input.lead_id} was erased on request", type="Erased", non_retryable=True)
             rep, team_name, rule, why = await self._choose(session, input, routing)
             now = datetime.now(UTC)
             await insert_new(
@@ -127,9 +132,5 @@ class AssignmentActivities:
     async def close_assignment(self, input: CloseAssignmentInput) -> None:
         """Mark a hand-over lapsed, accepted, rejected or closed; already closed is success."""
         async with self.sessionmaker() as session:
-            await session.execute(
-                update(Assignment)
-                .where(Assignment.key == input.key, Assignment.status == OPEN)
-                .values(status=input.status, closed_at=datetime.now(UTC))
-            )
+            await close_assignments(session, input.status, key=input.key)
             await session.commit()

@@ -107,6 +107,16 @@ class Suppression(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class FormerAddress(Base):
+    """An address a lead had before it was changed, kept as a hash: `forget` finds the lead by it."""
+
+    __tablename__ = "former_addresses"
+
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)
+    replaced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class EngagementEvent(Base):
     """An open, click, visit or unsubscribe, stored before its HTTP answer; signalled to the workflow."""
 
@@ -199,6 +209,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # what a write frees (an old address in an index, a row `forget` rewrote) is zeroed, not left readable
+    # in the file's free space; `forget` then checkpoints the WAL, which holds old pages until it is emptied
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

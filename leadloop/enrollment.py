@@ -19,6 +19,7 @@ from leadloop.intake import PROFILE_FIELDS, LeadIn
 from leadloop.mail import email_hash
 from leadloop.models import EnrollInput, LeadNurtureInput
 from leadloop.recycle import RecyclePolicy, load_recycle
+from leadloop.roster import roster_addresses
 from leadloop.scoring import LeadProfile, ScoringConfig, load_scoring
 from leadloop.temporal import CADENCE_NAME, CADENCE_STEP, LEAD_STAGE
 
@@ -39,6 +40,7 @@ class Enrolled:
     lead_id: int | None
     db: DbOutcome
     workflow: FlowOutcome
+    unknown_owner: str | None = None  # the owner given, not on the roster: enrolled without one
 
 
 @dataclass
@@ -99,6 +101,22 @@ async def upsert_leads(session: AsyncSession, leads: list[LeadIn], cadence: str)
                 changed = True
             results.append((row, "merged" if changed else "unchanged"))
     return results
+
+
+async def match_owners(session: AsyncSession, leads: list[LeadIn]) -> tuple[list[LeadIn], dict[str, str]]:
+    """The leads with each owner matched against the roster (any case; the roster's spelling is kept) and an
+    unknown owner dropped, so routing decides; and lead address -> the unknown owner it gave."""
+    known = await roster_addresses(session, {lead.owner for lead in leads if lead.owner})
+    matched: list[LeadIn] = []
+    unknown: dict[str, str] = {}
+    for lead in leads:
+        if lead.owner and lead.owner.lower() not in known:
+            unknown[lead.email] = lead.owner
+            lead = lead.model_copy(update={"owner": None})
+        elif lead.owner:
+            lead = lead.model_copy(update={"owner": known[lead.owner.lower()]})
+        matched.append(lead)
+    return matched, unknown
 
 
 async def suppressed_addresses(session: AsyncSession, emails: list[str]) -> set[str]:
@@ -218,7 +236,7 @@ async def enroll_leads(
     stored: list[tuple[LeadIn, Lead | None, DbOutcome]] = []
     async with sessionmaker() as session:
         suppressed = await suppressed_addresses(session, [lead.email for lead in leads])
-        allowed = [lead for lead in leads if lead.email not in suppressed]
+        allowed, unknown_owners = await match_owners(session, [lead for lead in leads if lead.email not in suppressed])
         rows = await upsert_leads(session, allowed, cadence.name)
         upserted = dict(zip((lead.email for lead in allowed), rows, strict=True))
         for lead in leads:
@@ -241,7 +259,7 @@ async def enroll_leads(
                     scoring=scoring, recycle=recycle, sales_task_queue=sales_task_queue,
                     rep_time_scale=rep_time_scale,
                 )  # fmt: skip
-            done = Enrolled(lead.email, row.id, outcome, flow)
+            done = Enrolled(lead.email, row.id, outcome, flow, unknown_owners.get(lead.email))
         if progress:
             progress(done)
         return done

@@ -7,9 +7,19 @@ from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from leadloop.db import DispositionRow, Lead, Rep, make_engine, make_sessionmaker
+from leadloop.db import (
+    DispositionRow,
+    FormerAddress,
+    Lead,
+    Rep,
+    Suppression,
+    insert_new,
+    make_engine,
+    make_sessionmaker,
+)
 from leadloop.enrollment import workflow_id
 from leadloop.intake import LeadIn, intake_context
+from leadloop.mail import email_hash
 from leadloop.models import ProfileUpdatedInput
 from leadloop.settings import Settings
 from leadloop.temporal import connect
@@ -20,6 +30,10 @@ EDITABLE = ("email", "first_name", "last_name", "company", "title", "industry", 
 
 class LeadUpdateError(Exception):
     """Bad fields, an unknown lead, or an address another lead already has; nothing was changed."""
+
+
+class AddressSuppressed(LeadUpdateError):
+    """The new address is on the suppression list (erased, unsubscribed, bounced); nothing was changed."""
 
 
 def validated(current: Lead, fields: dict[str, Any], context: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -54,7 +68,16 @@ async def apply_update(
         other = (await session.execute(select(Lead.id).where(Lead.email == clean["email"]))).scalar()
         if other is not None:
             raise LeadUpdateError(f"lead {other} already has the address {clean['email']}")
+        # an erased person's address (or one that unsubscribed or bounced) must not come back through an edit
+        suppressed = await session.get(Suppression, email_hash(clean["email"]))
+        if suppressed is not None:
+            raise AddressSuppressed(
+                f"{clean['email']} is on the suppression list ({suppressed.reason}): "
+                "it is never stored or emailed again; nothing was changed"
+            )
     changed = [k for k, v in clean.items() if getattr(lead, k) != v]
+    if "email" in changed:  # so `forget` of the old address still finds this lead
+        await insert_new(session, FormerAddress, email_hash=email_hash(lead.email), lead_id=lead.id)
     for name in changed:
         setattr(lead, name, clean[name])
     if "email" in changed:

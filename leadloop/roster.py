@@ -1,12 +1,18 @@
 """The sales roster in the database: import teams and reps from reps.yaml, list them with their load."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadloop.db import Assignment, Rep, Team
 from leadloop.routing import Roster
+
+#: a hand-over waiting on its rep: what counts against the rep's capacity
+OPEN = "assigned"
+#: no rep was available; routing tries again
+WAITING = "waiting"
 
 
 @dataclass
@@ -65,6 +71,16 @@ async def import_roster(session: AsyncSession, roster: Roster) -> ImportReport:
     return ImportReport(teams=len(roster.teams), added=added, updated=updated, deactivated=deactivated)
 
 
+async def roster_addresses(session: AsyncSession, addresses: set[str]) -> dict[str, str]:
+    """Which of these addresses (any case) are reps on the roster, active or not: lower-cased -> as stored."""
+    wanted = sorted({a.strip().lower() for a in addresses})
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):  # well under SQLite's bound-parameter limit
+        rows = await session.execute(select(Rep.email).where(func.lower(Rep.email).in_(wanted[start : start + 500])))
+        found |= {email.lower(): email for email in rows.scalars()}
+    return found
+
+
 @dataclass
 class RepRow:
     id: int
@@ -95,5 +111,22 @@ async def list_reps(session: AsyncSession) -> list[RepRow]:
 
 async def waiting_leads(session: AsyncSession) -> list[int]:
     """Leads waiting for a rep (no one was available when they escalated)."""
-    rows = await session.execute(select(Assignment.lead_id).where(Assignment.status == "waiting").distinct())
+    rows = await session.execute(select(Assignment.lead_id).where(Assignment.status == WAITING).distinct())
     return [int(r) for r in rows.scalars()]
+
+
+async def close_assignments(
+    session: AsyncSession, status: str, *, key: str | None = None, lead_id: int | None = None,
+    states: tuple[str, ...] = (OPEN,),
+) -> int:  # fmt: skip
+    """Close one hand-over (by key) or every one of a lead's that is still in `states`, freeing the rep's
+    capacity; one already closed keeps its outcome. The caller commits; returns how many were closed."""
+    if (key is None) == (lead_id is None):
+        raise ValueError("close by key or by lead_id (one of them)")
+    which = Assignment.key == key if key is not None else Assignment.lead_id == lead_id
+    result = await session.execute(
+        update(Assignment)
+        .where(which, Assignment.status.in_(states))
+        .values(status=status, closed_at=datetime.now(UTC))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -31,10 +31,10 @@ from leadloop.cadence import CadenceError, cadence_path, load_cadence
 from leadloop.classify import Hit, Verdict, classify
 from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, make_engine, make_sessionmaker
 from leadloop.decisions import DecisionRefused, decide
-from leadloop.enrollment import current_recycle, current_scoring, start_lead, upsert_lead
+from leadloop.enrollment import current_recycle, current_scoring, match_owners, start_lead, upsert_lead
 from leadloop.events import EventSignaller, record_event
 from leadloop.intake import LeadIn, intake_context
-from leadloop.leads import LeadUpdateError, apply_update, list_dispositions, tell_workflow
+from leadloop.leads import AddressSuppressed, LeadUpdateError, apply_update, list_dispositions, tell_workflow
 from leadloop.mail import email_hash
 from leadloop.metrics import ENGAGEMENT_EVENTS, INTAKES, REP_DECISIONS, TOKENS_REFUSED, UNSUBSCRIBES, verdict_rule
 from leadloop.models import RepActionInput, RepActionResult
@@ -203,6 +203,7 @@ class LeadAccepted(BaseModel):
     lead_id: int
     status: str = Field(description="new, merged or unchanged (the lead existed), suppressed")
     workflow: str = Field(description="started, already_running, finished_earlier or not_started")
+    warnings: list[str] = Field(default_factory=list, description="what was stored otherwise than sent, and why")
 
 
 class RepDecisionIn(BaseModel):
@@ -665,8 +666,11 @@ def create_app(
                 body = LeadAccepted(lead_id=existing or 0, status="suppressed", workflow="not_started")
                 state.metrics.inc(INTAKES, status=body.status, workflow=body.workflow)
                 return JSONResponse(body.model_dump(), status_code=200)
+            (fields,), unknown = await match_owners(session, [fields])
             row, outcome = await upsert_lead(session, fields, cadence.name)
             await session.commit()
+        warnings = [f"owner: {owner} is not a rep on the roster; stored without an owner (routing decides)"
+                    for owner in unknown.values()]  # fmt: skip
         try:
             flow = await start_lead(
                 await state.client(), row, cadence, task_queue=state.settings.task_queue,
@@ -677,7 +681,7 @@ def create_app(
             log.warning("lead %s stored, workflow not started: %s", row.id, exc)
             state.metrics.inc(INTAKES, status=outcome, workflow="failed")
             raise HTTPException(503, f"lead {row.id} stored, but its workflow could not be started; retry") from None
-        body = LeadAccepted(lead_id=row.id, status=outcome, workflow=flow)
+        body = LeadAccepted(lead_id=row.id, status=outcome, workflow=flow, warnings=warnings)
         state.metrics.inc(INTAKES, status=outcome, workflow=flow)
         return JSONResponse(body.model_dump(), status_code=201 if outcome == "new" else 200)
 
@@ -731,8 +735,11 @@ def create_app(
         "/leads/{lead_id}",
         tags=["intake"],
         dependencies=keyed,
-        responses={**NEEDS_KEY, **NOT_JSON, 404: _json("no such lead"), **TOO_LARGE, **INVALID},
-    )
+        responses={
+            **NEEDS_KEY, **NOT_JSON, 404: _json("no such lead"), **TOO_LARGE, **INVALID,
+            409: _json("the new address is on the suppression list (erased, unsubscribed, bounced); nothing changed"),
+        },
+    )  # fmt: skip
     async def patch_lead(lead_id: LeadId, body: dict[str, str], request: Request) -> dict[str, Any]:
         """Fix a lead's data (validated as intake); a lead held for invalid data resumes nurture."""
         state = st(request)
@@ -742,6 +749,8 @@ def create_app(
                     session, lead_id, body, intake_context(state.settings.intake_refuse_utf8_local_part)
                 )
                 await session.commit()
+        except AddressSuppressed as exc:
+            raise HTTPException(409, str(exc)) from None
         except LeadUpdateError as exc:
             if str(exc).startswith("no lead"):
                 raise HTTPException(404, str(exc)) from None

@@ -295,6 +295,11 @@ def enroll(
     for error in parsed.errors:
         err.print(f"row {error.row}: {error.field}: {error.reason}", highlight=False, markup=False)
     report = asyncio.run(_enroll(parsed.leads, chosen, settings))
+    for done in report.results:
+        if done.unknown_owner:
+            rows = ", ".join(str(r) for r in parsed.rows_of.get(done.email, []))
+            err.print(f"row {rows}: owner: {done.unknown_owner} is not a rep on the roster; enrolled without an "
+                      "owner (routing decides)", highlight=False, markup=False)  # fmt: skip
     _summary(parsed, report)
     if parsed.errors:
         raise typer.Exit(1)
@@ -344,6 +349,7 @@ def _summary(parsed: Any, report: Any) -> None:
         ("existing leads (details merged)", report.count(db="merged")),
         ("existing leads (unchanged)", report.count(db="unchanged")),
         ("suppressed, not enrolled", report.count(db="suppressed")),
+        ("owner not on the roster (routing decides)", sum(bool(r.unknown_owner) for r in report.results)),
         ("workflows started", report.count(workflow="started")),
         ("already running (kept their cadence)", report.count(workflow="already_running")),
         ("finished earlier (not restarted)", report.count(workflow="finished_earlier")),
@@ -823,25 +829,25 @@ def history(
 
 @app.command()
 def forget(
-    email: Annotated[str, typer.Argument(help="the person's address")],
+    who: Annotated[str, typer.Argument(help="the person's address (current or any earlier one) or their lead id")],
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
 ) -> None:
-    """Erase a person (GDPR): end their workflow, remove their data, keep only a hashed suppression."""
+    """Erase a person (GDPR): end their workflow, close their hand-over, remove their data, keep only hashes."""
     from leadloop.db import make_engine, make_sessionmaker
-    from leadloop.erasure import ErasureError, forget
-    from leadloop.intake import normalise_email
+    from leadloop.erasure import ErasureError, forget, parse_target
     from leadloop.temporal import connect
 
     try:
-        address = normalise_email(email)
-    except ValueError as exc:
+        target = parse_target(who)
+    except ErasureError as exc:
         raise _fail(str(exc)) from None
+    named = f"lead {target}" if isinstance(target, int) else target
     if not yes:
         import sys
 
         if not sys.stdin.isatty():
             raise _fail("not at a terminal: pass --yes to confirm; nothing erased")
-        if not typer.confirm(f"Erase everything leadloop holds about {address}? This cannot be undone"):
+        if not typer.confirm(f"Erase everything leadloop holds about {named}? This cannot be undone"):
             raise _fail("nothing erased")
     settings = get_settings()
 
@@ -852,7 +858,7 @@ def forget(
                 client = await connect(settings)
             except RuntimeError as exc:
                 raise ErasureError(f"cannot reach Temporal ({exc}); nothing was changed") from None
-            return await forget(make_sessionmaker(engine), client, address)
+            return await forget(make_sessionmaker(engine), client, target)
         finally:
             await engine.dispose()
 
@@ -860,14 +866,21 @@ def forget(
         done = asyncio.run(run())
     except ErasureError as exc:
         raise _fail(str(exc)) from None
+    if done.wal_truncated is False:
+        err.print("warning: a reader kept SQLite's WAL from being emptied; it holds old pages until the next "
+                  "checkpoint (run `forget` again when leadloop is idle)")  # fmt: skip
     if done.lead_id is None:
-        console.print("no lead has this address; it is on the suppression list now, so it is never enrolled")
+        console.print("no lead has or had this address; it is on the suppression list now, so it is never enrolled")
+        return
+    closed = f"; {done.handovers_closed} open hand-over(s) closed" if done.handovers_closed else ""
+    if done.already_erased:
+        console.print(f"lead {done.lead_id} was erased earlier; nothing more to erase{closed}", highlight=False)
         return
     ended = "ended" if done.ended_workflow else "not running"
     rows = ", ".join(f"{n} {t}" for t, n in done.rows.items())
     console.print(
         f"lead {done.lead_id} erased: workflow {ended}, {done.runs_deleted} Temporal run(s) deleted, "
-        f"personal data removed ({rows}); the address's hash stays on the suppression list",
+        f"personal data removed ({rows}){closed}; the hashes of its addresses stay on the suppression list",
         highlight=False,
     )
 

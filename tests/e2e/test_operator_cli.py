@@ -2,11 +2,15 @@
 
 import asyncio
 import os
+import random
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from sqlalchemy import select
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
@@ -14,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from leadloop.cadence import Cadence, Escalation
-from leadloop.db import EngagementEvent, Lead, Outbox, Suppression, make_engine, make_sessionmaker
+from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, make_engine, make_sessionmaker
 from leadloop.enrollment import start_lead, workflow_id
 from leadloop.mail import email_hash
 from leadloop.migrate import upgrade_database
@@ -22,6 +26,7 @@ from leadloop.models import EngagementEvent as Event
 from leadloop.models import EngagementInput, SendEmailInput, SendEmailResult
 from leadloop.scoring import ScoringConfig
 from leadloop.temporal import workflow_runner
+from starter.api import create_app
 from tests.conftest import BIN, client_address, with_pydantic
 from tests.e2e.test_drip_whole_stack import run
 from workflows.lead_nurture import LeadNurtureWorkflow
@@ -249,3 +254,93 @@ async def test_lead_commands_print_hostile_text_literally(dev_env: WorkflowEnvir
         assert_literal(
             raw, f"signal pause: {END_BOLD}", f"signal resume: {RED}", f"workflow terminated: test over {LINK}"
         )
+
+
+@pytest.mark.e2e
+async def test_forget_reaches_a_changed_address_a_hand_over_and_the_files(
+    dev_env: WorkflowEnvironment, tmp_path: Path, make_settings: Any
+) -> None:
+    """Issue 16: enrol with an owner at a reserved domain, PATCH the address, forget the old one, while with sales."""
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'leadloop.db'}"
+    await upgrade_database(db_url)
+    engine = make_engine(db_url)  # held open all along, as the HTTP service's pool is
+    maker = make_sessionmaker(engine)
+    first = random.randrange(10**8, 10**9)  # lead ids, and so workflow ids, no other test in e2e-ops has
+    async with maker() as session:
+        session.add(Lead(id=first, email="placeholder@example.com", attributes={}))
+        await session.commit()
+    config = with_pydantic(dev_env.client).config()
+    config["namespace"] = "e2e-ops"
+    client = Client(**config)
+    env = {**os.environ, "LEADLOOP_TEMPORAL_ADDRESS": client_address(dev_env.client),
+           "LEADLOOP_TEMPORAL_NAMESPACE": "e2e-ops", "COLUMNS": "200", "NO_COLOR": "1",
+           "LEADLOOP_DATABASE_URL": db_url, "LEADLOOP_TASK_QUEUE": f"ops-{uuid.uuid4()}"}  # fmt: skip
+    leadloop = str(BIN / "leadloop")
+    roster = tmp_path / "reps.yaml"
+    roster.write_text(
+        "teams:\n  - name: iberia\n    reps:\n"
+        "      - {email: rep.madrid@leadloop.test, name: Marta López, timezone: Europe/Madrid, capacity: 2}\n"
+    )
+    code, _, err = await run(leadloop, "reps", "import", str(roster), env=env)
+    assert code == 0, err
+    csv = tmp_path / "leads.csv"
+    csv.write_text(
+        "email,first_name,last_name,owner\n"
+        "zoe.old@example.gr,Ζωή,Παπαδάκη-Quixote,REP.Madrid@leadloop.test\n"
+        "kim@example.com,Kim,Other,ghost@leadloop.test\n",
+        encoding="utf-8",
+    )
+    code, out, err = await run(leadloop, "enroll", str(csv), "--cadence", "welcome", env=env)
+    assert code == 0, err  # no row dropped over its owner
+    assert "row 3: owner: ghost@leadloop.test is not a rep on the roster; enrolled without an owner" in err
+    assert "row 2" not in err
+    async with maker() as session:
+        leads = {row.email: row for row in (await session.execute(select(Lead).where(Lead.id > first))).scalars()}
+        zoe, kim = leads["zoe.old@example.gr"].id, leads["kim@example.com"].id
+        assert (leads["zoe.old@example.gr"].owner, leads["kim@example.com"].owner) == ("rep.madrid@leadloop.test", None)
+        rep = (await session.execute(select(Rep))).scalar_one()
+        # Zoë is with sales: her hand-over holds a place in the rep's capacity
+        session.add(Assignment(key=f"lead-{zoe}.c0.a1", lead_id=zoe, cycle=0, rep_id=rep.id, team="iberia",
+                               rule="owner (relationship selling)", status="assigned", score=80))  # fmt: skip
+        await session.commit()
+    code, out, _ = await run(leadloop, "reps", "list", env=env)
+    assert "1 / 2" in out
+
+    settings = make_settings(database_url=db_url, api_keys=["k"], temporal_namespace="e2e-ops")
+    app = create_app(settings, sessionmaker=maker, client=client)
+    key = {"x-api-key": "k"}
+    try:
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t.test") as http:
+                moved = await http.patch(f"/leads/{zoe}", json={"email": "zoe.new@example.gr"}, headers=key)
+                assert moved.status_code == 200 and moved.json()["changed"] == ["email"]
+
+                code, _, err = await run(leadloop, "forget", str(first + 999), "--yes", env=env)
+                assert code == 1 and f"no lead {first + 999}; nothing was changed" in err
+                code, out, err = await run(leadloop, "forget", "zoe.old@example.gr", "--yes", env=env)
+                assert code == 0, err
+                assert f"lead {zoe} erased: workflow ended, 1 Temporal run(s) deleted" in out
+                assert "1 open hand-over(s) closed" in out and "warning" not in err
+
+                # neither address comes back through an edit
+                refused = await http.patch(f"/leads/{kim}", json={"email": "zoe.new@example.gr"}, headers=key)
+                assert refused.status_code == 409 and "suppression list (erased)" in refused.json()["detail"]
+                code, _, err = await run(leadloop, "lead", "update", str(kim), "--email", "Zoe.Old@example.gr",
+                                         env=env)  # fmt: skip
+                assert code == 1 and "zoe.old@example.gr is on the suppression list (erased)" in err
+                # and the database files no longer hold her (the WAL was checkpointed and emptied)
+                files = {p.name: p.read_bytes() for p in tmp_path.glob("leadloop.db*")}
+                assert "leadloop.db-wal" in files
+                for name, data in files.items():
+                    for secret in ("zoe.old@example.gr", "zoe.new@example.gr", "Ζωή", "Παπαδάκη", "Quixote"):
+                        assert secret.encode() not in data, f"{secret!r} is still in {name}"
+        code, out, _ = await run(leadloop, "reps", "list", env=env)
+        assert "0 / 2" in out  # the rep's place is free again
+        async with maker() as session:
+            assert (await session.get(Lead, kim)).email == "kim@example.com"
+            assert (await session.get(Assignment, f"lead-{zoe}.c0.a1")).status == "closed"
+        code, out, err = await run(leadloop, "forget", str(zoe), "--yes", env=env)
+        assert code == 0 and f"lead {zoe} was erased earlier" in out, err
+    finally:
+        await client.get_workflow_handle(workflow_id(kim)).terminate("test over")
+        await engine.dispose()

@@ -100,7 +100,7 @@ async def test_erasure_strips_the_person_keeps_the_counts_and_suppresses_the_has
     async with sessionmaker() as session:
         rows = await erase_in_database(session, "zoe@example.com", lead_id)
         await session.commit()
-    assert rows == {"leads": 1, "outbox": 1, "engagement_events": 1, "dispositions": 1}
+    assert rows == {"leads": 1, "outbox": 1, "engagement_events": 1, "dispositions": 1, "handovers_closed": 0}
     async with sessionmaker() as session:
         lead = await session.get(Lead, lead_id)
         assert lead.email == f"erased-{lead_id}@erased.invalid" and lead.erased_at is not None

@@ -84,3 +84,13 @@ def test_an_installation_can_refuse_non_ascii_local_parts() -> None:
     assert validate_lead({"email": "josé@example.com"}, intake_context(refuse_utf8_local_part=True)) == [
         ("email", strict.errors[0].reason)
     ]
+
+
+def test_an_owner_at_a_reserved_domain_is_kept_for_the_roster_to_match() -> None:
+    parsed = parse_csv_text(
+        "email,owner\n"
+        "lead1@example.es,Rep.Madrid@leadloop.test\n"  # .test is special-use, and a rep's address all the same
+        "lead2@example.es,not even an address\n"  # matched (or not) against the roster at enrolment, never refused
+    )
+    assert parsed.errors == []
+    assert [lead.owner for lead in parsed.leads] == ["rep.madrid@leadloop.test", "not even an address"]

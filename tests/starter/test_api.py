@@ -268,3 +268,75 @@ async def test_intake_refuses_missing_key_and_bad_fields_and_stores_nothing(http
     assert unknown.status_code == 422
     async with sessionmaker() as session:
         assert (await session.execute(select(func.count()).select_from(Lead))).scalar() == 0
+
+
+def fresh_lead_id() -> int:
+    """A lead id (and so a workflow id) no other test uses on the shared dev server."""
+    import random
+
+    return random.randrange(10**8, 10**9)
+
+
+async def test_patch_to_a_suppressed_address_is_409_and_changes_nothing(settings, sessionmaker, dev_env) -> None:
+    from leadloop.db import FormerAddress
+    from tests.conftest import with_pydantic
+
+    async with sessionmaker() as session:
+        lead = Lead(id=fresh_lead_id(), email="maria@example.gr", first_name="Μαρία", attributes={})
+        session.add(lead)
+        session.add(Suppression(email_hash=email_hash("gone@example.com"), reason="erased"))
+        await session.commit()
+        lead_id = lead.id
+    key = {"x-api-key": "intake-key"}
+    async with running(settings, sessionmaker, with_pydantic(dev_env.client)) as http:
+        refused = await http.patch(f"/leads/{lead_id}", json={"email": " Gone@Example.com ", "company": "Acme"},
+                                   headers=key)  # fmt: skip
+        assert refused.status_code == 409 and "suppression list (erased)" in refused.json()["detail"]
+        async with sessionmaker() as session:
+            lead = await session.get(Lead, lead_id)
+            assert (lead.email, lead.company) == ("maria@example.gr", None)
+            assert await session.scalar(select(func.count()).select_from(FormerAddress)) == 0
+        # a change to a free address keeps the old one as a hash, so `forget maria@example.gr` still finds her
+        moved = await http.patch(f"/leads/{lead_id}", json={"email": "maria.p@example.gr"}, headers=key)
+    assert moved.status_code == 200 and moved.json()["changed"] == ["email"]
+    async with sessionmaker() as session:
+        former = (await session.execute(select(FormerAddress))).scalars().all()
+        assert [(f.email_hash, f.lead_id) for f in former] == [(email_hash("maria@example.gr"), lead_id)]
+
+
+async def test_intake_matches_the_owner_against_the_roster(settings, sessionmaker, dev_env) -> None:
+    from sqlalchemy import text
+
+    from leadloop.roster import import_roster
+    from leadloop.routing import Roster
+    from tests.conftest import with_pydantic
+
+    first = fresh_lead_id()  # the leads' ids count on from here
+    async with sessionmaker() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(text(f"SELECT setval('leads_id_seq', {first})"))
+        else:
+            session.add(Lead(id=first, email="placeholder@example.com", attributes={}))
+        roster = {"teams": [{"name": "iberia", "reps": [{"email": "rep.madrid@leadloop.test", "name": "Marta"}]}]}
+        await import_roster(session, Roster.model_validate(roster))
+        await session.commit()
+    client = with_pydantic(dev_env.client)
+    key = {"x-api-key": "intake-key"}
+    async with running(settings, sessionmaker, client) as http:
+        known = await http.post(
+            "/leads", json={"email": "a@example.es", "owner": "Rep.Madrid@LeadLoop.test"}, headers=key
+        )
+        unknown = await http.post("/leads", json={"email": "b@example.es", "owner": "ghost@leadloop.test"}, headers=key)
+    try:
+        assert known.status_code == 201 and known.json()["warnings"] == []
+        assert unknown.status_code == 201  # kept, never dropped over its owner
+        assert unknown.json()["warnings"] == [
+            "owner: ghost@leadloop.test is not a rep on the roster; stored without an owner (routing decides)"
+        ]
+        async with sessionmaker() as session:
+            owners = dict((await session.execute(select(Lead.email, Lead.owner).where(Lead.id > first))).all())
+        assert owners == {"a@example.es": "rep.madrid@leadloop.test", "b@example.es": None}
+    finally:
+        for reply in (known, unknown):
+            if reply.status_code == 201:
+                await client.get_workflow_handle(f"lead-{reply.json()['lead_id']}").terminate("test over")
