@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from leadloop.cadence import Lines, Strict, Wait, load_model_lines, parse_model_lines, require_unique
 
@@ -101,6 +101,13 @@ class ScoringConfig(Strict):
         description="a lead's views of one page (address without query) count once within this; 0: every view",
     )
 
+    @field_validator("visits_once_per_page")
+    @classmethod
+    def _a_real_window(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and timedelta(0) < value < timedelta(hours=1):
+            raise ValueError("at least 1h (shorter lets a reload count again), or 0: every page view counts")
+        return value
+
     @model_validator(mode="after")
     def _reachable(self) -> "ScoringConfig":
         require_unique([r.name for r in self.engagement], "engagement rule names")
@@ -115,9 +122,6 @@ class ScoringConfig(Strict):
                 catch_all[rule.kind] = rule.name
         if self.half_life is not None and self.half_life <= timedelta(0):
             raise ValueError("half_life must be longer than zero")
-        once = self.visits_once_per_page
-        if once is not None and timedelta(0) < once < timedelta(hours=1):
-            raise ValueError("visits_once_per_page must be at least 1h (or 0: every page view counts)")
         return self
 
 

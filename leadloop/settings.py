@@ -248,13 +248,13 @@ class Settings(BaseSettings):
         bound: dict[str, list[str]] = {}
         for key, origins in value.items():
             if not origins:
-                raise ValueError(f"LEADLOOP_SITE_HOSTS: site key {key!r} has no origins; list at least one")
+                raise ValueError(f"site key {key!r} has no origins; list at least one")
             bound[key] = []
             for given in origins:
                 origin = site_origin(given) if isinstance(given, str) else None
                 if origin is None:
                     raise ValueError(
-                        f"LEADLOOP_SITE_HOSTS: {given!r} (site key {key!r}) is not a site origin: write scheme and "
+                        f"{given!r} (site key {key!r}) is not a site origin: write scheme and "
                         "host, with a port if any, and no path, e.g. https://www.example.com"
                     )
                 bound[key].append(origin)

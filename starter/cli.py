@@ -51,6 +51,15 @@ def _in_session(work: Callable[[Any], Awaitable[Any]]) -> Any:
     return asyncio.run(run())
 
 
+def _settings_problems(exc: Any) -> str:
+    """A pydantic ValidationError of Settings as one line per problem: the setting and what is wrong."""
+    lines = []
+    for problem in exc.errors():
+        name = "LEADLOOP_" + str(problem["loc"][0]).upper() if problem["loc"] else "settings"
+        lines.append(f"  - {name}: {problem['msg'].removeprefix('Value error, ')}")
+    return "the HTTP service will not start with these settings:\n" + "\n".join(lines)
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
@@ -394,11 +403,15 @@ def api(
     Outside the demo it refuses the published secret and API keys (LEADLOOP_SECRET_KEY, LEADLOOP_API_KEYS).
     """
     import uvicorn
+    from pydantic import ValidationError
     from rich.markup import escape
 
     from starter.api import InsecureSettings, create_app
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # e.g. a site key bound to something that is not an origin
+        raise _fail(escape(_settings_problems(exc))) from None
     try:
         web = create_app(settings)
     except InsecureSettings as exc:
