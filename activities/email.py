@@ -43,6 +43,7 @@ from leadloop.templates import (
 )
 from leadloop.tokens import Signer, Token
 from leadloop.tracking import TrackingLinks, track_html, track_text, urls_in
+from leadloop.visits import shown_page
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,7 @@ class EmailActivities:
         self.settings = settings
         self.default_sender = parse_sender(settings.from_address)
         self.signer = Signer(settings.signing_keys())
+        self._site_origins = frozenset().union(*settings.site_origins().values())
 
     @activity.defn(name="send_email")
     async def send_email(self, input: SendEmailInput) -> SendEmailResult:
@@ -296,10 +298,7 @@ class EmailActivities:
                 )
             ).scalars()
             zone = ZoneInfo(rep.timezone)
-            recent = [
-                {"at": f"{e.occurred_at.astimezone(zone):%a %d %b %H:%M}", "kind": e.kind, "url": e.url or ""}
-                for e in events
-            ]
+            recent = [self._shown_event(e, zone) for e in events]
             copy = input.copy_manager and team is not None and team.manager_email is not None
             recipients = [rep.email] + ([team.manager_email] if copy and team and team.manager_email else [])
             message = await asyncio.to_thread(
@@ -319,6 +318,14 @@ class EmailActivities:
                     f"{what} the rep's notification: {exc}", type="SendRefused", non_retryable=True
                 ) from None
             return NotifyRepResult(status=status, outbox_key=key)
+
+    def _shown_event(self, event: EngagementEvent, zone: ZoneInfo) -> dict[str, str]:
+        """One line of the rep's 'Recent engagement': a click shows the link sealed in our own email; a visit,
+        whose address came from the beacon's request, only its path on the site's own origin, never a link."""
+        url = event.url or ""
+        where = shown_page(url, self._site_origins) if event.kind == "visit" else url
+        return {"at": f"{event.occurred_at.astimezone(zone):%a %d %b %H:%M}", "kind": event.kind, "where": where,
+                "url": url if event.kind == "click" else ""}  # fmt: skip
 
     def _render_notification(
         self,

@@ -8,6 +8,10 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 HitKind = Literal["open", "click", "visit"]
+#: A reader loads a page, reads, then moves on; this many page views of one lead within VISIT_BURST_WINDOW
+#: (this one included) come from a script replaying the visitor id, not from someone reading.
+VISIT_BURST = 4
+VISIT_BURST_WINDOW = timedelta(seconds=10)
 
 #: Proxies that fetch a pixel when the reader opens the message: a human open (calling them
 #: machines would lose every Gmail reader).
@@ -76,6 +80,7 @@ class Hit:
     sent_at: datetime | None = None  # when the email went out (opens and clicks)
     honeypot: bool = False
     other_link_clicks: tuple[datetime, ...] = ()  # clicks on *other* links of the same message
+    earlier_visits: tuple[datetime, ...] = ()  # the lead's page views stored before this one (visits)
 
 
 @dataclass(frozen=True)
@@ -135,5 +140,10 @@ def classify(
             return Verdict(False, f"several links of one message clicked within {burst.total_seconds():g}s")
         return Verdict(True, "browser navigation")
     if hit.kind == "visit":
+        recent = sum(1 for t in hit.earlier_visits if timedelta(0) <= hit.at - t <= VISIT_BURST_WINDOW)
+        if recent + 1 >= VISIT_BURST:
+            return Verdict(
+                False, f"{recent + 1} page views within {VISIT_BURST_WINDOW.total_seconds():g}s: faster than a reader"
+            )
         return Verdict(True, "page view from the site beacon")
     return Verdict(True, "mail client fetched the image")

@@ -115,6 +115,8 @@ def verdict_rule(reason: str) -> str:
         return "machine_network"
     if reason.endswith("after the send: faster than a reader"):
         return "too_soon"
+    if " page views within " in reason:
+        return "visit_burst"
     for prefix, rule in _PREFIXES:
         if reason.startswith(prefix):
             return rule

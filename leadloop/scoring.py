@@ -6,8 +6,9 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from leadloop.cadence import (
     CadenceError,
@@ -23,6 +24,8 @@ from leadloop.cadence import (
 EventKind = Literal["open", "click", "visit"]
 BantField = Literal["budget", "authority", "need", "timeline"]
 SCORING_SHAPE = "a scoring file must be a YAML mapping (version, half_life, profile, engagement)"
+#: What a scoring file that does not say gets: a page's views count once a day.
+VISITS_ONCE_PER_PAGE = timedelta(days=1)
 
 
 class Size(Strict):
@@ -102,6 +105,19 @@ class ScoringConfig(Strict):
     half_life: Wait | None = Field(default=None, description="engagement points halve after this; none: no decay")
     profile: ProfileRules = ProfileRules()
     engagement: list[EngagementRule] = Field(default_factory=list)
+    # None in snapshots taken before the rule existed: those leads score as they always did (replays unchanged);
+    # the loader gives a file that does not say VISITS_ONCE_PER_PAGE
+    visits_once_per_page: Wait | None = Field(
+        default=None,
+        description="a lead's views of one page (address without query) count once within this; 0: every view",
+    )
+
+    @field_validator("visits_once_per_page")
+    @classmethod
+    def _a_real_window(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and timedelta(0) < value < timedelta(hours=1):
+            raise ValueError("at least 1h (shorter lets a reload count again), or 0: every page view counts")
+        return value
 
     @model_validator(mode="after")
     def _reachable(self) -> "ScoringConfig":
@@ -240,7 +256,15 @@ def compute_score(
     """
     items = profile_items(config.profile, lead)
     earned: dict[str, float] = {}
+    once = config.visits_once_per_page.total_seconds() if config.visits_once_per_page else 0.0
+    counted: dict[str, datetime] = {}  # page -> when a view of it last counted
     for event in events:
+        if once and event.kind == "visit":
+            page = page_of(event.url)
+            last = counted.get(page)
+            if last is not None and abs((event.at - last).total_seconds()) * time_scale < once:
+                continue  # a reload, a second tab or a replayed beacon: the page counted already
+            counted[page] = event.at
         rule = next((r for r in config.engagement if r.matches(event.kind, event.url)), None)
         if rule is None:
             continue
@@ -260,13 +284,30 @@ def compute_score(
     return Score(total=profile + engagement, profile=profile, engagement=engagement, items=items)
 
 
+def page_of(url: str) -> str:
+    """One page, however it was addressed: 'HTTPS://Site.example/Pricing/?utm=x#top' -> 'https://site.example/Pricing'."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+    except ValueError:
+        return url
+
+
+def _file_defaults(config: ScoringConfig) -> ScoringConfig:
+    """What a file leaves unsaid and a snapshot must not (a snapshot's missing field means 'as before')."""
+    if "visits_once_per_page" not in config.model_fields_set:
+        return config.model_copy(update={"visits_once_per_page": VISITS_ONCE_PER_PAGE})
+    return config
+
+
 def parse_scoring_lines(text: str, path: Path) -> tuple[ScoringConfig, Lines]:
-    return _values_only(*parse_model_lines(text, path, ScoringConfig, SCORING_SHAPE), path)
+    config, lines = _values_only(*parse_model_lines(text, path, ScoringConfig, SCORING_SHAPE), path)
+    return _file_defaults(config), lines
 
 
 def load_scoring(path: Path) -> ScoringConfig:
     """Load scoring.yaml; CadenceError names file, line and field of every problem."""
-    return _values_only(*load_model_lines(path, ScoringConfig, SCORING_SHAPE), path)[0]
+    return _file_defaults(_values_only(*load_model_lines(path, ScoringConfig, SCORING_SHAPE), path)[0])
 
 
 def _values_only(config: ScoringConfig, lines: Lines, path: Path) -> tuple[ScoringConfig, Lines]:

@@ -1,8 +1,10 @@
 """Settings read from the environment (prefix LEADLOOP_) and an optional .env file."""
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +28,28 @@ DEV_SERVER_DB = "temporal-2.db"
 #: The published defaults: fine for `leadloop demo`, refused by the HTTP service anywhere else.
 DEFAULT_SECRET_KEY = "dev-insecure-change-me"
 DEMO_API_KEY = "demo-api-key"
+_HOST = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\]")
+
+
+def site_origin(url: str, *, address: bool = False) -> str | None:
+    """'HTTPS://WWW.Example.com:443/' -> 'https://www.example.com'; None when it is not an http(s) origin
+    without user info; `address`: the origin of any http(s) address (path, query and fragment allowed)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.netloc.rpartition("@")[2].rpartition(":")[0] if port is not None else parts.netloc).lower()
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or "@" in parts.netloc
+        or not _HOST.fullmatch(host)
+        or (not address and (parts.query or parts.fragment or parts.path not in ("", "/")))
+    ):
+        return None
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 class Settings(BaseSettings):
@@ -76,6 +100,11 @@ class Settings(BaseSettings):
     )
     api_keys: list[SecretStr] = Field(default_factory=lambda: [SecretStr(DEMO_API_KEY)])
     site_keys: list[str] = Field(default_factory=lambda: ["demo-site-key"])
+    site_hosts: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='the origins each site key may report page views of: {"KEY": ["https://www.example.com"]}; '
+        "a key not named here is bound to LEADLOOP_SITE_URL's origin",
+    )
     default_cadence: str = "welcome"
     demo_site: bool = Field(default=True, description="serve the demo company's website under /site")
     api_host: str = "127.0.0.1"
@@ -228,6 +257,45 @@ class Settings(BaseSettings):
                 self.encryption_key_id = next(iter(self.encryption_keys))
             elif self.encryption_key_id not in self.encryption_keys:
                 raise ValueError(f"encryption_key_id {self.encryption_key_id!r} is not among encryption_keys")
+        return self
+
+    def site_origins(self) -> dict[str, frozenset[str]]:
+        """Each site key's origins: its LEADLOOP_SITE_HOSTS entry, else LEADLOOP_SITE_URL's origin."""
+        fallback = site_origin(self.site_url, address=True)
+        return {key: frozenset(self.site_hosts.get(key) or ([fallback] if fallback else [])) for key in self.site_keys}
+
+    @field_validator("site_hosts")
+    @classmethod
+    def _site_hosts(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        bound: dict[str, list[str]] = {}
+        for key, origins in value.items():
+            if not origins:
+                raise ValueError(f"site key {key!r} has no origins; list at least one")
+            bound[key] = []
+            for given in origins:
+                origin = site_origin(given) if isinstance(given, str) else None
+                if origin is None:
+                    raise ValueError(
+                        f"{given!r} (site key {key!r}) is not a site origin: write scheme and "
+                        "host, with a port if any, and no path, e.g. https://www.example.com"
+                    )
+                bound[key].append(origin)
+        return bound
+
+    @model_validator(mode="after")
+    def _site_keys_bound(self) -> "Settings":
+        unknown = sorted(set(self.site_hosts) - set(self.site_keys))
+        if unknown:
+            raise ValueError(
+                f"LEADLOOP_SITE_HOSTS names site key(s) {', '.join(map(repr, unknown))} that are not in "
+                "LEADLOOP_SITE_KEYS"
+            )
+        unbound = [k for k in self.site_keys if k not in self.site_hosts]
+        if unbound and site_origin(self.site_url, address=True) is None:
+            raise ValueError(
+                f"site key(s) {', '.join(map(repr, unbound))} have no origins in LEADLOOP_SITE_HOSTS, and "
+                f"LEADLOOP_SITE_URL {self.site_url!r} is not an http(s) address to bind them to"
+            )
         return self
 
     @field_validator("public_url", "site_url")

@@ -28,7 +28,7 @@ from temporalio.runtime import Runtime
 
 from leadloop import DATA_DIR
 from leadloop.cadence import CadenceError, cadence_path, load_cadence
-from leadloop.classify import Hit, Verdict, classify
+from leadloop.classify import VISIT_BURST_WINDOW, Hit, Verdict, classify
 from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, make_engine, make_sessionmaker
 from leadloop.decisions import DecisionRefused, decide
 from leadloop.enrollment import current_recycle, current_scoring, match_owners, start_lead, upsert_lead
@@ -39,7 +39,7 @@ from leadloop.mail import email_hash
 from leadloop.metrics import ENGAGEMENT_EVENTS, INTAKES, REP_DECISIONS, TOKENS_REFUSED, UNSUBSCRIBES, verdict_rule
 from leadloop.models import RepActionInput, RepActionResult
 from leadloop.recycle import REASON_LABELS, Reason
-from leadloop.settings import Settings, get_settings
+from leadloop.settings import Settings, get_settings, site_origin
 from leadloop.temporal import connect
 from leadloop.tokens import Signer, Token, TokenError, TokenKind
 from starter.codec_server import codec_router
@@ -241,6 +241,8 @@ class State:
         self.sessionmaker = sessionmaker
         self.metrics = metrics
         self.signer = Signer(settings.signing_keys())
+        self.site_origins = settings.site_origins()
+        self.all_site_origins = frozenset().union(*self.site_origins.values())
         self._client: Client | None = None
         self.runtime: Runtime | None = None  # the SDK runtime of the client the app builds itself
         self.signaller = EventSignaller(sessionmaker, self.client, settings.coalesce_seconds)
@@ -318,10 +320,25 @@ def _key_ok(given: str | None, accepted: list[str]) -> bool:
     return found
 
 
-def _on_site(url: str, site_url: str) -> bool:
+def _on_site(url: str, origins: frozenset[str]) -> bool:
     """Only the marketer's own site gets the visitor id: a third-party page must never hold one."""
-    target, site = urlsplit(url), urlsplit(site_url)
-    return (target.scheme, target.netloc.lower()) == (site.scheme, site.netloc.lower())
+    return site_origin(url, address=True) in origins
+
+
+def _site_for(given: str | None, sites: dict[str, frozenset[str]]) -> frozenset[str] | None:
+    """The origins of the site key given, compared in constant time against every key; None for a wrong key."""
+    found = None
+    for key, origins in sites.items():
+        if _key_ok(given, [key]):
+            found = origins
+    return found
+
+
+def _sender_origins(request: Request) -> set[str]:
+    """The origins the browser says the request comes from (Origin, Referer); empty when it names none, and
+    an unreadable one (an opaque 'null' Origin too) stays in the set as '', which no site holds."""
+    named = [request.headers.get("origin"), request.headers.get("referer")]
+    return {site_origin(value, address=True) or "" for value in named if value}
 
 
 def _with_visitor(url: str, visitor: str) -> str:
@@ -506,7 +523,7 @@ def create_app(
         )  # fmt: skip
         await store(state, **_event(parsed, "click", verdict, request, now, url=parsed.url))
         target = parsed.url
-        if parsed.extra != "h" and _on_site(parsed.url, state.settings.site_url):
+        if parsed.extra != "h" and _on_site(parsed.url, state.all_site_origins):
             visitor = state.signer.sign(
                 Token(kind="visitor", lead_id=parsed.lead_id, key="", issued_at=int(now.timestamp()))
             )
@@ -529,13 +546,17 @@ def create_app(
             202: _json("taken; `recorded` says whether it counted", {"type": "object", "properties": {
                 "recorded": {"type": "boolean"}, "detail": {"type": "string"}}, "required": ["recorded"]}),
             400: _json("malformed body"), 401: _json("missing or wrong site key"),
+            403: _json("the page, or the Origin / Referer, is not on the site key's site; nothing recorded"),
             413: _json(f"the body is larger than {MAX_BEACON_BYTES} bytes"), **RATE_LIMITED,
         },
         openapi_extra={"requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
             "site_key": {"type": "string"}, "visitor": {"type": "string"}, "url": {"type": "string"}}}}}}},
     )  # fmt: skip
     async def visit(request: Request, x_leadloop_site_key: Annotated[str | None, Header()] = None) -> JSONResponse:
-        """A page view from the site beacon: JSON {site_key, visitor, url} (sent as text/plain by browsers)."""
+        """A page view from the site beacon: JSON {site_key, visitor, url} (sent as text/plain by browsers).
+
+        The page and the request's Origin (or Referer) must be on the site key's origins (LEADLOOP_SITE_HOSTS).
+        """
         state = st(request)
         cors = {"Access-Control-Allow-Origin": "*"}
         declared = request.headers.get("content-length", "")
@@ -555,7 +576,8 @@ def create_app(
         except ValueError:
             return JSONResponse({"detail": "the body must be a JSON object"}, status_code=400, headers=cors)
         site_key = x_leadloop_site_key or body.get("site_key")
-        if not _key_ok(site_key if isinstance(site_key, str) else None, state.settings.site_keys):
+        origins = _site_for(site_key if isinstance(site_key, str) else None, state.site_origins)
+        if origins is None:
             return JSONResponse({"detail": "missing or wrong site key"}, status_code=401, headers=cors)
         page = body.get("url")
         visitor = body.get("visitor")
@@ -563,15 +585,36 @@ def create_app(
             _CONTROL.search(page)
         ):
             return JSONResponse({"detail": "url must be the page's http(s) address"}, status_code=400, headers=cors)
+        # the site key and a visitor id are public (in the page, in the landing URL): only pages of the key's
+        # own site, reported from that site, may count
+        if site_origin(page, address=True) not in origins:
+            return JSONResponse({"detail": "url is not a page of this site key's site (LEADLOOP_SITE_HOSTS)"},
+                                status_code=403, headers=cors)  # fmt: skip
+        sender = _sender_origins(request)
+        if not sender or not sender <= origins:
+            return JSONResponse({"detail": "the Origin or Referer is not this site key's site"},
+                                status_code=403, headers=cors)  # fmt: skip
         if not visitor:
             return JSONResponse({"recorded": False, "detail": "anonymous visitor"}, status_code=202, headers=cors)
         parsed = state.verify(str(visitor), "visitor")
         if parsed is None:
             return JSONResponse({"detail": "visitor id is not valid"}, status_code=400, headers=cors)
         now = datetime.now(UTC)
+        async with state.sessionmaker() as session:
+            earlier = (
+                await session.execute(
+                    select(EngagementEvent.occurred_at).where(
+                        EngagementEvent.lead_id == parsed.lead_id,
+                        EngagementEvent.kind == "visit",
+                        EngagementEvent.occurred_at >= now - VISIT_BURST_WINDOW,
+                    )
+                )
+            ).scalars()
+            earlier_visits = tuple(_utc(t) for t in earlier)
         verdict = classify(
-            Hit("visit", request.headers.get("user-agent", ""), _client_ip(request), _headers(request), now)
-        )
+            Hit("visit", request.headers.get("user-agent", ""), _client_ip(request), _headers(request), now,
+                earlier_visits=earlier_visits)
+        )  # fmt: skip
         stored = await store(state, **_event(parsed, "visit", verdict, request, now, url=page, outbox_key=None))
         return JSONResponse({"recorded": stored}, status_code=202, headers=cors)
 

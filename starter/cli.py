@@ -51,6 +51,15 @@ def _in_session(work: Callable[[Any], Awaitable[Any]]) -> Any:
     return asyncio.run(run())
 
 
+def _settings_problems(exc: Any) -> str:
+    """A pydantic ValidationError of Settings as one line per problem: the setting and what is wrong."""
+    lines = []
+    for problem in exc.errors():
+        name = "LEADLOOP_" + str(problem["loc"][0]).upper() if problem["loc"] else "settings"
+        lines.append(f"  - {name}: {problem['msg'].removeprefix('Value error, ')}")
+    return "the HTTP service will not start with these settings:\n" + "\n".join(lines)
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err.print(styled("error:", "red", f" {message}"))
     return typer.Exit(code)
@@ -415,10 +424,14 @@ def api(
     Outside the demo it refuses the published secret and API keys (LEADLOOP_SECRET_KEY, LEADLOOP_API_KEYS).
     """
     import uvicorn
+    from pydantic import ValidationError
 
     from starter.api import InsecureSettings, create_app
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # e.g. a site key bound to something that is not an origin
+        raise _fail(_settings_problems(exc)) from None
     try:
         web = create_app(settings)
     except InsecureSettings as exc:

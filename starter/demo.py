@@ -70,7 +70,10 @@ async def _demo_reader(settings: Settings, address: str, stop: asyncio.Event) ->
         if visitor and settings.site_keys:
             page = landing.split("?")[0]
             body = json.dumps({"site_key": settings.site_keys[0], "visitor": visitor, "url": page})
-            await http.post(f"{settings.public_url}/v", content=body, headers={"content-type": "text/plain", **browser})
+            # what a browser sends with the page's sendBeacon: the page's origin and address
+            origin = "{0.scheme}://{0.netloc}".format(urlsplit(page))
+            sent_from = {"content-type": "text/plain", "origin": origin, "referer": page}
+            await http.post(f"{settings.public_url}/v", content=body, headers={**browser, **sent_from})
     console.print(
         styled("demo reader", "bold", f": {address} opened the welcome email, clicked through to "
                f"{landing.split('?')[0]} and browsed it: watch lead 1 go to sales (`.venv/bin/leadloop state 1`, "

@@ -189,7 +189,7 @@ async def test_open_click_and_visit_move_the_lead_to_the_right_rep(
             # the page's beacon.js reports the page view (as a browser's sendBeacon does: text/plain)
             beacon = await http.post("/v", content=f'{{"site_key": "e2e-site-key", "visitor": "{visitor}", '
                                      f'"url": "{api}/site/pricing"}}', headers={"content-type": "text/plain",
-                                     "user-agent": FIREFOX})  # fmt: skip
+                                     "user-agent": FIREFOX, "origin": api})  # fmt: skip
             assert beacon.status_code == 202 and beacon.json() == {"recorded": True}
 
             # profile 10 + open 5 + pricing click 25 + visit 10 = 50: the lead goes to the Greek team's rep

@@ -77,3 +77,20 @@ def test_outlook_desktop_opens_are_human_but_its_link_previews_are_not() -> None
     outlook = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17928; Pro)"
     assert classify(Hit("open", outlook, "203.0.113.9", {}, LATER, SENT)).human
     assert not classify(Hit("click", outlook, "203.0.113.9", BROWSER, LATER, SENT)).human
+
+
+def test_a_burst_of_page_views_is_a_machine() -> None:
+    from leadloop.classify import VISIT_BURST, VISIT_BURST_WINDOW
+
+    def view(n: int, earlier: tuple[datetime, ...]) -> Hit:
+        return Hit("visit", CHROME, "203.0.113.9", {}, LATER + timedelta(seconds=n), earlier_visits=earlier)
+
+    earlier = tuple(LATER + timedelta(seconds=n) for n in range(VISIT_BURST - 1))
+    assert classify(view(VISIT_BURST - 2, earlier[:-1])).human  # a reader clicking through a few pages
+    burst = classify(view(VISIT_BURST - 1, earlier))
+    assert not burst.human and "page views within 10s" in burst.reason
+    # the same views spread beyond the window are a reader's
+    spread = tuple(LATER + n * VISIT_BURST_WINDOW for n in range(VISIT_BURST - 1))
+    assert classify(
+        Hit("visit", CHROME, None, {}, LATER + VISIT_BURST * VISIT_BURST_WINDOW, earlier_visits=spread)
+    ).human

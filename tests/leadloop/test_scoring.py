@@ -151,3 +151,61 @@ def test_a_running_leads_snapshot_with_a_presence_rule_scores_as_it_did() -> Non
     snapshot = ScoringConfig.model_validate_json('{"version": 1, "profile": {"fields": {"budget": 10}}}')
     score = compute_score(snapshot, LeadProfile(attributes={"budget": "none"}), [], NOW)
     assert [(i.rule, i.points) for i in score.items] == [("has budget", 10)]
+
+
+VISITS = """\
+version: 1
+engagement:
+  - {name: pricing, kind: visit, url: "*/pricing*", points: 15, cap: 30}
+  - {name: visit, kind: visit, points: 3}
+"""
+
+
+def visit(url: str, at: datetime) -> Engagement:
+    return Engagement(kind="visit", at=at, url=url)
+
+
+def test_a_page_viewed_again_the_same_day_counts_once() -> None:
+    config = parse_scoring_lines(VISITS, Path("scoring.yaml"))[0]  # says nothing: the loader's 1d
+    assert config.visits_once_per_page == timedelta(days=1)
+    same_page = [
+        visit("https://site.example/pricing", NOW),
+        visit("https://site.example/pricing", NOW + timedelta(seconds=1)),  # a reload
+        visit("https://SITE.example/pricing/?plan=pro#top", NOW + timedelta(hours=23)),  # the same page
+    ]
+    assert compute_score(config, LeadProfile(), same_page, NOW + timedelta(hours=23)).engagement == 15
+    other_page = [*same_page, visit("https://site.example/about", NOW + timedelta(hours=23))]
+    assert compute_score(config, LeadProfile(), other_page, NOW + timedelta(hours=23)).engagement == 18
+    next_day = [*same_page, visit("https://site.example/pricing", NOW + timedelta(days=1))]
+    assert compute_score(config, LeadProfile(), next_day, NOW + timedelta(days=1)).engagement == 30
+    # demo speed: a cadence day passes in a real second
+    fast = [
+        visit("https://site.example/pricing", NOW),
+        visit("https://site.example/pricing", NOW + timedelta(seconds=2)),
+    ]
+    assert compute_score(config, LeadProfile(), fast, NOW, time_scale=86400).engagement == 30
+
+
+def test_the_window_is_the_marketers_to_set_and_zero_counts_every_view() -> None:
+    views = [visit("https://site.example/pricing", NOW + timedelta(hours=n)) for n in range(3)]
+    every = parse_scoring_lines(VISITS + "visits_once_per_page: 0\n", Path("scoring.yaml"))[0]
+    assert compute_score(every, LeadProfile(), views, NOW).engagement == 30  # the rule's cap
+    hourly = parse_scoring_lines(VISITS + "visits_once_per_page: 2h\n", Path("scoring.yaml"))[0]
+    assert compute_score(hourly, LeadProfile(), views, NOW).engagement == 30  # hours 0 and 2
+    # a snapshot taken before the rule existed (a running lead's workflow input) scores as it always did
+    from leadloop.scoring import ScoringConfig
+
+    old = ScoringConfig.model_validate({"version": 1, "engagement": every.model_dump()["engagement"]})
+    assert old.visits_once_per_page is None
+    assert compute_score(old, LeadProfile(), views[:1] * 2, NOW).engagement == 30
+    assert load_scoring(PROJECT_ROOT / "cadences" / "scoring.yaml").visits_once_per_page == timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("30m", "at least 1h"), ("-1d", "visits_once_per_page"), ("2y", "visits_once_per_page"), ("yes", "duration")],
+)
+def test_a_bad_visit_window_names_line_and_field(value: str, message: str) -> None:
+    with pytest.raises(CadenceError) as caught:
+        parse_scoring_lines(VISITS + f"visits_once_per_page: {value}\n", Path("scoring.yaml"))
+    assert message in str(caught.value) and str(caught.value).startswith("scoring.yaml:5: visits_once_per_page")

@@ -21,6 +21,8 @@ KEYS = ["current-key", "old-key"]
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 NAV = {"user-agent": CHROME, "accept": "text/html,application/xhtml+xml,*/*;q=0.8", "sec-fetch-mode": "navigate"}
 THUNDERBIRD = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.5.0"}
+#: What a browser adds to the beacon's request from a page of the site.
+FROM_SITE = {"origin": "https://site.example", "referer": "https://site.example/pricing"}
 
 
 @pytest.fixture
@@ -216,12 +218,13 @@ async def test_beacon_needs_the_site_key_and_a_signed_visitor(http, sessionmaker
     page = {"url": "https://site.example/pricing", "visitor": visitor}
     assert (await http.post("/v", json=page)).status_code == 401
     assert (await http.post("/v", json={**page, "site_key": "wrong"})).status_code == 401
-    assert (await http.post("/v", json={**page, "site_key": "site-key", "visitor": visitor[:-3]})).status_code == 400
+    assert (await http.post("/v", json={**page, "site_key": "site-key", "visitor": visitor[:-3]},
+                            headers=FROM_SITE)).status_code == 400  # fmt: skip
     assert (await http.post("/v", json={**page, "site_key": "site-key", "url": "ftp://x"})).status_code == 400
     assert (await http.post("/v", content=b"[1,2]", headers={"x-leadloop-site-key": "site-key"})).status_code == 400
     assert (await http.post("/v", content=b"x" * 5000)).status_code == 413
     assert await events(sessionmaker) == []
-    anonymous = await http.post("/v", json={"site_key": "site-key", "url": "https://site.example/"})
+    anonymous = await http.post("/v", json={"site_key": "site-key", "url": "https://site.example/"}, headers=FROM_SITE)
     assert anonymous.status_code == 202 and anonymous.json()["recorded"] is False
     # browsers send it as text/plain (no preflight)
     import json
@@ -229,7 +232,7 @@ async def test_beacon_needs_the_site_key_and_a_signed_visitor(http, sessionmaker
     ok = await http.post(
         "/v",
         content=json.dumps({**page, "site_key": "site-key"}),
-        headers={"content-type": "text/plain", "user-agent": CHROME},
+        headers={"content-type": "text/plain", "user-agent": CHROME, **FROM_SITE},
     )
     assert ok.status_code == 202 and ok.json()["recorded"] is True
     assert ok.headers["access-control-allow-origin"] == "*"

@@ -52,7 +52,7 @@ async def test_metrics_count_stored_events_by_kind_and_human_or_machine(http, se
     await http.get(f"/c/{token('click', lead, 'https://site.example/b')}", headers=SCANNER)
     await http.get(f"/c/{token('click', lead, 'http://t.test/healthz', 'h')}", headers=NAV)  # the honeypot
     page = {"site_key": "site-key", "url": "https://site.example/", "visitor": token("visitor", lead)}
-    await http.post("/v", json=page, headers={"user-agent": CHROME})
+    await http.post("/v", json=page, headers={"user-agent": CHROME, "origin": "https://site.example"})
     await http.get(f"/o/{token('open', lead)[:-3]}.gif", headers=THUNDERBIRD)  # tampered: nothing stored
     await http.get(f"/o/{token('open', lead + 999)}.gif", headers=THUNDERBIRD)  # no such lead: nothing stored
     for _ in range(2):
