@@ -323,7 +323,7 @@ class EmailActivities:
         """One line of the rep's 'Recent engagement': a click shows the link sealed in our own email; a visit,
         whose address came from the beacon's request, only its path on the site's own origin, never a link."""
         url = event.url or ""
-        where = shown_page(url, self._site_origins) if event.kind == "visit" else url
+        where = shown_page(url, self._site_origins, event.title) if event.kind == "visit" else url
         return {"at": f"{event.occurred_at.astimezone(zone):%a %d %b %H:%M}", "kind": event.kind, "where": where,
                 "url": url if event.kind == "click" else ""}  # fmt: skip
 

@@ -130,6 +130,7 @@ class EngagementEvent(Base):
     reason: Mapped[str] = mapped_column(Text)
     outbox_key: Mapped[str | None] = mapped_column(String(200), index=True)
     url: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)  # a visit's page title, as the site beacon reported it
     user_agent: Mapped[str | None] = mapped_column(Text)
     client_ip: Mapped[str | None] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -146,7 +146,7 @@ async def erase_in_database(session: AsyncSession, email: str | None, lead_id: i
     done = await session.execute(
         update(EngagementEvent)
         .where(EngagementEvent.lead_id == lead_id)
-        .values(url=None, user_agent=None, client_ip=None)
+        .values(url=None, title=None, user_agent=None, client_ip=None)
         .returning(EngagementEvent.id)
     )
     rows["engagement_events"] = len(done.all())

@@ -16,6 +16,7 @@ from leadloop.db import EngagementEvent, Lead, insert_new, suppress
 from leadloop.enrollment import workflow_id
 from leadloop.models import EngagementEvent as EventModel
 from leadloop.models import EngagementInput
+from leadloop.visits import clean_title
 
 log = logging.getLogger("leadloop.events")
 
@@ -32,6 +33,7 @@ async def record_event(
     reason: str,
     outbox_key: str | None = None,
     url: str | None = None,
+    title: str | None = None,
     user_agent: str | None = None,
     client_ip: str | None = None,
     event_id: str | None = None,
@@ -49,6 +51,7 @@ async def record_event(
     stored = await insert_new(
         session, EngagementEvent, id=event_id or uuid.uuid4().hex, lead_id=lead_id, kind=kind, human=human,
         reason=reason[:500], outbox_key=outbox_key, url=url[:2000] if url else None,
+        title=clean_title(title),
         user_agent=user_agent[:500] if user_agent else None, client_ip=client_ip, occurred_at=now,
         status="pending",
     )  # fmt: skip

@@ -12,13 +12,33 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u20
 # or a scheme ("/www.evil.example/login"); these look the same to a reader and are never linked.
 _UNLINKABLE = str.maketrans({".": "\u2024", ":": "\ua789", "@": "\uff20"})
 MAX_SHOWN = 120
+#: The longest page title stored; a rep sees at most MAX_SHOWN_TITLE characters of it.
+MAX_TITLE = 200
+MAX_SHOWN_TITLE = 80
 
 
-def shown_page(url: str, origins: frozenset[str]) -> str:
-    """The visited page's path, unlinkable; ELSEWHERE when `url` is not on one of the site's `origins`."""
+def clean_title(raw: object) -> str | None:
+    """A page title as the beacon reported it, stored as one line of text: control characters out, white space
+    folded, at most MAX_TITLE characters; None when there is none. ValueError when it is not text."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ValueError("title must be the page's title as text")
+    title = " ".join(_CONTROL.sub(" ", raw).split())
+    return title[:MAX_TITLE] or None
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def shown_page(url: str, origins: frozenset[str], title: str | None = None) -> str:
+    """The visited page's path and title, unlinkable; ELSEWHERE when `url` is not on one of the site's `origins`
+    (a title then says nothing: it came with a page that is not the site's)."""
     if site_origin(url, address=True) not in origins:
         return ELSEWHERE
-    path = _CONTROL.sub("", unquote(urlsplit(url).path, errors="replace")) or "/"
-    if len(path) > MAX_SHOWN:
-        path = path[: MAX_SHOWN - 1] + "…"
+    path = _cut(_CONTROL.sub("", unquote(urlsplit(url).path, errors="replace")) or "/", MAX_SHOWN)
+    shown = clean_title(title)
+    if shown:
+        path = f"{path} — “{_cut(shown, MAX_SHOWN_TITLE)}”"
     return path.translate(_UNLINKABLE)

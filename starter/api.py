@@ -42,6 +42,7 @@ from leadloop.recycle import REASON_LABELS, Reason
 from leadloop.settings import Settings, get_settings, site_origin
 from leadloop.temporal import connect
 from leadloop.tokens import Signer, Token, TokenError, TokenKind
+from leadloop.visits import MAX_TITLE, clean_title
 from starter.codec_server import codec_router
 from starter.metrics import CONTENT_TYPE, HttpMetrics, RequestCounter, SdkMetrics
 
@@ -550,10 +551,11 @@ def create_app(
             413: _json(f"the body is larger than {MAX_BEACON_BYTES} bytes"), **RATE_LIMITED,
         },
         openapi_extra={"requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
-            "site_key": {"type": "string"}, "visitor": {"type": "string"}, "url": {"type": "string"}}}}}}},
+            "site_key": {"type": "string"}, "visitor": {"type": "string"}, "url": {"type": "string"},
+            "title": {"type": "string", "description": f"the page's title (at most {MAX_TITLE} characters kept)"}}}}}}},
     )  # fmt: skip
     async def visit(request: Request, x_leadloop_site_key: Annotated[str | None, Header()] = None) -> JSONResponse:
-        """A page view from the site beacon: JSON {site_key, visitor, url} (sent as text/plain by browsers).
+        """A page view from the site beacon: JSON {site_key, visitor, url, title} (sent as text/plain by browsers).
 
         The page and the request's Origin (or Referer) must be on the site key's origins (LEADLOOP_SITE_HOSTS).
         """
@@ -594,6 +596,10 @@ def create_app(
         if not sender or not sender <= origins:
             return JSONResponse({"detail": "the Origin or Referer is not this site key's site"},
                                 status_code=403, headers=cors)  # fmt: skip
+        try:
+            title = clean_title(body.get("title"))
+        except ValueError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400, headers=cors)
         if not visitor:
             return JSONResponse({"recorded": False, "detail": "anonymous visitor"}, status_code=202, headers=cors)
         parsed = state.verify(str(visitor), "visitor")
@@ -615,7 +621,9 @@ def create_app(
             Hit("visit", request.headers.get("user-agent", ""), _client_ip(request), _headers(request), now,
                 earlier_visits=earlier_visits)
         )  # fmt: skip
-        stored = await store(state, **_event(parsed, "visit", verdict, request, now, url=page, outbox_key=None))
+        stored = await store(
+            state, **_event(parsed, "visit", verdict, request, now, url=page, title=title, outbox_key=None)
+        )
         return JSONResponse({"recorded": stored}, status_code=202, headers=cors)
 
     @app.options("/v", include_in_schema=False)

@@ -17,7 +17,8 @@
   var match = document.cookie.match(/(?:^|;\s*)ll=([^;]+)/);
   var visitor = match ? decodeURIComponent(match[1]) : null;
   if (!visitor || !siteKey) return;
-  var body = JSON.stringify({ site_key: siteKey, visitor: visitor, url: location.href, referrer: document.referrer || null });
+  var body = JSON.stringify({ site_key: siteKey, visitor: visitor, url: location.href, title: document.title || null,
+    referrer: document.referrer || null });
   // text/plain keeps it a simple cross-origin request: no preflight, no cookies sent to leadloop
   if (navigator.sendBeacon && navigator.sendBeacon(endpoint, new Blob([body], { type: "text/plain" }))) return;
   fetch(endpoint, { method: "POST", body: body, keepalive: true, mode: "no-cors", credentials: "omit" });

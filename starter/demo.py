@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import html as html_text
 import json
 import logging
 import re
@@ -69,7 +70,10 @@ async def _demo_reader(settings: Settings, address: str, stop: asyncio.Event) ->
         visitor = parse_qs(urlsplit(landing).query).get("ll", [""])[0]
         if visitor and settings.site_keys:
             page = landing.split("?")[0]
-            body = json.dumps({"site_key": settings.site_keys[0], "visitor": visitor, "url": page})
+            # the beacon reports the page's title too: the rep reads it beside the path
+            shown = re.search(r"<title>([^<]*)</title>", (await http.get(page, headers=browser)).text)
+            body = json.dumps({"site_key": settings.site_keys[0], "visitor": visitor, "url": page,
+                               "title": html_text.unescape(shown.group(1)) if shown else None})
             # what a browser sends with the page's sendBeacon: the page's origin and address
             origin = "{0.scheme}://{0.netloc}".format(urlsplit(page))
             sent_from = {"content-type": "text/plain", "origin": origin, "referer": page}

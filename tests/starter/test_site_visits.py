@@ -124,10 +124,17 @@ async def test_a_forged_visit_changes_nothing_and_a_page_counts_once_a_day(parts
         assert refused.status_code == 403 and "Origin or Referer" in refused.text, headers
     assert await stored(sessionmaker) == [("click", True, f"{SITE}/pricing")]  # nothing of the forgeries
 
+    # a title that is not text is refused, and nothing is stored
+    for title in (["Pricing"], {"a": 1}, 7):
+        refused = await http.post("/v", json={**page, "title": title}, headers=FROM_SITE)
+        assert refused.status_code == 400 and "title must be" in refused.text
+    assert await stored(sessionmaker) == [("click", True, f"{SITE}/pricing")]
+
     # the real reader views pricing, then the same page again by another address (a browser may send Referer only)
-    for url, headers in ((f"{SITE}/pricing", FROM_SITE),
-                         (f"{SITE}/pricing/?plan=pro", {**NAV, "referer": f"{SITE}/pricing"})):  # fmt: skip
-        taken = await http.post("/v", json={**page, "url": url}, headers=headers)
+    again = {**NAV, "referer": f"{SITE}/pricing"}
+    for url, title, headers in ((f"{SITE}/pricing", None, FROM_SITE),
+                                (f"{SITE}/pricing/?plan=pro", "Plans\n &\tpricing", again)):  # fmt: skip
+        taken = await http.post("/v", json={**page, "url": url, "title": title}, headers=headers)
         assert taken.status_code == 202 and taken.json() == {"recorded": True}
     state = await until(handle, lambda s: s.engagement.visits == 2)
     assert state.score.total == 40 and state.stage == "nurturing"  # 25 + the page once (not 25 + 30: escalated)
@@ -135,7 +142,10 @@ async def test_a_forged_visit_changes_nothing_and_a_page_counts_once_a_day(parts
 
     # another page of the site, whose path a mail client would take for a host: the lead reaches 43
     sneaky = f"{SITE}/www.evil.example/login%40bank.example"
-    assert (await http.post("/v", json={**page, "url": sneaky}, headers=FROM_SITE)).json() == {"recorded": True}
+    # and a title written to look like a link, with a control character and far too long
+    bait = "Log in at https://bank.example/verify\x07 " + "x" * 300
+    taken = await http.post("/v", json={**page, "url": sneaky, "title": bait}, headers=FROM_SITE)
+    assert taken.json() == {"recorded": True}
     state = await until(handle, lambda s: s.assigned_rep is not None)
     assert state.score.total == 43 and state.stage == "with_sales"
     for _ in range(200):
@@ -148,6 +158,12 @@ async def test_a_forged_visit_changes_nothing_and_a_page_counts_once_a_day(parts
     # the visits read as paths on the site, as text nothing turns into a link
     assert "visit  /pricing\r\n" in text and "visit  /www\u2024evil\u2024example/login\uff20bank\u2024example" in text
     assert "/www\u2024evil\u2024example/login\uff20bank\u2024example" in html
+    # and a page title beside its path, one line of unlinkable text, cut short
+    assert "Plans &amp; pricing" not in text  # text parts are not escaped
+    assert "visit  /pricing/ \u2014 \u201cPlans & pricing\u201d\r\n" in text
+    assert "\u2014 \u201cPlans &amp; pricing\u201d" in html
+    shown_bait = "\u201cLog in at https\ua789//bank\u2024example/verify " + "x" * 41 + "\u2026\u201d"
+    assert shown_bait in text and shown_bait in html
     for part in (text, html):
         assert "evil.example" not in part and "bank.example" not in part and "reset-password" not in part
     # the only links: the rep's Accept and Reject (and the click's own sealed URL, which came from our email)
