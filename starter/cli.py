@@ -391,20 +391,29 @@ def api(
 ) -> None:
     """Run the HTTP service (tracking, beacon, unsubscribe, intake) with its event relay.
 
-    Outside the demo it refuses the published secret and API keys (LEADLOOP_SECRET_KEY, LEADLOOP_API_KEYS).
+    Outside the demo it refuses the published secret and API keys and a short secret (LEADLOOP_SECRET_KEY,
+    LEADLOOP_API_KEYS). The access log shows paths with their tokens redacted; X-Forwarded-For counts only
+    from LEADLOOP_TRUSTED_PROXIES.
     """
     import uvicorn
+    from pydantic import ValidationError
     from rich.markup import escape
 
-    from starter.api import InsecureSettings, create_app
+    from leadloop.settings import InsecureSettings, setting_errors
+    from starter.api import create_app
+    from starter.serving import uvicorn_options
 
-    settings = get_settings()
     try:
+        settings = get_settings()
         web = create_app(settings)
+    except ValidationError as exc:  # one line per bad setting, no traceback
+        raise _fail(escape("\n".join(setting_errors(exc)))) from None
     except InsecureSettings as exc:
         raise _fail(escape(str(exc))) from None
     _logging()
-    uvicorn.run(web, host=host or settings.api_host, port=port or settings.api_port, log_level="info")
+    uvicorn.run(
+        web, host=host or settings.api_host, port=port or settings.api_port, log_level="info", **uvicorn_options()
+    )
 
 
 @app.command()

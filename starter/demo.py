@@ -32,6 +32,7 @@ from leadloop.temporal import connect
 from starter.api import create_app
 from starter.devserver import start_dev_server, stop_process, ui_codec_endpoint
 from starter.mailbox import serve_mailbox
+from starter.serving import uvicorn_options
 
 log = logging.getLogger("leadloop.demo")
 
@@ -114,7 +115,7 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
         client = await connect(settings, runtime=worker_module.metrics_runtime(settings))
         api = _EmbeddedServer(
             uvicorn.Config(create_app(settings, client=client), host=settings.api_host, port=settings.api_port,
-                           log_level="warning")
+                           log_level="warning", **uvicorn_options())
         )  # fmt: skip
         http = asyncio.create_task(api.serve())
 
