@@ -157,3 +157,10 @@ async def test_the_demo_site_and_the_docs_pages_are_off_outside_the_demo_unless_
             assert (await http.get("/redoc")).status_code == docs
             # the contract itself stays: integrators' clients and the fuzz test read it
             assert (await http.get("/openapi.json")).status_code == 200
+
+
+async def test_the_beacon_refuses_a_site_key_with_a_lone_surrogate(production, sessionmaker) -> None:
+    """The key comparison itself once failed to encode such a key: a 500 instead of the beacon's 401."""
+    async with serving(production, sessionmaker, FakeTemporal()) as (_, http):
+        reply = await http.post("/v", content=b'{"site_key": "k\\ud800", "url": "https://site.example/"}')
+    assert reply.status_code == 401 and reply.json() == {"detail": "missing or wrong site key"}
