@@ -21,7 +21,7 @@ from activities.email import EmailActivities, SmtpConfig
 from activities.leads import LeadActivities
 from leadloop.db import make_engine, make_sessionmaker
 from leadloop.process import run_and_exit
-from leadloop.settings import Settings, get_settings
+from leadloop.settings import InsecureSettings, Settings, get_settings, setting_errors
 from leadloop.templates import EmailRenderer
 from leadloop.temporal import connect, workflow_runner
 from workflows.lead_nurture import LeadNurtureWorkflow
@@ -68,7 +68,11 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
     task queue run their sales path there too). Role `sales` polls only LEADLOOP_SALES_TASK_QUEUE, with the
     sales path's activities, so a rep hears of a hot lead from a process the drip does not keep busy.
     Role `all` (the default) does both in one process.
+
+    Outside the demo it refuses a signing key anyone may know or guess (InsecureSettings): every link it
+    puts into an email would be forgeable, or dead once the HTTP service runs with a real key.
     """
+    settings.refuse_unsafe_secrets("the worker")
     engine = make_engine(settings.database_url, pool_pre_ping=True)
     email = EmailActivities(
         make_sessionmaker(engine),
@@ -165,10 +169,13 @@ def main() -> None:
     try:
         settings = get_settings()
     except ValidationError as exc:  # one line per bad setting, no traceback
-        for error in exc.errors():
-            name = "".join(f"LEADLOOP_{str(part).upper()}: " for part in error["loc"][:1])
-            print(f"worker: {name}{error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        for line in setting_errors(exc):
+            print(f"worker: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+    try:  # before connecting: the refusal is the one thing to say
+        settings.refuse_unsafe_secrets("the worker")
+    except InsecureSettings as exc:
+        raise SystemExit(str(exc)) from None  # run_and_exit prints it, exit 1
     asyncio.run(run_worker(settings))
 
 

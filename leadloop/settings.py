@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leadloop import DATA_DIR, PROJECT_ROOT
@@ -25,7 +25,7 @@ STATE_DIR = _state_dir()
 #: keeps the first type it saw), so an older `.leadloop/` never clashes: nothing is re-sent meanwhile,
 #: the outbox in leadloop's own database remembers every email.
 DEV_SERVER_DB = "temporal-2.db"
-#: The published defaults: fine for `leadloop demo`, refused by the HTTP service anywhere else.
+#: The published defaults: fine for `leadloop demo`, refused by the worker and the HTTP service anywhere else.
 DEFAULT_SECRET_KEY = "dev-insecure-change-me"
 DEMO_API_KEY = "demo-api-key"
 _HOST = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\]")
@@ -50,6 +50,15 @@ def site_origin(url: str, *, address: bool = False) -> str | None:
     scheme = parts.scheme.lower()
     default = {"http": 80, "https": 443}[scheme]
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+#: The shortest signing key a process outside the demo accepts: 256 bits, HMAC-SHA256's own strength.
+MIN_SECRET_BYTES = 32
+_NEW_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+class InsecureSettings(RuntimeError):
+    """A process that signs or verifies links would run, outside the demo, with a secret anyone may know."""
 
 
 class Settings(BaseSettings):
@@ -106,7 +115,17 @@ class Settings(BaseSettings):
         "a key not named here is bound to LEADLOOP_SITE_URL's origin",
     )
     default_cadence: str = "welcome"
-    demo_site: bool = Field(default=True, description="serve the demo company's website under /site")
+    demo_site: bool | None = Field(
+        default=None, description="serve the demo company's website under /site; unset: only in the demo"
+    )
+    api_docs: bool | None = Field(
+        default=None, description="serve the API's documentation pages /docs and /redoc; unset: only in the demo"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks of the proxies in front of the HTTP service: only their "
+        "X-Forwarded-For and X-Forwarded-Proto are believed; empty: nobody's",
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     metrics_token: SecretStr | None = Field(
@@ -189,22 +208,60 @@ class Settings(BaseSettings):
         """Every accepted key; the first signs."""
         return [k.get_secret_value() for k in (self.secret_key, *self.old_secret_keys)]
 
-    def published_secrets(self) -> list[str]:
-        """What makes these settings unfit for anything but the demo: anyone can read the defaults here."""
+    def signing_key_problems(self) -> list[str]:
+        """What makes the signing keys unfit for anything but the demo: a link signed with a key anyone can
+        read or guess is a link anyone can forge, and one signed with a key the HTTP service does not share
+        is dead for its recipient."""
         problems = []
-        if self.secret_key.get_secret_value() in ("", DEFAULT_SECRET_KEY):
+        key = self.secret_key.get_secret_value()
+        if not key:
+            problems.append(f"LEADLOOP_SECRET_KEY is empty: set a long random value ({_NEW_SECRET})")
+        elif key == DEFAULT_SECRET_KEY:
             problems.append(
                 f"LEADLOOP_SECRET_KEY is the published default '{DEFAULT_SECRET_KEY}': anyone could forge links; "
-                "set a long random value (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                f"set a long random value ({_NEW_SECRET})"
             )
+        elif len(key.encode("utf-8", "surrogatepass")) < MIN_SECRET_BYTES:
+            problems.append(
+                f"LEADLOOP_SECRET_KEY is {len(key.encode('utf-8', 'surrogatepass'))} bytes: it must be at least "
+                f"{MIN_SECRET_BYTES} ({_NEW_SECRET})"
+            )
+        # a shorter old key stays accepted: it keeps the unsubscribe links of emails already sent working
         if any(k.get_secret_value() == DEFAULT_SECRET_KEY for k in self.old_secret_keys):
             problems.append(f"LEADLOOP_OLD_SECRET_KEYS holds the published default '{DEFAULT_SECRET_KEY}': drop it")
+        return problems
+
+    def published_secrets(self) -> list[str]:
+        """What makes these settings unfit for the HTTP service outside the demo: the signing keys' problems,
+        and API keys anyone can read here."""
+        problems = self.signing_key_problems()
         api_keys = [k.get_secret_value() for k in self.api_keys]
         if DEMO_API_KEY in api_keys:
             problems.append(f"LEADLOOP_API_KEYS holds the published demo key '{DEMO_API_KEY}': set your own keys")
         elif not any(api_keys):
             problems.append("LEADLOOP_API_KEYS is empty: set at least one key for the intake and CRM endpoints")
         return problems
+
+    def refuse_unsafe_secrets(self, who: str, *, api_keys: bool = False) -> None:
+        """Raise InsecureSettings naming every setting to change, unless this is the demo (LEADLOOP_DEMO).
+
+        Args:
+            who: the process, for the message ("the worker", "the HTTP service").
+            api_keys: the process also takes API keys (the HTTP service).
+        """
+        problems = [] if self.demo else self.published_secrets() if api_keys else self.signing_key_problems()
+        if problems:
+            raise InsecureSettings(
+                f"{who} will not start with these secrets:\n"
+                + "".join(f"  - {p}\n" for p in problems)
+                + "(LEADLOOP_DEMO=true allows them, for a local demo only)"
+            )
+
+    def serves_demo_site(self) -> bool:
+        return self.demo if self.demo_site is None else self.demo_site
+
+    def serves_api_docs(self) -> bool:
+        return self.demo if self.api_docs is None else self.api_docs
 
     @field_validator("sales_task_queue")
     @classmethod
@@ -220,6 +277,18 @@ class Settings(BaseSettings):
         if self.sales_task_queue and self.sales_task_queue == self.task_queue:
             raise ValueError("LEADLOOP_SALES_TASK_QUEUE must differ from LEADLOOP_TASK_QUEUE (or be empty)")
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip())
+            except ValueError as exc:
+                raise ValueError(f"{exc}: give IP addresses or networks (10.0.0.7, 10.0.0.0/8, fd00::/8)") from None
+        return [entry.strip() for entry in value]
 
     @field_validator("worker_metrics_address")
     @classmethod
@@ -302,6 +371,15 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+
+def setting_errors(exc: ValidationError) -> list[str]:
+    """Settings that failed validation, one line each naming its variable (LEADLOOP_...), without a traceback."""
+    return [
+        "".join(f"LEADLOOP_{str(part).upper()}: " for part in error["loc"][:1])
+        + error["msg"].removeprefix("Value error, ")
+        for error in exc.errors()
+    ]
 
 
 @lru_cache(maxsize=1)

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, select, text
@@ -39,12 +40,14 @@ from leadloop.mail import email_hash
 from leadloop.metrics import ENGAGEMENT_EVENTS, INTAKES, REP_DECISIONS, TOKENS_REFUSED, UNSUBSCRIBES, verdict_rule
 from leadloop.models import RepActionInput, RepActionResult
 from leadloop.recycle import REASON_LABELS, Reason
+from leadloop.settings import InsecureSettings as InsecureSettings  # what create_app raises; callers catch it here
 from leadloop.settings import Settings, get_settings, site_origin
 from leadloop.temporal import connect
 from leadloop.tokens import Signer, Token, TokenError, TokenKind
 from leadloop.visits import MAX_TITLE, clean_title
 from starter.codec_server import codec_router
 from starter.metrics import CONTENT_TYPE, HttpMetrics, RequestCounter, SdkMetrics
+from starter.serving import ForwardedFor
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -65,6 +68,7 @@ MAX_BEACON_BYTES = 4096
 BURST_WINDOW = timedelta(seconds=2)
 # control characters and lone surrogates: PostgreSQL refuses NUL and text that is not UTF-8 with an error
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")  # a note may have lines and tabs
 
 #: Documented answers, so a client (and Schemathesis) knows every status and body it can get.
@@ -101,8 +105,56 @@ VALIDATION = {
 INVALID: dict[int | str, dict[str, Any]] = {422: _json("invalid fields; nothing changed", VALIDATION)}
 
 
-class InsecureSettings(RuntimeError):
-    """The HTTP service would run with the published secret or API keys outside the demo."""
+# a JSON string escape of a lone surrogate (a pair is one character, fine); the body is parsed only if one shows
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+NOT_UNICODE = "text that is not valid Unicode (an unpaired surrogate escape); nothing changed"
+
+
+def _unpaired_surrogate(body: bytes) -> list[str | int] | None:
+    """Where a JSON body holds text no database or answer can encode (a lone surrogate), as a 422's `loc`."""
+    if not _SURROGATE_ESCAPE.search(body):
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None  # not JSON: FastAPI answers that
+
+    def find(value: Any, loc: list[str | int]) -> list[str | int] | None:
+        if isinstance(value, str):
+            return loc if _LONE_SURROGATE.search(value) else None
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            if isinstance(key, str) and _LONE_SURROGATE.search(key):
+                return loc  # the name itself: not echoed either
+            if (found := find(item, [*loc, key])) is not None:
+                return found
+        return None
+
+    return find(data, ["body"])
+
+
+class KeyedRoute(APIRoute):
+    """A route for CRMs and integrations: the API key is checked before the body is parsed or validated (a
+    stranger's request gets 401 whatever its body), then a JSON body with a lone surrogate gets 422 without
+    its text echoed (FastAPI's own 422 would echo it, and fail to encode it: a 500)."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def keyed(request: Request) -> Response:
+            state: State = request.app.state.leadloop
+            if not _key_ok(request.headers.get("x-api-key"), [k.get_secret_value() for k in state.settings.api_keys]):
+                return JSONResponse({"detail": "missing or wrong X-API-Key"}, status_code=401)
+            try:
+                body = await request.body()  # kept on the request: the handler reads it again from memory
+            except Exception:  # cut short by BodyLimit, or the client went away: the handler's answer stands
+                body = b""
+            if (loc := _unpaired_surrogate(body)) is not None:
+                return JSONResponse({"detail": [{"loc": loc, "msg": NOT_UNICODE, "type": "value_error"}]}, 422)
+            response: Response = await handler(request)
+            return response
+
+        return keyed
 
 
 class RateLimiter:
@@ -251,15 +303,25 @@ class State:
             loader=FileSystemLoader(str(DATA_DIR / "templates" / "pages")),
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
+        # leadloop's pages (rep, unsubscribe, and their answers) load nothing, run no script, post their forms
+        # only to this service and show in no frame: a page behind a rep's or a lead's link cannot be framed
+        # to trick a click on its button (clickjacking)
+        public = urlsplit(settings.public_url)
+        self.guard = {
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+            f"form-action 'self' {public.scheme}://{public.netloc}; frame-ancestors 'none'; base-uri 'none'",
+            "X-Frame-Options": "DENY",
+        }
 
     async def client(self) -> Client:
         if self._client is None:
             self._client = await connect(self.settings, lazy=True, runtime=self.runtime)
         return self._client
 
-    def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def page(self, name: str, status: int = 200, *, guarded: bool = True, **context: Any) -> HTMLResponse:
+        """A page; leadloop's own (`guarded`) with a Content-Security-Policy and X-Frame-Options: DENY."""
         body = self.pages.get_template(f"{name}.html.j2").render(**context)
-        return HTMLResponse(body, status_code=status, headers=NO_CACHE)
+        return HTMLResponse(body, status_code=status, headers={**NO_CACHE, **(self.guard if guarded else {})})
 
     def max_age(self, kind: TokenKind) -> int | None:
         """Seconds a link of this kind lives."""
@@ -317,7 +379,7 @@ def _key_ok(given: str | None, accepted: list[str]) -> bool:
         return False
     found = False
     for key in accepted:
-        found |= hmac.compare_digest(given.encode("utf-8"), key.encode("utf-8"))
+        found |= hmac.compare_digest(given.encode("utf-8", "surrogatepass"), key.encode("utf-8", "surrogatepass"))
     return found
 
 
@@ -357,16 +419,11 @@ def create_app(
 ) -> FastAPI:
     """The app; `sessionmaker` and `client` given by tests, built from settings otherwise.
 
-    Outside the demo (LEADLOOP_DEMO) it refuses the published secret and API keys: InsecureSettings.
+    Outside the demo (LEADLOOP_DEMO) it refuses the published secret and API keys, and a short secret:
+    InsecureSettings.
     """
     settings = settings or get_settings()
-    problems = [] if settings.demo else settings.published_secrets()
-    if problems:
-        raise InsecureSettings(
-            "the HTTP service will not start with the published defaults:\n"
-            + "".join(f"  - {p}\n" for p in problems)
-            + "(LEADLOOP_DEMO=true allows them, for a local demo only)"
-        )
+    settings.refuse_unsafe_secrets("the HTTP service", api_keys=True)
     metrics = HttpMetrics()
     limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
 
@@ -407,10 +464,15 @@ def create_app(
         title="leadloop",
         summary="Tracking, site beacon, unsubscribe and lead intake for leadloop.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc pages load their scripts from a CDN: off outside the demo unless asked for
+        docs_url="/docs" if settings.serves_api_docs() else None,
+        redoc_url="/redoc" if settings.serves_api_docs() else None,
     )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes,
                        prefixes={"/codec/": settings.codec_max_body_bytes})  # fmt: skip
-    app.add_middleware(RequestCounter, metrics=metrics)  # outermost: the 413s are counted too
+    app.add_middleware(RequestCounter, metrics=metrics)  # the 413s are counted too
+    app.add_middleware(ForwardedFor, trusted=settings.trusted_proxies)  # outermost: every part sees the client
+    keyed_routes = APIRouter(route_class=KeyedRoute)
 
     app.include_router(codec_router(settings))
 
@@ -678,7 +740,7 @@ def create_app(
         state.metrics.inc(UNSUBSCRIBES, repeat=str(already).lower())
         return state.page("unsubscribed", again=already, sender=None)
 
-    @app.post(
+    @keyed_routes.post(
         "/leads",
         tags=["intake"],
         response_model=LeadAccepted,
@@ -764,25 +826,25 @@ def create_app(
         **NOT_JSON, **TOO_LARGE, **INVALID,
     }  # fmt: skip
 
-    @app.post("/leads/{lead_id}/accept", tags=["sales"], dependencies=keyed, responses=decision_answers)
+    @keyed_routes.post("/leads/{lead_id}/accept", tags=["sales"], dependencies=keyed, responses=decision_answers)
     async def accept_lead(lead_id: LeadId, body: RepDecisionIn, request: Request) -> RepActionResult:
         """For CRMs: the assigned rep accepts the lead (converted)."""
         return await rep_decision(lead_id, "accept", body, request)
 
-    @app.post("/leads/{lead_id}/reject", tags=["sales"], dependencies=keyed, responses=decision_answers)
+    @keyed_routes.post("/leads/{lead_id}/reject", tags=["sales"], dependencies=keyed, responses=decision_answers)
     async def reject_lead(lead_id: LeadId, body: RepDecisionIn, request: Request) -> RepActionResult:
         """For CRMs: the assigned rep rejects the lead with a reason; recycle.yaml decides what happens."""
         if body.reason is None:
             raise HTTPException(422, [{"loc": ["body", "reason"], "msg": "a reject needs a reason", "type": "missing"}])
         return await rep_decision(lead_id, "reject", body, request)
 
-    @app.get("/leads/{lead_id}/dispositions", tags=["sales"], dependencies=keyed, responses={**NEEDS_KEY})
+    @keyed_routes.get("/leads/{lead_id}/dispositions", tags=["sales"], dependencies=keyed, responses={**NEEDS_KEY})
     async def lead_dispositions(lead_id: LeadId, request: Request) -> list[dict[str, Any]]:
         """Every rep decision on the lead, newest first: rep, action, reason, note, outcome, time."""
         async with st(request).sessionmaker() as session:
             return await list_dispositions(session, lead_id=lead_id)
 
-    @app.patch(
+    @keyed_routes.patch(
         "/leads/{lead_id}",
         tags=["intake"],
         dependencies=keyed,
@@ -918,16 +980,18 @@ def create_app(
 
     @app.get("/site/{page:path}", include_in_schema=False, response_class=HTMLResponse)
     async def demo_site(page: str, request: Request) -> HTMLResponse:
-        """The demo company's website, with the beacon embedded (only with LEADLOOP_DEMO_SITE)."""
+        """The demo company's website, with the beacon embedded (LEADLOOP_DEMO_SITE; by default only in the demo)."""
         state = st(request)
-        if not state.settings.demo_site:
+        if not state.settings.serves_demo_site():
             raise HTTPException(404)
         title = page.strip("/").replace("-", " ").capitalize() or "Welcome"
         return state.page(
             "site", title=title, site_url=state.settings.site_url, public_url=state.settings.public_url,
             site_key=state.settings.site_keys[0] if state.settings.site_keys else "",
+            guarded=False,  # it plays the marketer's site, which sets its own rules
         )  # fmt: skip
 
+    app.include_router(keyed_routes)
     return app
 
 

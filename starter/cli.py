@@ -51,15 +51,6 @@ def _in_session(work: Callable[[Any], Awaitable[Any]]) -> Any:
     return asyncio.run(run())
 
 
-def _settings_problems(exc: Any) -> str:
-    """A pydantic ValidationError of Settings as one line per problem: the setting and what is wrong."""
-    lines = []
-    for problem in exc.errors():
-        name = "LEADLOOP_" + str(problem["loc"][0]).upper() if problem["loc"] else "settings"
-        lines.append(f"  - {name}: {problem['msg'].removeprefix('Value error, ')}")
-    return "the HTTP service will not start with these settings:\n" + "\n".join(lines)
-
-
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err.print(styled("error:", "red", f" {message}"))
     return typer.Exit(code)
@@ -421,23 +412,28 @@ def api(
 ) -> None:
     """Run the HTTP service (tracking, beacon, unsubscribe, intake) with its event relay.
 
-    Outside the demo it refuses the published secret and API keys (LEADLOOP_SECRET_KEY, LEADLOOP_API_KEYS).
+    Outside the demo it refuses the published secret and API keys and a short secret (LEADLOOP_SECRET_KEY,
+    LEADLOOP_API_KEYS). The access log shows paths with their tokens redacted; X-Forwarded-For counts only
+    from LEADLOOP_TRUSTED_PROXIES.
     """
     import uvicorn
     from pydantic import ValidationError
 
-    from starter.api import InsecureSettings, create_app
+    from leadloop.settings import InsecureSettings, setting_errors
+    from starter.api import create_app
+    from starter.serving import uvicorn_options
 
     try:
         settings = get_settings()
-    except ValidationError as exc:  # e.g. a site key bound to something that is not an origin
-        raise _fail(_settings_problems(exc)) from None
-    try:
         web = create_app(settings)
+    except ValidationError as exc:  # one line per bad setting, no traceback
+        raise _fail("\n".join(setting_errors(exc))) from None
     except InsecureSettings as exc:
         raise _fail(str(exc)) from None
     _logging()
-    uvicorn.run(web, host=host or settings.api_host, port=port or settings.api_port, log_level="info")
+    uvicorn.run(
+        web, host=host or settings.api_host, port=port or settings.api_port, log_level="info", **uvicorn_options()
+    )
 
 
 @app.command()

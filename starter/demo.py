@@ -33,6 +33,7 @@ from starter.api import create_app
 from starter.devserver import start_dev_server, stop_process, ui_codec_endpoint
 from starter.mailbox import serve_mailbox
 from starter.output import plain_console, styled
+from starter.serving import uvicorn_options
 
 log = logging.getLogger("leadloop.demo")
 
@@ -72,8 +73,14 @@ async def _demo_reader(settings: Settings, address: str, stop: asyncio.Event) ->
             page = landing.split("?")[0]
             # the beacon reports the page's title too: the rep reads it beside the path
             shown = re.search(r"<title>([^<]*)</title>", (await http.get(page, headers=browser)).text)
-            body = json.dumps({"site_key": settings.site_keys[0], "visitor": visitor, "url": page,
-                               "title": html_text.unescape(shown.group(1)) if shown else None})
+            body = json.dumps(
+                {
+                    "site_key": settings.site_keys[0],
+                    "visitor": visitor,
+                    "url": page,
+                    "title": html_text.unescape(shown.group(1)) if shown else None,
+                }
+            )
             # what a browser sends with the page's sendBeacon: the page's origin and address
             origin = "{0.scheme}://{0.netloc}".format(urlsplit(page))
             sent_from = {"content-type": "text/plain", "origin": origin, "referer": page}
@@ -129,7 +136,7 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
         client = await connect(settings, runtime=worker_module.metrics_runtime(settings))
         api = _EmbeddedServer(
             uvicorn.Config(create_app(settings, client=client), host=settings.api_host, port=settings.api_port,
-                           log_level="warning")
+                           log_level="warning", **uvicorn_options())
         )  # fmt: skip
         http = asyncio.create_task(api.serve())
 

@@ -139,6 +139,7 @@ async def test_worker_process_serves_metrics_and_exits_cleanly(
         "LEADLOOP_TASK_QUEUE": f"tq-{uuid.uuid4()}",
         "LEADLOOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'leadloop.db'}",
         "LEADLOOP_WORKER_METRICS_ADDRESS": address,
+        "LEADLOOP_SECRET_KEY": "a-worker-test-secret-of-32-bytes+",  # outside the demo the default is refused
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "worker.py", env=env, cwd=PROJECT_ROOT, stderr=asyncio.subprocess.PIPE

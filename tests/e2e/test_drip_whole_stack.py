@@ -90,6 +90,7 @@ async def test_twenty_leads_receive_every_step_once_across_a_worker_kill(
         "LEADLOOP_SMTP_PORT": str(smtp_port),
         "LEADLOOP_CADENCE_DIR": str(tmp_path / "cadences"),
         "LEADLOOP_TIME_SCALE": "43200",  # a cadence day lasts two seconds
+        "LEADLOOP_SECRET_KEY": "an-e2e-test-secret-of-32-bytes++",  # the worker refuses the published default
         "COLUMNS": "200",
     }
     rows = ["email,first_name,last_name,company,timezone,locale"]

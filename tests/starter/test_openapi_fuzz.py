@@ -29,7 +29,7 @@ from leadloop.routing import Roster
 from leadloop.tokens import Signer, Token
 from starter.api import create_app
 
-SECRET, API_KEY, SITE_KEY, CODEC_TOKEN = "fuzz-secret", "fuzz-api-key", "fuzz-site-key", "fuzz-codec-token"
+SECRET, API_KEY, SITE_KEY, CODEC_TOKEN = "fuzz-secret" * 3, "fuzz-api-key", "fuzz-site-key", "fuzz-codec-token"
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

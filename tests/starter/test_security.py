@@ -27,7 +27,7 @@ from leadloop.settings import get_settings
 from leadloop.tokens import Signer, Token
 from starter.api import PIXEL, InsecureSettings, RateLimiter, create_app
 
-SECRET, API_KEY, SITE_KEY = "a-long-random-test-secret", "crm-key-5b1f", "site-key"
+SECRET, API_KEY, SITE_KEY = "a-long-random-test-secret-of-32-bytes+", "crm-key-5b1f", "site-key"
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 NAV = {"user-agent": CHROME, "accept": "text/html,*/*;q=0.8", "sec-fetch-mode": "navigate"}
 MAIL_CLIENT = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.5.0"}
