@@ -440,13 +440,23 @@ def api(
 def relay(
     once: Annotated[bool, typer.Option("--once", help="one round, then exit")] = False,
 ) -> None:
-    """Signal stored events that their workflows have not heard of yet (Temporal was unreachable)."""
+    """Signal stored events that their workflows have not heard of yet (Temporal was unreachable).
+
+    Outside the demo it refuses the published or a short secret, as the HTTP service it relays for does.
+    """
     from leadloop.db import make_engine, make_sessionmaker
     from leadloop.events import EventSignaller
+    from leadloop.settings import InsecureSettings
     from leadloop.temporal import connect
 
-    _logging()
     settings = get_settings()
+    try:
+        # it signs nothing itself, but it runs beside `leadloop api` from the same settings: a deployment that
+        # would put dead links into emails is stopped at every process it starts, not at the first that signs
+        settings.refuse_unsafe_secrets("the event relay")
+    except InsecureSettings as exc:
+        raise _fail(str(exc)) from None
+    _logging()
 
     async def run() -> int:
         engine = make_engine(settings.database_url)

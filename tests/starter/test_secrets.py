@@ -14,12 +14,14 @@ from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
 LONG = "k" * 32
-#: the commands that sign links (the worker: every link in every email) or verify them (the HTTP service);
-#: the relay, `cadence preview` and `event` sign and verify nothing
+#: the commands that sign links (the worker: every link in every email) or verify them (the HTTP service), and
+#: the relay that runs beside the HTTP service from its settings; `cadence preview` (fixed preview-only links) and
+#: `event` sign and verify nothing
 SIGNERS = {
     "python worker.py": [sys.executable, str(PROJECT_ROOT / "worker.py")],
     "leadloop worker": [str(BIN / "leadloop"), "worker"],
     "leadloop api": [str(BIN / "leadloop"), "api", "--port", "0"],
+    "leadloop relay": [str(BIN / "leadloop"), "relay"],
 }
 SECRETS: dict[str, tuple[str | None, str]] = {  # LEADLOOP_SECRET_KEY (None: unset) -> what the refusal says
     "unset": (None, f"is the published default '{DEFAULT_SECRET_KEY}'"),
