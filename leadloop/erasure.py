@@ -57,7 +57,7 @@ def erased_address(lead_id: int) -> str:
 
 def parse_target(value: str) -> int | str:
     """A lead id (digits) or a normalised address; ErasureError when it is neither."""
-    if value.strip().isdigit():
+    if value.strip().isascii() and value.strip().isdecimal():  # not "²", which isdigit() takes
         return int(value.strip())
     try:
         return normalise_email(value)

@@ -6,7 +6,7 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -285,12 +285,19 @@ def compute_score(
 
 
 def page_of(url: str) -> str:
-    """One page, however it was addressed: 'HTTPS://Site.example/Pricing/?utm=x#top' -> 'https://site.example/Pricing'."""
+    """One page, however it was addressed (rules match paths whatever their case, and the beacon's address is
+    whoever sent it): 'HTTPS://Site.example:443//Pricing/%7Eplan/?utm=x#top' -> 'https://site.example/pricing/~plan'."""
     try:
         parts = urlsplit(url)
-        return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+        port = parts.port
     except ValueError:
         return url
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if port is not None and port != {"http": 80, "https": 443}.get(scheme):
+        host = f"{host}:{port}"
+    path = re.sub(r"/{2,}", "/", unquote(parts.path)).rstrip("/").lower()
+    return f"{scheme}://{host}{path}"
 
 
 def _file_defaults(config: ScoringConfig) -> ScoringConfig:

@@ -256,3 +256,12 @@ async def test_the_upgrade_frees_the_reps_places_that_earlier_erasures_left_take
             assert [r.open_leads for r in await list_reps(session)] == [1]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "12³"])
+def test_digits_that_are_not_a_lead_id_are_one_clear_error(value: str) -> None:
+    from leadloop.erasure import ErasureError, parse_target
+
+    with pytest.raises(ErasureError, match="give the person's address or their lead id"):
+        parse_target(value)
+    assert parse_target(" 42 ") == 42

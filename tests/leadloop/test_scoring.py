@@ -209,3 +209,21 @@ def test_a_bad_visit_window_names_line_and_field(value: str, message: str) -> No
     with pytest.raises(CadenceError) as caught:
         parse_scoring_lines(VISITS + f"visits_once_per_page: {value}\n", Path("scoring.yaml"))
     assert message in str(caught.value) and str(caught.value).startswith("scoring.yaml:5: visits_once_per_page")
+
+
+@pytest.mark.parametrize(
+    "again",
+    [
+        "https://site.example:443/pricing",  # the default port written out
+        "https://site.example/Pricing",  # another case: the rule `*/pricing*` matches it all the same
+        "https://site.example//pricing",  # doubled slashes
+        "https://site.example/%70ricing/",  # percent-encoded
+        "HTTPS://SITE.EXAMPLE/pricing?x=1#y",
+    ],
+)
+def test_a_page_written_another_way_is_the_same_page(again: str) -> None:
+    config = parse_scoring_lines(VISITS, Path("scoring.yaml"))[0]
+    views = [visit("https://site.example/pricing", NOW), visit(again, NOW + timedelta(minutes=5))]
+    assert compute_score(config, LeadProfile(), views, NOW + timedelta(minutes=5)).engagement == 15
+    other = [views[0], visit("https://site.example:8443/pricing", NOW + timedelta(minutes=5))]  # another origin
+    assert compute_score(config, LeadProfile(), other, NOW + timedelta(minutes=5)).engagement == 30

@@ -43,3 +43,10 @@ def test_urls_a_lead_typed_never_become_signed_redirects() -> None:
     assert "https://phish.example/login." in out and out.count("https://t.example/c/") == 1
     html = '<p>Evil Corp <a href="https://phish.example/login">x</a></p>'
     assert 'href="https://phish.example/login"' in track_html(html, LINKS, typed)
+
+
+def test_a_visit_path_with_ideographic_dots_is_not_a_host() -> None:
+    from leadloop.visits import shown_page
+
+    shown = shown_page("https://site.example/evil\u3002example/x\uff0ey\uff61z", frozenset({"https://site.example"}))
+    assert shown == "/evil\u2024example/x\u2024y\u2024z"
