@@ -17,7 +17,8 @@ PROFILE_FIELDS = (
     "first_name", "last_name", "company", "title", "industry", "company_size",
     "country", "region", "timezone", "locale", "product_interest", "owner",
 )  # fmt: skip
-_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+#: Half of a UTF-16 pair on its own: JSON can carry it, no database or email can store it.
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 CONTROL_REASON = "contains control characters (line breaks, tabs, ...)"
 _LOCALE_RE = re.compile(r"^([a-zA-Z]{2,3})(?:[-_]([a-zA-Z]{2}|\d{3}))?$")
 UTF8_LOCAL_PART_REASON = (
@@ -45,7 +46,7 @@ def normalise_email(value: str) -> str:
 def _text_problem(value: str) -> str | None:
     if CONTROL_RE.search(value):  # a field may end up in a header, a subject or a text column
         return CONTROL_REASON
-    if _SURROGATE_RE.search(value):
+    if LONE_SURROGATE.search(value):
         return "is not valid Unicode text (a lone surrogate)"
     return None
 

@@ -34,7 +34,7 @@ from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppress
 from leadloop.decisions import DecisionRefused, decide
 from leadloop.enrollment import current_recycle, current_scoring, match_owners, start_lead, upsert_lead
 from leadloop.events import EventSignaller, record_event
-from leadloop.intake import LeadIn, intake_context
+from leadloop.intake import LONE_SURROGATE, LeadIn, intake_context
 from leadloop.leads import AddressSuppressed, LeadUpdateError, apply_update, list_dispositions, tell_workflow
 from leadloop.mail import email_hash
 from leadloop.metrics import ENGAGEMENT_EVENTS, INTAKES, REP_DECISIONS, TOKENS_REFUSED, UNSUBSCRIBES, verdict_rule
@@ -68,7 +68,6 @@ MAX_BEACON_BYTES = 4096
 BURST_WINDOW = timedelta(seconds=2)
 # control characters and lone surrogates: PostgreSQL refuses NUL and text that is not UTF-8 with an error
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
-_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")  # a note may have lines and tabs
 
 #: Documented answers, so a client (and Schemathesis) knows every status and body it can get.
@@ -121,10 +120,10 @@ def _unpaired_surrogate(body: bytes) -> list[str | int] | None:
 
     def find(value: Any, loc: list[str | int]) -> list[str | int] | None:
         if isinstance(value, str):
-            return loc if _LONE_SURROGATE.search(value) else None
+            return loc if LONE_SURROGATE.search(value) else None
         items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
         for key, item in items:
-            if isinstance(key, str) and _LONE_SURROGATE.search(key):
+            if isinstance(key, str) and LONE_SURROGATE.search(key):
                 return loc  # the name itself: not echoed either
             if (found := find(item, [*loc, key])) is not None:
                 return found
