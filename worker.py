@@ -19,11 +19,11 @@ from temporalio.worker import Worker
 from activities.assignment import AssignmentActivities
 from activities.email import EmailActivities, SmtpConfig
 from activities.leads import LeadActivities
-from leadloop.db import make_engine, make_sessionmaker
-from leadloop.process import run_and_exit
-from leadloop.settings import InsecureSettings, Settings, get_settings, setting_errors
-from leadloop.templates import EmailRenderer
-from leadloop.temporal import connect, workflow_runner
+from leadloop.domain.templates import EmailRenderer
+from leadloop.infra.db import make_engine, make_sessionmaker
+from leadloop.infra.process import run_and_exit
+from leadloop.infra.settings import InsecureSettings, Settings, get_settings, setting_errors
+from leadloop.infra.temporal import connect, workflow_runner
 from workflows.lead_nurture import LeadNurtureWorkflow
 
 log = logging.getLogger("leadloop.worker")
@@ -180,4 +180,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_and_exit(main)  # past the interpreter's teardown, where the SDK's threads can abort it (leadloop/process.py)
+    run_and_exit(
+        main
+    )  # past the interpreter's teardown, where the SDK's threads can abort it (leadloop/infra/process.py)

@@ -8,11 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from leadloop.cadence import SendWindow
-from leadloop.db import Assignment, Lead, Rep, Team, insert_new
-from leadloop.models import AssignLeadInput, AssignLeadResult, CloseAssignmentInput
-from leadloop.roster import OPEN, close_assignments
-from leadloop.routing import Candidate, RoutingConfig, choose_rep, load_routing
+from leadloop.domain.cadence import SendWindow
+from leadloop.domain.models import AssignLeadInput, AssignLeadResult, CloseAssignmentInput
+from leadloop.domain.routing import Candidate, RoutingConfig, choose_rep, load_routing
+from leadloop.infra.db import Assignment, Lead, Rep, Team, insert_new
+from leadloop.services.roster import OPEN, close_assignments
 
 
 class AssignmentActivities:

@@ -18,9 +18,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from leadloop.cadence import Step
-from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, Team, insert_or_get, suppress
-from leadloop.mail import (
+from leadloop.domain.cadence import Step
+from leadloop.domain.mail import (
     Envelope,
     build_message,
     classify_reply,
@@ -30,10 +29,9 @@ from leadloop.mail import (
     parse_sender,
     wire_bytes,
 )
-from leadloop.metrics import EMAIL_FAILURES, EMAILS_SENT, REP_NOTIFICATION_FAILURES, REP_NOTIFICATIONS
-from leadloop.models import NotifyRepInput, NotifyRepResult, SendEmailInput, SendEmailResult
-from leadloop.settings import Settings
-from leadloop.templates import (
+from leadloop.domain.metrics import EMAIL_FAILURES, EMAILS_SENT, REP_NOTIFICATION_FAILURES, REP_NOTIFICATIONS
+from leadloop.domain.models import NotifyRepInput, NotifyRepResult, SendEmailInput, SendEmailResult
+from leadloop.domain.templates import (
     LEAD_FIELDS,
     EmailRenderer,
     RenderedEmail,
@@ -41,9 +39,11 @@ from leadloop.templates import (
     email_context,
     template_error_text,
 )
-from leadloop.tokens import Signer, Token
-from leadloop.tracking import TrackingLinks, track_html, track_text, urls_in
-from leadloop.visits import shown_page
+from leadloop.domain.tokens import Signer, Token
+from leadloop.domain.tracking import TrackingLinks, track_html, track_text, urls_in
+from leadloop.domain.visits import shown_page
+from leadloop.infra.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, Team, insert_or_get, suppress
+from leadloop.infra.settings import Settings
 
 log = logging.getLogger(__name__)
 

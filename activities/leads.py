@@ -7,11 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from leadloop.cadence import CadenceError, cadence_path, load_cadence
-from leadloop.db import DispositionRow, Lead, insert_new, suppress
-from leadloop.enrollment import current_scoring, lead_profile
-from leadloop.models import DispositionInput, LoadCycleInput, LoadCycleResult
-from leadloop.recycle import load_recycle
+from leadloop.domain.cadence import cadence_path, load_cadence
+from leadloop.domain.models import DispositionInput, LoadCycleInput, LoadCycleResult
+from leadloop.domain.recycle import load_recycle
+from leadloop.domain.rules import RuleFileError
+from leadloop.infra.db import DispositionRow, Lead, insert_new, suppress
+from leadloop.services.enrollment import current_scoring, lead_profile
 
 
 class LeadActivities:
@@ -31,7 +32,7 @@ class LeadActivities:
             scoring = current_scoring(self.scoring_file)
             recycle_file = self.cadence_dir / "recycle.yaml"
             recycle = load_recycle(recycle_file) if recycle_file.exists() else None
-        except CadenceError as exc:
+        except RuleFileError as exc:
             # a broken file is the marketer's to fix: retried, visibly, until it loads
             raise ApplicationError(f"cannot load the next cycle: {exc}", type="CadenceError") from None
         async with self.sessionmaker() as session:

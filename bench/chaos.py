@@ -43,10 +43,10 @@ from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus
 
 from bench.run import RESULTS, Sink, Stack, enroll, write_csv
-from leadloop.db import EngagementEvent, Outbox, make_engine, make_sessionmaker
-from leadloop.models import LeadState
-from leadloop.process import run_and_exit
-from leadloop.temporal import connect
+from leadloop.domain.models import LeadState
+from leadloop.infra.db import EngagementEvent, Outbox, make_engine, make_sessionmaker
+from leadloop.infra.process import run_and_exit
+from leadloop.infra.temporal import connect
 from starter.devserver import stop_process
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
@@ -377,4 +377,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    run_and_exit(lambda: asyncio.run(main()))  # past the interpreter's teardown (leadloop/process.py)
+    run_and_exit(lambda: asyncio.run(main()))  # past the interpreter's teardown (leadloop/infra/process.py)

@@ -46,15 +46,16 @@ from temporalio.service import RPCError
 from activities.email import SmtpConfig, SmtpPool
 from bench.floor import Floor
 from leadloop import PROJECT_ROOT
-from leadloop.db import make_engine, make_sessionmaker
-from leadloop.enrollment import enroll_leads
-from leadloop.intake import parse_csv
-from leadloop.migrate import upgrade_database
-from leadloop.process import run_and_exit
-from leadloop.roster import import_roster
-from leadloop.routing import load_roster
-from leadloop.settings import Settings
-from leadloop.temporal import SEARCH_ATTRIBUTES, connect
+from leadloop.domain.intake import parse_csv
+from leadloop.domain.routing import load_roster
+from leadloop.domain.search import SEARCH_ATTRIBUTES
+from leadloop.infra.db import make_engine, make_sessionmaker
+from leadloop.infra.migrate import upgrade_database
+from leadloop.infra.process import run_and_exit
+from leadloop.infra.settings import Settings
+from leadloop.infra.temporal import connect
+from leadloop.services.enrollment import enroll_leads
+from leadloop.services.roster import import_roster
 from starter.devserver import SQLITE_PRAGMAS, start_dev_server, stop_process, temporal_cli
 
 RESULTS = Path(__file__).parent / "results"
@@ -343,8 +344,8 @@ def write_csv(path: Path, first: int, count: int, tag: str) -> Path:
 
 
 async def enroll(stack: Stack, client: Client, csv: Path, cadence_name: str) -> tuple[float, list[int]]:
-    from leadloop.cadence import cadence_path, load_cadence
-    from leadloop.enrollment import current_scoring
+    from leadloop.domain.cadence import cadence_path, load_cadence
+    from leadloop.services.enrollment import current_scoring
 
     settings = stack.settings()
     cadence = load_cadence(cadence_path(settings.cadence_dir, cadence_name))
@@ -475,8 +476,8 @@ async def escalation_latency(
         """A steady drip of leads mid-cadence: rate × STEADY_PERIOD_S leads, enrolled one every 1/rate seconds
         over the first period, each then sending an email every period (no bursts, no new workflows after the
         first period, like the drip it stands for); their workflows are ended when the phase is over."""
-        from leadloop.cadence import cadence_path, load_cadence
-        from leadloop.intake import LeadIn
+        from leadloop.domain.cadence import cadence_path, load_cadence
+        from leadloop.domain.intake import LeadIn
 
         steady = load_cadence(cadence_path(stack.settings().cadence_dir, "steady"))
         engine = make_engine(stack.database_url)
@@ -874,4 +875,4 @@ def write_results(report: dict[str, Any], out: Path, suffix: str) -> Path:
 
 
 if __name__ == "__main__":
-    run_and_exit(lambda: asyncio.run(main()))  # past the interpreter's teardown (leadloop/process.py)
+    run_and_exit(lambda: asyncio.run(main()))  # past the interpreter's teardown (leadloop/infra/process.py)

@@ -16,7 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadloop import PROJECT_ROOT
-from leadloop.db import (
+from leadloop.domain.mail import email_hash
+from leadloop.domain.models import STAGES
+from leadloop.domain.recycle import load_recycle
+from leadloop.domain.routing import load_roster
+from leadloop.infra.db import (
     Assignment,
     DispositionRow,
     EngagementEvent,
@@ -27,14 +31,10 @@ from leadloop.db import (
     make_engine,
     make_sessionmaker,
 )
-from leadloop.mail import email_hash
-from leadloop.migrate import upgrade_database
-from leadloop.models import STAGES
-from leadloop.process import run_and_exit
-from leadloop.recycle import load_recycle
-from leadloop.report import cadence_steps_from, gather_report, render_html, with_plan
-from leadloop.roster import import_roster
-from leadloop.routing import load_roster
+from leadloop.infra.migrate import upgrade_database
+from leadloop.infra.process import run_and_exit
+from leadloop.reporting.report import cadence_steps_from, gather_report, render_html, with_plan
+from leadloop.services.roster import import_roster
 
 if str(PROJECT_ROOT) not in sys.path:  # run as a file (`python scripts/report_screenshot.py`): the sibling script
     sys.path.insert(0, str(PROJECT_ROOT))

@@ -17,10 +17,10 @@ import httpx
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from leadloop.enrollment import workflow_id as lead_workflow_id
-from leadloop.process import run_and_exit
-from leadloop.settings import get_settings
-from leadloop.temporal import connect
+from leadloop.infra.process import run_and_exit
+from leadloop.infra.settings import get_settings
+from leadloop.infra.temporal import connect
+from leadloop.services.enrollment import workflow_id as lead_workflow_id
 
 if TYPE_CHECKING:
     from playwright.async_api import Locator, Page

@@ -28,23 +28,44 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 
 from leadloop import DATA_DIR
-from leadloop.cadence import CadenceError, cadence_path, load_cadence
-from leadloop.classify import VISIT_BURST_WINDOW, Hit, Verdict, classify
-from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, make_engine, make_sessionmaker
-from leadloop.decisions import DecisionRefused, decide
-from leadloop.enrollment import current_recycle, current_scoring, match_owners, start_lead, upsert_lead
-from leadloop.events import EventSignaller, record_event
-from leadloop.intake import LONE_SURROGATE, LeadIn, intake_context
-from leadloop.leads import AddressSuppressed, LeadUpdateError, apply_update, list_dispositions, tell_workflow
-from leadloop.mail import email_hash
-from leadloop.metrics import ENGAGEMENT_EVENTS, INTAKES, REP_DECISIONS, TOKENS_REFUSED, UNSUBSCRIBES, verdict_rule
-from leadloop.models import RepActionInput, RepActionResult
-from leadloop.recycle import REASON_LABELS, Reason
-from leadloop.settings import InsecureSettings as InsecureSettings  # what create_app raises; callers catch it here
-from leadloop.settings import Settings, get_settings, site_origin
-from leadloop.temporal import connect
-from leadloop.tokens import Signer, Token, TokenError, TokenKind
-from leadloop.visits import MAX_TITLE, clean_title
+from leadloop.domain.cadence import cadence_path, load_cadence
+from leadloop.domain.classify import VISIT_BURST_WINDOW, Hit, Verdict, classify
+from leadloop.domain.intake import LeadIn, intake_context
+from leadloop.domain.mail import email_hash
+from leadloop.domain.metrics import (
+    ENGAGEMENT_EVENTS,
+    INTAKES,
+    REP_DECISIONS,
+    TOKENS_REFUSED,
+    UNSUBSCRIBES,
+    verdict_rule,
+)
+from leadloop.domain.models import RepActionInput, RepActionResult
+from leadloop.domain.recycle import REASON_LABELS, Reason
+from leadloop.domain.rules import RuleFileError
+from leadloop.domain.text import LONE_SURROGATE, NOTE_CONTROL, REQUEST_CONTROL
+from leadloop.domain.times import as_utc
+from leadloop.domain.tokens import Signer, Token, TokenError, TokenKind
+from leadloop.domain.visits import MAX_TITLE, clean_title, site_origin
+from leadloop.infra.db import (
+    Assignment,
+    EngagementEvent,
+    Lead,
+    Outbox,
+    Rep,
+    Suppression,
+    make_engine,
+    make_sessionmaker,
+)
+from leadloop.infra.settings import (
+    InsecureSettings as InsecureSettings,  # what create_app raises; callers catch it here
+)
+from leadloop.infra.settings import Settings, get_settings
+from leadloop.infra.temporal import connect
+from leadloop.services.decisions import DecisionRefused, decide
+from leadloop.services.enrollment import current_recycle, current_scoring, match_owners, start_lead, upsert_lead
+from leadloop.services.events import EventSignaller, record_event
+from leadloop.services.leads import AddressSuppressed, LeadUpdateError, apply_update, list_dispositions, tell_workflow
 from starter.codec_server import codec_router
 from starter.metrics import CONTENT_TYPE, HttpMetrics, RequestCounter, SdkMetrics
 from starter.serving import ForwardedFor
@@ -67,8 +88,6 @@ BEACON_JS = (Path(__file__).parent / "beacon.js").read_text(encoding="utf-8")
 MAX_BEACON_BYTES = 4096
 BURST_WINDOW = timedelta(seconds=2)
 # control characters and lone surrogates: PostgreSQL refuses NUL and text that is not UTF-8 with an error
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
-_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")  # a note may have lines and tabs
 
 #: Documented answers, so a client (and Schemathesis) knows every status and body it can get.
 PROBLEM = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
@@ -271,14 +290,14 @@ class RepDecisionIn(BaseModel):
     @field_validator("rep", "opportunity_id")
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
-        if value is not None and _CONTROL.search(value):
+        if value is not None and REQUEST_CONTROL.search(value):
             raise ValueError("contains control characters")
         return value
 
     @field_validator("note")
     @classmethod
     def _text(cls, value: str) -> str:
-        if _CONTROL_BUT_LINES.search(value):
+        if NOTE_CONTROL.search(value):
             raise ValueError("contains control characters other than line breaks and tabs")
         return value
 
@@ -343,7 +362,7 @@ class State:
 
 def _plain(text: str | None) -> str | None:
     """Header text as stored: without control characters (PostgreSQL refuses NUL)."""
-    return _CONTROL.sub("", text) if text else text
+    return REQUEST_CONTROL.sub("", text) if text else text
 
 
 def _limit_key(request: Request, state: "State") -> str:
@@ -576,7 +595,7 @@ def create_app(
                     )
                 )
             ).scalars()
-            other_clicks = tuple(_utc(t) for t in others)
+            other_clicks = tuple(as_utc(t) for t in others)
         verdict = classify(
             Hit("click", request.headers.get("user-agent", ""), _client_ip(request), _headers(request), now,
                 _sent_at(outbox), honeypot=parsed.extra == "h",
@@ -645,7 +664,7 @@ def create_app(
         page = body.get("url")
         visitor = body.get("visitor")
         if not (isinstance(page, str) and page.startswith(("http://", "https://")) and len(page) <= 2000) or (
-            _CONTROL.search(page)
+            REQUEST_CONTROL.search(page)
         ):
             return JSONResponse({"detail": "url must be the page's http(s) address"}, status_code=400, headers=cors)
         # the site key and a visitor id are public (in the page, in the landing URL): only pages of the key's
@@ -677,7 +696,7 @@ def create_app(
                     )
                 )
             ).scalars()
-            earlier_visits = tuple(_utc(t) for t in earlier)
+            earlier_visits = tuple(as_utc(t) for t in earlier)
         verdict = classify(
             Hit("visit", request.headers.get("user-agent", ""), _client_ip(request), _headers(request), now,
                 earlier_visits=earlier_visits)
@@ -759,7 +778,7 @@ def create_app(
             cadence = load_cadence(cadence_path(state.settings.cadence_dir, name))
             scoring = current_scoring(state.settings.scoring_file)
             recycle = current_recycle(state.settings.cadence_dir)
-        except CadenceError as exc:
+        except RuleFileError as exc:
             raise HTTPException(
                 422, [{"loc": ["body", "cadence"], "msg": line, "type": "value_error"} for line in exc.lines()]
             ) from None
@@ -930,7 +949,7 @@ def create_app(
             lead={"id": lead.id, "name": " ".join(p for p in (lead.first_name, lead.last_name) if p),
                   "company": lead.company},
             profile=[(k, v) for k, v in fields if v], rep_name=rep.name if rep else "a rep",
-            assigned_at=f"{_utc(assignment.assigned_at):%d %b %Y %H:%M} UTC", rule=assignment.rule,
+            assigned_at=f"{as_utc(assignment.assigned_at):%d %b %Y %H:%M} UTC", rule=assignment.rule,
             score=assignment.score, handover=status, reasons=list(REASON_LABELS.items()),
         )  # fmt: skip
 
@@ -957,8 +976,8 @@ def create_app(
         except Exception:  # a malformed body is a request we do not act on
             return state.page("invalid", 400, message="The form could not be read; nothing changed.")
         reason = str(form.get("reason") or "") or None
-        note = _CONTROL_BUT_LINES.sub("", str(form.get("note") or ""))[:2000]
-        opportunity = _CONTROL.sub("", str(form.get("opportunity_id") or ""))[:200] or None
+        note = NOTE_CONTROL.sub("", str(form.get("note") or ""))[:2000]
+        opportunity = REQUEST_CONTROL.sub("", str(form.get("opportunity_id") or ""))[:200] or None
         if parsed.extra == "reject" and reason not in REASON_LABELS:
             return state.page("invalid", 422, message="Pick one of the reasons to reject the lead.")
         decision = {"action": parsed.extra, "reason": (reason or "none") if parsed.extra == "reject" else "none",
@@ -1004,13 +1023,8 @@ async def _drain_every(sdk: SdkMetrics, seconds: float, stop: asyncio.Event) -> 
             pass
 
 
-def _utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every stored one is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _sent_at(outbox: Outbox | None) -> datetime | None:
-    return _utc(outbox.sent_at) if outbox and outbox.sent_at else None
+    return as_utc(outbox.sent_at) if outbox and outbox.sent_at else None
 
 
 def _event(token: Token, kind: str, verdict: Verdict, request: Request, at: datetime, **extra: Any) -> dict[str, Any]:

@@ -4,15 +4,16 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from leadloop.cadence import CadenceError, cadence_path, load_cadence
-from leadloop.process import run_and_exit
-from leadloop.settings import Settings, get_settings
+from leadloop.domain.cadence import cadence_path, load_cadence
+from leadloop.domain.rules import RuleFileError
+from leadloop.infra.process import run_and_exit
+from leadloop.infra.settings import Settings, get_settings
 from starter.output import plain_console, styled
 
 app = typer.Typer(help="leadloop: durable lead nurture and recycle automation on Temporal.", no_args_is_help=True)
@@ -38,7 +39,7 @@ def _logging() -> None:
 
 def _in_session(work: Callable[[Any], Awaitable[Any]]) -> Any:
     """Run `work(session)` against leadloop's database and close the pool after it."""
-    from leadloop.db import make_engine, make_sessionmaker
+    from leadloop.infra.db import make_engine, make_sessionmaker
 
     async def run() -> Any:
         engine = make_engine(get_settings().database_url)
@@ -58,7 +59,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 def _require_extra(extra: str, feature: str) -> None:
     """Exit 1 naming the extra to install when `feature` needs one this installation lacks."""
-    from leadloop.extras import MissingExtra, require_extra
+    from leadloop.infra.extras import MissingExtra, require_extra
 
     try:
         require_extra(extra, feature)
@@ -76,7 +77,7 @@ def server(
     ui_port: int = 8233,
 ) -> None:
     """Run the Temporal dev server with leadloop's search attributes (Ctrl-C stops it)."""
-    from leadloop.settings import DEV_SERVER_DB
+    from leadloop.infra.settings import DEV_SERVER_DB
     from starter.devserver import dev_server_args, temporal_cli, ui_codec_endpoint
 
     try:
@@ -95,7 +96,8 @@ def server(
 @app.command()
 def setup() -> None:
     """Register leadloop's search attributes on the configured Temporal namespace (an external cluster)."""
-    from leadloop.temporal import SEARCH_ATTRIBUTES, connect, register_search_attributes
+    from leadloop.domain.search import SEARCH_ATTRIBUTES
+    from leadloop.infra.temporal import connect, register_search_attributes
 
     async def run() -> list[str]:
         return await register_search_attributes(await connect(get_settings()))
@@ -142,7 +144,7 @@ def mailbox(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the migrations to LEADLOOP_DATABASE_URL."""
-    from leadloop.migrate import upgrade_database
+    from leadloop.infra.migrate import upgrade_database
 
     settings = get_settings()
     asyncio.run(upgrade_database(settings.database_url))
@@ -165,9 +167,9 @@ async def _require_tables(engine: Any, settings: Settings) -> None:
 
 
 def _rule_loaders() -> dict[str, Callable[[Path], object]]:
-    from leadloop.recycle import load_recycle
-    from leadloop.routing import load_routing
-    from leadloop.scoring import load_scoring
+    from leadloop.domain.recycle import load_recycle
+    from leadloop.domain.routing import load_routing
+    from leadloop.domain.scoring import load_scoring
 
     def recycle(path: Path) -> object:
         return load_recycle(path, path.parent)  # every cadence it names must load, here and now
@@ -187,8 +189,8 @@ def cadence_check(
 ) -> None:
     """Validate cadence files and render every step; errors name file, line and field."""
     from leadloop import DATA_DIR
-    from leadloop.preview import check_cadence, load_sample_lead
-    from leadloop.templates import EmailRenderer
+    from leadloop.domain.templates import EmailRenderer
+    from leadloop.services.preview import check_cadence, load_sample_lead
 
     settings = get_settings()
     files: list[Path] = []
@@ -209,7 +211,7 @@ def cadence_check(
         if file.name in RULE_FILES:
             try:
                 RULE_FILES[file.name](file)
-            except CadenceError as exc:
+            except RuleFileError as exc:
                 failed += 1
                 for problem in exc.lines():
                     err.print(problem, highlight=False, markup=False)
@@ -240,15 +242,15 @@ def cadence_preview(
     """Write every step's subject, text and HTML as this lead would receive them."""
     from jinja2 import TemplateError
 
-    from leadloop.preview import load_sample_lead, preview_cadence
-    from leadloop.templates import EmailRenderer, TemplateMissing
+    from leadloop.domain.templates import EmailRenderer, TemplateMissing
+    from leadloop.services.preview import load_sample_lead, preview_cadence
 
     settings = get_settings()
     try:
         cadence = load_cadence(cadence_path(settings.cadence_dir, name))
         sample = load_sample_lead(lead)
         written = preview_cadence(cadence, sample, EmailRenderer(settings.template_dir), settings, out)
-    except CadenceError as exc:
+    except RuleFileError as exc:
         raise _fail("\n".join(exc.lines())) from None
     except (ValueError, TemplateError, TemplateMissing) as exc:
         raise _fail(str(exc)) from None
@@ -268,7 +270,7 @@ def enroll(
     locale: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Enroll leads from a CSV (or one lead) into a cadence; re-enrolling is idempotent."""
-    from leadloop.intake import IntakeFileError, ParsedRows, RowError, intake_context, parse_csv, validate_lead
+    from leadloop.domain.intake import IntakeFileError, ParsedRows, RowError, intake_context, parse_csv, validate_lead
 
     settings = get_settings()
     rules = intake_context(settings.intake_refuse_utf8_local_part)
@@ -276,7 +278,7 @@ def enroll(
         raise _fail("give a CSV file or --email (one of them)", 2)
     try:
         chosen = load_cadence(cadence_path(settings.cadence_dir, cadence))
-    except CadenceError as exc:
+    except RuleFileError as exc:
         raise _fail("\n".join(exc.lines())) from None
     if csv_file is not None:
         try:
@@ -306,14 +308,14 @@ def enroll(
 
 
 async def _enroll(leads: list[Any], cadence: Any, settings: Settings) -> Any:
-    from leadloop.db import make_engine, make_sessionmaker
-    from leadloop.enrollment import current_recycle, current_scoring, enroll_leads
-    from leadloop.temporal import connect
+    from leadloop.infra.db import make_engine, make_sessionmaker
+    from leadloop.infra.temporal import connect
+    from leadloop.services.enrollment import current_recycle, current_scoring, enroll_leads
 
     try:
         scoring = current_scoring(settings.scoring_file)
         recycle = current_recycle(settings.cadence_dir)
-    except CadenceError as exc:
+    except RuleFileError as exc:
         raise _fail("\n".join(exc.lines())) from None
     try:
         client = await connect(settings)
@@ -362,13 +364,11 @@ def _summary(parsed: Any, report: Any) -> None:
 @app.command()
 def retry(lead_id: Annotated[int, typer.Argument(help="lead id")], note: str = "") -> None:
     """Tell a lead whose send was refused (policy, template) to try the step again."""
-    from leadloop.enrollment import workflow_id
-    from leadloop.models import RetrySendInput
-    from leadloop.temporal import connect
+    from leadloop.infra.temporal import connect
+    from leadloop.services.lead_client import LeadClient
 
     async def run() -> None:
-        client = await connect(get_settings())
-        await client.get_workflow_handle(workflow_id(lead_id)).signal("retry_send", RetrySendInput(note=note))
+        await LeadClient(await connect(get_settings()), lead_id).retry_send(note)
 
     asyncio.run(run())
     console.print(f"lead {lead_id}: retry requested")
@@ -378,14 +378,12 @@ def _lead_state(lead_id: int) -> Any:
     """The lead's workflow state (its `state` query); a clear error when there is none or no Temporal."""
     from temporalio.service import RPCError
 
-    from leadloop.enrollment import workflow_id
-    from leadloop.models import LeadState
-    from leadloop.temporal import connect
+    from leadloop.domain.models import LeadState
+    from leadloop.infra.temporal import connect
+    from leadloop.services.lead_client import LeadClient
 
     async def run() -> LeadState:
-        client = await connect(get_settings())
-        result: LeadState = await client.get_workflow_handle(workflow_id(lead_id)).query("state", result_type=LeadState)
-        return result
+        return await LeadClient(await connect(get_settings()), lead_id).state()
 
     try:
         return asyncio.run(run())
@@ -419,7 +417,7 @@ def api(
     import uvicorn
     from pydantic import ValidationError
 
-    from leadloop.settings import InsecureSettings, setting_errors
+    from leadloop.infra.settings import InsecureSettings, setting_errors
     from starter.api import create_app
     from starter.serving import uvicorn_options
 
@@ -444,10 +442,10 @@ def relay(
 
     Outside the demo it refuses the published or a short secret, as the HTTP service it relays for does.
     """
-    from leadloop.db import make_engine, make_sessionmaker
-    from leadloop.events import EventSignaller
-    from leadloop.settings import InsecureSettings
-    from leadloop.temporal import connect
+    from leadloop.infra.db import make_engine, make_sessionmaker
+    from leadloop.infra.settings import InsecureSettings
+    from leadloop.infra.temporal import connect
+    from leadloop.services.events import EventSignaller
 
     settings = get_settings()
     try:
@@ -484,14 +482,14 @@ def relay(
 @reps_app.command("import")
 def reps_import(path: Annotated[Path, typer.Argument(help="reps.yaml: teams and their reps")]) -> None:
     """Make the database hold these teams and reps; reps left out become inactive. Waiting leads retry."""
-    from leadloop.db import make_engine, make_sessionmaker
-    from leadloop.roster import import_roster, waiting_leads
-    from leadloop.routing import load_roster
+    from leadloop.domain.routing import load_roster
+    from leadloop.infra.db import make_engine, make_sessionmaker
+    from leadloop.services.roster import import_roster, waiting_leads
 
     settings = get_settings()
     try:
         roster = load_roster(path)
-    except CadenceError as exc:
+    except RuleFileError as exc:
         raise _fail("\n".join(exc.lines())) from None
 
     async def run() -> tuple[Any, int]:
@@ -516,9 +514,8 @@ async def _reroute(settings: Settings, lead_ids: list[int]) -> int:
     """Tell leads waiting for a rep that reps changed; a lead whose workflow is gone is skipped."""
     from temporalio.service import RPCError
 
-    from leadloop.enrollment import workflow_id
-    from leadloop.models import RerouteInput
-    from leadloop.temporal import connect
+    from leadloop.infra.temporal import connect
+    from leadloop.services.lead_client import LeadClient
 
     if not lead_ids:
         return 0
@@ -530,7 +527,7 @@ async def _reroute(settings: Settings, lead_ids: list[int]) -> int:
     told = 0
     for lead_id in lead_ids:
         try:
-            await client.get_workflow_handle(workflow_id(lead_id)).signal("reroute", RerouteInput())
+            await LeadClient(client, lead_id).reroute()
             told += 1
         except RPCError:
             continue
@@ -540,7 +537,7 @@ async def _reroute(settings: Settings, lead_ids: list[int]) -> int:
 @reps_app.command("list")
 def reps_list() -> None:
     """Every rep: team, time zone, whether active, open leads against capacity."""
-    from leadloop.roster import list_reps
+    from leadloop.services.roster import list_reps
 
     rows = _in_session(list_reps)
     table = Table(title="reps")
@@ -562,9 +559,9 @@ def reps_list() -> None:
 
 
 def _inject(kind: str, lead_id: int, url: str | None, machine: bool) -> None:
-    from leadloop.db import make_engine, make_sessionmaker
-    from leadloop.events import EventSignaller, record_event
-    from leadloop.temporal import connect
+    from leadloop.infra.db import make_engine, make_sessionmaker
+    from leadloop.infra.temporal import connect
+    from leadloop.services.events import EventSignaller, record_event
 
     settings = get_settings()
     if url is not None and not url.startswith(("http://", "https://")):
@@ -631,8 +628,8 @@ def event_visit(
 
 
 def _decide(lead_id: int, action: str, request: Any) -> None:
-    from leadloop.decisions import DecisionRefused, decide
-    from leadloop.temporal import connect
+    from leadloop.infra.temporal import connect
+    from leadloop.services.decisions import DecisionRefused, decide
 
     async def run() -> Any:
         return await decide(await connect(get_settings()), lead_id, action, request)  # type: ignore[arg-type]
@@ -653,7 +650,7 @@ def accept(
     note: str = "",
 ) -> None:
     """Accept a lead for its assigned rep (an operator acting for the rep): converted, nurture stops."""
-    from leadloop.models import RepActionInput
+    from leadloop.domain.models import RepActionInput
 
     _decide(lead_id, "accept", RepActionInput(opportunity_id=opportunity, note=note, source="cli"))
 
@@ -666,8 +663,8 @@ def reject(
     note: str = "",
 ) -> None:  # fmt: skip
     """Reject a lead for its assigned rep; recycle.yaml decides by the reason what happens next."""
-    from leadloop.models import RepActionInput
-    from leadloop.recycle import REASONS
+    from leadloop.domain.models import RepActionInput
+    from leadloop.domain.recycle import REASONS
 
     if reason not in REASONS:
         raise _fail(f"unknown reason {reason!r}; one of: {', '.join(REASONS)}")
@@ -686,7 +683,7 @@ def lead_update(
     locale: str | None = None,
 ) -> None:
     """Fix a lead's data; a lead held for invalid data goes back to nurture."""
-    from leadloop.leads import LeadUpdateError, update_lead
+    from leadloop.services.leads import LeadUpdateError, update_lead
 
     fields = {
         k: v
@@ -713,7 +710,7 @@ def dispositions(
     limit: int = 50,
 ) -> None:
     """Reps' decisions, newest first: lead, rep, accept or reject, reason, note, outcome, time."""
-    from leadloop.leads import list_dispositions
+    from leadloop.services.leads import list_dispositions
 
     rows = _in_session(lambda session: list_dispositions(session, lead_id=lead_id, reason=reason, limit=limit))
     table = Table(title="dispositions")
@@ -725,19 +722,19 @@ def dispositions(
     console.print(table)
 
 
-def _operator_signal(lead_id: int, name: str, note: str) -> None:
+def _operator_signal(lead_id: int, name: Literal["pause", "resume"], note: str) -> None:
     from temporalio.service import RPCError
 
-    from leadloop.enrollment import workflow_id
-    from leadloop.models import LeadState, PauseInput
-    from leadloop.temporal import connect
+    from leadloop.domain.models import LeadState
+    from leadloop.infra.temporal import connect
+    from leadloop.services.lead_client import LeadClient
 
     async def run() -> LeadState:
-        handle = (await connect(get_settings())).get_workflow_handle(workflow_id(lead_id))
-        before: LeadState = await handle.query("state", result_type=LeadState)
+        lead = LeadClient(await connect(get_settings()), lead_id)
+        before = await lead.state()
         if before.stage not in ("nurturing", "paused", "send_blocked", "big_bang"):
             raise _fail(f"lead {lead_id} is {before.stage.replace('_', ' ')}: there is no drip to {name}")
-        await handle.signal(name, PauseInput(note=note))
+        await lead.hold(name, note)
         return before
 
     try:
@@ -805,10 +802,10 @@ def history(
     """A lead's story across every run: emails, events, score and stage changes, assignments, decisions."""
     import json
 
-    from leadloop.db import make_engine, make_sessionmaker
-    from leadloop.enrollment import workflow_id
-    from leadloop.temporal import connect
-    from leadloop.timeline import Entry, database_entries, merge, temporal_entries
+    from leadloop.infra.db import make_engine, make_sessionmaker
+    from leadloop.infra.temporal import connect
+    from leadloop.services.enrollment import workflow_id
+    from leadloop.services.timeline import Entry, database_entries, merge, temporal_entries
 
     settings = get_settings()
     notes: list[str] = []
@@ -852,9 +849,9 @@ def forget(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
 ) -> None:
     """Erase a person (GDPR): end their workflow, close their hand-over, remove their data, keep only hashes."""
-    from leadloop.db import make_engine, make_sessionmaker
-    from leadloop.erasure import ErasureError, forget, parse_target
-    from leadloop.temporal import connect
+    from leadloop.infra.db import make_engine, make_sessionmaker
+    from leadloop.infra.temporal import connect
+    from leadloop.services.erasure import ErasureError, forget, parse_target
 
     try:
         target = parse_target(who)
@@ -914,7 +911,7 @@ def list_leads(
     limit: int = 200,
 ) -> None:
     """Find leads through Temporal's visibility (search attributes): a table of the running ones."""
-    from leadloop.temporal import (
+    from leadloop.domain.search import (
         ASSIGNED_REP,
         CADENCE_NAME,
         CADENCE_STEP,
@@ -923,9 +920,9 @@ def list_leads(
         LEAD_STAGE,
         RECYCLE_COUNT,
         UNOPENED_STREAK,
-        connect,
         visibility_query,
     )
+    from leadloop.infra.temporal import connect
 
     try:
         query = visibility_query(stage, rep, min_score, cadence)
@@ -1018,8 +1015,9 @@ def report(
     _require_extra("report", "`leadloop report` (its charts)")
     start = _report_since(since)
 
-    from leadloop.db import make_engine, make_sessionmaker
-    from leadloop.report import (
+    from leadloop.infra.db import make_engine, make_sessionmaker
+    from leadloop.infra.temporal import connect
+    from leadloop.reporting.report import (
         PlanError,
         ReportData,
         ReportError,
@@ -1029,7 +1027,6 @@ def report(
         render_html,
         with_plan,
     )
-    from leadloop.temporal import connect
 
     try:
         check_plan_inputs(target_conversions, growth)
@@ -1076,7 +1073,7 @@ def report(
 
 
 def _report_summary(data: Any) -> None:
-    from leadloop.report import ratio
+    from leadloop.reporting.report import ratio
 
     def pct(value: float | None) -> str:
         return "–" if value is None else f"{value * 100:.1f}%"
@@ -1109,7 +1106,7 @@ def _report_summary(data: Any) -> None:
 
 
 def main() -> None:
-    """The `leadloop` command: the Typer app, ended past the interpreter's teardown (leadloop/process.py)."""
+    """The `leadloop` command: the Typer app, ended past the interpreter's teardown (leadloop/infra/process.py)."""
     run_and_exit(app)
 
 

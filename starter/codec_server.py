@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from temporalio.api.common.v1 import Payloads
 
-from leadloop.codec import AesGcmCodec, CodecError
-from leadloop.settings import Settings
-from leadloop.temporal import codec
+from leadloop.infra.codec import AesGcmCodec, CodecError
+from leadloop.infra.settings import Settings
+from leadloop.infra.temporal import codec
 
 _PROBLEM = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
 _PAYLOAD = {  # Temporal's Payload as JSON: metadata and data, base64

@@ -20,15 +20,15 @@ import uvicorn
 from pydantic import SecretStr
 
 from leadloop import DATA_DIR
-from leadloop.cadence import cadence_path, load_cadence
-from leadloop.db import make_engine, make_sessionmaker
-from leadloop.enrollment import current_recycle, current_scoring, enroll_leads
-from leadloop.intake import parse_csv
-from leadloop.migrate import upgrade_database
-from leadloop.roster import import_roster
-from leadloop.routing import load_roster
-from leadloop.settings import DEV_SERVER_DB, Settings
-from leadloop.temporal import connect
+from leadloop.domain.cadence import cadence_path, load_cadence
+from leadloop.domain.intake import parse_csv
+from leadloop.domain.routing import load_roster
+from leadloop.infra.db import make_engine, make_sessionmaker
+from leadloop.infra.migrate import upgrade_database
+from leadloop.infra.settings import DEV_SERVER_DB, Settings
+from leadloop.infra.temporal import connect
+from leadloop.services.enrollment import current_recycle, current_scoring, enroll_leads
+from leadloop.services.roster import import_roster
 from starter.api import create_app
 from starter.devserver import start_dev_server, stop_process, ui_codec_endpoint
 from starter.mailbox import serve_mailbox

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from leadloop.settings import Settings
-from leadloop.temporal import dev_server_search_attribute_args
+from leadloop.domain.search import dev_server_search_attribute_args
+from leadloop.infra.settings import Settings
 
 #: Measured here (bench/devserver_pragmas.py): WAL with synchronous=normal ran about 2x the steps/s of the defaults.
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")

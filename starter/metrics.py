@@ -16,7 +16,7 @@ from temporalio.runtime import (
     TelemetryConfig,
 )
 
-from leadloop.metrics import HTTP_COUNTERS, HTTP_REQUESTS, Counter
+from leadloop.domain.metrics import HTTP_COUNTERS, HTTP_REQUESTS, Counter
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 #: The SDK exporter's buckets for request latencies (seconds), so both services' histograms line up.

@@ -22,10 +22,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from leadloop import PROJECT_ROOT
-from leadloop.db import make_engine, make_sessionmaker
-from leadloop.migrate import upgrade_database
-from leadloop.settings import Settings
-from leadloop.temporal import SEARCH_ATTRIBUTES
+from leadloop.domain.search import SEARCH_ATTRIBUTES
+from leadloop.infra.db import make_engine, make_sessionmaker
+from leadloop.infra.migrate import upgrade_database
+from leadloop.infra.settings import Settings
 
 PG_ADMIN_DSN = os.environ.get("LEADLOOP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BIN = Path(sys.executable).parent

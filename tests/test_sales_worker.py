@@ -22,14 +22,14 @@ from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
 from leadloop import PROJECT_ROOT
-from leadloop.cadence import Cadence, Escalation, Sender, SendWindow, Step
-from leadloop.db import Lead, make_engine, make_sessionmaker
-from leadloop.enrollment import start_lead, workflow_id
-from leadloop.migrate import upgrade_database
-from leadloop.models import EngagementEvent, EngagementInput, LeadState
-from leadloop.roster import import_roster
-from leadloop.routing import Roster
-from leadloop.scoring import ScoringConfig
+from leadloop.domain.cadence import Cadence, Escalation, Sender, SendWindow, Step
+from leadloop.domain.models import EngagementEvent, EngagementInput, LeadState
+from leadloop.domain.routing import Roster
+from leadloop.domain.scoring import ScoringConfig
+from leadloop.infra.db import Lead, make_engine, make_sessionmaker
+from leadloop.infra.migrate import upgrade_database
+from leadloop.services.enrollment import start_lead, workflow_id
+from leadloop.services.roster import import_roster
 from tests.conftest import SmtpServer, with_pydantic
 
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59")  # type: ignore[arg-type]

@@ -16,12 +16,12 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 import worker as worker_module
-from leadloop.cadence import Cadence, Sender, SendWindow, Step
-from leadloop.db import Lead, make_engine, make_sessionmaker
-from leadloop.enrollment import start_lead, workflow_id
-from leadloop.migrate import upgrade_database
-from leadloop.models import EngagementEvent, EngagementInput, LeadNurtureResult, LeadState
-from leadloop.temporal import connect, workflow_runner
+from leadloop.domain.cadence import Cadence, Sender, SendWindow, Step
+from leadloop.domain.models import EngagementEvent, EngagementInput, LeadNurtureResult, LeadState
+from leadloop.infra.db import Lead, make_engine, make_sessionmaker
+from leadloop.infra.migrate import upgrade_database
+from leadloop.infra.temporal import connect, workflow_runner
+from leadloop.services.enrollment import start_lead, workflow_id
 from tests.conftest import SmtpServer, client_address, free_port
 from workflows.lead_nurture import LeadNurtureWorkflow
 

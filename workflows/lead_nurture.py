@@ -9,8 +9,8 @@ from temporalio.common import Priority, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from leadloop.cadence import BigBang
-    from leadloop.metrics import (
+    from leadloop.domain.cadence import BigBang
+    from leadloop.domain.metrics import (
         ACCEPTANCES,
         BIG_BANGS,
         ESCALATIONS,
@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
         REJECTIONS,
         UNSUBSCRIBES_APPLIED,
     )
-    from leadloop.models import (
+    from leadloop.domain.models import (
         AssignLeadInput,
         AssignLeadResult,
         Carry,
@@ -47,10 +47,10 @@ with workflow.unsafe.imports_passed_through():
         SendEmailResult,
         Stage,
     )
-    from leadloop.recycle import REASONS, Disposition
-    from leadloop.schedule import DemoClock, add_business_time, describe_local, next_send_time
-    from leadloop.scoring import Engagement, Score, compute_score
-    from leadloop.temporal import (
+    from leadloop.domain.recycle import REASONS, Disposition
+    from leadloop.domain.schedule import DemoClock, add_business_time, describe_local, next_send_time
+    from leadloop.domain.scoring import Engagement, Score, compute_score
+    from leadloop.domain.search import (
         ASSIGNED_REP,
         CADENCE_NAME,
         CADENCE_STEP,

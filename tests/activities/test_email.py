@@ -10,13 +10,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.email import EmailActivities, SmtpConfig
-from leadloop.cadence import Sender
-from leadloop.db import Lead, Outbox, Suppression
-from leadloop.enrollment import upsert_lead
-from leadloop.intake import LeadIn
-from leadloop.mail import email_hash
-from leadloop.models import SendEmailInput
-from leadloop.templates import EmailRenderer
+from leadloop.domain.cadence import Sender
+from leadloop.domain.intake import LeadIn
+from leadloop.domain.mail import email_hash
+from leadloop.domain.models import SendEmailInput
+from leadloop.domain.templates import EmailRenderer
+from leadloop.infra.db import Lead, Outbox, Suppression
+from leadloop.services.enrollment import upsert_lead
 from tests.conftest import SmtpServer, free_port
 
 
@@ -304,7 +304,7 @@ async def test_every_email_is_tracked_and_unsubscribable(
     import email.policy
     import re
 
-    from leadloop.tokens import Signer
+    from leadloop.domain.tokens import Signer
 
     lead_id = await add_lead(sessionmaker, "track@example.com", first_name="Ana")
     await run(activities, send_input(lead_id))
@@ -331,8 +331,8 @@ async def test_every_email_is_tracked_and_unsubscribable(
 async def test_an_owned_lead_hears_from_its_owner(
     activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
 ) -> None:
-    from leadloop.roster import import_roster
-    from leadloop.routing import Roster
+    from leadloop.domain.routing import Roster
+    from leadloop.services.roster import import_roster
 
     async with sessionmaker() as session:
         await import_roster(
@@ -357,10 +357,10 @@ async def test_an_owned_lead_hears_from_its_owner(
 async def test_a_departed_owner_is_never_the_sender(
     activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any, how: str
 ) -> None:
-    from leadloop.db import Rep
-    from leadloop.roster import import_roster
-    from leadloop.routing import Roster
-    from leadloop.timeline import database_entries
+    from leadloop.domain.routing import Roster
+    from leadloop.infra.db import Rep
+    from leadloop.services.roster import import_roster
+    from leadloop.services.timeline import database_entries
 
     nikos = {"email": "nikos@sales.example", "name": "Νίκος Αλεξίου"}
     anna = {"email": "anna@sales.example", "name": "Anna"}

@@ -18,14 +18,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.email import EmailActivities, SmtpConfig
-from leadloop.cadence import Sender
-from leadloop.db import Assignment, Lead, Rep
-from leadloop.intake import PROFILE_FIELDS, LeadIn, parse_csv_text, validate_lead
-from leadloop.models import NotifyRepInput, SendEmailInput
-from leadloop.roster import import_roster
-from leadloop.routing import Roster
-from leadloop.scoring import Score
-from leadloop.templates import EmailRenderer
+from leadloop.domain.cadence import Sender
+from leadloop.domain.intake import PROFILE_FIELDS, LeadIn, parse_csv_text, validate_lead
+from leadloop.domain.models import NotifyRepInput, SendEmailInput
+from leadloop.domain.routing import Roster
+from leadloop.domain.scoring import Score
+from leadloop.domain.templates import EmailRenderer
+from leadloop.infra.db import Assignment, Lead, Rep
+from leadloop.services.roster import import_roster
 from tests.conftest import ScriptedHandler, SmtpServer, free_port
 
 INJECTION = "\r\nBcc: victim@evil.example"

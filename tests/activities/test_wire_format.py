@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
 from activities.email import EmailActivities, SmtpConfig
-from leadloop.templates import EmailRenderer
-from leadloop.tokens import Signer
+from leadloop.domain.templates import EmailRenderer
+from leadloop.domain.tokens import Signer
 from tests.activities.test_email import add_lead, outbox, run, send_input
 from tests.conftest import ScriptedHandler, SmtpServer, free_port
 

@@ -11,11 +11,12 @@ from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from leadloop.cadence import Cadence
-from leadloop.db import Lead
-from leadloop.enrollment import start_lead, workflow_id
-from leadloop.models import EngagementEvent, EngagementInput, LeadState, SendEmailInput, SendEmailResult
-from leadloop.temporal import SEARCH_ATTRIBUTES, workflow_runner
+from leadloop.domain.cadence import Cadence
+from leadloop.domain.models import EngagementEvent, EngagementInput, LeadState, SendEmailInput, SendEmailResult
+from leadloop.domain.search import SEARCH_ATTRIBUTES
+from leadloop.infra.db import Lead
+from leadloop.infra.temporal import workflow_runner
+from leadloop.services.enrollment import start_lead, workflow_id
 from tests.conftest import _which, with_pydantic
 from workflows.lead_nurture import LeadNurtureWorkflow
 

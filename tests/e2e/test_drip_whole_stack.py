@@ -15,9 +15,9 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from leadloop import PROJECT_ROOT
-from leadloop.migrate import upgrade_database
-from leadloop.models import LeadNurtureResult
-from leadloop.temporal import CADENCE_NAME, CADENCE_STEP, LEAD_STAGE
+from leadloop.domain.models import LeadNurtureResult
+from leadloop.domain.search import CADENCE_NAME, CADENCE_STEP, LEAD_STAGE
+from leadloop.infra.migrate import upgrade_database
 from starter.mailbox import serve_mailbox
 from tests.conftest import client_address, free_port, with_pydantic
 

@@ -17,12 +17,12 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from leadloop.codec import KEY_ID
-from leadloop.db import Lead, make_engine, make_sessionmaker
-from leadloop.enrollment import start_lead, workflow_id
-from leadloop.migrate import upgrade_database
-from leadloop.models import EngagementEvent, EngagementInput, LeadState, PauseInput
-from leadloop.temporal import data_converter, workflow_runner
+from leadloop.domain.models import EngagementEvent, EngagementInput, LeadState, PauseInput
+from leadloop.infra.codec import KEY_ID
+from leadloop.infra.db import Lead, make_engine, make_sessionmaker
+from leadloop.infra.migrate import upgrade_database
+from leadloop.infra.temporal import data_converter, workflow_runner
+from leadloop.services.enrollment import start_lead, workflow_id
 from starter.api import create_app
 from tests.e2e.test_operator_cli import CADENCE, SCORING, send_email
 from workflows.lead_nurture import LeadNurtureWorkflow

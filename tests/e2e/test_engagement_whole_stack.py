@@ -21,9 +21,9 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from leadloop import PROJECT_ROOT
-from leadloop.migrate import upgrade_database
-from leadloop.models import LeadState
-from leadloop.temporal import ASSIGNED_REP, LEAD_SCORE, LEAD_STAGE
+from leadloop.domain.models import LeadState
+from leadloop.domain.search import ASSIGNED_REP, LEAD_SCORE, LEAD_STAGE
+from leadloop.infra.migrate import upgrade_database
 from starter.mailbox import serve_mailbox
 from tests.conftest import client_address, free_port, with_pydantic
 from tests.e2e.test_drip_whole_stack import BIN, run, start_worker

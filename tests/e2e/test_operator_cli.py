@@ -17,15 +17,24 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from leadloop.cadence import Cadence, Escalation
-from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, make_engine, make_sessionmaker
-from leadloop.enrollment import start_lead, workflow_id
-from leadloop.mail import email_hash
-from leadloop.migrate import upgrade_database
-from leadloop.models import EngagementEvent as Event
-from leadloop.models import EngagementInput, SendEmailInput, SendEmailResult
-from leadloop.scoring import ScoringConfig
-from leadloop.temporal import workflow_runner
+from leadloop.domain.cadence import Cadence, Escalation
+from leadloop.domain.mail import email_hash
+from leadloop.domain.models import EngagementEvent as Event
+from leadloop.domain.models import EngagementInput, SendEmailInput, SendEmailResult
+from leadloop.domain.scoring import ScoringConfig
+from leadloop.infra.db import (
+    Assignment,
+    EngagementEvent,
+    Lead,
+    Outbox,
+    Rep,
+    Suppression,
+    make_engine,
+    make_sessionmaker,
+)
+from leadloop.infra.migrate import upgrade_database
+from leadloop.infra.temporal import workflow_runner
+from leadloop.services.enrollment import start_lead, workflow_id
 from starter.api import create_app
 from tests.conftest import BIN, client_address, with_pydantic
 from tests.e2e.test_drip_whole_stack import run

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from leadloop.db import make_engine, make_sessionmaker
-from leadloop.migrate import upgrade_database
-from leadloop.report import gather_report, render_html, with_plan
+from leadloop.infra.db import make_engine, make_sessionmaker
+from leadloop.infra.migrate import upgrade_database
+from leadloop.reporting.report import gather_report, render_html, with_plan
 from scripts.report_screenshot import default_chromium, take_report_screenshot
 from scripts.ui_screenshot import png_size
 from tests.conftest import BIN
 from tests.e2e.test_drip_whole_stack import run
-from tests.leadloop.test_report import NOW, SINCE, seed
+from tests.leadloop.reporting.test_report import NOW, SINCE, seed
 
 SCRIPT = str(Path(__file__).parents[2] / "scripts" / "report_screenshot.py")
 ENV = dict(os.environ)
@@ -24,7 +24,7 @@ CHARTS = {"chart-funnel", "chart-steps", "chart-reps", "chart-reasons", "chart-p
 
 @pytest.fixture
 async def report(tmp_path: Path) -> Path:
-    """The report of the hand-computed dataset (tests/leadloop/test_report.py), Temporal unreachable."""
+    """The report of the hand-computed dataset (tests/leadloop/reporting/test_report.py), Temporal unreachable."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'leadloop.db'}"
     await upgrade_database(url)
     engine = make_engine(url)

@@ -6,7 +6,7 @@ import pytest
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
-from leadloop.temporal import SEARCH_ATTRIBUTES
+from leadloop.domain.search import SEARCH_ATTRIBUTES
 from tests.conftest import BIN, _which, client_address
 from tests.e2e.test_drip_whole_stack import run
 

@@ -12,12 +12,13 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from leadloop.cadence import Cadence, Escalation
-from leadloop.db import Lead
-from leadloop.enrollment import start_lead, workflow_id
-from leadloop.models import EngagementEvent as Event
-from leadloop.models import EngagementInput, LeadState
-from leadloop.temporal import SEARCH_ATTRIBUTES, workflow_runner
+from leadloop.domain.cadence import Cadence, Escalation
+from leadloop.domain.models import EngagementEvent as Event
+from leadloop.domain.models import EngagementInput, LeadState
+from leadloop.domain.search import SEARCH_ATTRIBUTES
+from leadloop.infra.db import Lead
+from leadloop.infra.temporal import workflow_runner
+from leadloop.services.enrollment import start_lead, workflow_id
 from scripts.ui_screenshot import plain, png_size, take_screenshot
 from tests.conftest import BIN, _which, client_address, free_port, with_pydantic
 from tests.e2e.test_drip_whole_stack import run

@@ -20,10 +20,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from leadloop import PROJECT_ROOT
-from leadloop.cadence import BigBang, Cadence, Escalation, SendWindow
-from leadloop.db import Lead
-from leadloop.enrollment import start_lead, workflow_id
-from leadloop.models import (
+from leadloop.domain.cadence import BigBang, Cadence, Escalation, SendWindow
+from leadloop.domain.models import (
     AssignLeadInput,
     AssignLeadResult,
     CloseAssignmentInput,
@@ -40,9 +38,12 @@ from leadloop.models import (
     SendEmailInput,
     SendEmailResult,
 )
-from leadloop.recycle import Dormancy, load_recycle
-from leadloop.scoring import LeadProfile, ScoringConfig
-from leadloop.temporal import SEARCH_ATTRIBUTES, workflow_runner
+from leadloop.domain.recycle import Dormancy, load_recycle
+from leadloop.domain.scoring import LeadProfile, ScoringConfig
+from leadloop.domain.search import SEARCH_ATTRIBUTES
+from leadloop.infra.db import Lead
+from leadloop.infra.temporal import workflow_runner
+from leadloop.services.enrollment import start_lead, workflow_id
 from starter.devserver import temporal_cli
 from workflows.lead_nurture import LeadNurtureWorkflow
 

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from leadloop.db import EngagementEvent, Lead, Outbox, Suppression
-from leadloop.mail import email_hash
-from leadloop.tokens import Signer, Token
+from leadloop.domain.mail import email_hash
+from leadloop.domain.tokens import Signer, Token
+from leadloop.infra.db import EngagementEvent, Lead, Outbox, Suppression
 from starter.api import PIXEL, create_app
 
 KEYS = ["current-key", "old-key"]
@@ -281,7 +281,7 @@ def fresh_lead_id() -> int:
 
 
 async def test_patch_to_a_suppressed_address_is_409_and_changes_nothing(settings, sessionmaker, dev_env) -> None:
-    from leadloop.db import FormerAddress
+    from leadloop.infra.db import FormerAddress
     from tests.conftest import with_pydantic
 
     async with sessionmaker() as session:
@@ -310,8 +310,8 @@ async def test_patch_to_a_suppressed_address_is_409_and_changes_nothing(settings
 async def test_intake_matches_the_owner_against_the_roster(settings, sessionmaker, dev_env) -> None:
     from sqlalchemy import text
 
-    from leadloop.roster import import_roster
-    from leadloop.routing import Roster
+    from leadloop.domain.routing import Roster
+    from leadloop.services.roster import import_roster
     from tests.conftest import with_pydantic
 
     first = fresh_lead_id()  # the leads' ids count on from here

@@ -237,7 +237,7 @@ def test_recycle_file_naming_an_unknown_cadence_fails_at_check_time(workspace: d
 def test_dispositions_lists_recorded_decisions(tmp_path: Path) -> None:
     import asyncio
 
-    from leadloop.db import DispositionRow, Lead, make_engine, make_sessionmaker
+    from leadloop.infra.db import DispositionRow, Lead, make_engine, make_sessionmaker
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"
     env = {"LEADLOOP_DATABASE_URL": url}

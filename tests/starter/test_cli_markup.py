@@ -8,7 +8,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from leadloop import PROJECT_ROOT
-from leadloop.db import Assignment, DispositionRow, EngagementEvent, Lead, Outbox, Rep, make_engine, make_sessionmaker
+from leadloop.infra.db import (
+    Assignment,
+    DispositionRow,
+    EngagementEvent,
+    Lead,
+    Outbox,
+    Rep,
+    make_engine,
+    make_sessionmaker,
+)
 from tests.conftest import BIN, free_port
 
 END_BOLD = "[/bold]"  # a stray closing tag: MarkupError, the command ends with 1

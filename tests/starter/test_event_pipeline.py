@@ -14,14 +14,14 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
-from leadloop.cadence import Cadence, Escalation, Sender, SendWindow, Step
-from leadloop.db import EngagementEvent, Lead, make_engine, make_sessionmaker
-from leadloop.enrollment import start_lead, workflow_id
-from leadloop.events import EventSignaller
-from leadloop.migrate import upgrade_database
-from leadloop.models import LeadState
-from leadloop.scoring import ScoringConfig
-from leadloop.tokens import Signer, Token
+from leadloop.domain.cadence import Cadence, Escalation, Sender, SendWindow, Step
+from leadloop.domain.models import LeadState
+from leadloop.domain.scoring import ScoringConfig
+from leadloop.domain.tokens import Signer, Token
+from leadloop.infra.db import EngagementEvent, Lead, make_engine, make_sessionmaker
+from leadloop.infra.migrate import upgrade_database
+from leadloop.services.enrollment import start_lead, workflow_id
+from leadloop.services.events import EventSignaller
 from starter.api import create_app
 from tests.conftest import with_pydantic
 
@@ -105,7 +105,7 @@ async def test_a_thousand_opens_become_a_few_signals_and_count_once(parts: dict[
     assert len(signalled) == signals + 1  # + the enrolment signal
     # coalescing: at most one flush per lead per window (however long the burst took on this machine),
     # the first at once, and a flush with more than SIGNAL_BATCH events sends them in several signals
-    from leadloop.events import SIGNAL_BATCH
+    from leadloop.services.events import SIGNAL_BATCH
 
     window = parts["settings"].coalesce_seconds
     bound = elapsed / window + 2 + 1000 // SIGNAL_BATCH

@@ -10,8 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from leadloop.roster import import_roster
-from leadloop.routing import Roster
+from leadloop.domain.routing import Roster
+from leadloop.services.roster import import_roster
 from starter.api import create_app
 from tests.conftest import client_address
 from tests.starter.test_api import CHROME, KEYS, NAV, THUNDERBIRD, add_lead, running, token

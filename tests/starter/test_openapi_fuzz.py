@@ -23,10 +23,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.service import RPCError, RPCStatusCode
 
-from leadloop.db import Assignment, Lead, Outbox, Rep
-from leadloop.roster import import_roster
-from leadloop.routing import Roster
-from leadloop.tokens import Signer, Token
+from leadloop.domain.routing import Roster
+from leadloop.domain.tokens import Signer, Token
+from leadloop.infra.db import Assignment, Lead, Outbox, Rep
+from leadloop.services.roster import import_roster
 from starter.api import create_app
 
 SECRET, API_KEY, SITE_KEY, CODEC_TOKEN = "fuzz-secret" * 3, "fuzz-api-key", "fuzz-site-key", "fuzz-codec-token"
@@ -48,6 +48,8 @@ class NoWorkflows:
 
     def get_workflow_handle(self, *args: Any, **kwargs: Any) -> "NoWorkflows":
         return self
+
+    get_workflow_handle_for = get_workflow_handle
 
     async def start_workflow(self, *args: Any, **kwargs: Any) -> "NoWorkflows":
         return self

@@ -8,19 +8,19 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from leadloop.db import make_engine, make_sessionmaker
-from leadloop.migrate import upgrade_database
-from leadloop.settings import get_settings
+from leadloop.infra.db import make_engine, make_sessionmaker
+from leadloop.infra.migrate import upgrade_database
+from leadloop.infra.settings import get_settings
 from starter.cli import app
 from tests.conftest import free_port
-from tests.leadloop.test_report import png_size, seed
+from tests.leadloop.reporting.test_report import png_size, seed
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The hand-computed dataset of tests/leadloop/test_report.py in an SQLite file; Temporal nowhere to be found."""
+    """The hand-computed dataset of tests/leadloop/reporting/test_report.py in an SQLite file; no Temporal anywhere."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'leadloop.db'}"
 
     async def prepare() -> None:
@@ -59,7 +59,7 @@ def test_the_report_renders_without_temporal_and_says_so(seeded: Path) -> None:
     page = out.read_text(encoding="utf-8")
     assert "http://" not in page and "https://" not in page
     assert "the live stage counts are missing: Temporal at 127.0.0.1:" in page
-    # the summary, with the numbers worked out in tests/leadloop/test_report.py
+    # the summary, with the numbers worked out in tests/leadloop/reporting/test_report.py
     summary = " ".join(result.stdout.split())
     assert "new leads (enrolled) │ 10" in summary
     assert "engaged │ 6 │ 60.0%" in summary and "escalated │ 5 │ 83.3%" in summary

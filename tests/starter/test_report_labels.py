@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from leadloop.db import Rep, make_engine, make_sessionmaker
-from leadloop.report import RepStats, SalesStats, chart_reps
-from leadloop.settings import get_settings
+from leadloop.infra.db import Rep, make_engine, make_sessionmaker
+from leadloop.infra.settings import get_settings
+from leadloop.reporting.report import RepStats, SalesStats, chart_reps
 from starter.cli import app
 from tests.conftest import free_port
-from tests.leadloop.test_report import seed
+from tests.leadloop.reporting.test_report import seed
 
 MARTA = "Marta $$ López"  # mathtext reads $...$ as a formula; `$$` alone is an empty one, and it crashed
 

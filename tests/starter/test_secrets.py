@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from leadloop import PROJECT_ROOT
-from leadloop.settings import DEFAULT_SECRET_KEY, InsecureSettings
+from leadloop.infra.settings import DEFAULT_SECRET_KEY, InsecureSettings
 from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent

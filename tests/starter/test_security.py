@@ -18,13 +18,13 @@ from sqlalchemy import func, select
 from temporalio.service import RPCError, RPCStatusCode
 from typer.testing import CliRunner
 
-from leadloop.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression
-from leadloop.mail import email_hash
-from leadloop.models import RepActionResult
-from leadloop.roster import import_roster
-from leadloop.routing import Roster
-from leadloop.settings import get_settings
-from leadloop.tokens import Signer, Token
+from leadloop.domain.mail import email_hash
+from leadloop.domain.models import RepActionResult
+from leadloop.domain.routing import Roster
+from leadloop.domain.tokens import Signer, Token
+from leadloop.infra.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression
+from leadloop.infra.settings import get_settings
+from leadloop.services.roster import import_roster
 from starter.api import PIXEL, InsecureSettings, RateLimiter, create_app
 
 SECRET, API_KEY, SITE_KEY = "a-long-random-test-secret-of-32-bytes+", "crm-key-5b1f", "site-key"
@@ -42,14 +42,18 @@ class FakeTemporal:
     def get_workflow_handle(self, workflow_id: str, **kwargs: Any) -> "FakeTemporal":
         return self
 
+    def get_workflow_handle_for(self, run: Any, workflow_id: str, **kwargs: Any) -> "FakeTemporal":
+        return self
+
     async def start_workflow(self, *args: Any, **kwargs: Any) -> "FakeTemporal":
         self.calls.append(("start", kwargs.get("id")))
         return self
 
-    async def signal(self, name: str, arg: Any = None) -> None:
-        self.calls.append(("signal", name))
+    async def signal(self, handler: Any, arg: Any = None) -> None:
+        self.calls.append(("signal", handler.__name__))
 
-    async def execute_update(self, name: str, arg: Any, result_type: Any = None) -> RepActionResult:
+    async def execute_update(self, handler: Any, arg: Any, result_type: Any = None) -> RepActionResult:
+        name = handler.__name__  # the workflow's method: leadloop reaches workflows through typed handles
         self.calls.append((name, arg))
         return RepActionResult(stage="converted" if name == "accept" else "nurturing", outcome=f"{name}ed")
 

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from leadloop.db import EngagementEvent, Lead, Outbox
-from leadloop.migrate import upgrade_database
-from leadloop.tokens import Signer, Token
+from leadloop.domain.tokens import Signer, Token
+from leadloop.infra.db import EngagementEvent, Lead, Outbox
+from leadloop.infra.migrate import upgrade_database
 from starter.api import create_app
 from starter.serving import redact_path
 from tests.conftest import free_port

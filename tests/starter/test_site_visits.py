@@ -21,15 +21,15 @@ from typer.testing import CliRunner
 
 import worker as worker_module
 from leadloop import PROJECT_ROOT
-from leadloop.cadence import Cadence, Escalation, Sender, SendWindow, Step
-from leadloop.db import EngagementEvent, Lead
-from leadloop.enrollment import start_lead, workflow_id
-from leadloop.models import LeadState
-from leadloop.roster import import_roster
-from leadloop.routing import Roster
-from leadloop.scoring import load_scoring
-from leadloop.settings import get_settings
-from leadloop.tokens import Signer, Token
+from leadloop.domain.cadence import Cadence, Escalation, Sender, SendWindow, Step
+from leadloop.domain.models import LeadState
+from leadloop.domain.routing import Roster
+from leadloop.domain.scoring import load_scoring
+from leadloop.domain.tokens import Signer, Token
+from leadloop.infra.db import EngagementEvent, Lead
+from leadloop.infra.settings import get_settings
+from leadloop.services.enrollment import start_lead, workflow_id
+from leadloop.services.roster import import_roster
 from starter.api import create_app
 from tests.conftest import SmtpServer, with_pydantic
 

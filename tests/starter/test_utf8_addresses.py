@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
-from leadloop.db import Lead, Outbox
-from leadloop.enrollment import workflow_id
-from leadloop.models import LeadState
+from leadloop.domain.models import LeadState
+from leadloop.infra.db import Lead, Outbox
+from leadloop.services.enrollment import workflow_id
 from starter.api import create_app
 from tests.conftest import BIN, ScriptedHandler, SmtpServer, client_address, free_port, with_pydantic
 from tests.e2e.test_drip_whole_stack import run

@@ -23,11 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
 from leadloop import PROJECT_ROOT
-from leadloop.cadence import Cadence, Escalation, Sender, SendWindow, Step
-from leadloop.db import Assignment, Lead, make_engine, make_sessionmaker
-from leadloop.enrollment import start_lead, workflow_id
-from leadloop.migrate import upgrade_database
-from leadloop.models import (
+from leadloop.domain.cadence import Cadence, Escalation, Sender, SendWindow, Step
+from leadloop.domain.models import (
     EngagementEvent,
     EngagementInput,
     LeadNurtureResult,
@@ -35,10 +32,13 @@ from leadloop.models import (
     ProfileUpdatedInput,
     RerouteInput,
 )
-from leadloop.recycle import load_recycle
-from leadloop.roster import import_roster
-from leadloop.routing import Roster
-from leadloop.scoring import ScoringConfig
+from leadloop.domain.recycle import load_recycle
+from leadloop.domain.routing import Roster
+from leadloop.domain.scoring import ScoringConfig
+from leadloop.infra.db import Assignment, Lead, make_engine, make_sessionmaker
+from leadloop.infra.migrate import upgrade_database
+from leadloop.services.enrollment import start_lead, workflow_id
+from leadloop.services.roster import import_roster
 from tests.conftest import SmtpServer, with_pydantic
 
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59")  # type: ignore[arg-type]
@@ -294,7 +294,7 @@ def awaiting_rep(state: LeadState) -> bool:
 
 
 async def dispositions(stack: Stack, lead_id: int) -> list[Any]:
-    from leadloop.db import DispositionRow
+    from leadloop.infra.db import DispositionRow
 
     async with stack.sessionmaker() as session:
         query = select(DispositionRow).where(DispositionRow.lead_id == lead_id).order_by(DispositionRow.created_at)
@@ -304,7 +304,7 @@ async def dispositions(stack: Stack, lead_id: int) -> list[Any]:
 async def test_accept_converts_and_later_actions_are_refused(stack: Stack) -> None:
     from temporalio.client import WorkflowUpdateFailedError
 
-    from leadloop.models import RepActionInput, RepActionResult
+    from leadloop.domain.models import RepActionInput, RepActionResult
 
     lead, handle, state = await with_rep(stack)
     rep = state.assigned_rep_id
@@ -334,7 +334,7 @@ async def test_accept_converts_and_later_actions_are_refused(stack: Stack) -> No
 async def test_unknown_reason_and_rejects_before_escalation_are_refused(stack: Stack) -> None:
     from temporalio.client import WorkflowUpdateFailedError
 
-    from leadloop.models import RepActionInput
+    from leadloop.domain.models import RepActionInput
 
     await stack.import_roster(ROSTER)
     lead = await stack.lead()
@@ -370,7 +370,7 @@ REASON_CASES = [
 async def test_each_reason_does_what_the_policy_says(
     stack: Stack, reason: str, stage: str, cadence: str | None
 ) -> None:
-    from leadloop.models import RepActionInput, RepActionResult
+    from leadloop.domain.models import RepActionInput, RepActionResult
 
     lead, handle, state = await with_rep(stack)
     rep = state.assigned_rep_id
@@ -392,8 +392,8 @@ async def test_each_reason_does_what_the_policy_says(
     elif stage in ("archived", "suppressed"):
         assert (await handle.result()).stage == stage
         if stage == "suppressed":
-            from leadloop.db import Suppression
-            from leadloop.mail import email_hash
+            from leadloop.domain.mail import email_hash
+            from leadloop.infra.db import Suppression
 
             async with stack.sessionmaker() as session:
                 assert (await session.get(Suppression, email_hash(lead.email))).reason == "not_interested"
@@ -416,7 +416,7 @@ async def test_each_reason_does_what_the_policy_says(
 
 
 async def test_recycle_cap_sends_the_lead_to_dormancy(stack: Stack) -> None:
-    from leadloop.models import RepActionInput, RepActionResult
+    from leadloop.domain.models import RepActionInput, RepActionResult
 
     stack.recycle = stack.recycle.model_copy(update={"max_recycles": 0})
     _lead, handle, state = await with_rep(stack)
@@ -427,7 +427,7 @@ async def test_recycle_cap_sends_the_lead_to_dormancy(stack: Stack) -> None:
 
 
 async def test_two_reps_rejecting_at_once_one_wins(stack: Stack) -> None:
-    from leadloop.models import RepActionInput, RepActionResult
+    from leadloop.domain.models import RepActionInput, RepActionResult
 
     lead, handle, state = await with_rep(stack)
     rep = state.assigned_rep_id
@@ -491,7 +491,7 @@ async def test_rep_pages_from_the_notification_email(stack: Stack, make_settings
 
     import httpx
 
-    from leadloop.tokens import Signer, Token
+    from leadloop.domain.tokens import Signer, Token
     from starter.api import create_app
 
     settings = make_settings(public_url="http://t.test")
@@ -584,7 +584,7 @@ async def test_a_rep_rejects_in_a_real_browser_and_the_lead_is_back_in_nurture(
 async def test_a_reject_arriving_while_the_lead_continues_as_new_is_refused(stack: Stack) -> None:
     from temporalio.client import WorkflowUpdateFailedError
 
-    from leadloop.models import RepActionInput, RepActionResult
+    from leadloop.domain.models import RepActionInput, RepActionResult
 
     lead, handle, state = await with_rep(stack)
     rep = state.assigned_rep_id

@@ -12,10 +12,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from leadloop.cadence import Cadence, Sender, SendWindow, Step
-from leadloop.db import Lead
-from leadloop.enrollment import start_lead, workflow_id
-from leadloop.models import (
+from leadloop.domain.cadence import Cadence, Sender, SendWindow, Step
+from leadloop.domain.models import (
     EngagementEvent,
     EngagementInput,
     LeadNurtureResult,
@@ -26,9 +24,11 @@ from leadloop.models import (
     SendEmailInput,
     SendEmailResult,
 )
-from leadloop.schedule import in_window
-from leadloop.scoring import LeadProfile
-from leadloop.temporal import workflow_runner
+from leadloop.domain.schedule import in_window
+from leadloop.domain.scoring import LeadProfile
+from leadloop.infra.db import Lead
+from leadloop.infra.temporal import workflow_runner
+from leadloop.services.enrollment import start_lead, workflow_id
 from tests.conftest import with_pydantic
 from workflows.lead_nurture import LeadNurtureWorkflow
 
@@ -220,7 +220,7 @@ class CycleStubs(RecordingSender):
     @activity.defn(name="load_cycle")
     async def load_cycle(self, input: LoadCycleInput) -> LoadCycleResult:
         from leadloop import PROJECT_ROOT
-        from leadloop.cadence import cadence_path, load_cadence
+        from leadloop.domain.cadence import cadence_path, load_cadence
 
         cadence = load_cadence(cadence_path(PROJECT_ROOT / "cadences", input.cadence))
         return LoadCycleResult(cadence=cadence, profile=LeadProfile(), timezone="Europe/Athens")
@@ -233,7 +233,7 @@ def cycle_worker(client: Client, task_queue: str, stubs: CycleStubs) -> Worker:
 
 def recycle_policy() -> Any:
     from leadloop import PROJECT_ROOT
-    from leadloop.recycle import load_recycle
+    from leadloop.domain.recycle import load_recycle
 
     return load_recycle(PROJECT_ROOT / "cadences" / "recycle.yaml")
 
@@ -322,7 +322,7 @@ async def test_three_cycles_keep_each_history_small(time_skipping_env: WorkflowE
 
 
 async def test_a_paused_lead_sends_nothing_until_resumed(time_skipping_env: WorkflowEnvironment) -> None:
-    from leadloop.models import PauseInput
+    from leadloop.domain.models import PauseInput
 
     env, client = time_skipping_env, with_pydantic(time_skipping_env.client)
     task_queue, sender = f"tq-{uuid.uuid4()}", RecordingSender()

@@ -7,7 +7,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from leadloop.temporal import workflow_runner
+from leadloop.infra.temporal import workflow_runner
 from workflows.lead_nurture import LeadNurtureWorkflow
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
@@ -45,7 +45,7 @@ async def test_escalation_replays_after_scoring_yaml_changes(tmp_path: Path, mon
     input: an edit of the file (here, every rule worth nothing) cannot change a past escalation."""
     import json
 
-    from leadloop.settings import get_settings
+    from leadloop.infra.settings import get_settings
 
     path = Path(__file__).parent.parent / "histories" / "escalation-lapse-reassign-unsubscribe.json"
     events = json.loads(path.read_text())["events"]

@@ -5,8 +5,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from leadloop.db import Base, make_engine
-from leadloop.settings import get_settings
+from leadloop.infra.db import Base, make_engine
+from leadloop.infra.settings import get_settings
 
 target_metadata = Base.metadata
 

@@ -1,0 +1,1 @@
+"""leadloop's domain: the pure rules and the models that cross Temporal (imports no other part of leadloop)."""

@@ -1,0 +1,123 @@
+"""leadloop's own Prometheus counters, named in one place, and the small label values they take (pure)."""
+
+from dataclasses import dataclass
+
+from temporalio.common import MetricMeter
+
+from leadloop.domain.classify import CLICK_ONLY_AGENTS, MACHINE_NETWORKS, READER_PROXIES, SCANNER_AGENTS
+
+
+@dataclass(frozen=True)
+class Counter:
+    """A counter and the only labels it takes: small fixed sets, never lead ids, addresses or free text."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+
+    def add(self, meter: MetricMeter, **labels: str) -> None:
+        """Count one on a Temporal SDK meter (`activity.metric_meter()`, the replay-safe `workflow.metric_meter()`)."""
+        meter.create_counter(self.name, self.help).add(1, self.check(labels))
+
+    def check(self, labels: dict[str, str]) -> dict[str, str]:
+        if set(labels) != set(self.labels):
+            raise ValueError(f"{self.name} takes labels {self.labels}, not {tuple(labels)}")
+        return labels
+
+
+# ---------------------------------------------------------------- the worker (SDK meters, its /metrics)
+
+EMAILS_SENT = Counter(
+    "leadloop_emails_sent",
+    "Nurture emails handed to the SMTP relay (status uncertain: the reply was lost, it may have gone out)",
+    ("cadence", "step", "status"),
+)
+EMAIL_FAILURES = Counter(
+    "leadloop_email_failures",
+    "Send attempts that failed, by error type (SmtpUnavailable and SmtpTemporary are retried)",
+    ("cadence", "step", "error"),
+)
+REP_NOTIFICATIONS = Counter("leadloop_rep_notifications", "Hand-over emails sent to reps", ("status",))
+REP_NOTIFICATION_FAILURES = Counter(
+    "leadloop_rep_notification_failures", "Hand-over emails that failed, by error type", ("error",)
+)
+ESCALATIONS = Counter("leadloop_escalations", "Leads whose score reached the threshold: handed to sales", ("cadence",))
+LAPSES = Counter("leadloop_handover_lapses", "Hand-overs a rep let lapse (the lead moves on)", ("team",))
+ACCEPTANCES = Counter("leadloop_acceptances", "Leads a rep accepted (converted)", ("team",))
+REJECTIONS = Counter(
+    "leadloop_rejections", "Leads a rep rejected, by reason and what the recycle policy did", ("reason", "disposition")
+)
+RECYCLES = Counter("leadloop_recycles", "Rejected leads taken back into nurture", ("cadence",))
+BIG_BANGS = Counter("leadloop_big_bangs_sent", "Big-bang emails sent after the unopened streak", ("cadence",))
+UNSUBSCRIBES_APPLIED = Counter("leadloop_unsubscribes_applied", "Unsubscribes a lead's workflow acted on", ("stage",))
+LEADS_FINISHED = Counter("leadloop_leads_finished", "Lead workflows that ended, by final stage", ("stage",))
+
+# ---------------------------------------------------------------- the HTTP service (its /metrics)
+
+ENGAGEMENT_EVENTS = Counter(
+    "leadloop_engagement_events",
+    "Engagement events stored, by kind, human or machine, and the rule that decided",
+    ("kind", "human", "rule"),
+)
+INTAKES = Counter(
+    "leadloop_intakes", "POST /leads: leads taken in, and what became of their workflow", ("status", "workflow")
+)
+UNSUBSCRIBES = Counter(
+    "leadloop_unsubscribes", "One-click unsubscribes (repeat: the lead was already off the list)", ("repeat",)
+)
+REP_DECISIONS = Counter(
+    "leadloop_rep_decisions",
+    "Reps' accepts and rejects, from the CRM API or the rep's page, applied or refused",
+    ("action", "reason", "source", "result"),
+)
+TOKENS_REFUSED = Counter(
+    "leadloop_tokens_refused", "Links whose token did not verify (tampered, expired, foreign)", ("kind",)
+)
+HTTP_REQUESTS = Counter(
+    "leadloop_http_requests", "HTTP requests by route template and status", ("method", "route", "status")
+)
+
+HTTP_COUNTERS = (ENGAGEMENT_EVENTS, INTAKES, UNSUBSCRIBES, REP_DECISIONS, TOKENS_REFUSED, HTTP_REQUESTS)
+
+_READER_PROXIES = {why for _, why in READER_PROXIES}
+_SCANNERS = {why for _, why in SCANNER_AGENTS}
+_PREVIEWS = {why for _, why in CLICK_ONLY_AGENTS}
+_NETWORKS = {why for _, why in MACHINE_NETWORKS}
+_EXACT = {
+    "no user agent": "no_user_agent",
+    "browser navigation": "browser",
+    "page view from the site beacon": "beacon",
+    "mail client fetched the image": "mail_client",
+    "one-click unsubscribe": "one_click",
+}
+_PREFIXES = (
+    ("honeypot", "honeypot"),
+    ("Apple Mail Privacy Protection: bare", "apple_privacy_prefetch"),
+    ("automated client", "automated_client"),
+    ("no browser navigation headers", "not_navigation"),
+    ("not a navigation", "not_navigation"),
+    ("several links", "link_burst"),
+)
+
+
+def verdict_rule(reason: str) -> str:
+    """The classifier's rule behind a verdict's reason, as one of a few label values (reasons hold seconds,
+    user agents and URLs: too many values for a label)."""
+    if reason in _EXACT:
+        return _EXACT[reason]
+    if reason in _READER_PROXIES:
+        return "reader_proxy"
+    if reason in _SCANNERS:
+        return "link_scanner"
+    if reason in _PREVIEWS:
+        return "link_preview"
+    if reason in _NETWORKS:
+        return "machine_network"
+    if reason.endswith("after the send: faster than a reader"):
+        return "too_soon"
+    if " page views within " in reason:
+        return "visit_burst"
+    for prefix, rule in _PREFIXES:
+        if reason.startswith(prefix):
+            return rule
+    return "other"

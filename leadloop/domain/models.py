@@ -1,0 +1,309 @@
+"""Pydantic models that cross Temporal: workflow, signal, query and activity inputs and results."""
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from leadloop.domain.cadence import Cadence, Sender, SendWindow
+from leadloop.domain.recycle import RecyclePolicy
+from leadloop.domain.scoring import Engagement, LeadProfile, Score, ScoringConfig
+
+Stage = Literal[
+    "nurturing", "send_blocked", "paused", "big_bang", "with_sales", "converted", "held", "dormant", "archived",
+    "cadence_complete", "suppressed",
+]  # fmt: skip
+STAGES: tuple[Stage, ...] = (
+    "nurturing", "send_blocked", "paused", "big_bang", "with_sales", "converted", "held", "dormant", "archived",
+    "cadence_complete", "suppressed",
+)  # fmt: skip
+EventKind = Literal["open", "click", "visit", "unsubscribe"]
+SendStatus = Literal["sent", "already_sent", "uncertain"]
+
+
+class LeadNurtureInput(BaseModel):
+    """Start of a lead's workflow: the lead id and a snapshot of its cadence."""
+
+    lead_id: int
+    cadence: Cadence
+    timezone: str = "UTC"
+    time_scale: float = 1.0
+    rep_time_scale: float | None = Field(
+        default=None, description="how fast a rep's response deadline runs; None: as fast as the cadence (time_scale)"
+    )
+    cycle: int = 0
+    origin: datetime | None = None
+    scoring: ScoringConfig | None = Field(default=None, description="snapshot of scoring.yaml at enrolment")
+    profile: LeadProfile = Field(default_factory=LeadProfile)
+    recycle: RecyclePolicy | None = Field(default=None, description="snapshot of recycle.yaml; None: reject archives")
+    carry: "Carry | None" = Field(default=None, description="state carried over continue-as-new")
+    start_after: timedelta = Field(default=timedelta(0), description="cool-down before the first send (cadence time)")
+    sales_task_queue: str | None = Field(
+        default=None, description="task queue of the sales path's activities; None: the workflow's own"
+    )
+
+
+class LeadNurtureResult(BaseModel):
+    stage: Stage
+    sends: int
+    uncertain_sends: int = 0
+
+
+class EnrollInput(BaseModel):
+    """Signal sent with every (re-)enrolment; a running lead records it and keeps its cadence."""
+
+    cadence_name: str
+    source: str = "cli"
+
+
+class RetrySendInput(BaseModel):
+    """Signal from an operator: the reason a send was refused is fixed, try the step again."""
+
+    note: str = ""
+
+
+class EngagementEvent(Engagement):
+    """One stored engagement event as the workflow receives it; `count` folds identical repeats."""
+
+    kind: EventKind  # type: ignore[assignment]
+    id: str
+    human: bool
+    reason: str = ""
+    outbox_key: str | None = None
+    count: int = Field(default=1, ge=1)
+    also: list[str] = Field(default_factory=list, description="ids of the identical repeats folded into this one")
+
+
+class EngagementInput(BaseModel):
+    """Signal: events stored by the HTTP service (or injected by an operator), coalesced per lead."""
+
+    events: list[EngagementEvent]
+
+
+class EngagementCounts(BaseModel):
+    human_opens: int = 0
+    machine_opens: int = 0
+    human_clicks: int = 0
+    machine_clicks: int = 0
+    visits: int = 0
+
+
+class RerouteInput(BaseModel):
+    """Signal: reps changed (imported, activated); a lead waiting for a rep tries again."""
+
+    reason: str = "reps changed"
+
+
+class AssignLeadInput(BaseModel):
+    """Ask routing for a rep; `key` (lead, cycle, attempt) makes the call idempotent."""
+
+    key: str
+    lead_id: int
+    cycle: int
+    score: int
+    profile: LeadProfile
+    exclude_rep_ids: list[int] = Field(default_factory=list)
+
+
+class AssignLeadResult(BaseModel):
+    assigned: bool
+    key: str
+    rule: str
+    team: str | None = None
+    rep_id: int | None = None
+    rep_name: str | None = None
+    rep_timezone: str = "UTC"
+    sla: timedelta = timedelta(hours=4)
+    business_hours: SendWindow = Field(default_factory=SendWindow)
+    has_manager: bool = False
+    reason: str = ""
+    retry_after: timedelta = Field(default=timedelta(hours=1), description="unassigned: when to route again")
+
+
+class NotifyRepInput(BaseModel):
+    """Email a rep that a lead is theirs; the manager copied after repeated lapses."""
+
+    assignment_key: str
+    lead_id: int
+    cycle: int
+    attempt: int
+    score: Score
+    copy_manager: bool = False
+    lapses: int = 0
+    deadline: datetime | None = None
+    note: str = ""
+    reminder: bool = Field(default=False, description="halfway to the deadline and still no answer")
+
+
+class NotifyRepResult(BaseModel):
+    status: SendStatus
+    outbox_key: str
+
+
+class CloseAssignmentInput(BaseModel):
+    key: str
+    status: Literal["lapsed", "accepted", "rejected", "closed"]
+
+
+class Carry(BaseModel):
+    """What a lead keeps from one cycle (run) to the next."""
+
+    recycles: int = 0
+    dormant_cycles: int = 0
+    sends: int = 0
+    seen_ids: list[str] = Field(default_factory=list)
+    counts: "EngagementCounts" = Field(default_factory=lambda: EngagementCounts())
+    last_engaged_at: datetime | None = None
+    enrolments: int = 0
+    history: list[str] = Field(default_factory=list, description="one line per past cycle")
+    scored: list[Engagement] = Field(default_factory=list, description="human events still scoring")
+    # within a cycle, when Temporal suggested a fresh history mid-cadence
+    resume: bool = False
+    step_index: int = 0
+    cycle_sends: int = 0
+    uncertain: int = 0
+    streak: int = 0
+    big_bang_sent: bool = False
+    last_planned: datetime | None = None
+    paused: bool = False
+
+
+class PauseInput(BaseModel):
+    """Signal from an operator: hold the drip (pause) or let it go on (resume)."""
+
+    note: str = Field(default="", max_length=500)
+
+
+class ProfileUpdatedInput(BaseModel):
+    """Signal: an operator fixed the lead's data (a held lead resumes)."""
+
+    fields: list[str] = Field(default_factory=list)
+
+
+class RepActionInput(BaseModel):
+    """A rep's accept or reject (Temporal update); `rep_id` None: an operator acting for the assignee."""
+
+    rep_id: int | None = None
+    reason: str | None = None
+    note: str = Field(default="", max_length=2000)
+    opportunity_id: str | None = Field(default=None, max_length=200)
+    source: str = "api"
+
+
+class RepActionResult(BaseModel):
+    """What now happens to the lead."""
+
+    stage: Stage
+    outcome: str
+    back_at: datetime | None = None
+    cadence: str | None = None
+
+
+class LoadCycleInput(BaseModel):
+    """Fresh snapshots for a new cycle: the cadence to run, and the rules as they are now."""
+
+    lead_id: int
+    cadence: str
+
+
+class LoadCycleResult(BaseModel):
+    cadence: Cadence
+    scoring: ScoringConfig | None = None
+    recycle: RecyclePolicy | None = None
+    profile: LeadProfile
+    timezone: str
+    found: bool = True
+
+
+#: What a rep's decision can lead to ("other": a row recorded before outcomes were kept as data, unreadable).
+OUTCOME_ACTIONS = ("converted", "recycled", "dormant", "archived", "suppressed", "held", "re-routed", "other")
+OutcomeAction = Literal["converted", "recycled", "dormant", "archived", "suppressed", "held", "re-routed", "other"]
+
+
+class DispositionOutcome(BaseModel):
+    """What a rep's decision led to, as data: the report counts these, nobody parses the prose."""
+
+    action: OutcomeAction
+    #: the cadence a recycled lead goes back to
+    cadence: str | None = None
+    #: the stage the lead is in once the decision has applied
+    stage: Stage | None = None
+
+
+class DispositionInput(BaseModel):
+    """One rep decision to record: lead, rep, reason, note, what it led to (`outcome` in words, `result` as data)."""
+
+    key: str
+    lead_id: int
+    cycle: int
+    rep_id: int | None
+    action: Literal["accept", "reject"]
+    reason: str | None = None
+    note: str = ""
+    opportunity_id: str | None = None
+    outcome: str = ""
+    source: str = "api"
+    #: None from a workflow started before outcomes were recorded as data: the activity reads `outcome`
+    result: DispositionOutcome | None = None
+
+
+class LeadState(BaseModel):
+    """What the `state` query answers."""
+
+    lead_id: int
+    stage: Stage
+    cadence: str
+    cadence_version: int
+    cycle: int
+    step_index: int = Field(description="index of the next step to send (0-based)")
+    steps_total: int
+    current_step: str | None
+    next_send_at: datetime | None
+    sends: int
+    uncertain_sends: int
+    blocked_reason: str | None = None
+    enrolments: int = 1
+    score: Score = Field(default_factory=Score)
+    threshold: int | None = None
+    engagement: EngagementCounts = Field(default_factory=EngagementCounts)
+    last_engaged_at: datetime | None = None
+    assigned_rep: str | None = None
+    assigned_rep_id: int | None = None
+    team: str | None = None
+    assignment_key: str | None = None
+    response_due: datetime | None = None
+    lapsed_rep_ids: list[int] = Field(default_factory=list)
+    waiting_for: str = ""
+    recycles: int = 0
+    dormant_cycles: int = 0
+    unopened_streak: int = 0
+    big_bang_sent: bool = False
+    last_disposition: str | None = None
+    opportunity_id: str | None = None
+    history: list[str] = Field(default_factory=list)
+
+
+class SendEmailInput(BaseModel):
+    """One email of a cadence for one lead; (lead, cycle, step) is its outbox key."""
+
+    lead_id: int
+    cycle: int
+    step_id: str
+    step_number: int
+    steps_total: int
+    template: str
+    subject: str | dict[str, str]
+    cadence: str
+    default_locale: str
+    sender: Sender | None = None
+    send_as_owner: bool = False
+
+
+class SendEmailResult(BaseModel):
+    status: SendStatus
+    outbox_key: str
+    message_id: str
+    note: str | None = None  # how the send differed from what was asked (the owner had left: the cadence's sender)
+
+
+LeadNurtureInput.model_rebuild()

@@ -1,0 +1,102 @@
+"""The recycle policy (recycle.yaml): what a rep's rejection reason does to the lead (pure)."""
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from leadloop.domain.cadence import CadenceError, Wait, cadence_path, load_cadence
+from leadloop.domain.rules import RuleFileError, Strict, line_of, load_model_lines
+
+Reason = Literal[
+    "not_ready", "no_budget", "no_authority", "no_need", "bad_fit",
+    "not_interested", "invalid_data", "unreachable", "wrong_route", "other",
+]  # fmt: skip
+REASONS: tuple[Reason, ...] = (
+    "not_ready", "no_budget", "no_authority", "no_need", "bad_fit",
+    "not_interested", "invalid_data", "unreachable", "wrong_route", "other",
+)  # fmt: skip
+REASON_LABELS: dict[str, str] = {
+    "not_ready": "Not ready yet",
+    "no_budget": "No budget",
+    "no_authority": "Not the decision maker",
+    "no_need": "No need right now",
+    "bad_fit": "Bad fit for us",
+    "not_interested": "Not interested (never email again)",
+    "invalid_data": "Contact data is wrong",
+    "unreachable": "Could not reach them",
+    "wrong_route": "Wrong team or rep",
+    "other": "Other",
+}
+Action = Literal["nurture", "archive", "suppress", "hold", "dormant", "reroute"]
+RECYCLE_SHAPE = "a recycle file must be a YAML mapping (version, max_recycles, dormant, reasons)"
+
+
+class Disposition(Strict):
+    """What one reason does."""
+
+    action: Action
+    cadence: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    cool_down: Wait = timedelta(0)
+    reset_engagement: bool = True
+
+    @model_validator(mode="after")
+    def _cadence_for_nurture(self) -> "Disposition":
+        if self.action == "nurture" and self.cadence is None:
+            raise ValueError("action 'nurture' needs the cadence to go back to")
+        if self.action != "nurture" and self.cadence is not None and self.action != "hold":
+            raise ValueError(f"action {self.action!r} takes no cadence")
+        return self
+
+
+class Dormancy(Strict):
+    """A dormant lead sleeps, then re-enters nurture with the re-engagement cadence; after max_cycles it retires."""
+
+    reengage_after: Wait = timedelta(days=180)
+    cadence: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    max_cycles: int = Field(default=2, ge=0, le=100)
+
+
+class RecyclePolicy(Strict):
+    """Every reason's disposition; a snapshot travels in each workflow, refreshed at each new cycle."""
+
+    version: int = Field(ge=1)
+    max_recycles: int = Field(default=3, ge=0, le=100, description="recycled more often: the lead goes dormant")
+    dormant: Dormancy
+    reasons: dict[Reason, Disposition]
+
+    @model_validator(mode="after")
+    def _every_reason(self) -> "RecyclePolicy":
+        missing = [r for r in REASONS if r not in self.reasons]
+        if missing:
+            raise ValueError(f"every reason needs a disposition; missing: {', '.join(missing)}")
+        return self
+
+    def cadences(self) -> set[str]:
+        named = {d.cadence for d in self.reasons.values() if d.cadence}
+        return named | {self.dormant.cadence}
+
+    def for_reason(self, reason: str) -> Disposition:
+        return self.reasons[reason]  # type: ignore[index]
+
+
+def load_recycle(path: Path, cadence_dir: Path | None = None) -> RecyclePolicy:
+    """Load recycle.yaml; with `cadence_dir`, every cadence it names must exist and load (check time, not run time)."""
+    policy, lines = load_model_lines(path, RecyclePolicy, RECYCLE_SHAPE)
+    if cadence_dir is not None:
+        problems: list[tuple[int | None, str, str]] = []
+        named: list[tuple[str, str | None]] = [(r, d.cadence) for r, d in policy.reasons.items()]
+        for reason, name in [*named, ("dormant", policy.dormant.cadence)]:
+            if not name:
+                continue
+            loc = ("dormant", "cadence") if reason == "dormant" else ("reasons", reason, "cadence")
+            try:
+                load_cadence(cadence_path(cadence_dir, name))
+            except RuleFileError as exc:
+                detail = "; ".join(exc.lines())
+                field = "dormant.cadence" if reason == "dormant" else f"reasons.{reason}.cadence"
+                problems.append((line_of(lines, *loc), field, f"cadence {name!r} does not load: {detail}"))
+        if problems:
+            raise CadenceError(path, problems)
+    return policy

@@ -1,0 +1,363 @@
+"""Settings read from the environment (prefix LEADLOOP_) and an optional .env file."""
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from leadloop import DATA_DIR, PROJECT_ROOT
+from leadloop.domain.visits import site_origin
+
+
+def _state_dir() -> Path:
+    """`.leadloop/` beside the checkout when leadloop runs from one (`make demo`), else in the working directory:
+    an installed package writes nothing into site-packages."""
+    if (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT / ".leadloop"
+    return Path.cwd() / ".leadloop"
+
+
+STATE_DIR = _state_dir()
+#: The embedded dev server's file. Its name changes when a search attribute changes type (the server
+#: keeps the first type it saw), so an older `.leadloop/` never clashes: nothing is re-sent meanwhile,
+#: the outbox in leadloop's own database remembers every email.
+DEV_SERVER_DB = "temporal-2.db"
+#: The published defaults: fine for `leadloop demo`, refused by the worker and the HTTP service anywhere else.
+DEFAULT_SECRET_KEY = "dev-insecure-change-me"
+DEMO_API_KEY = "demo-api-key"
+#: The shortest signing key a process outside the demo accepts: 256 bits, HMAC-SHA256's own strength.
+MIN_SECRET_BYTES = 32
+_NEW_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+class InsecureSettings(RuntimeError):
+    """A process that signs or verifies links would run, outside the demo, with a secret anyone may know."""
+
+
+class Settings(BaseSettings):
+    """Everything leadloop needs to reach its parts; the defaults run the embedded stack."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADLOOP_", env_file=".env", extra="ignore")
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_api_key: SecretStr | None = None
+    temporal_tls: bool = False
+    task_queue: str = "leadloop"
+
+    database_url: str = f"sqlite+aiosqlite:///{STATE_DIR / 'leadloop.db'}"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_use_tls: bool = False
+    smtp_timeout: float = 20.0
+    smtp_messages_per_connection: int = Field(
+        default=100, ge=1, le=100_000,
+        description="messages sent over one SMTP connection before it is closed; 1 opens one per message",
+    )  # fmt: skip
+    smtp_idle_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="an SMTP connection idle longer than this is closed, not reused"
+    )
+
+    intake_refuse_utf8_local_part: bool = Field(
+        default=False,
+        description="intake refuses an address with non-ASCII characters before the @ (josé@…), which only a "
+        "relay offering SMTPUTF8 can deliver; off: such leads are taken, and a send through a relay without "
+        "SMTPUTF8 is blocked (send_blocked) with that reason",
+    )
+
+    from_address: str = "Leadloop Demo <hello@leadloop.example>"
+    postal_address: str = "Leadloop Demo Ltd, 1 Example Street, 10557 Athens, Greece"
+    public_url: str = "http://127.0.0.1:8000"
+    site_url: str = Field(default="http://127.0.0.1:8000/site", description="the marketer's website, for links")
+    demo: bool = Field(
+        default=False, description="the local demo: the HTTP service may run with the published secret and API keys"
+    )
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    old_secret_keys: list[SecretStr] = Field(
+        default_factory=list, description="keys rotated out: their tokens still verify, nothing new is signed"
+    )
+    api_keys: list[SecretStr] = Field(default_factory=lambda: [SecretStr(DEMO_API_KEY)])
+    site_keys: list[str] = Field(default_factory=lambda: ["demo-site-key"])
+    site_hosts: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='the origins each site key may report page views of: {"KEY": ["https://www.example.com"]}; '
+        "a key not named here is bound to LEADLOOP_SITE_URL's origin",
+    )
+    default_cadence: str = "welcome"
+    demo_site: bool | None = Field(
+        default=None, description="serve the demo company's website under /site; unset: only in the demo"
+    )
+    api_docs: bool | None = Field(
+        default=None, description="serve the API's documentation pages /docs and /redoc; unset: only in the demo"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks of the proxies in front of the HTTP service: only their "
+        "X-Forwarded-For and X-Forwarded-Proto are believed; empty: nobody's",
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token the HTTP service's /metrics asks for; open when unset"
+    )
+    worker_metrics_address: str = Field(
+        default="127.0.0.1:9464", description="host:port of the worker's Prometheus /metrics; empty turns it off"
+    )
+    worker_cached_workflows: int = Field(
+        default=1000, ge=0, le=1_000_000,
+        description="leads a worker keeps in memory (the SDK's sticky cache); more leads than this awake at "
+        "once are replayed from their history each time they wake",
+    )  # fmt: skip
+    worker_max_activities: int = Field(
+        default=100, ge=1, le=10_000,
+        description="activities (sends, routing) one worker runs at once; all share one Python process's core",
+    )  # fmt: skip
+    sales_task_queue: str = Field(
+        default="", max_length=200,
+        description="leads enrolled while this is set run their sales path (routing, the rep's notification, "
+        "hand-over bookkeeping) on this task queue, so a worker of role `sales` serves it apart from the drip; "
+        "empty: the sales path shares the leads' task queue",
+    )  # fmt: skip
+    worker_role: Literal["all", "nurture", "sales"] = Field(
+        default="all",
+        description="what `worker.py` serves: `nurture` the task queue (workflows and every activity), `sales` "
+        "only the sales task queue's activities, `all` both (the sales queue when one is set)",
+    )
+    token_max_age_days: int = Field(default=400, ge=1, description="open and click links older than this are dead")
+    rep_link_max_age_days: int = Field(default=7, ge=1, description="a rep's Accept or Reject link older is dead")
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description="the HTTP service refuses a larger request body with 413 before reading it (the codec aside)",
+    )  # fmt: skip
+    codec_max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024,
+        description="the same for the codec server: a UI page of history (Temporal's own limit is 2 MiB a payload)",
+    )  # fmt: skip
+    rate_limit_per_minute: int = Field(
+        default=600, ge=0, le=1_000_000,
+        description="requests per minute one client address may make to the public links (pixel, clicks, beacon, "
+        "unsubscribe, rep pages); 0 turns the limit off",
+    )  # fmt: skip
+    rate_limit_burst: int = Field(
+        default=100, ge=1, le=1_000_000, description="how many may come at once before the per-minute pace holds"
+    )
+    machine_min_delay: float = Field(default=5.0, ge=0, description="hits sooner than this after a send are machines")
+    coalesce_seconds: float = Field(default=0.5, ge=0, description="events of one lead within this go as one signal")
+    relay_interval: float = Field(default=5.0, gt=0, description="how often pending events are signalled again")
+    # the shipped samples by default; a real deployment points these at its own marketers' files
+    routing_file: Path = DATA_DIR / "cadences" / "routing.yaml"
+    scoring_file: Path = DATA_DIR / "cadences" / "scoring.yaml"
+
+    cadence_dir: Path = DATA_DIR / "cadences"
+    template_dir: Path = DATA_DIR / "templates" / "email"
+    mail_dir: Path = STATE_DIR / "mail"
+    state_dir: Path = STATE_DIR
+
+    time_scale: float = Field(default=1.0, gt=0, le=10_000_000)
+    rep_time_scale: float | None = Field(
+        default=None, gt=0, le=10_000_000,
+        description="how much faster than real time a rep's response deadline runs; unset: as fast as the cadence "
+        "(LEADLOOP_TIME_SCALE); the demo sets 1, so a person can act on the rep's email in time",
+    )  # fmt: skip
+
+    encryption_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='AES-GCM keys by id, base64 (16, 24 or 32 bytes): {"2026-11": "..."}; empty: no encryption',
+    )
+    encryption_key_id: str | None = Field(default=None, description="the key new payloads are sealed with")
+    codec_token: SecretStr | None = Field(
+        default=None, description="what the codec server (/codec/...) asks for; the codec server is off when unset"
+    )
+    codec_cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:8233", "http://127.0.0.1:8233"],
+        description="the Temporal UI origins allowed to call the codec server from the browser",
+    )
+
+    def signing_keys(self) -> list[str]:
+        """Every accepted key; the first signs."""
+        return [k.get_secret_value() for k in (self.secret_key, *self.old_secret_keys)]
+
+    def signing_key_problems(self) -> list[str]:
+        """What makes the signing keys unfit for anything but the demo: a link signed with a key anyone can
+        read or guess is a link anyone can forge, and one signed with a key the HTTP service does not share
+        is dead for its recipient."""
+        problems = []
+        key = self.secret_key.get_secret_value()
+        if not key:
+            problems.append(f"LEADLOOP_SECRET_KEY is empty: set a long random value ({_NEW_SECRET})")
+        elif key == DEFAULT_SECRET_KEY:
+            problems.append(
+                f"LEADLOOP_SECRET_KEY is the published default '{DEFAULT_SECRET_KEY}': anyone could forge links; "
+                f"set a long random value ({_NEW_SECRET})"
+            )
+        elif len(key.encode("utf-8", "surrogatepass")) < MIN_SECRET_BYTES:
+            problems.append(
+                f"LEADLOOP_SECRET_KEY is {len(key.encode('utf-8', 'surrogatepass'))} bytes: it must be at least "
+                f"{MIN_SECRET_BYTES} ({_NEW_SECRET})"
+            )
+        # a shorter old key stays accepted: it keeps the unsubscribe links of emails already sent working
+        if any(k.get_secret_value() == DEFAULT_SECRET_KEY for k in self.old_secret_keys):
+            problems.append(f"LEADLOOP_OLD_SECRET_KEYS holds the published default '{DEFAULT_SECRET_KEY}': drop it")
+        return problems
+
+    def published_secrets(self) -> list[str]:
+        """What makes these settings unfit for the HTTP service outside the demo: the signing keys' problems,
+        and API keys anyone can read here."""
+        problems = self.signing_key_problems()
+        api_keys = [k.get_secret_value() for k in self.api_keys]
+        if DEMO_API_KEY in api_keys:
+            problems.append(f"LEADLOOP_API_KEYS holds the published demo key '{DEMO_API_KEY}': set your own keys")
+        elif not any(api_keys):
+            problems.append("LEADLOOP_API_KEYS is empty: set at least one key for the intake and CRM endpoints")
+        return problems
+
+    def refuse_unsafe_secrets(self, who: str, *, api_keys: bool = False) -> None:
+        """Raise InsecureSettings naming every setting to change, unless this is the demo (LEADLOOP_DEMO).
+
+        Args:
+            who: the process, for the message ("the worker", "the HTTP service").
+            api_keys: the process also takes API keys (the HTTP service).
+        """
+        problems = [] if self.demo else self.published_secrets() if api_keys else self.signing_key_problems()
+        if problems:
+            raise InsecureSettings(
+                f"{who} will not start with these secrets:\n"
+                + "".join(f"  - {p}\n" for p in problems)
+                + "(LEADLOOP_DEMO=true allows them, for a local demo only)"
+            )
+
+    def serves_demo_site(self) -> bool:
+        return self.demo if self.demo_site is None else self.demo_site
+
+    def serves_api_docs(self) -> bool:
+        return self.demo if self.api_docs is None else self.api_docs
+
+    @field_validator("sales_task_queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        if value != value.strip() or any(not c.isprintable() for c in value):
+            raise ValueError("a task queue name without surrounding spaces or control characters, or empty")
+        return value
+
+    @model_validator(mode="after")
+    def _sales_role(self) -> "Settings":
+        if self.worker_role == "sales" and not self.sales_task_queue:
+            raise ValueError("LEADLOOP_WORKER_ROLE=sales needs LEADLOOP_SALES_TASK_QUEUE, the queue it serves")
+        if self.sales_task_queue and self.sales_task_queue == self.task_queue:
+            raise ValueError("LEADLOOP_SALES_TASK_QUEUE must differ from LEADLOOP_TASK_QUEUE (or be empty)")
+        return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip())
+            except ValueError as exc:
+                raise ValueError(f"{exc}: give IP addresses or networks (10.0.0.7, 10.0.0.0/8, fd00::/8)") from None
+        return [entry.strip() for entry in value]
+
+    @field_validator("worker_metrics_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        value = value.strip()
+        host, _, port = value.rpartition(":")
+        if value and not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError("host:port (e.g. 127.0.0.1:9464), or empty to turn the worker's metrics off")
+        return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _aes_keys(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        import base64
+        import binascii
+
+        for key_id, key in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", key_id):
+                raise ValueError(f"key id {key_id!r}: letters, digits, '.', '_' or '-', at most 64")
+            try:
+                size = len(base64.b64decode(key.get_secret_value(), validate=True))
+            except binascii.Error:
+                raise ValueError(f"key {key_id!r} is not base64") from None
+            if size not in (16, 24, 32):
+                raise ValueError(f"key {key_id!r} is {size} bytes; AES-GCM takes 16, 24 or 32")
+        return value
+
+    @model_validator(mode="after")
+    def _current_key(self) -> "Settings":
+        if self.encryption_keys:
+            if self.encryption_key_id is None:
+                if len(self.encryption_keys) > 1:
+                    raise ValueError("several encryption keys: name the current one in encryption_key_id")
+                self.encryption_key_id = next(iter(self.encryption_keys))
+            elif self.encryption_key_id not in self.encryption_keys:
+                raise ValueError(f"encryption_key_id {self.encryption_key_id!r} is not among encryption_keys")
+        return self
+
+    def site_origins(self) -> dict[str, frozenset[str]]:
+        """Each site key's origins: its LEADLOOP_SITE_HOSTS entry, else LEADLOOP_SITE_URL's origin."""
+        fallback = site_origin(self.site_url, address=True)
+        return {key: frozenset(self.site_hosts.get(key) or ([fallback] if fallback else [])) for key in self.site_keys}
+
+    @field_validator("site_hosts")
+    @classmethod
+    def _site_hosts(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        bound: dict[str, list[str]] = {}
+        for key, origins in value.items():
+            if not origins:
+                raise ValueError(f"site key {key!r} has no origins; list at least one")
+            bound[key] = []
+            for given in origins:
+                origin = site_origin(given) if isinstance(given, str) else None
+                if origin is None:
+                    raise ValueError(
+                        f"{given!r} (site key {key!r}) is not a site origin: write scheme and "
+                        "host, with a port if any, and no path, e.g. https://www.example.com"
+                    )
+                bound[key].append(origin)
+        return bound
+
+    @model_validator(mode="after")
+    def _site_keys_bound(self) -> "Settings":
+        unknown = sorted(set(self.site_hosts) - set(self.site_keys))
+        if unknown:
+            raise ValueError(
+                f"LEADLOOP_SITE_HOSTS names site key(s) {', '.join(map(repr, unknown))} that are not in "
+                "LEADLOOP_SITE_KEYS"
+            )
+        unbound = [k for k in self.site_keys if k not in self.site_hosts]
+        if unbound and site_origin(self.site_url, address=True) is None:
+            raise ValueError(
+                f"site key(s) {', '.join(map(repr, unbound))} have no origins in LEADLOOP_SITE_HOSTS, and "
+                f"LEADLOOP_SITE_URL {self.site_url!r} is not an http(s) address to bind them to"
+            )
+        return self
+
+    @field_validator("public_url", "site_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+def setting_errors(exc: ValidationError) -> list[str]:
+    """Settings that failed validation, one line each naming its variable (LEADLOOP_...), without a traceback."""
+    return [
+        "".join(f"LEADLOOP_{str(part).upper()}: " for part in error["loc"][:1])
+        + error["msg"].removeprefix("Value error, ")
+        for error in exc.errors()
+    ]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()
