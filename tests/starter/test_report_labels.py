@@ -53,7 +53,8 @@ def test_dollar_signs_in_a_chart_label_are_drawn() -> None:
     """The dollars are ink on the chart (plain text), not swallowed as formula delimiters."""
 
     def drawn(name: str) -> bytes:
-        return chart_reps(SalesStats(reps=[RepStats(rep_id=2, rep=name, team="south-east", handovers=2, accepted=1,
-                                                    rejected=1)]))  # fmt: skip
+        return chart_reps(
+            SalesStats(reps=[RepStats(rep_id=2, rep=name, team="south-east", handovers=2, accepted=1, rejected=1)])
+        )
 
     assert drawn(MARTA) != drawn("Marta  López")
