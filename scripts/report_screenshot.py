@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from leadloop import PROJECT_ROOT
 from leadloop.domain.mail import email_hash
 from leadloop.domain.models import STAGES
+from leadloop.domain.outcomes import outcome_from_text
 from leadloop.domain.recycle import load_recycle
 from leadloop.domain.routing import load_roster
 from leadloop.infra.db import (
@@ -248,7 +249,9 @@ class _Demo:
             row.status, row.closed_at = ("accepted" if accept else "rejected"), decided
             if accept:
                 self.session.add(DispositionRow(key=key, lead_id=lead.id, cycle=cycle, rep_id=rep.id, action="accept",
-                                                outcome="converted", source="page", created_at=decided))  # fmt: skip
+                                                outcome="converted", outcome_action="converted",
+                                                outcome_stage="converted", source="page",
+                                                created_at=decided))  # fmt: skip
                 return "converted"
             reason = rng.choices(list(REASONS), weights=list(REASONS.values()))[0]
             rule = self.policy.for_reason(reason)
@@ -260,8 +263,10 @@ class _Demo:
                 "reroute": f"re-routed to another rep; rep-{rep.id} excluded",
                 "hold": "held until the lead's data is fixed",
             }[rule.action]
+            result = outcome_from_text("reject", outcome)
             self.session.add(DispositionRow(key=key, lead_id=lead.id, cycle=cycle, rep_id=rep.id, action="reject",
-                                            reason=reason, outcome=outcome, source="page",
+                                            reason=reason, outcome=outcome, outcome_action=result.action,
+                                            outcome_cadence=result.cadence, outcome_stage=result.stage, source="page",
                                             created_at=decided))  # fmt: skip
             if rule.action == "reroute":
                 passed.add(rep.id)

@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from leadloop import PROJECT_ROOT
 from leadloop.domain.mail import email_hash
+from leadloop.domain.outcomes import outcome_from_text
 from leadloop.domain.search import CADENCE_NAME, LEAD_STAGE
 from leadloop.infra.db import Assignment, DispositionRow, EngagementEvent, Lead, Outbox, Rep, Suppression, Team
 from leadloop.reporting.report import (
@@ -131,8 +132,10 @@ async def seed(sessionmaker: Maker) -> None:
 
         def decision(key: str, lead: int, rep: int, action: str, when: datetime, reason: str | None = None,
                      outcome: str = "", cycle: int = 0) -> None:  # fmt: skip
+            result = outcome_from_text(action, outcome)  # what the workflow's words say it did, as data
             session.add(DispositionRow(key=key, lead_id=lead, cycle=cycle, rep_id=rep, action=action, reason=reason,
-                                       outcome=outcome, source="api", created_at=when))  # fmt: skip
+                                       outcome=outcome, outcome_action=result.action, outcome_cadence=result.cadence,
+                                       outcome_stage=result.stage, source="api", created_at=when))  # fmt: skip
 
         k = handover(1, 1, 1, "south-east", "rejected", at(4, 9), at(4, 10, 30))
         decision(k, 1, 1, "reject", at(4, 10, 30), "bad_fit", "archived (bad_fit)")
