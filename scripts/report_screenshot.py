@@ -34,7 +34,9 @@ from leadloop.infra.db import (
 )
 from leadloop.infra.migrate import upgrade_database
 from leadloop.infra.process import run_and_exit
-from leadloop.reporting.report import cadence_steps_from, gather_report, render_html, with_plan
+from leadloop.reporting.gather import cadence_steps_from, gather_report
+from leadloop.reporting.html import render_html
+from leadloop.reporting.planner import with_plan
 from leadloop.services.roster import import_roster
 
 if str(PROJECT_ROOT) not in sys.path:  # run as a file (`python scripts/report_screenshot.py`): the sibling script

@@ -9,6 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -19,16 +20,10 @@ from leadloop.domain.mail import email_hash
 from leadloop.domain.outcomes import outcome_from_text
 from leadloop.domain.search import CADENCE_NAME, LEAD_STAGE
 from leadloop.infra.db import Assignment, DispositionRow, EngagementEvent, Lead, Outbox, Rep, Suppression, Team
-from leadloop.reporting.report import (
-    PlanError,
-    ReportData,
-    ReportError,
-    cadence_steps_from,
-    gather_report,
-    plan_funnel,
-    render_html,
-    with_plan,
-)
+from leadloop.reporting.gather import cadence_steps_from, gather_report
+from leadloop.reporting.html import render_html
+from leadloop.reporting.models import PlanError, ReportData, ReportError
+from leadloop.reporting.planner import plan_funnel, with_plan
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SINCE = date(2026, 11, 1)
@@ -453,3 +448,24 @@ async def test_report_data_is_plain_numbers(sessionmaker: Maker) -> None:
     data = with_plan(await gather_report(sessionmaker, None, SINCE, None, now=NOW), growth_pct=50)
     assert ReportData.model_validate_json(data.model_dump_json()) == data
     assert data.plan is not None and [s.needed for s in data.plan.stages] == [17, 10, 8, 3]  # as worked out above
+
+
+async def test_what_a_rejection_led_to_is_counted_from_the_recorded_outcome_not_its_words(sessionmaker: Maker) -> None:
+    await seed(sessionmaker)
+    async with sessionmaker() as session:
+        # L3's words say "back to nurture", its outcome says archived; L6's words say nothing known, its outcome dormant
+        await session.execute(
+            update(DispositionRow).where(DispositionRow.key == "lead-3.c0.a2").values(outcome_action="archived")
+        )
+        await session.execute(
+            update(DispositionRow).where(DispositionRow.key == "lead-6.c0.a1").values(outcome="the rep shrugged")
+        )
+        await session.commit()
+    data = await gather_report(sessionmaker, None, SINCE, None, now=NOW)
+    # recycled: L5 only (was L3 and L5); dormant: L6 (by its outcome) and L8 (its big bang), as before
+    assert data.outcomes == {"rejected": 3, "recycled": 1, "dormant": 2, "suppressed": 2}
+    assert data.activity["recycled"] == 1 and data.activity["dormant"] == 2
+    reasons = {r.reason: r.outcomes for r in data.sales.reasons}
+    assert reasons["no_budget"] == {"archived": 1} and reasons["unreachable"] == {"dormant": 1}
+    # L5, recycled and accepted afterwards: 1 of 1
+    assert (data.sales.recycled, data.sales.recycled_converted) == (1, 1)

@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadloop import PROJECT_ROOT
-from leadloop.reporting.report import cadence_steps_from, gather_report, render_html, with_plan
+from leadloop.reporting.gather import cadence_steps_from, gather_report
+from leadloop.reporting.html import render_html
+from leadloop.reporting.planner import with_plan
 from tests.leadloop.reporting.test_report import NOW, SINCE, seed
 
 SNAPSHOT = Path(__file__).with_name("report_snapshot.json")
