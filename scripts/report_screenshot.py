@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from leadloop import PROJECT_ROOT
 from leadloop.domain.mail import email_hash
 from leadloop.domain.models import STAGES
+from leadloop.domain.outcomes import outcome_from_text
 from leadloop.domain.recycle import load_recycle
 from leadloop.domain.routing import load_roster
 from leadloop.infra.db import (
@@ -33,7 +34,9 @@ from leadloop.infra.db import (
 )
 from leadloop.infra.migrate import upgrade_database
 from leadloop.infra.process import run_and_exit
-from leadloop.reporting.report import cadence_steps_from, gather_report, render_html, with_plan
+from leadloop.reporting.gather import cadence_steps_from, gather_report
+from leadloop.reporting.html import render_html
+from leadloop.reporting.planner import with_plan
 from leadloop.services.roster import import_roster
 
 if str(PROJECT_ROOT) not in sys.path:  # run as a file (`python scripts/report_screenshot.py`): the sibling script
@@ -295,6 +298,8 @@ class _Demo:
                         rep_id=rep.id,
                         action="accept",
                         outcome="converted",
+                        outcome_action="converted",
+                        outcome_stage="converted",
                         source="page",
                         created_at=decided,
                     )
@@ -310,6 +315,7 @@ class _Demo:
                 "reroute": f"re-routed to another rep; rep-{rep.id} excluded",
                 "hold": "held until the lead's data is fixed",
             }[rule.action]
+            result = outcome_from_text("reject", outcome)
             self.session.add(
                 DispositionRow(
                     key=key,
@@ -319,6 +325,9 @@ class _Demo:
                     action="reject",
                     reason=reason,
                     outcome=outcome,
+                    outcome_action=result.action,
+                    outcome_cadence=result.cadence,
+                    outcome_stage=result.stage,
                     source="page",
                     created_at=decided,
                 )

@@ -1017,16 +1017,10 @@ def report(
 
     from leadloop.infra.db import make_engine, make_sessionmaker
     from leadloop.infra.temporal import connect
-    from leadloop.reporting.report import (
-        PlanError,
-        ReportData,
-        ReportError,
-        cadence_steps_from,
-        check_plan_inputs,
-        gather_report,
-        render_html,
-        with_plan,
-    )
+    from leadloop.reporting.gather import cadence_steps_from, gather_report
+    from leadloop.reporting.html import render_html
+    from leadloop.reporting.models import PlanError, ReportData, ReportError
+    from leadloop.reporting.planner import check_plan_inputs, with_plan
 
     try:
         check_plan_inputs(target_conversions, growth)
@@ -1073,7 +1067,7 @@ def report(
 
 
 def _report_summary(data: Any) -> None:
-    from leadloop.reporting.report import ratio
+    from leadloop.reporting.models import ratio
 
     def pct(value: float | None) -> str:
         return "–" if value is None else f"{value * 100:.1f}%"

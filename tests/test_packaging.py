@@ -252,3 +252,19 @@ def test_a_lean_install_names_the_extra_a_command_needs(
     assert f"pip install 'leadloop[{extra}]'" in refused.stderr and module in refused.stderr
     assert "Traceback" not in refused.stderr
     assert not (installed.cwd / "never.db").exists()  # refused before it started
+
+
+def test_the_installed_wheel_renders_the_report_page_from_its_own_templates(installed: Installed) -> None:
+    """The report's page templates ride in the wheel (no chart here: a lean install has no matplotlib)."""
+    script = (
+        "from datetime import UTC, datetime; import leadloop.reporting.html as h; "
+        "from leadloop.reporting.models import ReportData; "
+        "data = ReportData(generated_at=datetime(2026, 11, 20, tzinfo=UTC), cadence='<welcome>'); "
+        "print(h.TEMPLATES); "
+        "print(h.templates().get_template('page.html.j2').render(data=data, charts={}, files='f', cards=[], kinds=[]))"
+    )
+    rendered = installed.run("python", "-c", script)
+    assert rendered.returncode == 0, rendered.stderr
+    folder, page = rendered.stdout.split("\n", 1)
+    assert Path(folder).is_relative_to(installed.site_packages)
+    assert "<h1>leadloop report</h1>" in page and "cadence &lt;welcome&gt;" in page and "font-family" in page

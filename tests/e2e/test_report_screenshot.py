@@ -10,7 +10,9 @@ import pytest
 
 from leadloop.infra.db import make_engine, make_sessionmaker
 from leadloop.infra.migrate import upgrade_database
-from leadloop.reporting.report import gather_report, render_html, with_plan
+from leadloop.reporting.gather import gather_report
+from leadloop.reporting.html import render_html
+from leadloop.reporting.planner import with_plan
 from scripts.report_screenshot import default_chromium, take_report_screenshot
 from scripts.ui_screenshot import png_size
 from tests.conftest import BIN

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from leadloop.infra.db import Rep, make_engine, make_sessionmaker
 from leadloop.infra.settings import get_settings
-from leadloop.reporting.report import RepStats, SalesStats, chart_reps
+from leadloop.reporting.charts import chart_reps
+from leadloop.reporting.models import RepStats, SalesStats
 from starter.cli import app
 from tests.conftest import free_port
 from tests.leadloop.reporting.test_report import seed
