@@ -8,8 +8,7 @@ from leadloop.infra.settings import (
     InsecureSettings as InsecureSettings,  # what create_app raises; callers catch it here
 )
 from leadloop.infra.settings import Settings, get_settings
-from starter.codec_server import codec_router
-from starter.http import leads, ops, prometheus, reps, site, tracking, unsubscribe
+from starter.http import codec, leads, ops, prometheus, reps, site, tracking, unsubscribe
 from starter.http.body_limit import BodyLimit
 from starter.http.lifespan import lifespan
 from starter.http.rate_limit import RateLimiter as RateLimiter
@@ -44,7 +43,7 @@ def create_app(
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, prefixes={"/codec/": settings.codec_max_body_bytes})
     app.add_middleware(RequestCounter, metrics=metrics)  # the 413s are counted too
     app.add_middleware(ForwardedFor, trusted=settings.trusted_proxies)  # outermost: every part sees the client
-    app.include_router(codec_router(settings))
+    app.include_router(codec.router)
     for router in (ops.router, prometheus.router, tracking.router, site.router, unsubscribe.router):
         app.include_router(router)
     for router in (reps.pages_router, leads.router, reps.router):

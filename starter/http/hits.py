@@ -8,7 +8,10 @@ from fastapi import Request
 from leadloop.domain.classify import Verdict
 from leadloop.domain.text import REQUEST_CONTROL
 from leadloop.domain.tokens import Token
-from starter.http.rate_limit import client_ip
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 def plain(text: str | None) -> str | None:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from fastapi import HTTPException, Request
 
+from starter.http.hits import client_ip
+
 
 class RateLimiter:
     """A token bucket per client address, kept for the `max_clients` most recently seen (idle ones go first)."""
@@ -36,10 +38,6 @@ class RateLimiter:
         while len(self._buckets) > self.max_clients:
             self._buckets.popitem(last=False)
         return wait
-
-
-def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 def limit_key(request: Request, signed: Callable[[str], bool]) -> str:

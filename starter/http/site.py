@@ -14,9 +14,8 @@ from leadloop.domain.visits import MAX_TITLE, clean_title, site_origin
 from leadloop.services.tracking import earlier_visits
 from starter.http.answers import RATE_LIMITED, json_answer
 from starter.http.deps import PUBLIC, AppSettings, AppState, HtmlPages, Recorder
-from starter.http.hits import event, headers_of
+from starter.http.hits import client_ip, event, headers_of
 from starter.http.keys import site_for
-from starter.http.rate_limit import client_ip
 
 BEACON_JS = (Path(__file__).parent.parent / "beacon.js").read_text(encoding="utf-8")
 MAX_BEACON_BYTES = 4096

@@ -1,4 +1,4 @@
-"""What the HTTP service holds for its lifetime: settings, database, Temporal client, signer, pages, counters."""
+"""What the HTTP service holds for its lifetime: settings, database, Temporal client, signer, pages, codec, counters."""
 
 from typing import Any
 
@@ -12,6 +12,7 @@ from leadloop.infra.settings import Settings
 from leadloop.infra.temporal import connect
 from leadloop.services.events import EventSignaller
 from leadloop.services.tracking import store_hit
+from starter.codec_server import CodecServer
 from starter.http.links import Links
 from starter.http.pages import Pages
 from starter.http.rate_limit import RateLimiter
@@ -66,6 +67,7 @@ class State:
         self.site_origins = settings.site_origins()
         self.all_site_origins = frozenset().union(*self.site_origins.values())
         self.pages = Pages(settings.public_url)
+        self.codec = CodecServer(settings)
         self._client = client
         self._runtime = runtime
         self.signaller = EventSignaller(sessionmaker, self.client, settings.coalesce_seconds)

@@ -13,9 +13,8 @@ from leadloop.domain.visits import site_origin
 from leadloop.services.tracking import other_link_clicks, sent_at
 from starter.http.answers import RATE_LIMITED, html_answer
 from starter.http.deps import PUBLIC, AppSettings, AppState, HtmlPages, Recorder, Sessions, SignedLinks
-from starter.http.hits import event, headers_of
+from starter.http.hits import client_ip, event, headers_of
 from starter.http.pages import NO_CACHE
-from starter.http.rate_limit import client_ip
 
 log = logging.getLogger("leadloop.api")
 
