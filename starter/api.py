@@ -11,8 +11,8 @@ from leadloop.infra.settings import Settings, get_settings
 from starter.http import codec, leads, ops, prometheus, reps, site, tracking, unsubscribe
 from starter.http.body_limit import BodyLimit
 from starter.http.lifespan import lifespan
-from starter.http.rate_limit import RateLimiter as RateLimiter
-from starter.http.tracking import PIXEL as PIXEL
+from starter.http.rate_limit import RateLimiter as RateLimiter  # importable from here, as before the split
+from starter.http.tracking import PIXEL as PIXEL  # importable from here, as before the split
 from starter.metrics import HttpMetrics, RequestCounter
 from starter.serving import ForwardedFor
 
