@@ -92,7 +92,7 @@ async def test_the_rep_reminder_is_guarded_by_its_patch_both_ways(
     path. Forcing the patch either way shows both histories depend on the guard."""
     from temporalio import workflow
 
-    from workflows.lead_nurture import REP_REMINDER_PATCH
+    from workflows.sales import REP_REMINDER_PATCH
 
     old, new = "escalation-lapse-reassign-unsubscribe", "escalation-reminder-lapse-unsubscribe"
     assert await replay(old) is None and await replay(new) is None  # as written: both replay
