@@ -1,20 +1,19 @@
 """LeadNurtureWorkflow: one durable workflow per lead that drips its cadence inside send windows."""
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.commands import DATABASE_RETRY, DRIP, wait_for
 from workflows.sales import Sales
+from workflows.view import View, lead_state
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.leads import LeadActivities
     from leadloop.domain.cadence import BigBang
-    from leadloop.domain.lifecycle import Event, Lifecycle, escalates, format_wait, send_failure
+    from leadloop.domain.lifecycle import Event, Lifecycle, NextEmail, escalates, format_wait, next_email, send_failure
     from leadloop.domain.metrics import BIG_BANGS, ESCALATIONS, LEADS_FINISHED, RECYCLES, UNSUBSCRIBES_APPLIED
     from leadloop.domain.models import (
         Carry,
@@ -30,21 +29,10 @@ with workflow.unsafe.imports_passed_through():
         RepActionResult,
         RerouteInput,
         RetrySendInput,
-        SendEmailInput,
     )
     from leadloop.domain.recycle import REASONS
     from leadloop.domain.schedule import DemoClock, describe_local, next_send_time
     from leadloop.domain.scoring import Score, compute_score
-    from leadloop.domain.search import (
-        ASSIGNED_REP,
-        CADENCE_NAME,
-        CADENCE_STEP,
-        LAST_ENGAGED_AT,
-        LEAD_SCORE,
-        LEAD_STAGE,
-        RECYCLE_COUNT,
-        UNOPENED_STREAK,
-    )
 
 
 @workflow.defn
@@ -59,18 +47,17 @@ class LeadNurtureWorkflow:
         self.clock = DemoClock(input.origin or workflow.now(), input.time_scale)
         self.score: Score = self._compute_score()
         self.waiting_for = ""
-        self._sales = Sales(self)
-        self._next_send_at: datetime | None = None
-        self._blocked_reason: str | None = None
-        self._published: tuple[object, ...] | None = None
-        self._details = ""
+        self.sales = Sales(self)
+        self.next_send_at: datetime | None = None
+        self.blocked_reason: str | None = None
+        self._view = View()
 
     @workflow.run
     async def run(self, input: LeadNurtureInput) -> LeadNurtureResult:
         self.publish()
         if input.start_after > timedelta(0):
             await self._cool_down()
-        memory, life, steps = self.memory, self.life, input.cadence.steps
+        memory, life = self.memory, self.life
         if not memory.resume or memory.last_planned is None:
             memory.last_planned = self.clock.cadence_time(workflow.now())
         while True:
@@ -82,10 +69,10 @@ class LeadNurtureWorkflow:
                 if await self._hold_paused():  # a long pause with many events: go on in a fresh history
                     return await self._fresh_history()
                 continue
-            big = self._big_bang_due()
-            if big is None and memory.step_index >= len(steps):
+            upcoming = next_email(input, memory)
+            if upcoming is None:
                 return await self._cadence_done()
-            finished = await self._drip(big)
+            finished = await self._drip(upcoming)
             if finished is not None:
                 return finished
 
@@ -95,7 +82,7 @@ class LeadNurtureWorkflow:
         resume = clock.cadence_time(now) + self.input.start_after
         when = describe_local(resume, self.input.timezone)
         self.waiting_for = f"cool-down until {when}, then cadence '{cadence.name}'"
-        self._next_send_at = now + clock.real_delay(now, resume)
+        self.next_send_at = now + clock.real_delay(now, resume)
         self.publish(self.waiting_for)
         await wait_for(
             lambda: self.life.leaving,
@@ -103,15 +90,15 @@ class LeadNurtureWorkflow:
             f"cool-down {format_wait(self.input.start_after)} → {when}, then '{cadence.name}'",
         )
 
-    async def _drip(self, big: BigBang | None) -> LeadNurtureResult | None:
+    async def _drip(self, upcoming: NextEmail) -> LeadNurtureResult | None:
         """Wait for the next email's moment in the send window, send it; None: the loop goes on."""
         memory, life, tz = self.memory, self.life, self.input.timezone
-        email, wait, label = self._next_email(big)
+        email, wait, label, big = upcoming.email, upcoming.wait, upcoming.label, upcoming.big_bang
         assert memory.last_planned is not None
         earliest = max(memory.last_planned + wait, self.clock.cadence_time(workflow.now()))
         planned = next_send_time(earliest, self.input.cadence.send_window, tz)
         delay = self.clock.real_delay(workflow.now(), planned)
-        self._next_send_at = workflow.now() + delay
+        self.next_send_at = workflow.now() + delay
         when = describe_local(planned, tz)
         self.waiting_for = f"{label}, next email {when}"
         self.publish(self.waiting_for)
@@ -142,31 +129,6 @@ class LeadNurtureWorkflow:
         memory.step_index += 1
         return None
 
-    def _next_email(self, big: BigBang | None) -> tuple[SendEmailInput, timedelta, str]:
-        """The next email (the big bang when due, else the next step), its wait and how the UI names it."""
-        cadence, index = self.input.cadence, self.memory.step_index
-        if big is not None:
-            step_id, template, subject, wait = "big-bang", big.template, big.subject, big.wait
-            label = f"the big bang ({self.memory.streak} unopened)"
-        else:
-            step = cadence.steps[index]
-            step_id, template, subject, wait = step.id, step.template, step.subject, step.wait
-            label = f"step {index + 1} of {len(cadence.steps)} '{step.id}'"
-        email = SendEmailInput(
-            lead_id=self.input.lead_id,
-            cycle=self.input.cycle,
-            step_id=step_id,
-            step_number=min(index + 1, len(cadence.steps)),
-            steps_total=len(cadence.steps),
-            template=template,
-            subject=subject,
-            cadence=cadence.name,
-            default_locale=cadence.default_locale,
-            sender=cadence.sender,
-            send_as_owner=cadence.send_as_owner,
-        )
-        return email, wait, label
-
     async def _send_failed(self, err: ActivityError, step_id: str) -> LeadNurtureResult | None:
         """A send refused for good: the lead is suppressed, or the drip waits for the sender's fix."""
         cause = err.cause
@@ -182,7 +144,7 @@ class LeadNurtureWorkflow:
 
     async def _cadence_done(self) -> LeadNurtureResult:
         cadence = self.input.cadence
-        self._next_send_at = None
+        self.next_send_at = None
         if cadence.next_cadence:
             return await self._new_cycle(
                 cadence.next_cadence, timedelta(0), False, f"cadence '{cadence.name}' complete"
@@ -191,17 +153,11 @@ class LeadNurtureWorkflow:
             return await self._dormant(f"cadence '{cadence.name}' complete without an escalation")
         return await self._finish("cadence_complete", f"cadence '{cadence.name}' complete")
 
-    def _big_bang_due(self) -> BigBang | None:
-        big = self.input.cadence.big_bang
-        if big is None or self.memory.big_bang_sent or self.memory.streak < big.after_unopened:
-            return None
-        return big
-
     async def _big_bang_window(self, big: BigBang, sent_at: datetime) -> LeadNurtureResult | None:
         """After the big bang: a human engagement resumes nurture (and may escalate); silence means dormant."""
         life = self.life
         life.enter("big_bang_sent")
-        self._next_send_at = None
+        self.next_send_at = None
         until = sent_at + big.response_window
         when = describe_local(until, self.input.timezone)
         self.waiting_for = f"a response to the big bang by {when}"
@@ -225,7 +181,7 @@ class LeadNurtureWorkflow:
         escalation still ends the hold. True when Temporal suggests a fresh history instead."""
         memory, life = self.memory, self.life
         life.enter("paused")
-        self._next_send_at = None
+        self.next_send_at = None
         self.waiting_for = "an operator to resume it (`leadloop resume`)"
         self.publish(f"paused; waiting for {self.waiting_for}")
         await workflow.wait_condition(
@@ -238,21 +194,21 @@ class LeadNurtureWorkflow:
         """Wait, visibly, until an operator says the cause of a refused send is fixed."""
         life = self.life
         life.enter("send_refused")
-        self._blocked_reason = reason
-        self._next_send_at = None
+        self.blocked_reason = reason
+        self.next_send_at = None
         self.publish(f"sending blocked at step '{step_id}': {reason}; waiting for `leadloop retry`")
         life.retry = False
         await workflow.wait_condition(lambda: life.retry or life.unsubscribed)
         life.enter("send_retried")
-        self._blocked_reason = None
+        self.blocked_reason = None
 
     async def _with_sales(self) -> LeadNurtureResult:
         """Hand the lead to a rep (`workflows.sales`), then go where the rep's decision leads."""
         self.life.enter("threshold_reached")
-        self._next_send_at = None
+        self.next_send_at = None
         self.life.escalate = False
         ESCALATIONS.add(workflow.metric_meter(), cadence=self.input.cadence.name)
-        verdict = await self._sales.hand_over()
+        verdict = await self.sales.hand_over()
         if verdict is None:
             return await self._finish("unsubscribed", "unsubscribed")
         decision = verdict.decision
@@ -274,7 +230,7 @@ class LeadNurtureWorkflow:
         """Wait, visibly, for the lead's data to be fixed; then nurture resumes with the same cadence."""
         life = self.life
         life.enter("held")
-        self._next_send_at = None
+        self.next_send_at = None
         self.waiting_for = "the lead's data to be fixed (`leadloop lead update`, PATCH /leads/{id})"
         self.publish(f"held ({reason}): waiting for {self.waiting_for}")
         life.profile_fixed = False
@@ -290,7 +246,7 @@ class LeadNurtureWorkflow:
             return await self._finish("archived", f"{why}: retired after {memory.dormant_cycles} dormant cycle(s)")
         dormancy = policy.dormant
         life.enter("dormant")
-        self._next_send_at = None
+        self.next_send_at = None
         wake = self.clock.cadence_time(workflow.now()) + dormancy.reengage_after
         when = describe_local(wake, self.input.timezone)
         self.waiting_for = f"re-engagement with '{dormancy.cadence}' on {when}"
@@ -365,32 +321,7 @@ class LeadNurtureWorkflow:
 
     def publish(self, details: str | None = None) -> None:
         """Keep search attributes and the UI's current details in step with the state."""
-        memory, stage, total = self.memory, self.life.stage, self.score.total
-        steps = self.input.cadence.steps
-        step = steps[min(memory.step_index, len(steps) - 1)].id
-        assignment = self._sales.assignment
-        rep = f"rep-{assignment.rep_id}" if assignment and assignment.rep_id else ""
-        current = (stage, step, total, rep, memory.last_engaged_at, memory.streak, memory.recycles)
-        if current != self._published:  # each upsert is a history event: only on change
-            self._published = current
-            updates: list[SearchAttributeUpdate[Any]] = [
-                LEAD_STAGE.value_set(stage),
-                CADENCE_NAME.value_set(self.input.cadence.name),
-                CADENCE_STEP.value_set(step),
-                LEAD_SCORE.value_set(total),
-                ASSIGNED_REP.value_set(rep) if rep else ASSIGNED_REP.value_unset(),
-                UNOPENED_STREAK.value_set(memory.streak),
-                RECYCLE_COUNT.value_set(memory.recycles),
-            ]
-            if memory.last_engaged_at:
-                updates.append(LAST_ENGAGED_AT.value_set(memory.last_engaged_at))
-            workflow.upsert_search_attributes(updates)
-        threshold = self.threshold()
-        score = f"score {total}/{threshold}" if threshold else f"score {total}"
-        if details:
-            self._details = details
-        streak = f"; streak {memory.streak}" if memory.streak else ""
-        workflow.set_current_details(f"{stage}: {self._details}; {score}{streak}; {memory.cycle_sends} sent")
+        self._view.publish(self, details)
 
     @workflow.signal
     def enroll(self, input: EnrollInput) -> None:
@@ -431,20 +362,20 @@ class LeadNurtureWorkflow:
     @workflow.update
     async def accept(self, input: RepActionInput) -> RepActionResult:
         """The assigned rep takes the lead: converted, nurture stops for good."""
-        return await self._sales.act("accept", input)
+        return await self.sales.act("accept", input)
 
     @accept.validator
     def _validate_accept(self, input: RepActionInput) -> None:
-        self._sales.check("accept", input)
+        self.sales.check("accept", input)
 
     @workflow.update
     async def reject(self, input: RepActionInput) -> RepActionResult:
         """The assigned rep gives the lead back; the recycle policy decides by the reason."""
-        return await self._sales.act("reject", input)
+        return await self.sales.act("reject", input)
 
     @reject.validator
     def _validate_reject(self, input: RepActionInput) -> None:
-        self._sales.check("reject", input)
+        self.sales.check("reject", input)
         if input.reason not in REASONS:
             raise ValueError(f"unknown reason {input.reason!r}; one of: {', '.join(REASONS)}")
 
@@ -476,38 +407,4 @@ class LeadNurtureWorkflow:
 
     @workflow.query
     def state(self) -> LeadState:
-        memory, sales, lead = self.memory, self._sales, self.input
-        steps, assignment = lead.cadence.steps, self._sales.assignment
-        return LeadState(
-            lead_id=lead.lead_id,
-            stage=self.life.stage,
-            cadence=lead.cadence.name,
-            cadence_version=lead.cadence.version,
-            cycle=lead.cycle,
-            step_index=memory.step_index,
-            steps_total=len(steps),
-            current_step=steps[memory.step_index].id if memory.step_index < len(steps) else None,
-            next_send_at=self._next_send_at,
-            sends=memory.cycle_sends,
-            uncertain_sends=memory.uncertain,
-            blocked_reason=self._blocked_reason,
-            enrolments=memory.enrolments,
-            score=self.score,
-            threshold=self.threshold(),
-            engagement=memory.counts,
-            last_engaged_at=memory.last_engaged_at,
-            assigned_rep=assignment.rep_name if assignment else None,
-            assigned_rep_id=assignment.rep_id if assignment else None,
-            team=assignment.team if assignment else None,
-            assignment_key=assignment.key if assignment else None,
-            response_due=sales.response_due,
-            lapsed_rep_ids=list(sales.lapsed),
-            waiting_for=self.waiting_for,
-            recycles=memory.recycles,
-            dormant_cycles=memory.dormant_cycles,
-            unopened_streak=memory.streak,
-            big_bang_sent=memory.big_bang_sent,
-            last_disposition=sales.last_disposition,
-            opportunity_id=sales.opportunity_id,
-            history=list(memory.history),
-        )
+        return lead_state(self)

@@ -1,10 +1,11 @@
-"""A lead's lifecycle as a state machine (pure): which event moves a stage where, and what a rep's decision does."""
+"""A lead's lifecycle (pure): which event moves a stage where, the drip's next email, what a rep's decision does."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from leadloop.domain.models import DispositionOutcome, Stage
+from leadloop.domain.cadence import BigBang
+from leadloop.domain.models import Carry, DispositionOutcome, LeadNurtureInput, SendEmailInput, Stage
 from leadloop.domain.recycle import Disposition, RecyclePolicy
 from leadloop.domain.schedule import describe_local
 
@@ -125,6 +126,47 @@ class Lifecycle:
     def leaving(self) -> bool:
         """Unsubscribed or escalated: whatever the lead waits for, it waits no longer."""
         return self.unsubscribed or self.escalate
+
+
+@dataclass(frozen=True)
+class NextEmail:
+    """The drip's next email, how long after the last one it goes, how the UI names it; `big_bang` when it is that."""
+
+    email: SendEmailInput
+    wait: timedelta
+    label: str
+    big_bang: BigBang | None = None
+
+
+def next_email(lead: LeadNurtureInput, memory: Carry) -> NextEmail | None:
+    """The big bang once enough emails went unopened, else the next step; None: the cadence is complete."""
+    cadence, index = lead.cadence, memory.step_index
+    big = cadence.big_bang
+    if big is None or memory.big_bang_sent or memory.streak < big.after_unopened:
+        big = None
+    if big is not None:
+        step_id, template, subject, wait = "big-bang", big.template, big.subject, big.wait
+        label = f"the big bang ({memory.streak} unopened)"
+    elif index < len(cadence.steps):
+        step = cadence.steps[index]
+        step_id, template, subject, wait = step.id, step.template, step.subject, step.wait
+        label = f"step {index + 1} of {len(cadence.steps)} '{step.id}'"
+    else:
+        return None
+    email = SendEmailInput(
+        lead_id=lead.lead_id,
+        cycle=lead.cycle,
+        step_id=step_id,
+        step_number=min(index + 1, len(cadence.steps)),
+        steps_total=len(cadence.steps),
+        template=template,
+        subject=subject,
+        cadence=cadence.name,
+        default_locale=cadence.default_locale,
+        sender=cadence.sender,
+        send_as_owner=cadence.send_as_owner,
+    )
+    return NextEmail(email, wait, label, big)
 
 
 def format_wait(wait: timedelta) -> str:

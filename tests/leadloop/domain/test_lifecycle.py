@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from leadloop import PROJECT_ROOT
+from leadloop.domain.cadence import Cadence
 from leadloop.domain.lifecycle import (
     ESCALATING_STAGES,
     FINAL_STAGES,
@@ -15,11 +16,12 @@ from leadloop.domain.lifecycle import (
     accepted,
     escalates,
     format_wait,
+    next_email,
     next_stage,
     rejected,
     send_failure,
 )
-from leadloop.domain.models import STAGES, Carry, EngagementCounts, EngagementEvent, Stage
+from leadloop.domain.models import STAGES, Carry, EngagementCounts, EngagementEvent, LeadNurtureInput, Stage
 from leadloop.domain.recycle import Dormancy, RecyclePolicy, load_recycle
 
 POLICY = load_recycle(PROJECT_ROOT / "cadences" / "recycle.yaml")
@@ -235,3 +237,35 @@ def test_the_next_cycle_keeps_the_leads_memory_and_drops_the_cycles_counters() -
     assert begun.first_seen(event("a")) is None
     kept = memory.next_cycle("cycle 0: done", reset_engagement=False)
     assert len(kept.scored) == 1
+
+
+CADENCE = Cadence.model_validate(
+    {
+        "name": "drip",
+        "version": 1,
+        "steps": [
+            {"id": "one", "wait": "0", "template": "welcome", "subject": "One"},
+            {"id": "two", "wait": "2d", "template": "tips", "subject": "Two"},
+        ],
+        "big_bang": {"after_unopened": 2, "wait": "3d", "template": "big-bang", "subject": "Last one"},
+    }
+)
+
+
+def test_the_drip_sends_its_steps_then_the_big_bang_once_then_is_complete() -> None:
+    lead = LeadNurtureInput(lead_id=3, cadence=CADENCE, cycle=1)
+    memory = Carry(step_index=1, streak=1)
+    upcoming = next_email(lead, memory)
+    assert upcoming is not None and upcoming.big_bang is None
+    assert (upcoming.email.step_id, upcoming.email.step_number, upcoming.email.steps_total) == ("two", 2, 2)
+    assert (upcoming.wait, upcoming.label, upcoming.email.cycle) == (timedelta(days=2), "step 2 of 2 'two'", 1)
+    memory.step_index, memory.streak = 2, 2  # both unopened
+    bang = next_email(lead, memory)
+    assert bang is not None and bang.big_bang is not None
+    assert (bang.email.step_id, bang.email.template, bang.wait) == ("big-bang", "big-bang", timedelta(days=3))
+    assert bang.label == "the big bang (2 unopened)" and bang.email.step_number == 2
+    memory.big_bang_sent = True
+    assert next_email(lead, memory) is None
+    memory.streak = 0  # opened: no big bang either
+    memory.big_bang_sent = False
+    assert next_email(lead, memory) is None
