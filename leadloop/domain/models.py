@@ -188,9 +188,10 @@ class Carry(BaseModel):
         """The memory a run starts from: all of `carried` within a cycle, only what outlives a cycle otherwise."""
         if carried is None:
             return cls()
+        kept = carried.model_copy(deep=True)
         if carried.resume:
-            return carried.model_copy(deep=True)
-        return cls.model_validate(carried.model_dump(include=_LIFELONG))
+            return kept
+        return cls(**{name: getattr(kept, name) for name in _LIFELONG})
 
     def next_cycle(self, line: str, *, reset_engagement: bool) -> "Carry":
         """What the next cycle (a new run) starts from, `line` added to the lead's history."""
