@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from leadloop.domain.cadence import Cadence, Sender, SendWindow
 from leadloop.domain.recycle import RecyclePolicy
@@ -145,8 +145,20 @@ class CloseAssignmentInput(BaseModel):
     status: Literal["lapsed", "accepted", "rejected", "closed"]
 
 
+#: Event ids remembered to apply each event once; the HTTP side marks what it signalled, so only
+#: a race between two signallers repeats an id, and it repeats a recent one.
+SEEN_EVENT_IDS = 2000
+#: Human events kept for scoring; per-rule caps make older ones worth nothing more.
+SCORED_EVENTS = 500
+#: Lines of past cycles a lead keeps.
+HISTORY_LINES = 50
+
+
 class Carry(BaseModel):
-    """What a lead keeps from one cycle (run) to the next."""
+    """A lead's memory: what its workflow counts in a cycle, and what it keeps from one run to the next.
+
+    The workflow holds one and hands it to the next run (continue-as-new) in `LeadNurtureInput.carry`.
+    """
 
     recycles: int = 0
     dormant_cycles: int = 0
@@ -166,6 +178,93 @@ class Carry(BaseModel):
     big_bang_sent: bool = False
     last_planned: datetime | None = None
     paused: bool = False
+    _seen: set[str] = PrivateAttr(default_factory=set)
+
+    def model_post_init(self, context: object, /) -> None:
+        self._seen = set(self.seen_ids)
+
+    @classmethod
+    def begin(cls, carried: "Carry | None") -> "Carry":
+        """The memory a run starts from: all of `carried` within a cycle, only what outlives a cycle otherwise."""
+        if carried is None:
+            return cls()
+        kept = carried.model_copy(deep=True)
+        if carried.resume:
+            return kept
+        return cls(**{name: getattr(kept, name) for name in _LIFELONG})
+
+    def next_cycle(self, line: str, *, reset_engagement: bool) -> "Carry":
+        """What the next cycle (a new run) starts from, `line` added to the lead's history."""
+        return Carry(
+            recycles=self.recycles,
+            dormant_cycles=self.dormant_cycles,
+            seen_ids=self.seen_ids[-SEEN_EVENT_IDS:],
+            counts=self.counts,
+            last_engaged_at=self.last_engaged_at,
+            enrolments=self.enrolments,
+            history=[*self.history, line][-HISTORY_LINES:],
+            scored=[] if reset_engagement else self.scored,
+        )
+
+    def same_cycle(self) -> "Carry":
+        """What a fresh history of the same cycle (continue-as-new mid-cadence) goes on from."""
+        return self.model_copy(update={"resume": True, "seen_ids": self.seen_ids[-SEEN_EVENT_IDS:]})
+
+    def first_seen(self, event: "EngagementEvent") -> "EngagementEvent | None":
+        """The part of `event` not applied before (a folded batch keeps its new ids' count); None: all were."""
+        fresh = [i for i in (event.id, *event.also) if i not in self._seen]
+        if not fresh:
+            return None
+        self._seen.update(fresh)
+        self.seen_ids.extend(fresh)
+        if len(fresh) < 1 + len(event.also):  # some of a folded batch were applied before
+            return event.model_copy(update={"count": len(fresh)})
+        return event
+
+    def forget_old_ids(self) -> None:
+        if len(self.seen_ids) > SEEN_EVENT_IDS:
+            for old in self.seen_ids[:-SEEN_EVENT_IDS]:
+                self._seen.discard(old)
+            del self.seen_ids[:-SEEN_EVENT_IDS]
+
+    def count(self, event: "EngagementEvent") -> bool:
+        """Count an open, click or visit; True when it was human and so calls for a new score."""
+        counts = self.counts
+        if event.kind == "open":
+            if event.human:
+                counts.human_opens += event.count
+            else:
+                counts.machine_opens += event.count
+        elif event.kind == "click":
+            if event.human:
+                counts.human_clicks += event.count
+            else:
+                counts.machine_clicks += event.count
+        elif event.human:
+            counts.visits += event.count
+        if not event.human:
+            return False
+        if event.kind in ("open", "click"):
+            self.streak = 0  # machine hits never reach here: they do not count as opened
+        self.last_engaged_at = max(event.at, self.last_engaged_at) if self.last_engaged_at else event.at
+        for _ in range(min(event.count, SCORED_EVENTS)):
+            self.scored.append(Engagement(kind=event.kind, at=event.at, url=event.url))
+        del self.scored[:-SCORED_EVENTS]
+        return True
+
+
+#: What outlives a cycle; the rest of a `Carry` counts within one.
+_LIFELONG = {
+    "recycles",
+    "dormant_cycles",
+    "sends",
+    "seen_ids",
+    "counts",
+    "last_engaged_at",
+    "enrolments",
+    "history",
+    "scored",
+}
 
 
 class PauseInput(BaseModel):

@@ -33,6 +33,7 @@ from leadloop.domain.models import (
     NotifyRepInput,
     NotifyRepResult,
     PauseInput,
+    ProfileUpdatedInput,
     RepActionInput,
     RetrySendInput,
     SendEmailInput,
@@ -142,6 +143,11 @@ async def main() -> None:
         9: "continue-as-new-suggested",
         10: "escalation-reminder-lapse-unsubscribe",
         11: "rep-clock-reject-recycled",  # the demo's: a day a second, the rep's deadline in real time
+        # recorded after the workflow became a state machine (leadloop/domain/lifecycle.py, workflows/sales.py)
+        12: "state-machine-drip-complete",
+        13: "state-machine-reject-recycled",
+        14: "state-machine-accept-converted",
+        15: "state-machine-held-then-fixed",
     }
     # only what is asked for (default: what is missing); saved histories are never re-recorded
     wanted = {
@@ -158,9 +164,13 @@ async def main() -> None:
             if lead_id == 9:
                 continue  # on its own server, below
             cadence, scoring = (
-                (HOT, SCORING) if lead_id in (5, 6, 10, 11) else (BIG, None) if lead_id == 7 else (CADENCE, None)
+                (HOT, SCORING)
+                if lead_id in (5, 6, 10, 11, 13, 14, 15)
+                else (BIG, None)
+                if lead_id == 7
+                else (CADENCE, None)
             )
-            recycle = RECYCLE if lead_id in (6, 11) else FAST_DORMANCY if lead_id == 7 else None
+            recycle = RECYCLE if lead_id in (6, 11, 13, 14, 15) else FAST_DORMANCY if lead_id == 7 else None
             for _ in range(2):
                 await start_lead(client, lead, cadence, task_queue=queue, source="record",
                                  time_scale=3600 if lead_id == 10 else 86400 * 2,  # 10: a 2 h SLA lasts 2 s
@@ -198,7 +208,24 @@ async def main() -> None:
                 await asyncio.sleep(0.05)
             unsubscribe = EngagementEvent(id="u", kind="unsubscribe", human=True, at=datetime.now(UTC))
             await handle.signal("engagement", EngagementInput(events=[unsubscribe]))
-        for rejected in [i for i in (6, 11) if i in wanted]:
+        if 14 in wanted:  # the rep accepts: converted, the decision recorded as data
+            handle = client.get_workflow_handle(workflow_id(14))
+            await handover(client, 14)
+            await handle.execute_update("accept", RepActionInput(rep_id=1, opportunity_id="OPP-14", note="call Tue"))
+        if 15 in wanted:  # the rep says the data is wrong: held until an operator fixes it, then a new cycle
+            handle = client.get_workflow_handle(workflow_id(15))
+            await handover(client, 15)
+            first_run = (await handle.describe()).run_id
+            await handle.execute_update("reject", RepActionInput(rep_id=1, reason="invalid_data", note="bounced"))
+            while (await handle.describe()).search_attributes.get("LeadStage") != ["held"]:
+                await asyncio.sleep(0.1)
+            await handle.signal("profile_updated", ProfileUpdatedInput(fields=["email"]))
+            while (await handle.describe()).run_id == first_run:
+                await asyncio.sleep(0.1)
+            await save(client, 15, first_run, runs[15])
+            await handle.terminate("recorded")
+            del wanted[15]
+        for rejected in [i for i in (6, 11, 13) if i in wanted]:
             handle = client.get_workflow_handle(workflow_id(rejected))
             clicks = [EngagementEvent(id=f"c{i}", kind="click", human=True, at=datetime.now(UTC), url="x")
                       for i in range(2)]  # fmt: skip
@@ -232,6 +259,15 @@ async def main() -> None:
         len(sys.argv) == 1 and not (HERE / "continue-as-new-suggested.json").exists()
     ):
         await record_suggested_continue_as_new()
+
+
+async def handover(client: Client, lead_id: int) -> None:
+    """Two human clicks take the lead over the threshold; wait until rep-1 has it."""
+    handle = client.get_workflow_handle(workflow_id(lead_id))
+    clicks = [EngagementEvent(id=f"c{i}", kind="click", human=True, at=datetime.now(UTC), url="x") for i in range(2)]
+    await handle.signal("engagement", EngagementInput(events=clicks))
+    while (await handle.describe()).search_attributes.get("AssignedRep") != ["rep-1"]:
+        await asyncio.sleep(0.1)
 
 
 async def save(client: Client, lead_id: int, run_id: str, name: str) -> None:

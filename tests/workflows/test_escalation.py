@@ -301,6 +301,22 @@ async def dispositions(stack: Stack, lead_id: int) -> list[Any]:
         return list((await session.execute(query)).scalars())
 
 
+async def recorded_results(handle: WorkflowHandle[Any, Any]) -> list[Any]:
+    """What the workflow asked record_disposition to keep as data (`DispositionInput.result`), in its history."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from leadloop.domain.models import DispositionInput
+
+    history = await handle.fetch_history()
+    scheduled = [e.activity_task_scheduled_event_attributes for e in history.events]
+    converter = pydantic_data_converter.payload_converter
+    return [
+        converter.from_payload(a.input.payloads[0], DispositionInput).result
+        for a in scheduled
+        if a.activity_type.name == "record_disposition"
+    ]
+
+
 async def test_accept_converts_and_later_actions_are_refused(stack: Stack) -> None:
     from temporalio.client import WorkflowUpdateFailedError
 
@@ -329,6 +345,8 @@ async def test_accept_converts_and_later_actions_are_refused(stack: Stack) -> No
     history = await handle.fetch_history()
     accepted = [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
     assert len(accepted) == 1
+    [result] = await recorded_results(handle)
+    assert result.model_dump() == {"action": "converted", "cadence": None, "stage": "converted"}
 
 
 async def test_unknown_reason_and_rejects_before_escalation_are_refused(stack: Stack) -> None:
@@ -374,6 +392,7 @@ async def test_each_reason_does_what_the_policy_says(
 
     lead, handle, state = await with_rep(stack)
     rep = state.assigned_rep_id
+    deciding = (await handle.describe()).run_id
     result = await handle.execute_update(
         "reject", RepActionInput(rep_id=rep, reason=reason, note="from the test"), result_type=RepActionResult
     )
@@ -413,6 +432,10 @@ async def test_each_reason_does_what_the_policy_says(
         moved = await stack.until(handle, lambda s: awaiting_rep(s) and s.assigned_rep_id != rep)
         assert moved.stage == "with_sales"
         await stack.mail_to("@sales.example", 2)
+    # the decision also recorded as data, by the run that applied it
+    actions = {"nurturing": "recycled", "with_sales": "re-routed"}
+    [recorded] = await recorded_results(stack.client.get_workflow_handle(handle.id, run_id=deciding))
+    assert recorded.model_dump() == {"action": actions.get(stage, stage), "cadence": cadence, "stage": stage}
 
 
 async def test_recycle_cap_sends_the_lead_to_dormancy(stack: Stack) -> None:
