@@ -60,19 +60,19 @@ def unreachable(settings: Settings, exc: BaseException) -> str:
     return f"cannot reach Temporal at {settings.temporal_address}: {exc}"
 
 
-async def temporal(settings: Settings, *, lazy: bool = False, unchanged: bool = False) -> "Client":
+async def temporal(settings: Settings, *, lazy: bool = False, then: str = "") -> "Client":
     """A client on the settings' Temporal; unreachable, the command ends with the error line and exit 1.
 
     Args:
         lazy: connect on first use (a command that must go on, storing, while Temporal is down).
-        unchanged: the error line adds that nothing was changed (a command that changes nothing before this).
+        then: what became of the command's work, after the error line's "; " (`nothing was changed`).
     """
     from leadloop.infra.temporal import connect
 
     try:
         return await connect(settings, lazy=lazy)
     except RuntimeError as exc:
-        raise fail(unreachable(settings, exc) + ("; nothing was changed" if unchanged else "")) from None
+        raise fail(unreachable(settings, exc) + (f"; {then}" if then else "")) from None
 
 
 async def temporal_or_reason(settings: Settings) -> "Client | str":

@@ -148,7 +148,8 @@ async def update(lead_id: int, fields: dict[str, str]) -> tuple[list[str], bool]
         await session.commit()
     if not changed:
         return changed, False
-    return changed, await tell_workflow(await temporal(settings), lead_id, changed)
+    client = await temporal(settings, then=f"{', '.join(changed)} changed, its workflow not told")
+    return changed, await tell_workflow(client, lead_id, changed)
 
 
 def forget(
@@ -172,7 +173,7 @@ def forget(
     settings = get_settings()
 
     async def run() -> "Erasure":
-        client = await temporal(settings, unchanged=True)
+        client = await temporal(settings, then="nothing was changed")
         async with database(settings) as sessions:
             return await erase(sessions, client, target)
 
