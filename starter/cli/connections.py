@@ -5,8 +5,8 @@ for `leadloop --help`.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from leadloop.infra.settings import Settings, get_settings
@@ -83,3 +83,14 @@ async def temporal_or_reason(settings: Settings) -> "Client | str":
         return await connect(settings)
     except RuntimeError as exc:
         return unreachable(settings, exc)
+
+
+@contextmanager
+def lead_workflow(lead_id: int) -> Iterator[None]:
+    """Temporal's answer about one lead's workflow (none, ended, refused) as the error line `lead <id>: <why>`."""
+    from temporalio.service import RPCError
+
+    try:
+        yield
+    except RPCError as exc:
+        raise fail(f"lead {lead_id}: {exc.message}") from None

@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from leadloop.domain.models import RepActionInput
+from leadloop.domain.intake import intake_context
+from leadloop.domain.models import RepActionInput, RepActionResult
 from leadloop.domain.recycle import REASONS
 from leadloop.infra.settings import get_settings
-from starter.cli.connections import database, temporal
+from starter.cli.connections import database, lead_workflow, temporal
 from starter.cli.terminal import console, err, fail
 
 if TYPE_CHECKING:
-    from leadloop.domain.models import RepActionResult
     from leadloop.services.erasure import Erasure
 
 # sqlalchemy and temporalio load inside the commands that use them (connections.py says why)
@@ -21,34 +21,27 @@ if TYPE_CHECKING:
 
 def retry(lead_id: Annotated[int, typer.Argument(help="lead id")], note: str = "") -> None:
     """Tell a lead whose send was refused (policy, template) to try the step again."""
-    from temporalio.service import RPCError
-
     from leadloop.services.lead_client import LeadClient
 
     async def run() -> None:
         await LeadClient(await temporal(get_settings()), lead_id).retry_send(note)
 
-    try:
+    with lead_workflow(lead_id):
         asyncio.run(run())
-    except RPCError as exc:
-        raise fail(f"lead {lead_id}: {exc.message}") from None
     console.print(f"lead {lead_id}: retry requested")
 
 
 def hold(lead_id: int, action: Literal["pause", "resume"], note: str) -> None:
-    from temporalio.service import RPCError
-
     from leadloop.services.operations import HoldRefused, hold_drip
 
     async def run() -> None:
         await hold_drip(await temporal(get_settings()), lead_id, action, note)
 
     try:
-        asyncio.run(run())
+        with lead_workflow(lead_id):
+            asyncio.run(run())
     except HoldRefused as exc:
         raise fail(str(exc)) from None
-    except RPCError as exc:
-        raise fail(f"lead {lead_id}: {exc.message}") from None
     console.print(f"lead {lead_id}: {action}d" if action == "pause" else f"lead {lead_id}: resumed")
 
 
@@ -66,7 +59,7 @@ def decide(lead_id: int, action: Literal["accept", "reject"], request: RepAction
     from leadloop.services.decisions import DecisionRefused
     from leadloop.services.decisions import decide as send_decision
 
-    async def run() -> "RepActionResult":
+    async def run() -> RepActionResult:
         return await send_decision(await temporal(get_settings()), lead_id, action, request)
 
     try:
@@ -134,7 +127,6 @@ def lead_update(
 
 async def update(lead_id: int, fields: dict[str, str]) -> tuple[list[str], bool]:
     """Change the lead's row, then tell its workflow which fields changed; returns them and whether it was told."""
-    from leadloop.domain.intake import intake_context
     from leadloop.services.leads import LeadUpdateError, apply_update, tell_workflow
 
     settings = get_settings()

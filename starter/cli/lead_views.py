@@ -9,7 +9,7 @@ from rich.table import Table
 
 from leadloop.domain.models import LeadState
 from leadloop.infra.settings import get_settings
-from starter.cli.connections import database, in_session, temporal, temporal_or_reason
+from starter.cli.connections import database, in_session, lead_workflow, temporal, temporal_or_reason
 from starter.cli.terminal import console, fail, note
 from starter.output import styled
 
@@ -19,18 +19,13 @@ if TYPE_CHECKING:
 
 def lead_state(lead_id: int) -> LeadState:
     """The lead's workflow state (its `state` query); a clear error when there is none or no Temporal."""
-    # temporalio loads only when a command talks to Temporal (connections.py)
-    from temporalio.service import RPCError
-
-    from leadloop.services.lead_client import LeadClient
+    from leadloop.services.lead_client import LeadClient  # temporalio: see connections.py
 
     async def run() -> LeadState:
         return await LeadClient(await temporal(get_settings()), lead_id).state()
 
-    try:
+    with lead_workflow(lead_id):
         return asyncio.run(run())
-    except RPCError as exc:
-        raise fail(f"lead {lead_id}: {exc.message}") from None
 
 
 def state(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from leadloop.domain.routing import load_roster
+from leadloop.domain.routing import Roster, load_roster
 from leadloop.domain.rules import RuleFileError
 from leadloop.infra.settings import Settings, get_settings
 from starter.cli.connections import database, in_session, temporal_or_reason
@@ -15,7 +15,6 @@ from starter.cli.terminal import console, err, fail
 from starter.output import styled
 
 if TYPE_CHECKING:
-    from leadloop.domain.routing import Roster
     from leadloop.services.roster import ImportReport
 
 # sqlalchemy and temporalio load inside the commands that use them (connections.py says why)
@@ -34,7 +33,7 @@ def reps_import(path: Annotated[Path, typer.Argument(help="reps.yaml: teams and 
     )
 
 
-async def import_and_reroute(settings: Settings, roster: "Roster") -> "tuple[ImportReport, int]":
+async def import_and_reroute(settings: Settings, roster: Roster) -> "tuple[ImportReport, int]":
     """Store the roster, then tell the leads waiting for a rep to route again (when Temporal is there)."""
     from leadloop.services.operations import reroute_waiting
     from leadloop.services.roster import import_roster, waiting_leads
