@@ -113,7 +113,7 @@ async def story(lead_id: int) -> "tuple[list[Entry] | None, list[Entry], list[st
         stored = await database_entries(sessions, lead_id)
     client = await temporal_or_reason(settings)
     if isinstance(client, str):
-        return stored, [], [f"{client}: leadloop's database only"]
+        return stored, [], [f"{client}; leadloop's database only"]
     return stored, await temporal_entries(client, workflow_id(lead_id)), []
 
 

@@ -46,7 +46,7 @@ async def import_and_reroute(settings: Settings, roster: Roster) -> "tuple[Impor
         return report, 0
     client = await temporal_or_reason(settings)
     if isinstance(client, str):
-        err.print(styled(f"{client}: waiting leads retry on their own timer", "yellow"))
+        err.print(styled(f"{client}; waiting leads retry on their own timer", "yellow"))
         return report, 0
     return report, await reroute_waiting(client, waiting)
 
