@@ -147,8 +147,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     stop = stop or _stop_on_signals()
     log.info(
         "worker (role %s) polling task queue %s on %s",
-        settings.worker_role, " and ".join(map(repr, worker.task_queues)), settings.temporal_address,
-    )  # fmt: skip
+        settings.worker_role,
+        " and ".join(map(repr, worker.task_queues)),
+        settings.temporal_address,
+    )
     if runtime is not None:
         log.info("worker metrics at http://%s/metrics", settings.worker_metrics_address)
     async with worker:

@@ -45,10 +45,18 @@ class AssignmentActivities:
             rep, team_name, rule, why = await self._choose(session, input, routing)
             now = datetime.now(UTC)
             await insert_new(
-                session, Assignment, key=input.key, lead_id=input.lead_id, cycle=input.cycle,
-                rep_id=rep.id if rep else None, team=team_name, rule=rule if rep else f"{rule}: {why}",
-                status=OPEN if rep else "waiting", score=input.score, assigned_at=now,
-            )  # fmt: skip
+                session,
+                Assignment,
+                key=input.key,
+                lead_id=input.lead_id,
+                cycle=input.cycle,
+                rep_id=rep.id if rep else None,
+                team=team_name,
+                rule=rule if rep else f"{rule}: {why}",
+                status=OPEN if rep else "waiting",
+                score=input.score,
+                assigned_at=now,
+            )
             if rep is not None:
                 # earlier waits of this lead are over
                 await session.execute(

@@ -121,9 +121,12 @@ class SmtpPool:
     async def _open(self) -> _Connection:
         config = self.config
         smtp = aiosmtplib.SMTP(
-            hostname=config.host, port=config.port, timeout=config.timeout,
-            start_tls=config.starttls if config.starttls else False, use_tls=config.use_tls,
-        )  # fmt: skip
+            hostname=config.host,
+            port=config.port,
+            timeout=config.timeout,
+            start_tls=config.starttls if config.starttls else False,
+            use_tls=config.use_tls,
+        )
         await smtp.connect()
         try:
             if config.username:
@@ -324,8 +327,12 @@ class EmailActivities:
         whose address came from the beacon's request, only its path on the site's own origin, never a link."""
         url = event.url or ""
         where = shown_page(url, self._site_origins, event.title) if event.kind == "visit" else url
-        return {"at": f"{event.occurred_at.astimezone(zone):%a %d %b %H:%M}", "kind": event.kind, "where": where,
-                "url": url if event.kind == "click" else ""}  # fmt: skip
+        return {
+            "at": f"{event.occurred_at.astimezone(zone):%a %d %b %H:%M}",
+            "kind": event.kind,
+            "where": where,
+            "url": url if event.kind == "click" else "",
+        }
 
     def _render_notification(
         self,
@@ -346,10 +353,16 @@ class EmailActivities:
 
         name = " ".join(p for p in (lead.first_name, lead.last_name) if p)
         fields = (
-            ("Email", lead.email), ("Title", lead.title), ("Company", lead.company), ("Industry", lead.industry),
-            ("Company size", lead.company_size), ("Country", lead.country), ("Region", lead.region),
-            ("Product interest", lead.product_interest), ("Owner", lead.owner),
-        )  # fmt: skip
+            ("Email", lead.email),
+            ("Title", lead.title),
+            ("Company", lead.company),
+            ("Industry", lead.industry),
+            ("Company size", lead.company_size),
+            ("Country", lead.country),
+            ("Region", lead.region),
+            ("Product interest", lead.product_interest),
+            ("Owner", lead.owner),
+        )
         deadline = (
             f"{input.deadline.astimezone(ZoneInfo(rep.timezone)):%a %d %b %H:%M} ({rep.timezone})"
             if input.deadline
@@ -383,10 +396,15 @@ class EmailActivities:
             locale="en",
         )
         message = build_message(
-            rendered, sender_name=self.default_sender[0], sender_address=self.default_sender[1], to_name=rep.name,
-            to_address=rep.email, msg_id=msg_id, date=datetime.now(UTC),
+            rendered,
+            sender_name=self.default_sender[0],
+            sender_address=self.default_sender[1],
+            to_name=rep.name,
+            to_address=rep.email,
+            msg_id=msg_id,
+            date=datetime.now(UTC),
             headers={"X-Leadloop-Outbox-Key": f"{input.assignment_key}.{'remind' if input.reminder else 'notify'}"},
-        )  # fmt: skip
+        )
         if len(recipients) > 1 and team and team.manager_email:
             message["Cc"] = f"{team.manager_name or ''} <{team.manager_email}>"
         return message
@@ -461,9 +479,18 @@ class EmailActivities:
     ) -> Outbox:
         """The outbox row of `key`, inserted by the first attempt, as it stands: one round trip and a commit."""
         row = await insert_or_get(
-            session, Outbox, key=key, lead_id=lead_id, cycle=cycle, step_id=step_id, cadence=cadence,
-            status="pending", message_id=msg_id, attempts=0, created_at=datetime.now(UTC),
-        )  # fmt: skip
+            session,
+            Outbox,
+            key=key,
+            lead_id=lead_id,
+            cycle=cycle,
+            step_id=step_id,
+            cadence=cadence,
+            status="pending",
+            message_id=msg_id,
+            attempts=0,
+            created_at=datetime.now(UTC),
+        )
         await session.commit()
         return row
 
@@ -477,11 +504,17 @@ class EmailActivities:
         postal = (input.sender.postal_address if input.sender else None) or self.settings.postal_address
         context = email_context(
             {f: getattr(lead, f) for f in LEAD_FIELDS} | {"attributes": lead.attributes},
-            step=step, step_number=input.step_number, steps_total=input.steps_total, cadence=input.cadence,
-            sender_name=sender_name, sender_address=sender_address, postal_address=postal,
-            public_url=self.settings.public_url, site_url=self.settings.site_url,
+            step=step,
+            step_number=input.step_number,
+            steps_total=input.steps_total,
+            cadence=input.cadence,
+            sender_name=sender_name,
+            sender_address=sender_address,
+            postal_address=postal,
+            public_url=self.settings.public_url,
+            site_url=self.settings.site_url,
             unsubscribe_url=links.unsubscribe_url,
-        )  # fmt: skip
+        )
         try:
             rendered = self.renderer.render(step, lead.locale, input.default_locale, context)
         except (TemplateError, TemplateMissing) as exc:
@@ -500,9 +533,15 @@ class EmailActivities:
             headers["Reply-To"] = reply_to
         try:
             return build_message(
-                rendered, sender_name=sender_name, sender_address=sender_address, to_name=name,
-                to_address=lead.email, msg_id=msg_id, date=datetime.now(UTC), headers=headers,
-            )  # fmt: skip
+                rendered,
+                sender_name=sender_name,
+                sender_address=sender_address,
+                to_name=name,
+                to_address=lead.email,
+                msg_id=msg_id,
+                date=datetime.now(UTC),
+                headers=headers,
+            )
         except ValueError as exc:
             raise ApplicationError(
                 f"cannot build the message: {exc}", type="TemplateError", non_retryable=True

@@ -9,6 +9,7 @@ from temporalio.exceptions import ApplicationError
 
 from leadloop.domain.cadence import cadence_path, load_cadence
 from leadloop.domain.models import DispositionInput, LoadCycleInput, LoadCycleResult
+from leadloop.domain.outcomes import outcome_from_text
 from leadloop.domain.recycle import load_recycle
 from leadloop.domain.rules import RuleFileError
 from leadloop.infra.db import DispositionRow, Lead, insert_new, suppress
@@ -48,12 +49,15 @@ class LeadActivities:
 
     @activity.defn(name="record_disposition")
     async def record_disposition(self, input: DispositionInput) -> None:
-        """Record a rep's decision; the assignment key makes a retry a no-op."""
+        """Record a rep's decision; the assignment key makes a retry a no-op. A workflow started before outcomes
+        were data sends only the words: the outcome is read from them."""
+        result = input.result or outcome_from_text(input.action, input.outcome)
         async with self.sessionmaker() as session:
             await insert_new(
                 session, DispositionRow, key=input.key, lead_id=input.lead_id, cycle=input.cycle,
                 rep_id=input.rep_id, action=input.action, reason=input.reason, note=input.note or None,
-                opportunity_id=input.opportunity_id, outcome=input.outcome, source=input.source,
+                opportunity_id=input.opportunity_id, outcome=input.outcome, outcome_action=result.action,
+                outcome_cadence=result.cadence, outcome_stage=result.stage, source=input.source,
                 created_at=datetime.now(UTC),
             )  # fmt: skip
             await session.commit()

@@ -132,8 +132,9 @@ class Clicker:
                         return
                     done[address] += 1
                     try:
-                        answer = await http.get(click_url(self.stack.sink.bodies[address]),
-                                                headers={"user-agent": BROWSER})  # fmt: skip
+                        answer = await http.get(
+                            click_url(self.stack.sink.bodies[address]), headers={"user-agent": BROWSER}
+                        )
                     except httpx.TransportError:
                         self.refused += 1
                     else:
@@ -150,8 +151,10 @@ def write_chaos_cadence(folder: Path, steps: int, step_seconds: int) -> None:
     """`chaos`: S steps, `step_seconds` apart (a cadence day is a second at the bench's time scale), a send
     window open all week, and no escalation, so every lead goes the whole way."""
     window = '{days: [mon, tue, wed, thu, fri, sat, sun], start: "00:00", end: "23:59"}'
-    lines = [f"  - {{id: s{i}, wait: {'0' if i == 0 else f'{step_seconds}d'}, template: welcome, "
-             f"subject: \"Step {i}\"}}" for i in range(steps)]  # fmt: skip
+    lines = [
+        f'  - {{id: s{i}, wait: {"0" if i == 0 else f"{step_seconds}d"}, template: welcome, subject: "Step {i}"}}'
+        for i in range(steps)
+    ]
     head = f"name: chaos\nversion: 1\ndefault_locale: en\nsend_window: {window}\nescalation: {{threshold: 10000}}\n"
     (folder / "chaos.yaml").write_text(head + "steps:\n" + "\n".join(lines) + "\n")
 
@@ -248,8 +251,13 @@ async def run_chaos(
             await engine.dispose()
             report["took_s"] = time.perf_counter() - t0
             report["timeline"] = log
-            report["setup"] = {"leads": leads, "steps": steps, "step_seconds": step_seconds,
-                               "smtp_outage_s": smtp_outage, "database": db}  # fmt: skip
+            report["setup"] = {
+                "leads": leads,
+                "steps": steps,
+                "step_seconds": step_seconds,
+                "smtp_outage_s": smtp_outage,
+                "database": db,
+            }
             return report
         finally:
             await stack.stop()
@@ -342,10 +350,21 @@ async def _check(
 
 def markdown(report: dict[str, Any], command: str) -> str:
     setup = report["setup"]
-    lines = [f"# leadloop chaos, {datetime.now(UTC):%Y-%m-%d} on {platform.node()}", "", f"`{command}`", "",
-             f"{setup['leads']} leads x {setup['steps']} steps, {setup['step_seconds']} s apart; dev server on an "
-             f"SQLite file, leadloop's database {setup['database']}; {report['took_s']:.0f} s in all.", "",
-             "```", *report["timeline"], "```", "", "| check (target 0) | found |", "| --- | ---: |"]  # fmt: skip
+    lines = [
+        f"# leadloop chaos, {datetime.now(UTC):%Y-%m-%d} on {platform.node()}",
+        "",
+        f"`{command}`",
+        "",
+        f"{setup['leads']} leads x {setup['steps']} steps, {setup['step_seconds']} s apart; dev server on an "
+        f"SQLite file, leadloop's database {setup['database']}; {report['took_s']:.0f} s in all.",
+        "",
+        "```",
+        *report["timeline"],
+        "```",
+        "",
+        "| check (target 0) | found |",
+        "| --- | ---: |",
+    ]
     lines += [f"| {name} | {value} |" for name, value in report["checks"].items()]
     lines += ["", "| figure | value |", "| --- | --- |"]
     lines += [f"| {name} | {value} |" for name, value in report["figures"].items()]

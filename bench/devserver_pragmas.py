@@ -55,8 +55,14 @@ async def measure(pragmas: list[str] | None, workflows: int, steps: int, port: i
         try:
             client = await Client.connect(f"127.0.0.1:{port}")
             queue = f"bench-{uuid.uuid4()}"
-            async with Worker(client, task_queue=queue, workflows=[Floor], activities=[noop],
-                              max_concurrent_activities=200, max_concurrent_workflow_tasks=200):  # fmt: skip
+            async with Worker(
+                client,
+                task_queue=queue,
+                workflows=[Floor],
+                activities=[noop],
+                max_concurrent_activities=200,
+                max_concurrent_workflow_tasks=200,
+            ):
                 began = time.perf_counter()
                 handles = await asyncio.gather(
                     *(client.start_workflow(Floor.run, steps, id=f"w{i}", task_queue=queue) for i in range(workflows))

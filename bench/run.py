@@ -199,8 +199,10 @@ class Stack:
         }
 
     def settings(self) -> Settings:
-        return Settings(_env_file=None, **{k.removeprefix("LEADLOOP_").lower(): v for k, v in self.env().items()
-                                           if k.startswith("LEADLOOP_")})  # type: ignore[arg-type]  # fmt: skip
+        return Settings(
+            _env_file=None,
+            **{k.removeprefix("LEADLOOP_").lower(): v for k, v in self.env().items() if k.startswith("LEADLOOP_")},
+        )  # type: ignore[arg-type]
 
     async def start(self, steps: int) -> None:
         write_rules(self.tmp / "rules", steps)
@@ -220,8 +222,17 @@ class Stack:
             await import_roster(session, load_roster(self.tmp / "rules" / "reps.yaml"))
             await session.commit()
         await engine.dispose()
-        args = ["server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.temporal_port), "--headless",
-                "--log-level", "never"]  # fmt: skip
+        args = [
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.temporal_port),
+            "--headless",
+            "--log-level",
+            "never",
+        ]
         if self.dev_mode == "sqlite-wal":
             args += ["--db-filename", str(self.tmp / "temporal.db")]
             for pragma in SQLITE_PRAGMAS:
@@ -249,16 +260,28 @@ class Stack:
     async def _worker_process(self, role: str) -> asyncio.subprocess.Process:
         with (self.tmp / f"worker-{role}.log").open("ab") as log:  # the child keeps its own descriptor
             return await asyncio.create_subprocess_exec(
-                sys.executable, "worker.py", cwd=PROJECT_ROOT, env={**self.env(), "LEADLOOP_WORKER_ROLE": role},
-                stdout=log, stderr=log,
-            )  # fmt: skip
+                sys.executable,
+                "worker.py",
+                cwd=PROJECT_ROOT,
+                env={**self.env(), "LEADLOOP_WORKER_ROLE": role},
+                stdout=log,
+                stderr=log,
+            )
 
     async def start_api(self) -> None:
         with (self.tmp / "api.log").open("ab") as api_log:
             self.api = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "starter.cli", "api", "--port", str(self.api_port), cwd=PROJECT_ROOT,
-                env=self.env(), stdout=api_log, stderr=api_log,
-            )  # fmt: skip
+                sys.executable,
+                "-m",
+                "starter.cli",
+                "api",
+                "--port",
+                str(self.api_port),
+                cwd=PROJECT_ROOT,
+                env=self.env(),
+                stdout=api_log,
+                stderr=api_log,
+            )
         async with httpx.AsyncClient() as http:
             for _ in range(300):
                 try:
@@ -271,8 +294,13 @@ class Stack:
 
     def cpu(self, **extra: asyncio.subprocess.Process) -> dict[str, float]:
         found = {"bench (client, sink)": cpu_seconds(os.getpid())}
-        named = {"worker": self.worker, "sales worker": self.sales, "http": self.api, "dev server": self.server,
-                 **extra}  # fmt: skip
+        named = {
+            "worker": self.worker,
+            "sales worker": self.sales,
+            "http": self.api,
+            "dev server": self.server,
+            **extra,
+        }
         for name, proc in named.items():
             if proc is not None and proc.returncode is None:
                 found[name] = cpu_seconds(proc.pid)
@@ -280,8 +308,12 @@ class Stack:
 
     def memory(self) -> dict[str, dict[str, int]]:
         found = {}
-        for name, proc in (("worker", self.worker), ("sales worker", self.sales), ("http", self.api),
-                           ("dev server", self.server)):  # fmt: skip
+        for name, proc in (
+            ("worker", self.worker),
+            ("sales worker", self.sales),
+            ("http", self.api),
+            ("dev server", self.server),
+        ):
             if proc is not None and proc.returncode is None:
                 found[name] = tree_rss_kib(proc.pid)
         found["bench (client, sink)"] = rss_kib(os.getpid())
@@ -304,25 +336,40 @@ class Stack:
 def write_rules(folder: Path, steps: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     window = '{days: [mon, tue, wed, thu, fri, sat, sun], start: "00:00", end: "23:59"}'
-    lines = [f"  - {{id: s{i}, wait: {'0' if i == 0 else '1d'}, template: welcome, subject: \"Step {i}\"}}"
-             for i in range(steps)]  # fmt: skip
-    (folder / "drip.yaml").write_text(f"name: drip\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
-                                      "escalation: {threshold: 1000}\nsteps:\n" + "\n".join(lines) + "\n")  # fmt: skip
-    (folder / "hot.yaml").write_text(f"name: hot\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
-                                     "escalation: {threshold: 50}\nsteps:\n"
-                                     "  - {id: s0, wait: 0, template: welcome, subject: Hot}\n"
-                                     "  - {id: s1, wait: 300d, template: tips, subject: Later}\n")  # fmt: skip
-    (folder / "idle.yaml").write_text(f"name: idle\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
-                                      "escalation: {threshold: 1000}\nsteps:\n"
-                                      "  - {id: s0, wait: 0, template: welcome, subject: First}\n"
-                                      "  - {id: s1, wait: 365d, template: tips, subject: Much later}\n")  # fmt: skip
-    steady = "".join(f"  - {{id: s{i}, wait: {'0' if i == 0 else f'{STEADY_PERIOD_S:.0f}d'}, template: welcome, "
-                     f"subject: \"Steady {i}\"}}\n" for i in range(STEADY_STEPS))  # fmt: skip
-    (folder / "steady.yaml").write_text(f"name: steady\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
-                                        "escalation: {threshold: 1000}\nsteps:\n" + steady)  # fmt: skip
-    (folder / "sleepy.yaml").write_text(f"name: sleepy\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
-                                        "escalation: {threshold: 1000}\nsteps:\n"
-                                        "  - {id: s0, wait: 300d, template: welcome, subject: Later}\n")  # fmt: skip
+    lines = [
+        f'  - {{id: s{i}, wait: {"0" if i == 0 else "1d"}, template: welcome, subject: "Step {i}"}}'
+        for i in range(steps)
+    ]
+    (folder / "drip.yaml").write_text(
+        f"name: drip\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
+        "escalation: {threshold: 1000}\nsteps:\n" + "\n".join(lines) + "\n"
+    )
+    (folder / "hot.yaml").write_text(
+        f"name: hot\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
+        "escalation: {threshold: 50}\nsteps:\n"
+        "  - {id: s0, wait: 0, template: welcome, subject: Hot}\n"
+        "  - {id: s1, wait: 300d, template: tips, subject: Later}\n"
+    )
+    (folder / "idle.yaml").write_text(
+        f"name: idle\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
+        "escalation: {threshold: 1000}\nsteps:\n"
+        "  - {id: s0, wait: 0, template: welcome, subject: First}\n"
+        "  - {id: s1, wait: 365d, template: tips, subject: Much later}\n"
+    )
+    steady = "".join(
+        f"  - {{id: s{i}, wait: {'0' if i == 0 else f'{STEADY_PERIOD_S:.0f}d'}, template: welcome, "
+        f'subject: "Steady {i}"}}\n'
+        for i in range(STEADY_STEPS)
+    )
+    (folder / "steady.yaml").write_text(
+        f"name: steady\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
+        "escalation: {threshold: 1000}\nsteps:\n" + steady
+    )
+    (folder / "sleepy.yaml").write_text(
+        f"name: sleepy\nversion: 1\ndefault_locale: en\nsend_window: {window}\n"
+        "escalation: {threshold: 1000}\nsteps:\n"
+        "  - {id: s0, wait: 300d, template: welcome, subject: Later}\n"
+    )
     (folder / "scoring.yaml").write_text("version: 1\nengagement:\n  - {name: open, kind: open, points: 50}\n")
     (folder / "routing.yaml").write_text("version: 1\nrules:\n  - {name: all, team: bench}\n")
     (folder / "reps.yaml").write_text(
@@ -353,10 +400,16 @@ async def enroll(stack: Stack, client: Client, csv: Path, cadence_name: str) -> 
     engine = make_engine(stack.database_url)
     began = time.perf_counter()
     report = await enroll_leads(
-        parsed.leads, cadence, sessionmaker=make_sessionmaker(engine), client=client, task_queue="bench",
-        sales_task_queue=settings.sales_task_queue, time_scale=TIME_SCALE, source="bench",
+        parsed.leads,
+        cadence,
+        sessionmaker=make_sessionmaker(engine),
+        client=client,
+        task_queue="bench",
+        sales_task_queue=settings.sales_task_queue,
+        time_scale=TIME_SCALE,
+        source="bench",
         scoring=current_scoring(settings.scoring_file),
-    )  # fmt: skip
+    )
     took = time.perf_counter() - began
     await engine.dispose()
     ids = [r.lead_id for r in report.results if r.lead_id is not None]
@@ -371,17 +424,24 @@ async def orchestration_floor(stack: Stack, leads: int, steps: int) -> dict[str,
     queue = f"floor-{uuid.uuid4()}"
     log = (stack.tmp / "floor.log").open("ab")
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "bench/floor.py", stack.address, queue, cwd=PROJECT_ROOT, env=stack.env(), stdout=log,
+        sys.executable,
+        "bench/floor.py",
+        stack.address,
+        queue,
+        cwd=PROJECT_ROOT,
+        env=stack.env(),
+        stdout=log,
         stderr=log,
-    )  # fmt: skip
+    )
     try:
         client = await Client.connect(stack.address)
         gate = asyncio.Semaphore(32)  # enrol_leads' concurrency
 
         async def start(i: int) -> Any:
             async with gate:
-                return await client.start_workflow(Floor.run, args=[steps, 1.0], id=f"floor-{queue}-{i}",
-                                                   task_queue=queue)  # fmt: skip
+                return await client.start_workflow(
+                    Floor.run, args=[steps, 1.0], id=f"floor-{queue}-{i}", task_queue=queue
+                )
 
         cpu_before = stack.cpu(floor_worker=worker)
         began = time.perf_counter()
@@ -440,17 +500,26 @@ async def database_size(stack: Stack, leads: int) -> dict[str, Any]:
         grouped = (await conn.execute(text("SELECT status, count(*) FROM outbox GROUP BY status"))).all()
         statuses: dict[str, int] = {str(status): int(count) for status, count in grouped}
         if stack.db == "postgresql":
-            size = (await conn.execute(text(
-                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                "c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"))).scalar_one()  # fmt: skip
+            size = (
+                await conn.execute(
+                    text(
+                        "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                        "c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"
+                    )
+                )
+            ).scalar_one()
         else:
             await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
             page = (await conn.execute(text("PRAGMA page_size"))).scalar_one()
             pages = (await conn.execute(text("PRAGMA page_count"))).scalar_one()
             size = page * pages
     await engine.dispose()
-    return {"rows_per_lead": sum(rows.values()) / leads, "bytes_per_lead": float(size) / leads, "rows": rows,
-            "outbox_status": statuses}  # fmt: skip
+    return {
+        "rows_per_lead": sum(rows.values()) / leads,
+        "bytes_per_lead": float(size) / leads,
+        "rows": rows,
+        "outbox_status": statuses,
+    }
 
 
 def pixel_url(content: bytes) -> str:
@@ -491,10 +560,20 @@ async def escalation_latency(
                 if stop.is_set():
                     break
                 lead = LeadIn(email=f"bg{i}@leads.example", first_name=f"Bg{i}", timezone="Europe/Athens")
-                started.append(asyncio.create_task(enroll_leads(
-                    [lead], steady, sessionmaker=maker, client=client, task_queue="bench", time_scale=TIME_SCALE,
-                    source="bench", sales_task_queue=stack.settings().sales_task_queue,
-                )))  # fmt: skip
+                started.append(
+                    asyncio.create_task(
+                        enroll_leads(
+                            [lead],
+                            steady,
+                            sessionmaker=maker,
+                            client=client,
+                            task_queue="bench",
+                            time_scale=TIME_SCALE,
+                            source="bench",
+                            sales_task_queue=stack.settings().sales_task_queue,
+                        )
+                    )
+                )
                 next_at += interval
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
             await stop.wait()
@@ -546,8 +625,16 @@ async def escalation_latency(
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, round(p / 100 * (len(latencies) - 1)))]
 
-    return {"samples": len(latencies), "p50_s": pct(50), "p95_s": pct(95), "p99_s": pct(99), "max_s": latencies[-1],
-            "all_s": [round(x, 3) for x in latencies], "phases": phases, "over_60_s": timeouts}  # fmt: skip
+    return {
+        "samples": len(latencies),
+        "p50_s": pct(50),
+        "p95_s": pct(95),
+        "p99_s": pct(99),
+        "max_s": latencies[-1],
+        "all_s": [round(x, 3) for x in latencies],
+        "phases": phases,
+        "over_60_s": timeouts,
+    }
 
 
 #: Where an escalation's time goes, read off each hot lead's history (server timestamps).
@@ -589,8 +676,9 @@ async def latency_phases(client: Client, opened_at: dict[int, float]) -> dict[st
                 kind = scheduled.get(event.activity_task_completed_event_attributes.scheduled_event_id, "")
                 if kind and f"{kind}.completed" not in at:
                     at[f"{kind}.completed"] = when
-        steps = ["signal"] + [f"{kind}.{mark}" for kind in ("assign_lead", "notify_rep")
-                              for mark in ("scheduled", "started", "completed")]  # fmt: skip
+        steps = ["signal"] + [
+            f"{kind}.{mark}" for kind in ("assign_lead", "notify_rep") for mark in ("scheduled", "started", "completed")
+        ]
         marks = [opened] + [at.get(k) for k in steps]
         if any(m is None for m in marks):
             continue
@@ -622,10 +710,20 @@ async def start_profiler(stack: Stack, output: Path) -> tuple[asyncio.subprocess
     assert stack.worker is not None
     output.parent.mkdir(parents=True, exist_ok=True)
     proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(stack.worker.pid), "--rate", "50",
-        "--format", "speedscope", "--output", str(output), "--nonblocking",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+        str(Path(sys.executable).parent / "py-spy"),
+        "record",
+        "--pid",
+        str(stack.worker.pid),
+        "--rate",
+        "50",
+        "--format",
+        "speedscope",
+        "--output",
+        str(output),
+        "--nonblocking",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     return proc, output
 
 
@@ -673,18 +771,23 @@ async def run_config(
             result["leadloop"]["history_events_max"] = max(histories)
             result["database_per_lead"] = await database_size(stack, leads)
             half = result["leadloop"]["emails_per_s"] / 2
-            print(f"[{dev_mode} / {db}] open-to-escalation latency, {hot} leads, drip at {half:.0f} emails/s",
-                  flush=True)  # fmt: skip
+            print(
+                f"[{dev_mode} / {db}] open-to-escalation latency, {hot} leads, drip at {half:.0f} emails/s", flush=True
+            )
             result["latency"] = await escalation_latency(stack, client, hot, half, 5_000_000)
             result["latency"]["background_emails_per_s"] = half
             result["memory_kib"] = stack.memory()
             if mem_leads:
                 print(f"[{dev_mode} / {db}] {mem_leads} more leads waiting mid-cadence", flush=True)
-                took, _ = await enroll(stack, client, write_csv(stack.tmp / "mem.csv", 20_000_000, mem_leads, "mem"),
-                                       "sleepy")  # fmt: skip
+                took, _ = await enroll(
+                    stack, client, write_csv(stack.tmp / "mem.csv", 20_000_000, mem_leads, "mem"), "sleepy"
+                )
                 await settle(stack)
-                result["mid_cadence"] = {"leads": mem_leads, "enrolments_per_s": mem_leads / took,
-                                         "memory_kib": stack.memory()}  # fmt: skip
+                result["mid_cadence"] = {
+                    "leads": mem_leads,
+                    "enrolments_per_s": mem_leads / took,
+                    "memory_kib": stack.memory(),
+                }
             result["ratios"] = {
                 "emails_vs_orchestration_floor": result["leadloop"]["emails_per_s"] / result["floor"]["steps_per_s"],
                 "enrolments_vs_bare_starts": result["leadloop"]["enrolments_per_s"] / result["floor"]["starts_per_s"],
@@ -705,14 +808,19 @@ TARGETS = {
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# leadloop bench, {report['date']} on {report['host']}", "",
-             f"`{report['command']}` — {report['machine']}, worker cache {report.get('worker_cached_workflows')} "
-             f"workflows, {report.get('worker_max_activities')} activities at once"
-             + ("; the sales path on its own task queue and worker process" if report.get("sales_worker") else ""),
-             ""]  # fmt: skip
-    lines += ["| dev server / database | starts/s floor | enrol/s | ratio | steps/s floor | emails/s | ratio | "
-              "SMTP floor/s | escalation p50 / p95 / p99 (s) | events/lead | rows, KiB /lead |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]  # fmt: skip
+    lines = [
+        f"# leadloop bench, {report['date']} on {report['host']}",
+        "",
+        f"`{report['command']}` — {report['machine']}, worker cache {report.get('worker_cached_workflows')} "
+        f"workflows, {report.get('worker_max_activities')} activities at once"
+        + ("; the sales path on its own task queue and worker process" if report.get("sales_worker") else ""),
+        "",
+    ]
+    lines += [
+        "| dev server / database | starts/s floor | enrol/s | ratio | steps/s floor | emails/s | ratio | "
+        "SMTP floor/s | escalation p50 / p95 / p99 (s) | events/lead | rows, KiB /lead |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
     for r in report["configs"]:
         if "ratios" not in r:
             lines.append(f"| {r['dev_server']} / {r['database']} | failed: {r.get('error', '?')} |")
@@ -737,14 +845,20 @@ def markdown(report: dict[str, Any]) -> str:
     for r in report["configs"]:
         if "memory_kib" in r:
             m = r["memory_kib"]
-            peaks = [f"{m[k]['VmHWM'] / 1024:.0f}" if k in m else "-"
-                     for k in ("worker", "sales worker", "http", "dev server")]  # fmt: skip
+            peaks = [
+                f"{m[k]['VmHWM'] / 1024:.0f}" if k in m else "-"
+                for k in ("worker", "sales worker", "http", "dev server")
+            ]
             lines.append(f"| {r['dev_server']} / {r['database']} | " + " | ".join(peaks) + " |")
     phased = [r for r in report["configs"] if r.get("latency", {}).get("phases")]
     if phased:
-        lines += ["", "Where an escalation's time goes, p50 / p99 / max (s), from each hot lead's history:", "",
-                  "| phase | " + " | ".join(f"{r['dev_server']} / {r['database']}" for r in phased) + " |",
-                  "| --- |" + " --- |" * len(phased)]  # fmt: skip
+        lines += [
+            "",
+            "Where an escalation's time goes, p50 / p99 / max (s), from each hot lead's history:",
+            "",
+            "| phase | " + " | ".join(f"{r['dev_server']} / {r['database']}" for r in phased) + " |",
+            "| --- |" + " --- |" * len(phased),
+        ]
         for name, meaning in PHASES:
             cells = []
             for r in phased:
@@ -756,16 +870,32 @@ def markdown(report: dict[str, Any]) -> str:
             m = r["mid_cadence"]["memory_kib"]
             resident = ", ".join(f"{k} {v['VmRSS'] / 1024:.0f}" for k, v in m.items())
             where = f"{r['dev_server']} / {r['database']}"
-            lines += ["", f"{r['mid_cadence']['leads']} more leads waiting on their cadence's timer ({where}), "
-                      f"resident MiB: {resident}"]  # fmt: skip
-    lines += ["", "Targets: " + "; ".join(
-        f"{name} ≥ {goal}: " + ", ".join(
-            f"{r['ratios'][name]:.2f} {'met' if r['ratios'][name] >= goal else 'NOT met'}"
-            for r in report["configs"] if "ratios" in r)
-        for name, goal in TARGETS.items())]  # fmt: skip
-    lines += ["p99 open-to-escalation ≤ 1 s: " + ", ".join(
-        f"{r['latency']['p99_s']:.2f} {'met' if r['latency']['p99_s'] <= 1 else 'NOT met'}"
-        for r in report["configs"] if "latency" in r)]  # fmt: skip
+            lines += [
+                "",
+                f"{r['mid_cadence']['leads']} more leads waiting on their cadence's timer ({where}), "
+                f"resident MiB: {resident}",
+            ]
+    lines += [
+        "",
+        "Targets: "
+        + "; ".join(
+            f"{name} ≥ {goal}: "
+            + ", ".join(
+                f"{r['ratios'][name]:.2f} {'met' if r['ratios'][name] >= goal else 'NOT met'}"
+                for r in report["configs"]
+                if "ratios" in r
+            )
+            for name, goal in TARGETS.items()
+        ),
+    ]
+    lines += [
+        "p99 open-to-escalation ≤ 1 s: "
+        + ", ".join(
+            f"{r['latency']['p99_s']:.2f} {'met' if r['latency']['p99_s'] <= 1 else 'NOT met'}"
+            for r in report["configs"]
+            if "latency" in r
+        )
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -778,10 +908,12 @@ async def main() -> None:
     parser.add_argument("--configs", default="sqlite-wal/sqlite,in-memory/sqlite,sqlite-wal/postgresql")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during the first drip")
     parser.add_argument(
-        "--cache", type=int, default=None,
+        "--cache",
+        type=int,
+        default=None,
         help="the worker's cached workflows (default: the settings' 1000, or --leads + 1000 when more, so that "
         "every lead awake at once and the latency phase's leads stay cached)",
-    )  # fmt: skip
+    )
     parser.add_argument("--activities", type=int, default=None, help="the worker's concurrent activities")
     parser.add_argument("--name", default="", help="suffix of the results' file names (<date>-<host>-NAME)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the results (default bench/results)")

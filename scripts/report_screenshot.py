@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from leadloop import PROJECT_ROOT
 from leadloop.domain.mail import email_hash
 from leadloop.domain.models import STAGES
+from leadloop.domain.outcomes import outcome_from_text
 from leadloop.domain.recycle import load_recycle
 from leadloop.domain.routing import load_roster
 from leadloop.infra.db import (
@@ -33,7 +34,9 @@ from leadloop.infra.db import (
 )
 from leadloop.infra.migrate import upgrade_database
 from leadloop.infra.process import run_and_exit
-from leadloop.reporting.report import cadence_steps_from, gather_report, render_html, with_plan
+from leadloop.reporting.gather import cadence_steps_from, gather_report
+from leadloop.reporting.html import render_html
+from leadloop.reporting.planner import with_plan
 from leadloop.services.roster import import_roster
 
 if str(PROJECT_ROOT) not in sys.path:  # run as a file (`python scripts/report_screenshot.py`): the sibling script
@@ -143,14 +146,27 @@ async def take_report_screenshot(
 # ---------------------------------------------------------------- the demo dataset
 
 STEPS = {  # (step, day after the cycle starts, chance a reader opens it, chance an opener clicks)
-    "welcome": [("welcome", 0, 0.38, 0.4), ("tips", 2, 0.26, 0.3), ("case-study", 6, 0.22, 0.45),
-                ("checkin", 13, 0.18, 0.25)],
+    "welcome": [
+        ("welcome", 0, 0.38, 0.4),
+        ("tips", 2, 0.26, 0.3),
+        ("case-study", 6, 0.22, 0.45),
+        ("checkin", 13, 0.18, 0.25),
+    ],
     "nurture-later": [("case-study", 0, 0.42, 0.45), ("tips", 21, 0.3, 0.3), ("checkin", 42, 0.25, 0.3)],
     "influencer": [("case-study", 0, 0.45, 0.45), ("checkin", 14, 0.3, 0.3)],
-}  # fmt: skip
+}
 BIG_BANG = ("big-bang", 3, 0.21, 0.45)
-REASONS = {"not_ready": 30, "no_budget": 20, "no_authority": 10, "no_need": 10, "bad_fit": 9, "unreachable": 8,
-           "not_interested": 6, "wrong_route": 4, "other": 3}  # fmt: skip
+REASONS = {
+    "not_ready": 30,
+    "no_budget": 20,
+    "no_authority": 10,
+    "no_need": 10,
+    "bad_fit": 9,
+    "unreachable": 8,
+    "not_interested": 6,
+    "wrong_route": 4,
+    "other": 3,
+}
 
 
 class _Demo:
@@ -169,9 +185,18 @@ class _Demo:
     def event(self, lead: Lead, kind: str, human: bool, key: str | None, when: datetime) -> None:
         if when <= self.now:
             self.events += 1
-            self.session.add(EngagementEvent(id=f"demo-{self.events}", lead_id=lead.id, kind=kind, human=human,
-                                             reason="demo", outbox_key=key, occurred_at=when,
-                                             status="signalled"))  # fmt: skip
+            self.session.add(
+                EngagementEvent(
+                    id=f"demo-{self.events}",
+                    lead_id=lead.id,
+                    kind=kind,
+                    human=human,
+                    reason="demo",
+                    outbox_key=key,
+                    occurred_at=when,
+                    status="signalled",
+                )
+            )
 
     def suppress(self, lead: Lead, reason: str, when: datetime) -> None:
         self.session.add(Suppression(email_hash=email_hash(lead.email), reason=reason, created_at=when))
@@ -191,9 +216,19 @@ class _Demo:
                 return "nurturing"
             key = f"lead-{lead.id}.c{cycle}.{step}"
             bounced = step == "welcome" and cycle == 0 and rng.random() < 0.025
-            self.session.add(Outbox(key=key, lead_id=lead.id, cycle=cycle, step_id=step, cadence=cadence,
-                                    status="bounced" if bounced else "sent", message_id=f"<{key}@demo>",
-                                    created_at=sent, sent_at=None if bounced else sent))  # fmt: skip
+            self.session.add(
+                Outbox(
+                    key=key,
+                    lead_id=lead.id,
+                    cycle=cycle,
+                    step_id=step,
+                    cadence=cadence,
+                    status="bounced" if bounced else "sent",
+                    message_id=f"<{key}@demo>",
+                    created_at=sent,
+                    sent_at=None if bounced else sent,
+                )
+            )
             if bounced:
                 self.suppress(lead, "hard_bounce", sent)
                 return "suppressed"
@@ -230,8 +265,16 @@ class _Demo:
             rep = members[self.turn[team] % len(members)]
             self.turn[team] += 1
             key = f"lead-{lead.id}.c{cycle}.a{attempt}"
-            row = Assignment(key=key, lead_id=lead.id, cycle=cycle, rep_id=rep.id, team=team, rule="demo",
-                             status="assigned", assigned_at=when)  # fmt: skip
+            row = Assignment(
+                key=key,
+                lead_id=lead.id,
+                cycle=cycle,
+                rep_id=rep.id,
+                team=team,
+                rule="demo",
+                status="assigned",
+                assigned_at=when,
+            )
             self.session.add(row)
             if attempt < 3 and rng.random() < 0.13:  # the rep let it lapse
                 row.status, row.closed_at = "lapsed", self.at(when, rng.uniform(8, 30))
@@ -247,8 +290,20 @@ class _Demo:
             accept = rng.random() < (0.5 if cycle else 0.36)
             row.status, row.closed_at = ("accepted" if accept else "rejected"), decided
             if accept:
-                self.session.add(DispositionRow(key=key, lead_id=lead.id, cycle=cycle, rep_id=rep.id, action="accept",
-                                                outcome="converted", source="page", created_at=decided))  # fmt: skip
+                self.session.add(
+                    DispositionRow(
+                        key=key,
+                        lead_id=lead.id,
+                        cycle=cycle,
+                        rep_id=rep.id,
+                        action="accept",
+                        outcome="converted",
+                        outcome_action="converted",
+                        outcome_stage="converted",
+                        source="page",
+                        created_at=decided,
+                    )
+                )
                 return "converted"
             reason = rng.choices(list(REASONS), weights=list(REASONS.values()))[0]
             rule = self.policy.for_reason(reason)
@@ -260,9 +315,23 @@ class _Demo:
                 "reroute": f"re-routed to another rep; rep-{rep.id} excluded",
                 "hold": "held until the lead's data is fixed",
             }[rule.action]
-            self.session.add(DispositionRow(key=key, lead_id=lead.id, cycle=cycle, rep_id=rep.id, action="reject",
-                                            reason=reason, outcome=outcome, source="page",
-                                            created_at=decided))  # fmt: skip
+            result = outcome_from_text("reject", outcome)
+            self.session.add(
+                DispositionRow(
+                    key=key,
+                    lead_id=lead.id,
+                    cycle=cycle,
+                    rep_id=rep.id,
+                    action="reject",
+                    reason=reason,
+                    outcome=outcome,
+                    outcome_action=result.action,
+                    outcome_cadence=result.cadence,
+                    outcome_stage=result.stage,
+                    source="page",
+                    created_at=decided,
+                )
+            )
             if rule.action == "reroute":
                 passed.add(rep.id)
                 when = decided
@@ -294,10 +363,15 @@ async def seed_demo(
         stages: dict[str, int] = dict.fromkeys(STAGES, 0)
         first = now - timedelta(days=150)
         people = [
-            Lead(id=n, email=f"demo-{n}@leads.example", cadence="welcome", attributes={},
-                 created_at=first + timedelta(days=demo.rng.uniform(0, 146), hours=demo.rng.uniform(0, 10)))
+            Lead(
+                id=n,
+                email=f"demo-{n}@leads.example",
+                cadence="welcome",
+                attributes={},
+                created_at=first + timedelta(days=demo.rng.uniform(0, 146), hours=demo.rng.uniform(0, 10)),
+            )
             for n in range(1, leads + 1)
-        ]  # fmt: skip
+        ]
         session.add_all(people)
         await session.flush()  # the leads before the rows that refer to them
         for lead in people:
@@ -314,8 +388,9 @@ async def demo_report(folder: Path, *, leads: int = 600) -> Path:
     try:
         maker = make_sessionmaker(engine)
         stages = await seed_demo(maker, leads=leads)
-        data = await gather_report(maker, None, DEMO_SINCE, None, now=DEMO_NOW,
-                                   cadence_steps=cadence_steps_from(PROJECT_ROOT / "cadences"))  # fmt: skip
+        data = await gather_report(
+            maker, None, DEMO_SINCE, None, now=DEMO_NOW, cadence_steps=cadence_steps_from(PROJECT_ROOT / "cadences")
+        )
     finally:
         await engine.dispose()
     data.live_stages, data.live_note = stages, None
@@ -348,10 +423,12 @@ async def _run(args: argparse.Namespace) -> ReportShot:
             folder = args.keep or Path(tmp)
             folder.mkdir(parents=True, exist_ok=True)
             report = await demo_report(folder)
-            return await take_report_screenshot(report, args.output, width=args.width, chromium=args.chromium,
-                                                crop=args.crop)  # fmt: skip
-    return await take_report_screenshot(args.report, args.output, width=args.width, chromium=args.chromium,
-                                        crop=args.crop)  # fmt: skip
+            return await take_report_screenshot(
+                report, args.output, width=args.width, chromium=args.chromium, crop=args.crop
+            )
+    return await take_report_screenshot(
+        args.report, args.output, width=args.width, chromium=args.chromium, crop=args.crop
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -218,8 +218,9 @@ async def take_screenshot(
                 heading = page.get_by_test_id("workflow-id-heading")
                 await heading.or_(page.get_by_text("Uh oh.")).first.wait_for(timeout=wait * 1000)
             except PlaywrightError as exc:
-                raise ScreenshotError(f"the UI did not show {workflow_id} within {wait:g} s ({url}): "
-                                      f"{_one_line(exc)[:120]}") from None  # fmt: skip
+                raise ScreenshotError(
+                    f"the UI did not show {workflow_id} within {wait:g} s ({url}): {_one_line(exc)[:120]}"
+                ) from None
             if not await heading.is_visible():
                 shown = plain(await page.locator("main").inner_text())
                 raise ScreenshotError(f"the UI could not show {workflow_id} ({url}): {shown[:120]}")
@@ -283,16 +284,23 @@ def parser() -> argparse.ArgumentParser:
     )
     cli.add_argument("lead", help="lead id (3) or workflow id (lead-3)")
     cli.add_argument("--ui-url", default=DEFAULT_UI, help=f"the Temporal UI (default {DEFAULT_UI})")
-    cli.add_argument("--namespace", default=settings.temporal_namespace,
-                     help="Temporal namespace (default LEADLOOP_TEMPORAL_NAMESPACE: %(default)s)")  # fmt: skip
+    cli.add_argument(
+        "--namespace",
+        default=settings.temporal_namespace,
+        help="Temporal namespace (default LEADLOOP_TEMPORAL_NAMESPACE: %(default)s)",
+    )
     cli.add_argument(
         "--address",
         default=settings.temporal_address,
         help="Temporal frontend, where the run is found (default LEADLOOP_TEMPORAL_ADDRESS: %(default)s)",
     )
     cli.add_argument("-o", "--output", type=Path, help="PNG to write (default .leadloop/screenshots/<workflow id>.png)")
-    cli.add_argument("--tab", choices=TABS, default="user-metadata",
-                     help="user-metadata: summary and current details; history: every event's summary")  # fmt: skip
+    cli.add_argument(
+        "--tab",
+        choices=TABS,
+        default="user-metadata",
+        help="user-metadata: summary and current details; history: every event's summary",
+    )
     cli.add_argument("--width", type=_positive, default=1400, help="viewport width in px (default %(default)s)")
     cli.add_argument("--height", type=_positive, default=900, help="viewport height in px (default %(default)s)")
     cli.add_argument("--chromium", default=default_chromium(), help="Chromium binary (default %(default)s)")
@@ -307,10 +315,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         shot = asyncio.run(
             take_screenshot(
-                args.lead, output, ui_url=args.ui_url, namespace=args.namespace, address=args.address, tab=args.tab,
-                width=args.width, height=args.height, chromium=args.chromium, wait=args.timeout,
+                args.lead,
+                output,
+                ui_url=args.ui_url,
+                namespace=args.namespace,
+                address=args.address,
+                tab=args.tab,
+                width=args.width,
+                height=args.height,
+                chromium=args.chromium,
+                wait=args.timeout,
             )
-        )  # fmt: skip
+        )
     except ScreenshotError as exc:
         print(f"ui_screenshot: error: {_one_line(exc)}", file=sys.stderr)
         return 1

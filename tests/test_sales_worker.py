@@ -34,28 +34,39 @@ from tests.conftest import SmtpServer, with_pydantic
 
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59")  # type: ignore[arg-type]
 CADENCE = Cadence(
-    name="hot", version=1, send_window=ALWAYS, sender=Sender(name="Demo", address="demo@leadloop.example"),
+    name="hot",
+    version=1,
+    send_window=ALWAYS,
+    sender=Sender(name="Demo", address="demo@leadloop.example"),
     steps=[Step(id=f"s{i}", wait=w, template="welcome", subject="hello") for i, w in enumerate(["0", "2d"], 1)],  # type: ignore[arg-type]
     escalation=Escalation(threshold=10),
-)  # fmt: skip
-SCORING = ScoringConfig.model_validate(
-    {"version": 1, "engagement": [{"name": "click", "kind": "click", "points": 15}]}
-)  # fmt: skip
-ROSTER = Roster.model_validate({"teams": [{
-    "name": "south", "strategy": "round_robin", "sla": "4h",
-    "reps": [{"email": "rep1@sales.example", "name": "Rep 1", "timezone": "Europe/Athens"}],
-}]})  # fmt: skip
+)
+SCORING = ScoringConfig.model_validate({"version": 1, "engagement": [{"name": "click", "kind": "click", "points": 15}]})
+ROSTER = Roster.model_validate(
+    {
+        "teams": [
+            {
+                "name": "south",
+                "strategy": "round_robin",
+                "sla": "4h",
+                "reps": [{"email": "rep1@sales.example", "name": "Rep 1", "timezone": "Europe/Athens"}],
+            }
+        ]
+    }
+)
 SALES_PATH = {"assign_lead", "notify_rep", "close_assignment", "record_disposition", "suppress_lead"}
 
 
 async def scheduled_activities(handle: WorkflowHandle[Any, Any]) -> list[tuple[str, str]]:
     """(activity type, task queue) of every activity the workflow scheduled, in order."""
     return [
-        (event.activity_task_scheduled_event_attributes.activity_type.name,
-         event.activity_task_scheduled_event_attributes.task_queue.name)
+        (
+            event.activity_task_scheduled_event_attributes.activity_type.name,
+            event.activity_task_scheduled_event_attributes.task_queue.name,
+        )
         async for event in handle.fetch_history_events()
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]  # fmt: skip
+    ]
 
 
 async def until(check: Any, what: str) -> Any:
@@ -85,8 +96,13 @@ async def parts(time_skipping_env: WorkflowEnvironment, smtp: SmtpServer, make_s
     maker = make_sessionmaker(engine)
     async with maker() as session:
         await import_roster(session, ROSTER)
-        lead = Lead(id=uuid.uuid4().int % 10**9, email=f"{uuid.uuid4().hex[:8]}@example.com", first_name="Ana",
-                    timezone="Europe/Athens", attributes={})  # fmt: skip
+        lead = Lead(
+            id=uuid.uuid4().int % 10**9,
+            email=f"{uuid.uuid4().hex[:8]}@example.com",
+            first_name="Ana",
+            timezone="Europe/Athens",
+            attributes={},
+        )
         session.add(lead)
         await session.commit()
     client = with_pydantic(time_skipping_env.client)
@@ -101,8 +117,16 @@ async def test_the_sales_worker_alone_routes_and_notifies(parts: Any, smtp: Smtp
     nurture_worker = worker_module.build_worker(client, nurture)
     assert nurture_worker.task_queues == [nurture.task_queue]
     async with nurture_worker:
-        await start_lead(client, lead, CADENCE, task_queue=nurture.task_queue, time_scale=1.0, source="test",
-                         scoring=SCORING, sales_task_queue=nurture.sales_task_queue)  # fmt: skip
+        await start_lead(
+            client,
+            lead,
+            CADENCE,
+            task_queue=nurture.task_queue,
+            time_scale=1.0,
+            source="test",
+            scoring=SCORING,
+            sales_task_queue=nurture.sales_task_queue,
+        )
         handle = client.get_workflow_handle(workflow_id(lead.id))
         await until(lambda: _sends(handle, 1), "the first email sent by the nurture worker")
         click = EngagementEvent(id="c1", kind="click", human=True, at=datetime.now(UTC), url="https://s.example/p")
@@ -122,8 +146,9 @@ async def test_the_sales_worker_alone_routes_and_notifies(parts: Any, smtp: Smtp
     queues = await scheduled_activities(handle)
     assert ("send_email", nurture.task_queue) in queues
     assert {(kind, queue) for kind, queue in queues if kind != "send_email"} == {
-        ("assign_lead", sales.sales_task_queue), ("notify_rep", sales.sales_task_queue)
-    }  # fmt: skip
+        ("assign_lead", sales.sales_task_queue),
+        ("notify_rep", sales.sales_task_queue),
+    }
 
 
 async def test_a_worker_of_role_all_serves_both_queues(parts: Any, smtp: SmtpServer) -> None:
@@ -132,8 +157,16 @@ async def test_a_worker_of_role_all_serves_both_queues(parts: Any, smtp: SmtpSer
     worker = worker_module.build_worker(client, both)
     assert worker.task_queues == [both.task_queue, both.sales_task_queue]
     async with worker:
-        await start_lead(client, lead, CADENCE, task_queue=both.task_queue, time_scale=1.0, source="test",
-                         scoring=SCORING, sales_task_queue=both.sales_task_queue)  # fmt: skip
+        await start_lead(
+            client,
+            lead,
+            CADENCE,
+            task_queue=both.task_queue,
+            time_scale=1.0,
+            source="test",
+            scoring=SCORING,
+            sales_task_queue=both.sales_task_queue,
+        )
         handle = client.get_workflow_handle(workflow_id(lead.id))
         await until(lambda: _sends(handle, 1), "the first email")
         click = EngagementEvent(id="c1", kind="click", human=True, at=datetime.now(UTC), url="https://s.example/p")
@@ -152,8 +185,16 @@ async def test_without_a_sales_queue_one_worker_serves_everything_as_before(part
     worker = worker_module.build_worker(client, plain)
     assert worker.task_queues == [plain.task_queue]
     async with worker:
-        await start_lead(client, lead, CADENCE, task_queue=plain.task_queue, time_scale=1.0, source="test",
-                         scoring=SCORING, sales_task_queue=plain.sales_task_queue)  # fmt: skip
+        await start_lead(
+            client,
+            lead,
+            CADENCE,
+            task_queue=plain.task_queue,
+            time_scale=1.0,
+            source="test",
+            scoring=SCORING,
+            sales_task_queue=plain.sales_task_queue,
+        )
         handle = client.get_workflow_handle(workflow_id(lead.id))
         await until(lambda: _sends(handle, 1), "the first email")
         click = EngagementEvent(id="c1", kind="click", human=True, at=datetime.now(UTC), url="https://s.example/p")
@@ -192,9 +233,13 @@ async def _assigned(handle: WorkflowHandle[Any, Any]) -> LeadState | None:
 )
 async def test_a_worker_with_bad_role_settings_says_which_and_polls_nothing(env: dict[str, str], message: str) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "worker.py", cwd=PROJECT_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "worker.py",
+        cwd=PROJECT_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "LEADLOOP_TEMPORAL_ADDRESS": "127.0.0.1:9", **env},
-    )  # fmt: skip
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2, (out, err)
     assert message in err.decode() and "Traceback" not in err.decode()

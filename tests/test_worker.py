@@ -27,11 +27,23 @@ from workflows.lead_nurture import LeadNurtureWorkflow
 
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59")  # type: ignore[arg-type]
 SENDER = Sender(name="Demo", address="demo@leadloop.example")
-ONE_STEP = Cadence(name="once", version=1, send_window=ALWAYS, sender=SENDER,
-                   steps=[Step(id="hello", wait="0", template="welcome", subject="hello")])  # type: ignore[arg-type]  # fmt: skip
-TWO_STEPS = Cadence(name="twice", version=1, send_window=ALWAYS, sender=SENDER,
-                    steps=[Step(id="hello", wait="0", template="welcome", subject="hello"),
-                           Step(id="later", wait="30d", template="tips", subject="later")])  # type: ignore[arg-type]  # fmt: skip
+ONE_STEP = Cadence(
+    name="once",
+    version=1,
+    send_window=ALWAYS,
+    sender=SENDER,
+    steps=[Step(id="hello", wait="0", template="welcome", subject="hello")],
+)  # type: ignore[arg-type]
+TWO_STEPS = Cadence(
+    name="twice",
+    version=1,
+    send_window=ALWAYS,
+    sender=SENDER,
+    steps=[
+        Step(id="hello", wait="0", template="welcome", subject="hello"),
+        Step(id="later", wait="30d", template="tips", subject="later"),
+    ],
+)  # type: ignore[arg-type]
 
 
 def samples(text: str, name: str, **labels: str) -> list[float]:
@@ -61,9 +73,11 @@ async def metrics_worker(
 ) -> AsyncIterator[tuple[Client, Any, str, str]]:
     address = f"127.0.0.1:{free_port()}"
     settings = make_settings(
-        smtp_host=smtp.host, smtp_port=smtp.port, temporal_address=client_address(time_skipping_env.client),
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        temporal_address=client_address(time_skipping_env.client),
         worker_metrics_address=address,
-    )  # fmt: skip
+    )
     await upgrade_database(settings.database_url)
     runtime = worker_module.metrics_runtime(settings)
     assert runtime is not None
@@ -76,8 +90,9 @@ async def metrics_worker(
 
 async def add_lead(sessionmaker: Any) -> Lead:
     async with sessionmaker() as session:
-        lead = Lead(email=f"{uuid.uuid4().hex[:8]}@example.com", first_name="Μαρία", timezone="Europe/Athens",
-                    attributes={})  # fmt: skip
+        lead = Lead(
+            email=f"{uuid.uuid4().hex[:8]}@example.com", first_name="Μαρία", timezone="Europe/Athens", attributes={}
+        )
         session.add(lead)
         await session.commit()
         return lead
@@ -190,8 +205,12 @@ async def test_replaying_a_history_counts_nothing_again(free_runtimes: None) -> 
     buffer = MetricBuffer(10_000)
     runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer))
     histories = Path(__file__).parent / "histories"
-    replayer = Replayer(workflows=[LeadNurtureWorkflow], workflow_runner=workflow_runner(),
-                        data_converter=pydantic_data_converter, runtime=runtime)  # fmt: skip
+    replayer = Replayer(
+        workflows=[LeadNurtureWorkflow],
+        workflow_runner=workflow_runner(),
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+    )
     for name in ("drip-complete", "reject-not-ready-recycled", "escalation-lapse-reassign-unsubscribe"):
         history = WorkflowHistory.from_json(name, (histories / f"{name}.json").read_text())
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

@@ -15,9 +15,19 @@ from leadloop.domain.cadence import known_timezone
 from leadloop.domain.text import CONTROL_RE, LONE_SURROGATE
 
 PROFILE_FIELDS = (
-    "first_name", "last_name", "company", "title", "industry", "company_size",
-    "country", "region", "timezone", "locale", "product_interest", "owner",
-)  # fmt: skip
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "industry",
+    "company_size",
+    "country",
+    "region",
+    "timezone",
+    "locale",
+    "product_interest",
+    "owner",
+)
 #: Half of a UTF-16 pair on its own: JSON can carry it, no database or email can store it.
 CONTROL_REASON = "contains control characters (line breaks, tabs, ...)"
 _LOCALE_RE = re.compile(r"^([a-zA-Z]{2,3})(?:[-_]([a-zA-Z]{2}|\d{3}))?$")

@@ -10,13 +10,29 @@ from leadloop.domain.cadence import CadenceError, Wait, cadence_path, load_caden
 from leadloop.domain.rules import RuleFileError, Strict, line_of, load_model_lines
 
 Reason = Literal[
-    "not_ready", "no_budget", "no_authority", "no_need", "bad_fit",
-    "not_interested", "invalid_data", "unreachable", "wrong_route", "other",
-]  # fmt: skip
+    "not_ready",
+    "no_budget",
+    "no_authority",
+    "no_need",
+    "bad_fit",
+    "not_interested",
+    "invalid_data",
+    "unreachable",
+    "wrong_route",
+    "other",
+]
 REASONS: tuple[Reason, ...] = (
-    "not_ready", "no_budget", "no_authority", "no_need", "bad_fit",
-    "not_interested", "invalid_data", "unreachable", "wrong_route", "other",
-)  # fmt: skip
+    "not_ready",
+    "no_budget",
+    "no_authority",
+    "no_need",
+    "bad_fit",
+    "not_interested",
+    "invalid_data",
+    "unreachable",
+    "wrong_route",
+    "other",
+)
 REASON_LABELS: dict[str, str] = {
     "not_ready": "Not ready yet",
     "no_budget": "No budget",

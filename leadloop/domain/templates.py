@@ -294,9 +294,21 @@ def template_error_text(exc: Exception) -> str:
 
 
 LEAD_FIELDS = (
-    "id", "email", "first_name", "last_name", "company", "title", "industry", "company_size",
-    "country", "region", "timezone", "locale", "product_interest", "owner",
-)  # fmt: skip
+    "id",
+    "email",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "industry",
+    "company_size",
+    "country",
+    "region",
+    "timezone",
+    "locale",
+    "product_interest",
+    "owner",
+)
 
 
 def email_context(

@@ -33,9 +33,17 @@ def site_origin(url: str, *, address: bool = False) -> str | None:
 ELSEWHERE = "a page outside the site (address not shown)"
 # A path is written by whoever sent the beacon: mail clients link anything that looks like a host, an address
 # or a scheme ("/www.evil.example/login"); these look the same to a reader and are never linked.
-_UNLINKABLE = str.maketrans({".": "\u2024", ":": "\ua789", "@": "\uff20",
-                             # what IDNA reads as dots: "evil。example" is a host to some clients
-                             "\u3002": "\u2024", "\uff0e": "\u2024", "\uff61": "\u2024"})  # fmt: skip
+_UNLINKABLE = str.maketrans(
+    {
+        ".": "\u2024",
+        ":": "\ua789",
+        "@": "\uff20",
+        # what IDNA reads as dots: "evil。example" is a host to some clients
+        "\u3002": "\u2024",
+        "\uff0e": "\u2024",
+        "\uff61": "\u2024",
+    }
+)
 MAX_SHOWN = 120
 #: The longest page title stored; a rep sees at most MAX_SHOWN_TITLE characters of it.
 MAX_TITLE = 200

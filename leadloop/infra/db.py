@@ -187,7 +187,7 @@ class Assignment(Base):
 
 
 class DispositionRow(Base):
-    """A rep's decision on a lead: who, which reason, the note, and what it led to."""
+    """A rep's decision on a lead: who, which reason, the note, and what it led to (in words and as data)."""
 
     __tablename__ = "dispositions"
 
@@ -199,7 +199,11 @@ class DispositionRow(Base):
     reason: Mapped[str | None] = mapped_column(String(32), index=True)
     note: Mapped[str | None] = mapped_column(Text)
     opportunity_id: Mapped[str | None] = mapped_column(String(200))
-    outcome: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(Text)  # in words, for people
+    # what it led to, as data (DispositionOutcome): the report counts these
+    outcome_action: Mapped[str] = mapped_column(String(16), server_default="other")
+    outcome_cadence: Mapped[str | None] = mapped_column(String(64))  # where a recycled lead went
+    outcome_stage: Mapped[str | None] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

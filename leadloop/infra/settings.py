@@ -58,9 +58,11 @@ class Settings(BaseSettings):
     smtp_use_tls: bool = False
     smtp_timeout: float = 20.0
     smtp_messages_per_connection: int = Field(
-        default=100, ge=1, le=100_000,
+        default=100,
+        ge=1,
+        le=100_000,
         description="messages sent over one SMTP connection before it is closed; 1 opens one per message",
-    )  # fmt: skip
+    )
     smtp_idle_seconds: float = Field(
         default=10.0, gt=0, le=300, description="an SMTP connection idle longer than this is closed, not reused"
     )
@@ -111,20 +113,25 @@ class Settings(BaseSettings):
         default="127.0.0.1:9464", description="host:port of the worker's Prometheus /metrics; empty turns it off"
     )
     worker_cached_workflows: int = Field(
-        default=1000, ge=0, le=1_000_000,
+        default=1000,
+        ge=0,
+        le=1_000_000,
         description="leads a worker keeps in memory (the SDK's sticky cache); more leads than this awake at "
         "once are replayed from their history each time they wake",
-    )  # fmt: skip
+    )
     worker_max_activities: int = Field(
-        default=100, ge=1, le=10_000,
+        default=100,
+        ge=1,
+        le=10_000,
         description="activities (sends, routing) one worker runs at once; all share one Python process's core",
-    )  # fmt: skip
+    )
     sales_task_queue: str = Field(
-        default="", max_length=200,
+        default="",
+        max_length=200,
         description="leads enrolled while this is set run their sales path (routing, the rep's notification, "
         "hand-over bookkeeping) on this task queue, so a worker of role `sales` serves it apart from the drip; "
         "empty: the sales path shares the leads' task queue",
-    )  # fmt: skip
+    )
     worker_role: Literal["all", "nurture", "sales"] = Field(
         default="all",
         description="what `worker.py` serves: `nurture` the task queue (workflows and every activity), `sales` "
@@ -133,18 +140,24 @@ class Settings(BaseSettings):
     token_max_age_days: int = Field(default=400, ge=1, description="open and click links older than this are dead")
     rep_link_max_age_days: int = Field(default=7, ge=1, description="a rep's Accept or Reject link older is dead")
     max_body_bytes: int = Field(
-        default=64 * 1024, ge=1024, le=64 * 1024 * 1024,
+        default=64 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
         description="the HTTP service refuses a larger request body with 413 before reading it (the codec aside)",
-    )  # fmt: skip
+    )
     codec_max_body_bytes: int = Field(
-        default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024,
+        default=4 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
         description="the same for the codec server: a UI page of history (Temporal's own limit is 2 MiB a payload)",
-    )  # fmt: skip
+    )
     rate_limit_per_minute: int = Field(
-        default=600, ge=0, le=1_000_000,
+        default=600,
+        ge=0,
+        le=1_000_000,
         description="requests per minute one client address may make to the public links (pixel, clicks, beacon, "
         "unsubscribe, rep pages); 0 turns the limit off",
-    )  # fmt: skip
+    )
     rate_limit_burst: int = Field(
         default=100, ge=1, le=1_000_000, description="how many may come at once before the per-minute pace holds"
     )
@@ -162,10 +175,12 @@ class Settings(BaseSettings):
 
     time_scale: float = Field(default=1.0, gt=0, le=10_000_000)
     rep_time_scale: float | None = Field(
-        default=None, gt=0, le=10_000_000,
+        default=None,
+        gt=0,
+        le=10_000_000,
         description="how much faster than real time a rep's response deadline runs; unset: as fast as the cadence "
         "(LEADLOOP_TIME_SCALE); the demo sets 1, so a person can act on the rep's email in time",
-    )  # fmt: skip
+    )
 
     encryption_keys: dict[str, SecretStr] = Field(
         default_factory=dict,

@@ -70,10 +70,16 @@ async def upsert_leads(session: AsyncSession, leads: list[LeadIn], cadence: str)
     for start in range(0, len(leads), BATCH):
         chunk = leads[start : start + BATCH]
         values = [
-            {"email": lead.email, "attributes": lead.attributes, "cadence": cadence, "created_at": now,
-             "updated_at": now, **{f: getattr(lead, f) for f in PROFILE_FIELDS}}
+            {
+                "email": lead.email,
+                "attributes": lead.attributes,
+                "cadence": cadence,
+                "created_at": now,
+                "updated_at": now,
+                **{f: getattr(lead, f) for f in PROFILE_FIELDS},
+            }
             for lead in chunk
-        ]  # fmt: skip
+        ]
         inserted = await session.execute(
             insert(Lead).values(values).on_conflict_do_nothing(index_elements=["email"]).returning(Lead.email)
         )
@@ -255,10 +261,17 @@ async def enroll_leads(
         else:
             async with gate:
                 flow = await start_lead(
-                    client, row, cadence, task_queue=task_queue, time_scale=time_scale, source=source,
-                    scoring=scoring, recycle=recycle, sales_task_queue=sales_task_queue,
+                    client,
+                    row,
+                    cadence,
+                    task_queue=task_queue,
+                    time_scale=time_scale,
+                    source=source,
+                    scoring=scoring,
+                    recycle=recycle,
+                    sales_task_queue=sales_task_queue,
                     rep_time_scale=rep_time_scale,
-                )  # fmt: skip
+                )
             done = Enrolled(lead.email, row.id, outcome, flow, unknown_owners.get(lead.email))
         if progress:
             progress(done)

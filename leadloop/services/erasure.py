@@ -30,8 +30,20 @@ from leadloop.infra.db import DispositionRow, EngagementEvent, FormerAddress, Le
 from leadloop.services.enrollment import workflow_id
 from leadloop.services.roster import OPEN, WAITING, close_assignments
 
-PERSONAL = ("first_name", "last_name", "company", "title", "industry", "company_size", "country", "region",
-            "timezone", "locale", "product_interest", "owner")  # fmt: skip
+PERSONAL = (
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "industry",
+    "company_size",
+    "country",
+    "region",
+    "timezone",
+    "locale",
+    "product_interest",
+    "owner",
+)
 
 
 class ErasureError(Exception):

@@ -49,12 +49,21 @@ async def record_event(
         return False
     now = at or datetime.now(UTC)
     stored = await insert_new(
-        session, EngagementEvent, id=event_id or uuid.uuid4().hex, lead_id=lead_id, kind=kind, human=human,
-        reason=reason[:500], outbox_key=outbox_key, url=url[:2000] if url else None,
+        session,
+        EngagementEvent,
+        id=event_id or uuid.uuid4().hex,
+        lead_id=lead_id,
+        kind=kind,
+        human=human,
+        reason=reason[:500],
+        outbox_key=outbox_key,
+        url=url[:2000] if url else None,
         title=clean_title(title),
-        user_agent=user_agent[:500] if user_agent else None, client_ip=client_ip, occurred_at=now,
+        user_agent=user_agent[:500] if user_agent else None,
+        client_ip=client_ip,
+        occurred_at=now,
         status="pending",
-    )  # fmt: skip
+    )
     if kind == "unsubscribe":
         await suppress(session, lead.email, "unsubscribe", reason[:500], at=now)
     return stored

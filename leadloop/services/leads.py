@@ -19,8 +19,20 @@ from leadloop.infra.db import (
 )
 from leadloop.services.lead_client import LeadClient
 
-EDITABLE = ("email", "first_name", "last_name", "company", "title", "industry", "company_size", "country",
-            "region", "timezone", "locale", "product_interest")  # fmt: skip
+EDITABLE = (
+    "email",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "industry",
+    "company_size",
+    "country",
+    "region",
+    "timezone",
+    "locale",
+    "product_interest",
+)
 
 
 class LeadUpdateError(Exception):
@@ -42,8 +54,9 @@ def validated(current: Lead, fields: dict[str, Any], context: dict[str, Any] | N
     try:
         checked = LeadIn.model_validate(merged, context=context)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in exc.errors())  # fmt: skip
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        )
         raise LeadUpdateError(problems) from None
     return {k: getattr(checked, k) for k in fields}
 

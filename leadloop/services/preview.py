@@ -62,11 +62,18 @@ def render_step(
     )
     postal = (cadence.sender.postal_address if cadence.sender else None) or settings.postal_address
     context = email_context(
-        lead, step=step, step_number=min(index + 1, len(cadence.steps)), steps_total=len(cadence.steps),
+        lead,
+        step=step,
+        step_number=min(index + 1, len(cadence.steps)),
+        steps_total=len(cadence.steps),
         cadence=cadence.name,
-        sender_name=name, sender_address=address, postal_address=postal, public_url=settings.public_url,
-        site_url=settings.site_url, unsubscribe_url=f"{settings.public_url}/u/preview-only",
-    )  # fmt: skip
+        sender_name=name,
+        sender_address=address,
+        postal_address=postal,
+        public_url=settings.public_url,
+        site_url=settings.site_url,
+        unsubscribe_url=f"{settings.public_url}/u/preview-only",
+    )
     return renderer.render(step, locale, cadence.default_locale, context)
 
 

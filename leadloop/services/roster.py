@@ -116,9 +116,13 @@ async def waiting_leads(session: AsyncSession) -> list[int]:
 
 
 async def close_assignments(
-    session: AsyncSession, status: str, *, key: str | None = None, lead_id: int | None = None,
+    session: AsyncSession,
+    status: str,
+    *,
+    key: str | None = None,
+    lead_id: int | None = None,
     states: tuple[str, ...] = (OPEN,),
-) -> int:  # fmt: skip
+) -> int:
     """Close one hand-over (by key) or every one of a lead's that is still in `states`, freeing the rep's
     capacity; one already closed keeps its outcome. The caller commits; returns how many were closed."""
     if (key is None) == (lead_id is None):

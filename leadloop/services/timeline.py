@@ -45,8 +45,9 @@ async def temporal_entries(client: Client, workflow_id: str) -> list[Entry]:
                 values = _search_attributes(event)
                 if "LeadScore" in values and values["LeadScore"] != score:
                     old, score = score, values["LeadScore"]
-                    entries.append(Entry(at, "score", f"score {old} → {score}" if old is not None else f"score {score}",
-                                         number))  # fmt: skip
+                    entries.append(
+                        Entry(at, "score", f"score {old} → {score}" if old is not None else f"score {score}", number)
+                    )
                 if "LeadStage" in values and values["LeadStage"] != stage:
                     old_stage, stage = stage, values["LeadStage"]
                     text = f"stage {old_stage} → {stage}" if old_stage else f"stage {stage}"
@@ -142,8 +143,13 @@ async def database_entries(sessionmaker: async_sessionmaker[AsyncSession], lead_
             reason = f" ({d.reason})" if d.reason else ""
             note = f" “{d.note}”" if d.note else ""
             outcome = f" → {d.outcome}" if d.outcome else ""
-            entries.append(Entry(as_utc(d.created_at), "decision",
-                                 f"{rep.name if rep else 'rep'} {d.action}ed{reason}{note}{outcome}"))  # fmt: skip
+            entries.append(
+                Entry(
+                    as_utc(d.created_at),
+                    "decision",
+                    f"{rep.name if rep else 'rep'} {d.action}ed{reason}{note}{outcome}",
+                )
+            )
         return entries
 
 

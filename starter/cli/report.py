@@ -4,19 +4,19 @@ import asyncio
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from leadloop.infra.settings import Settings, get_settings
+from leadloop.reporting.models import PlanError, ReportData, ReportError, ratio
+from leadloop.reporting.planner import check_plan_inputs, with_plan
 from starter.cli.connections import database
 from starter.cli.terminal import console, fail, need_extra, note
 
-if TYPE_CHECKING:
-    from leadloop.reporting.report import ReportData
-
-# the report's module imports matplotlib (the `report` extra, seconds to import): only when a report is made
+# its charts (matplotlib, the `report` extra, seconds to import) and its queries (sqlalchemy, temporalio) load
+# only when a report is made
 
 
 def report_since(since: str | None) -> date | None:
@@ -50,7 +50,7 @@ def report(
     """Funnel, cadence step performance, sales and the funnel planner: one self-contained HTML page of charts."""
     need_extra("report", "`leadloop report` (its charts)")
     start = report_since(since)
-    from leadloop.reporting.report import PlanError, ReportError, check_plan_inputs, render_html, with_plan
+    from leadloop.reporting.html import render_html
 
     try:
         check_plan_inputs(target_conversions, growth)
@@ -74,10 +74,10 @@ def report(
     console.print(f"wrote {out} and {len(charts)} charts in {png_dir}/ ({', '.join(charts)})", highlight=False)
 
 
-async def gather(settings: Settings, start: date | None, cadence: str | None) -> "ReportData":
+async def gather(settings: Settings, start: date | None, cadence: str | None) -> ReportData:
     """The report's numbers from the database, with live stage counts when Temporal answers within 15 s."""
     from leadloop.infra.temporal import connect
-    from leadloop.reporting.report import cadence_steps_from, gather_report
+    from leadloop.reporting.gather import cadence_steps_from, gather_report
 
     async with database(settings, migrated=True) as sessions:
         unreachable = None
@@ -99,10 +99,8 @@ def pct(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f}%"
 
 
-def summary(data: "ReportData") -> Table:
+def summary(data: ReportData) -> Table:
     """The headline numbers of the report, for the terminal."""
-    from leadloop.reporting.report import ratio
-
     funnel = {s.stage: s for s in data.funnel}
     sends = sum(s.sends for s in data.steps)
     opened = sum(s.human_opened for s in data.steps)

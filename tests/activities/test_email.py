@@ -29,11 +29,17 @@ async def add_lead(sessionmaker: async_sessionmaker[AsyncSession], email: str, *
 
 def send_input(lead_id: int, step_id: str = "welcome", template: str = "welcome", cycle: int = 0) -> SendEmailInput:
     return SendEmailInput(
-        lead_id=lead_id, cycle=cycle, step_id=step_id, step_number=1, steps_total=4, template=template,
+        lead_id=lead_id,
+        cycle=cycle,
+        step_id=step_id,
+        step_number=1,
+        steps_total=4,
+        template=template,
         subject={"en": "Welcome, {{ lead.first_name }}", "el": "Καλώς ήρθατε, {{ lead.first_name }}"},
-        cadence="welcome", default_locale="en",
+        cadence="welcome",
+        default_locale="en",
         sender=Sender(name="Leadloop Demo", address="hello@leadloop.example", postal_address="1 Example St, Athens"),
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -208,9 +214,11 @@ async def test_one_connection_carries_many_messages_up_to_its_limit(
 ) -> None:
     settings = make_settings(smtp_port=smtp.port)
     acts = EmailActivities(
-        sessionmaker, EmailRenderer(settings.template_dir),
-        SmtpConfig(host=smtp.host, port=smtp.port, timeout=5, messages_per_connection=2), settings,
-    )  # fmt: skip
+        sessionmaker,
+        EmailRenderer(settings.template_dir),
+        SmtpConfig(host=smtp.host, port=smtp.port, timeout=5, messages_per_connection=2),
+        settings,
+    )
     ids = [await add_lead(sessionmaker, f"reuse{i}@example.com", first_name=f"R{i}") for i in range(5)]
     for lead_id in ids:
         assert (await run(acts, send_input(lead_id))).status == "sent"
@@ -372,14 +380,17 @@ async def test_a_departed_owner_is_never_the_sender(
     assert "nikos@sales.example" in str(smtp.handler.messages[0]["From"])
     async with sessionmaker() as session:  # Nikos leaves
         if how == "inactive":
-            await import_roster(session, Roster.model_validate(
-                {"teams": [{"name": "south", "reps": [{**nikos, "active": False}, anna]}]}))  # fmt: skip
+            await import_roster(
+                session,
+                Roster.model_validate({"teams": [{"name": "south", "reps": [{**nikos, "active": False}, anna]}]}),
+            )
         else:
             await import_roster(session, Roster.model_validate({"teams": [{"name": "south", "reps": [anna]}]}))
         await session.commit()
         rep_id = (await session.execute(select(Rep.id).where(Rep.email == "nikos@sales.example"))).scalar_one()
-    second = await run(activities, send_input(lead_id, step_id="tips", template="tips").model_copy(
-        update={"send_as_owner": True}))  # fmt: skip
+    second = await run(
+        activities, send_input(lead_id, step_id="tips", template="tips").model_copy(update={"send_as_owner": True})
+    )
     message = smtp.handler.messages[1]
     assert "hello@leadloop.example" in str(message["From"]) and "nikos" not in str(message["From"])
     assert message["Reply-To"] is None

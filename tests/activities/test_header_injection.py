@@ -34,9 +34,18 @@ BREAKS = ["\r\n", "\n", "\r", "\x85", "\u2028", "\x00", "\r\n\r\n"]
 STORED_BREAKS = [b for b in BREAKS if b != "\x00"]  # PostgreSQL stores no NUL; the subject test sends one
 SUBJECT = "Hi {{ lead.first_name }} {{ lead.last_name }} of {{ lead.company }}"
 HEADERS = {
-    "subject", "from", "to", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post",
-    "x-leadloop-outbox-key", "content-type", "mime-version", "content-language",
-}  # fmt: skip
+    "subject",
+    "from",
+    "to",
+    "date",
+    "message-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "x-leadloop-outbox-key",
+    "content-type",
+    "mime-version",
+    "content-language",
+}
 
 
 @dataclass
@@ -80,10 +89,17 @@ async def add_raw_lead(sessionmaker: async_sessionmaker[AsyncSession], email_add
 
 def send_input(lead_id: int, subject: str = SUBJECT) -> SendEmailInput:
     return SendEmailInput(
-        lead_id=lead_id, cycle=0, step_id="welcome", step_number=1, steps_total=4, template="welcome",
-        subject={"en": subject}, cadence="welcome", default_locale="en",
+        lead_id=lead_id,
+        cycle=0,
+        step_id="welcome",
+        step_number=1,
+        steps_total=4,
+        template="welcome",
+        subject={"en": subject},
+        cadence="welcome",
+        default_locale="en",
         sender=Sender(name="Leadloop Demo", address="hello@leadloop.example", postal_address="1 Example St, Athens"),
-    )  # fmt: skip
+    )
 
 
 def envelopes(smtp: SmtpServer) -> list[list[str]]:
@@ -117,9 +133,12 @@ async def test_a_hostile_name_and_company_add_no_header_and_no_recipient(
 ) -> None:
     injection = f"{line_break}Bcc: victim@evil.example"
     lead_id = await add_raw_lead(
-        sessionmaker, "eve@example.com", first_name=f"Eve{injection}", last_name=f"Lee{injection}",
+        sessionmaker,
+        "eve@example.com",
+        first_name=f"Eve{injection}",
+        last_name=f"Lee{injection}",
         company=f"Acme{injection}{line_break}X-Evil: 1",
-    )  # fmt: skip
+    )
     result = await ActivityEnvironment().run(activities.send_email, send_input(lead_id))
     assert result.status == "sent"
     assert envelopes(smtp) == [["eve@example.com"]]  # the SMTP envelope: one recipient, the lead

@@ -33,9 +33,11 @@ async def activities(
 ) -> AsyncIterator[EmailActivities]:
     settings = make_settings(smtp_port=server.port, public_url=PUBLIC)
     acts = EmailActivities(
-        sessionmaker, EmailRenderer(settings.template_dir), SmtpConfig(host=server.host, port=server.port, timeout=5),
+        sessionmaker,
+        EmailRenderer(settings.template_dir),
+        SmtpConfig(host=server.host, port=server.port, timeout=5),
         settings,
-    )  # fmt: skip
+    )
     yield acts
     await acts.smtp_pool.aclose()
 
@@ -92,9 +94,10 @@ async def test_a_non_ascii_local_part_without_smtputf8_fails_at_once_for_good(
 
 
 @pytest.mark.parametrize(
-    ("server", "address"), [(True, "ana@example.com"), (False, "ana@example.com"), (True, "josé@example.com")],
+    ("server", "address"),
+    [(True, "ana@example.com"), (False, "ana@example.com"), (True, "josé@example.com")],
     indirect=["server"],
-)  # fmt: skip
+)
 async def test_list_unsubscribe_is_on_the_wire_byte_for_byte(
     activities: EmailActivities, server: SmtpServer, sessionmaker: Any, address: str
 ) -> None:

@@ -19,9 +19,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
     """bench/run.py in its own process group, so a run that hangs takes its servers and workers with it."""
     process = subprocess.Popen(
-        [sys.executable, "bench/run.py", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "bench/run.py", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        start_new_session=True,
+    )
     try:
         out, err = process.communicate(timeout=540)
     except subprocess.TimeoutExpired:
@@ -32,8 +37,22 @@ def bench(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_small_run_writes_every_figure_of_the_table(tmp_path: Path) -> None:
-    run = bench("--leads", "20", "--steps", "2", "--hot", "3", "--mem-leads", "30",
-                "--configs", "sqlite-wal/sqlite", "--out", str(tmp_path), "--name", "smoke")  # fmt: skip
+    run = bench(
+        "--leads",
+        "20",
+        "--steps",
+        "2",
+        "--hot",
+        "3",
+        "--mem-leads",
+        "30",
+        "--configs",
+        "sqlite-wal/sqlite",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "smoke",
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (json_file,) = tmp_path.glob("*-smoke.json")
     report = json.loads(json_file.read_text())

@@ -21,6 +21,11 @@ async def test_nothing_lost_or_sent_twice_while_the_parts_are_killed() -> None:
     assert figures["clicks answered 302"] > 0 and figures["clicks stored"] >= figures["clicks answered 302"]
     assert figures["workflows"] == {"completed: cadence_complete": 30}
     timeline = "\n".join(report["timeline"])
-    for happened in ("worker killed -9 (first)", "worker killed -9 (second)", "HTTP service killed -9",
-                     "dev server restarted on the same database file", "SMTP server up"):  # fmt: skip
+    for happened in (
+        "worker killed -9 (first)",
+        "worker killed -9 (second)",
+        "HTTP service killed -9",
+        "dev server restarted on the same database file",
+        "SMTP server up",
+    ):
         assert happened in timeline

@@ -53,8 +53,13 @@ async def test_suggested_continue_as_new_loses_no_signal(tmp_path: Path) -> None
     try:
         client = with_pydantic(env.client)
         queue = f"can-{uuid.uuid4()}"
-        async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow], activities=[send_email],
-                          workflow_runner=workflow_runner()):  # fmt: skip
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[LeadNurtureWorkflow],
+            activities=[send_email],
+            workflow_runner=workflow_runner(),
+        ):
             lead = Lead(id=7001, email="x@example.com", timezone="Europe/Athens")
             await start_lead(client, lead, CADENCE, task_queue=queue, time_scale=1.0, source="test")
             handle = client.get_workflow_handle(workflow_id(7001))

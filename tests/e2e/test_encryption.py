@@ -61,8 +61,13 @@ def payloads_of(history: Any) -> list[Payload]:
 async def http(make_settings: Any, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'api.db'}"
     await upgrade_database(db_url)
-    settings = make_settings(database_url=db_url, encryption_keys={"k1": K1, "k2": K2}, encryption_key_id="k2",
-                             codec_token="codec-secret", temporal_address="127.0.0.1:1")  # fmt: skip
+    settings = make_settings(
+        database_url=db_url,
+        encryption_keys={"k1": K1, "k2": K2},
+        encryption_key_id="k2",
+        codec_token="codec-secret",
+        temporal_address="127.0.0.1:1",
+    )
     engine = make_engine(db_url)
     app = create_app(settings, sessionmaker=make_sessionmaker(engine))
     async with app.router.lifespan_context(app):
@@ -85,14 +90,26 @@ async def test_history_holds_no_plaintext_and_the_codec_server_opens_it(
     )
     client = Client(**sealed_config)
     queue = f"enc-{uuid.uuid4()}"
-    async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow], activities=[send_email],
-                      workflow_runner=workflow_runner()):  # fmt: skip
-        lead = Lead(id=9101, email="maria@example.gr", timezone="Europe/Athens", industry="software",
-                    owner="olga.owner@example.com", attributes={"phone": "+30 210 555 0100"})  # fmt: skip
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[LeadNurtureWorkflow],
+        activities=[send_email],
+        workflow_runner=workflow_runner(),
+    ):
+        lead = Lead(
+            id=9101,
+            email="maria@example.gr",
+            timezone="Europe/Athens",
+            industry="software",
+            owner="olga.owner@example.com",
+            attributes={"phone": "+30 210 555 0100"},
+        )
         await start_lead(client, lead, CADENCE, task_queue=queue, time_scale=1.0, source="test", scoring=SCORING)
         handle = client.get_workflow_handle(workflow_id(9101))
-        click = EngagementEvent(id="c1", kind="click", human=True, at=datetime.now(UTC),
-                                url="https://site.example/thanks/maria@example.gr")  # fmt: skip
+        click = EngagementEvent(
+            id="c1", kind="click", human=True, at=datetime.now(UTC), url="https://site.example/thanks/maria@example.gr"
+        )
         await handle.signal("engagement", EngagementInput(events=[click]))
         await handle.signal("pause", PauseInput(note="call me after the summer"))
         state = await handle.query("state", result_type=LeadState)  # the worker and the CLI read it all
@@ -120,8 +137,9 @@ async def test_history_holds_no_plaintext_and_the_codec_server_opens_it(
         # the codec server (as the UI calls it) opens every one of them
         body = MessageToDict(history.events[0].workflow_execution_started_event_attributes.input)
         body["payloads"] = [MessageToDict(p) for p in sealed]
-        opened = await api.post("/codec/decode", json=body, headers={"authorization": "Bearer codec-secret",
-                                                                     "x-namespace": "default"})  # fmt: skip
+        opened = await api.post(
+            "/codec/decode", json=body, headers={"authorization": "Bearer codec-secret", "x-namespace": "default"}
+        )
         assert opened.status_code == 200, opened.text
         text = b"".join(base64.b64decode(p["data"]) for p in opened.json()["payloads"])
         for secret in ("maria@example.gr", "olga.owner@example.com", "call me after the summer"):
@@ -130,8 +148,11 @@ async def test_history_holds_no_plaintext_and_the_codec_server_opens_it(
         assert ui.status_code == 200 and ui.headers["access-control-allow-origin"] == "http://localhost:8233"
         assert ui.json() == opened.json()
         # ... and seals: what /codec/encode returns, /codec/decode opens
-        encoded = await api.post("/codec/encode", json={"payloads": opened.json()["payloads"][:1]},
-                                 headers={"authorization": "Bearer codec-secret"})  # fmt: skip
+        encoded = await api.post(
+            "/codec/encode",
+            json={"payloads": opened.json()["payloads"][:1]},
+            headers={"authorization": "Bearer codec-secret"},
+        )
         assert encoded.json()["payloads"][0]["metadata"][KEY_ID] == base64.b64encode(b"k2").decode()
         await handle.terminate("test over")
 
@@ -141,21 +162,39 @@ async def test_the_codec_server_refuses_strangers_and_bad_bodies(
     http: tuple[httpx.AsyncClient, Any], make_settings: Any, tmp_path: Path
 ) -> None:
     api, _ = http
-    body = {"payloads": [{"metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
-                          "data": base64.b64encode(b'"hi"').decode()}]}  # fmt: skip
+    body = {
+        "payloads": [
+            {
+                "metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
+                "data": base64.b64encode(b'"hi"').decode(),
+            }
+        ]
+    }
     assert (await api.post("/codec/decode", json=body)).status_code == 401
     assert (await api.post("/codec/decode", json=body, headers={"authorization": "Bearer nope"})).status_code == 401
     assert (await api.post("/codec/nope/decode", json=body)).status_code == 401
     bad = await api.post("/codec/decode", content=b"{not json", headers={"authorization": "Bearer codec-secret"})
     assert bad.status_code == 400 and "payloads" in bad.text
-    foreign = {"payloads": [{"metadata": {"encoding": base64.b64encode(b"binary/encrypted").decode(),
-                                          KEY_ID: base64.b64encode(b"k7").decode()}, "data": ""}]}  # fmt: skip
+    foreign = {
+        "payloads": [
+            {
+                "metadata": {
+                    "encoding": base64.b64encode(b"binary/encrypted").decode(),
+                    KEY_ID: base64.b64encode(b"k7").decode(),
+                },
+                "data": "",
+            }
+        ]
+    }
     refused = await api.post("/codec/decode", json=foreign, headers={"authorization": "Bearer codec-secret"})
     assert refused.status_code == 422 and "'k7'" in refused.text
     passthrough = await api.post("/codec/decode", json=body, headers={"authorization": "Bearer codec-secret"})
     assert passthrough.json() == body
-    preflight = {"origin": "http://localhost:8233", "access-control-request-method": "POST",
-                 "access-control-request-headers": "content-type,x-namespace"}  # fmt: skip
+    preflight = {
+        "origin": "http://localhost:8233",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type,x-namespace",
+    }
     ok = await api.options("/codec/codec-secret/decode", headers=preflight)
     assert ok.status_code == 204 and "x-namespace" in ok.headers["access-control-allow-headers"]
     evil = await api.options("/codec/decode", headers={**preflight, "origin": "https://evil.example"})
@@ -164,8 +203,9 @@ async def test_the_codec_server_refuses_strangers_and_bad_bodies(
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'off.db'}"
     await upgrade_database(db_url)
     engine = make_engine(db_url)
-    app = create_app(make_settings(database_url=db_url, temporal_address="127.0.0.1:1"),
-                     sessionmaker=make_sessionmaker(engine))  # fmt: skip
+    app = create_app(
+        make_settings(database_url=db_url, temporal_address="127.0.0.1:1"), sessionmaker=make_sessionmaker(engine)
+    )
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as off:
             answer = await off.post("/codec/decode", json=body, headers={"authorization": "Bearer codec-secret"})

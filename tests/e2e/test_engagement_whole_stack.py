@@ -149,14 +149,27 @@ async def test_open_click_and_visit_move_the_lead_to_the_right_rep(
     worker = await start_worker(env, tmp_path / "worker.log")
     with (tmp_path / "api.log").open("ab") as log:
         server = await asyncio.create_subprocess_exec(
-            str(BIN / "leadloop"), "api", "--port", str(api_port), env=env, cwd=PROJECT_ROOT, stdout=log,
+            str(BIN / "leadloop"),
+            "api",
+            "--port",
+            str(api_port),
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=log,
             stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+        )
     try:
         await wait_http(f"{api}/healthz")
         async with httpx.AsyncClient(base_url=api) as http:
-            lead = {"email": "Maria@Example.gr", "first_name": "Μαρία", "company": "Ακρόπολις", "country": "GR",
-                    "industry": "software", "timezone": "Europe/Athens", "locale": "el"}  # fmt: skip
+            lead = {
+                "email": "Maria@Example.gr",
+                "first_name": "Μαρία",
+                "company": "Ακρόπολις",
+                "country": "GR",
+                "industry": "software",
+                "timezone": "Europe/Athens",
+                "locale": "el",
+            }
             created = await http.post("/leads", json=lead, headers={"x-api-key": "e2e-intake-key"})
             assert created.status_code == 201, created.text
             assert created.json()["workflow"] == "started"
@@ -187,9 +200,11 @@ async def test_open_click_and_visit_move_the_lead_to_the_right_rep(
             page = await http.get(click.headers["location"], headers=NAVIGATE)
             assert page.status_code == 200 and 'data-site-key="e2e-site-key"' in page.text
             # the page's beacon.js reports the page view (as a browser's sendBeacon does: text/plain)
-            beacon = await http.post("/v", content=f'{{"site_key": "e2e-site-key", "visitor": "{visitor}", '
-                                     f'"url": "{api}/site/pricing"}}', headers={"content-type": "text/plain",
-                                     "user-agent": FIREFOX, "origin": api})  # fmt: skip
+            beacon = await http.post(
+                "/v",
+                content=f'{{"site_key": "e2e-site-key", "visitor": "{visitor}", "url": "{api}/site/pricing"}}',
+                headers={"content-type": "text/plain", "user-agent": FIREFOX, "origin": api},
+            )
             assert beacon.status_code == 202 and beacon.json() == {"recorded": True}
 
             # profile 10 + open 5 + pricing click 25 + visit 10 = 50: the lead goes to the Greek team's rep
@@ -218,8 +233,9 @@ async def test_open_click_and_visit_move_the_lead_to_the_right_rep(
         assert len(messages(mail)) == 2  # the drip paused: no second nurture email
 
         # the rep says "not ready": the lead goes back to nurture in a fresh run; the operator reads the story
-        code, out, err = await run(str(BIN / "leadloop"), "reject", str(lead_id), "--reason", "not_ready",
-                                   "--note", "next quarter", env=env)  # fmt: skip
+        code, out, err = await run(
+            str(BIN / "leadloop"), "reject", str(lead_id), "--reason", "not_ready", "--note", "next quarter", env=env
+        )
         assert code == 0, err
         for _ in range(100):
             code, out, err = await run(str(BIN / "leadloop"), "history", str(lead_id), env=env)
@@ -228,11 +244,23 @@ async def test_open_click_and_visit_move_the_lead_to_the_right_rep(
             await asyncio.sleep(0.2)
         assert code == 0, err
         story = [line for line in out.splitlines() if "│" in line]
-        expected = ["created (cadence 'hot')", "started: cadence 'hot' v1, cycle 0", "step 'welcome' sent",
-                    "open — human", "/site/pricing — human", "visit", "→ 50",
-                    "stage nurturing → with_sales", "assigned to Νίκος Αλεξίου", "notify rep-", "reject accepted",
-                    "rejected (not_ready)", "next quarter", "run ended: continued as new",
-                    "continued in a fresh history: cadence 'hot' v1, cycle 1"]  # fmt: skip
+        expected = [
+            "created (cadence 'hot')",
+            "started: cadence 'hot' v1, cycle 0",
+            "step 'welcome' sent",
+            "open — human",
+            "/site/pricing — human",
+            "visit",
+            "→ 50",
+            "stage nurturing → with_sales",
+            "assigned to Νίκος Αλεξίου",
+            "notify rep-",
+            "reject accepted",
+            "rejected (not_ready)",
+            "next quarter",
+            "run ended: continued as new",
+            "continued in a fresh history: cadence 'hot' v1, cycle 1",
+        ]
         positions = []
         for text in expected:
             found = [i for i, line in enumerate(story) if text in line]

@@ -77,11 +77,21 @@ async def test_status_and_list_find_leads_by_stage_score_and_cadence(
     config["namespace"] = "e2e-ops"
     client = Client(**config)
     queue = f"ops-{uuid.uuid4()}"
-    env = {**os.environ, "LEADLOOP_TEMPORAL_ADDRESS": client_address(dev_env.client),
-           "LEADLOOP_TEMPORAL_NAMESPACE": "e2e-ops", "COLUMNS": "200", "NO_COLOR": "1",
-           "LEADLOOP_DATABASE_URL": db_url}  # fmt: skip
-    async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow], activities=[send_email],
-                      workflow_runner=workflow_runner()):  # fmt: skip
+    env = {
+        **os.environ,
+        "LEADLOOP_TEMPORAL_ADDRESS": client_address(dev_env.client),
+        "LEADLOOP_TEMPORAL_NAMESPACE": "e2e-ops",
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+        "LEADLOOP_DATABASE_URL": db_url,
+    }
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[LeadNurtureWorkflow],
+        activities=[send_email],
+        workflow_runner=workflow_runner(),
+    ):
         for lead_id, industry in ((8001, "software"), (8002, "retail")):
             lead = Lead(id=lead_id, email="x@example.com", timezone="Europe/Athens", industry=industry)
             await start_lead(client, lead, CADENCE, task_queue=queue, time_scale=1.0, source="test", scoring=SCORING)
@@ -133,28 +143,64 @@ async def test_forget_erases_the_person_everywhere_and_keeps_them_out(
     engine = make_engine(db_url)
     maker = make_sessionmaker(engine)
     async with maker() as session:
-        lead = Lead(email="maria@example.gr", first_name="Μαρία", last_name="Παππά", company="Ακρόπολις",
-                    timezone="Europe/Athens", attributes={"phone": "+30 210 000"})  # fmt: skip
+        lead = Lead(
+            email="maria@example.gr",
+            first_name="Μαρία",
+            last_name="Παππά",
+            company="Ακρόπολις",
+            timezone="Europe/Athens",
+            attributes={"phone": "+30 210 000"},
+        )
         session.add(lead)
         await session.flush()
         lead_id = lead.id
-        session.add(Outbox(key=f"lead-{lead_id}.c0.first", lead_id=lead_id, cycle=0, step_id="first", cadence="ops",
-                           status="sent", message_id="<m@x>", subject="Γεια σου Μαρία"))  # fmt: skip
-        session.add(EngagementEvent(id="e1", lead_id=lead_id, kind="click", human=True, reason="browser",
-                                    url="https://s.example/?who=maria", user_agent="Firefox",
-                                    client_ip="10.1.2.3"))  # fmt: skip
+        session.add(
+            Outbox(
+                key=f"lead-{lead_id}.c0.first",
+                lead_id=lead_id,
+                cycle=0,
+                step_id="first",
+                cadence="ops",
+                status="sent",
+                message_id="<m@x>",
+                subject="Γεια σου Μαρία",
+            )
+        )
+        session.add(
+            EngagementEvent(
+                id="e1",
+                lead_id=lead_id,
+                kind="click",
+                human=True,
+                reason="browser",
+                url="https://s.example/?who=maria",
+                user_agent="Firefox",
+                client_ip="10.1.2.3",
+            )
+        )
         await session.commit()
     config = with_pydantic(dev_env.client).config()
     config["namespace"] = "e2e-ops"
     client = Client(**config)
     queue = f"ops-{uuid.uuid4()}"
-    env = {**os.environ, "LEADLOOP_TEMPORAL_ADDRESS": client_address(dev_env.client),
-           "LEADLOOP_TEMPORAL_NAMESPACE": "e2e-ops", "COLUMNS": "200", "NO_COLOR": "1",
-           "LEADLOOP_DATABASE_URL": db_url, "LEADLOOP_TASK_QUEUE": queue}  # fmt: skip
+    env = {
+        **os.environ,
+        "LEADLOOP_TEMPORAL_ADDRESS": client_address(dev_env.client),
+        "LEADLOOP_TEMPORAL_NAMESPACE": "e2e-ops",
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+        "LEADLOOP_DATABASE_URL": db_url,
+        "LEADLOOP_TASK_QUEUE": queue,
+    }
     leadloop = str(BIN / "leadloop")
     try:
-        async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow], activities=[send_email],
-                          workflow_runner=workflow_runner()):  # fmt: skip
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[LeadNurtureWorkflow],
+            activities=[send_email],
+            workflow_runner=workflow_runner(),
+        ):
             async with maker() as session:
                 row = await session.get(Lead, lead_id)
                 assert row is not None
@@ -226,10 +272,16 @@ async def test_lead_commands_print_hostile_text_literally(dev_env: WorkflowEnvir
         "LEADLOOP_TEMPORAL_NAMESPACE": "e2e-ops",
     }
     scoring = SCORING.model_copy(update={"profile": SCORING.profile.model_copy(update={"industry": {LINK: 20}})})
-    async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow], activities=[send_email],
-                      workflow_runner=workflow_runner()):  # fmt: skip
-        lead = Lead(id=8101, email="x@example.com", first_name=END_BOLD, company=LINK, industry=LINK,
-                    timezone="Europe/Oslo")  # fmt: skip
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[LeadNurtureWorkflow],
+        activities=[send_email],
+        workflow_runner=workflow_runner(),
+    ):
+        lead = Lead(
+            id=8101, email="x@example.com", first_name=END_BOLD, company=LINK, industry=LINK, timezone="Europe/Oslo"
+        )
         await start_lead(client, lead, CADENCE, task_queue=queue, time_scale=1.0, source="test", scoring=scoring)
         handle = client.get_workflow_handle(workflow_id(8101))
         code, raw = await leadloop(env, "pause", "8101", "--note", END_BOLD)
@@ -246,8 +298,10 @@ async def test_lead_commands_print_hostile_text_literally(dev_env: WorkflowEnvir
         assert_literal(raw, f"industry={LINK}")
         code, raw = await leadloop(env, "resume", "8101", "--note", RED)
         assert code == 0, raw
-        for action in (("accept", "--opportunity", LINK, "--note", END_BOLD), ("reject", "--reason", "other",
-                                                                              "--note", LINK)):  # fmt: skip
+        for action in (
+            ("accept", "--opportunity", LINK, "--note", END_BOLD),
+            ("reject", "--reason", "other", "--note", LINK),
+        ):
             code, raw = await leadloop(env, action[0], "8101", *action[1:])
             assert code == 1, raw  # not with a rep: refused, and shown as such
             assert_literal(raw, "error:", "lead 8101")
@@ -281,9 +335,15 @@ async def test_forget_reaches_a_changed_address_a_hand_over_and_the_files(
     config = with_pydantic(dev_env.client).config()
     config["namespace"] = "e2e-ops"
     client = Client(**config)
-    env = {**os.environ, "LEADLOOP_TEMPORAL_ADDRESS": client_address(dev_env.client),
-           "LEADLOOP_TEMPORAL_NAMESPACE": "e2e-ops", "COLUMNS": "200", "NO_COLOR": "1",
-           "LEADLOOP_DATABASE_URL": db_url, "LEADLOOP_TASK_QUEUE": f"ops-{uuid.uuid4()}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "LEADLOOP_TEMPORAL_ADDRESS": client_address(dev_env.client),
+        "LEADLOOP_TEMPORAL_NAMESPACE": "e2e-ops",
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+        "LEADLOOP_DATABASE_URL": db_url,
+        "LEADLOOP_TASK_QUEUE": f"ops-{uuid.uuid4()}",
+    }
     leadloop = str(BIN / "leadloop")
     roster = tmp_path / "reps.yaml"
     roster.write_text(
@@ -309,8 +369,18 @@ async def test_forget_reaches_a_changed_address_a_hand_over_and_the_files(
         assert (leads["zoe.old@example.gr"].owner, leads["kim@example.com"].owner) == ("rep.madrid@leadloop.test", None)
         rep = (await session.execute(select(Rep))).scalar_one()
         # Zoë is with sales: her hand-over holds a place in the rep's capacity
-        session.add(Assignment(key=f"lead-{zoe}.c0.a1", lead_id=zoe, cycle=0, rep_id=rep.id, team="iberia",
-                               rule="owner (relationship selling)", status="assigned", score=80))  # fmt: skip
+        session.add(
+            Assignment(
+                key=f"lead-{zoe}.c0.a1",
+                lead_id=zoe,
+                cycle=0,
+                rep_id=rep.id,
+                team="iberia",
+                rule="owner (relationship selling)",
+                status="assigned",
+                score=80,
+            )
+        )
         await session.commit()
     code, out, _ = await run(leadloop, "reps", "list", env=env)
     assert "1 / 2" in out
@@ -334,8 +404,7 @@ async def test_forget_reaches_a_changed_address_a_hand_over_and_the_files(
                 # neither address comes back through an edit
                 refused = await http.patch(f"/leads/{kim}", json={"email": "zoe.new@example.gr"}, headers=key)
                 assert refused.status_code == 409 and "suppression list (erased)" in refused.json()["detail"]
-                code, _, err = await run(leadloop, "lead", "update", str(kim), "--email", "Zoe.Old@example.gr",
-                                         env=env)  # fmt: skip
+                code, _, err = await run(leadloop, "lead", "update", str(kim), "--email", "Zoe.Old@example.gr", env=env)
                 assert code == 1 and "zoe.old@example.gr is on the suppression list (erased)" in err
                 # and the database files no longer hold her (the WAL was checkpointed and emptied)
                 files = {p.name: p.read_bytes() for p in tmp_path.glob("leadloop.db*")}

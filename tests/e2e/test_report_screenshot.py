@@ -10,7 +10,9 @@ import pytest
 
 from leadloop.infra.db import make_engine, make_sessionmaker
 from leadloop.infra.migrate import upgrade_database
-from leadloop.reporting.report import gather_report, render_html, with_plan
+from leadloop.reporting.gather import gather_report
+from leadloop.reporting.html import render_html
+from leadloop.reporting.planner import with_plan
 from scripts.report_screenshot import default_chromium, take_report_screenshot
 from scripts.ui_screenshot import png_size
 from tests.conftest import BIN
@@ -105,8 +107,18 @@ async def test_the_script_writes_a_png_and_refuses_bad_input(report: Path, tmp_p
 async def test_the_demo_report_screenshot(tmp_path: Path) -> None:
     """What `make report-screenshot` runs to make docs/img/report.png."""
     out = tmp_path / "report.png"
-    code, stdout, err = await run(str(BIN / "python"), SCRIPT, "--demo", "--keep", str(tmp_path / "demo"),
-                                  "-o", str(out), "--crop", "1600", env=ENV)  # fmt: skip
+    code, stdout, err = await run(
+        str(BIN / "python"),
+        SCRIPT,
+        "--demo",
+        "--keep",
+        str(tmp_path / "demo"),
+        "-o",
+        str(out),
+        "--crop",
+        "1600",
+        env=ENV,
+    )
     assert code == 0, err
     assert stdout == f"{out}: 1280x1600 px, 6 charts loaded\n"  # the demo has stage counts: one chart more
     assert (tmp_path / "demo" / "report_files" / "stages_now.png").exists()

@@ -83,10 +83,20 @@ async def test_screenshot_shows_a_running_leads_page_and_bad_input_writes_nothin
     lead_id = 8101
     wid = workflow_id(lead_id)
     cli_env = {**os.environ, "LEADLOOP_TEMPORAL_ADDRESS": address, "LEADLOOP_TEMPORAL_NAMESPACE": client.namespace}
-    async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow], activities=[send_email],
-                      workflow_runner=workflow_runner()):  # fmt: skip
-        lead = Lead(id=lead_id, email="x@example.com", timezone="Europe/Athens", industry="software",
-                    company="Ακρόπολις Λογισμικό")  # fmt: skip
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[LeadNurtureWorkflow],
+        activities=[send_email],
+        workflow_runner=workflow_runner(),
+    ):
+        lead = Lead(
+            id=lead_id,
+            email="x@example.com",
+            timezone="Europe/Athens",
+            industry="software",
+            company="Ακρόπολις Λογισμικό",
+        )
         # a cadence day lasts a second: two emails out, then two months to the third
         await start_lead(client, lead, CADENCE, task_queue=queue, time_scale=86400, source="test", scoring=SCORING)
         handle = client.get_workflow_handle(wid)
@@ -118,8 +128,22 @@ async def test_screenshot_shows_a_running_leads_page_and_bad_input_writes_nothin
         # the command, as `make screenshot` runs it: the history tab shows every timer's and send's summary
         script = (str(BIN / "python"), SCRIPT)
         history = tmp_path / "shots" / "history.png"
-        code, stdout, err = await run(*script, wid, "--ui-url", ui, "--tab", "history", "-o", str(history),
-                                      "--width", "1600", "--height", "600", "--text", env=cli_env)  # fmt: skip
+        code, stdout, err = await run(
+            *script,
+            wid,
+            "--ui-url",
+            ui,
+            "--tab",
+            "history",
+            "-o",
+            str(history),
+            "--width",
+            "1600",
+            "--height",
+            "600",
+            "--text",
+            env=cli_env,
+        )
         assert code == 0, err
         assert stdout.startswith(f"{history}: {wid} (run ")
         assert history.exists() and is_png_of_at_least(history, 1600, 600)
@@ -133,9 +157,18 @@ async def test_screenshot_shows_a_running_leads_page_and_bad_input_writes_nothin
         unknown, unreachable, no_browser = await asyncio.gather(
             run(*script, "999999", "--ui-url", ui, "-o", str(nothing), env=cli_env),
             run(*script, str(lead_id), "--ui-url", dead_ui, "-o", str(nothing), env=cli_env),
-            run(*script, str(lead_id), "--ui-url", ui, "-o", str(nothing), "--chromium", str(tmp_path / "no-chromium"),
-                env=cli_env),
-        )  # fmt: skip
+            run(
+                *script,
+                str(lead_id),
+                "--ui-url",
+                ui,
+                "-o",
+                str(nothing),
+                "--chromium",
+                str(tmp_path / "no-chromium"),
+                env=cli_env,
+            ),
+        )
         code, stdout, err = unknown
         assert (code, stdout) == (1, "")
         assert err == f"ui_screenshot: error: workflow lead-999999 not found in namespace 'default' at {address}\n"

@@ -67,9 +67,18 @@ async def add_lead(sessionmaker: async_sessionmaker[AsyncSession], email: str = 
         session.add(lead)
         await session.flush()
         session.add(
-            Outbox(key=f"lead-{lead.id}.c0.tips", lead_id=lead.id, cycle=0, step_id="tips", cadence="welcome",
-                   status="sent", message_id="<m@x>", attempts=1, sent_at=datetime.now(UTC) - timedelta(hours=1))
-        )  # fmt: skip
+            Outbox(
+                key=f"lead-{lead.id}.c0.tips",
+                lead_id=lead.id,
+                cycle=0,
+                step_id="tips",
+                cadence="welcome",
+                status="sent",
+                message_id="<m@x>",
+                attempts=1,
+                sent_at=datetime.now(UTC) - timedelta(hours=1),
+            )
+        )
         await session.commit()
         return lead.id
 
@@ -218,8 +227,9 @@ async def test_beacon_needs_the_site_key_and_a_signed_visitor(http, sessionmaker
     page = {"url": "https://site.example/pricing", "visitor": visitor}
     assert (await http.post("/v", json=page)).status_code == 401
     assert (await http.post("/v", json={**page, "site_key": "wrong"})).status_code == 401
-    assert (await http.post("/v", json={**page, "site_key": "site-key", "visitor": visitor[:-3]},
-                            headers=FROM_SITE)).status_code == 400  # fmt: skip
+    assert (
+        await http.post("/v", json={**page, "site_key": "site-key", "visitor": visitor[:-3]}, headers=FROM_SITE)
+    ).status_code == 400
     assert (await http.post("/v", json={**page, "site_key": "site-key", "url": "ftp://x"})).status_code == 400
     assert (await http.post("/v", content=b"[1,2]", headers={"x-leadloop-site-key": "site-key"})).status_code == 400
     assert (await http.post("/v", content=b"x" * 5000)).status_code == 413
@@ -259,13 +269,17 @@ async def test_intake_refuses_missing_key_and_bad_fields_and_stores_nothing(http
     lead = {"email": "new@example.com", "first_name": "Ana"}
     assert (await http.post("/leads", json=lead)).status_code == 401
     assert (await http.post("/leads", json=lead, headers={"x-api-key": "wrong"})).status_code == 401
-    bad = await http.post("/leads", json={"email": "not-an-address", "timezone": "Mars/Base", "shoe": 1},
-                          headers={"x-api-key": "intake-key"})  # fmt: skip
+    bad = await http.post(
+        "/leads",
+        json={"email": "not-an-address", "timezone": "Mars/Base", "shoe": 1},
+        headers={"x-api-key": "intake-key"},
+    )
     assert bad.status_code == 422
     fields = {tuple(e["loc"])[-1] for e in bad.json()["detail"]}
     assert {"email", "timezone", "shoe"} <= fields
-    header = await http.post("/leads", json={"email": "x@example.com", "first_name": "A\r\nBcc: y@z"},
-                             headers={"x-api-key": "intake-key"})  # fmt: skip
+    header = await http.post(
+        "/leads", json={"email": "x@example.com", "first_name": "A\r\nBcc: y@z"}, headers={"x-api-key": "intake-key"}
+    )
     assert header.status_code == 422
     unknown = await http.post("/leads", json={**lead, "cadence": "nope"}, headers={"x-api-key": "intake-key"})
     assert unknown.status_code == 422
@@ -292,8 +306,9 @@ async def test_patch_to_a_suppressed_address_is_409_and_changes_nothing(settings
         lead_id = lead.id
     key = {"x-api-key": "intake-key"}
     async with running(settings, sessionmaker, with_pydantic(dev_env.client)) as http:
-        refused = await http.patch(f"/leads/{lead_id}", json={"email": " Gone@Example.com ", "company": "Acme"},
-                                   headers=key)  # fmt: skip
+        refused = await http.patch(
+            f"/leads/{lead_id}", json={"email": " Gone@Example.com ", "company": "Acme"}, headers=key
+        )
         assert refused.status_code == 409 and "suppression list (erased)" in refused.json()["detail"]
         async with sessionmaker() as session:
             lead = await session.get(Lead, lead_id)

@@ -16,9 +16,13 @@ LEADLOOP = str(Path(sys.executable).parent / "leadloop")
 
 def leadloop(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [LEADLOOP, *args], capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+        [LEADLOOP, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PROJECT_ROOT,
         env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -71,8 +75,11 @@ def test_a_bant_rule_that_scores_presence_is_refused_and_nothing_enrolled(
     check = leadloop("cadence", "check", env=workspace)
     assert check.returncode == 1 and expected in check.stderr
     assert "welcome.yaml: 'welcome'" in check.stdout  # the cadences still pass
-    env = {**workspace, "LEADLOOP_SCORING_FILE": str(scoring),
-           "LEADLOOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"}  # fmt: skip
+    env = {
+        **workspace,
+        "LEADLOOP_SCORING_FILE": str(scoring),
+        "LEADLOOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'l.db'}",
+    }
     assert leadloop("db", "upgrade", env=env).returncode == 0
     enrol = leadloop("enroll", "--email", "lucia@example.es", env=env)
     assert enrol.returncode == 1 and expected in enrol.stderr
@@ -229,8 +236,10 @@ def test_recycle_file_naming_an_unknown_cadence_fails_at_check_time(workspace: d
     result = leadloop("cadence", "check", env=workspace)
     assert result.returncode == 1
     assert "reasons.no_authority.cadence: cadence 'influencers' does not load" in result.stderr
-    line = recycle.read_text().splitlines().index(
-        next(x for x in recycle.read_text().splitlines() if "influencers" in x)) + 1  # fmt: skip
+    line = (
+        recycle.read_text().splitlines().index(next(x for x in recycle.read_text().splitlines() if "influencers" in x))
+        + 1
+    )
     assert f"{recycle}:{line}:" in result.stderr
 
 
@@ -248,8 +257,17 @@ def test_dispositions_lists_recorded_decisions(tmp_path: Path) -> None:
         async with make_sessionmaker(engine)() as session:
             session.add(Lead(id=5, email="a@b.example", attributes={}))
             await session.flush()
-            row = DispositionRow(key="lead-5.c0.a1", lead_id=5, cycle=0, rep_id=None, action="reject",
-                                 reason="no_budget", note="Q3", outcome="back to nurture", source="page")  # fmt: skip
+            row = DispositionRow(
+                key="lead-5.c0.a1",
+                lead_id=5,
+                cycle=0,
+                rep_id=None,
+                action="reject",
+                reason="no_budget",
+                note="Q3",
+                outcome="back to nurture",
+                source="page",
+            )
             session.add(row)
             await session.commit()
         await engine.dispose()

@@ -39,9 +39,13 @@ def terminal_env(database_url: str) -> dict[str, str]:
 async def leadloop(env: dict[str, str], *args: str) -> tuple[int, str]:
     """Exit code and everything written (stdout then stderr), raw: escape sequences included."""
     proc = await asyncio.create_subprocess_exec(
-        str(BIN / "leadloop"), *args, env=env, cwd=PROJECT_ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        str(BIN / "leadloop"),
+        *args,
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None
     return proc.returncode, out.decode() + err.decode()
@@ -74,22 +78,72 @@ async def seed(database_url: str) -> int:
     try:
         async with make_sessionmaker(engine)() as session:
             rep = (await session.execute(Rep.__table__.select().where(Rep.name == LINK))).one()
-            lead = Lead(email="hostile@example.com", first_name=END_BOLD, last_name=RED, company=LINK, cadence=LINK,
-                        title=LINK, attributes={"note": END_BOLD})  # fmt: skip
+            lead = Lead(
+                email="hostile@example.com",
+                first_name=END_BOLD,
+                last_name=RED,
+                company=LINK,
+                cadence=LINK,
+                title=LINK,
+                attributes={"note": END_BOLD},
+            )
             session.add(lead)
             await session.flush()
             at = datetime(2026, 11, 2, 10, tzinfo=UTC)
-            session.add(Outbox(key=f"lead-{lead.id}.c0.first", lead_id=lead.id, cycle=0, step_id="first",
-                               cadence=LINK, status="failed", message_id="<m@x>", subject=f"Hi {END_BOLD}",
-                               error=f"refused: {LINK}", created_at=at, sent_at=at))  # fmt: skip
-            session.add(EngagementEvent(id="hostile-1", lead_id=lead.id, kind="click", human=False, reason=RED,
-                                        url=f"https://s.example/{LINK}", occurred_at=at))  # fmt: skip
-            session.add(Assignment(key=f"lead-{lead.id}.c0.a1", lead_id=lead.id, cycle=0, rep_id=rep.id,
-                                   team="hostile", rule=f"score rule {END_BOLD}", status="rejected", score=80,
-                                   assigned_at=at, closed_at=at))  # fmt: skip
-            session.add(DispositionRow(key=f"lead-{lead.id}.c0.a1", lead_id=lead.id, cycle=0, rep_id=rep.id,
-                                       action="reject", reason="other", note=f"{END_BOLD} {RED}", outcome=LINK,
-                                       source="cli", created_at=at))  # fmt: skip
+            session.add(
+                Outbox(
+                    key=f"lead-{lead.id}.c0.first",
+                    lead_id=lead.id,
+                    cycle=0,
+                    step_id="first",
+                    cadence=LINK,
+                    status="failed",
+                    message_id="<m@x>",
+                    subject=f"Hi {END_BOLD}",
+                    error=f"refused: {LINK}",
+                    created_at=at,
+                    sent_at=at,
+                )
+            )
+            session.add(
+                EngagementEvent(
+                    id="hostile-1",
+                    lead_id=lead.id,
+                    kind="click",
+                    human=False,
+                    reason=RED,
+                    url=f"https://s.example/{LINK}",
+                    occurred_at=at,
+                )
+            )
+            session.add(
+                Assignment(
+                    key=f"lead-{lead.id}.c0.a1",
+                    lead_id=lead.id,
+                    cycle=0,
+                    rep_id=rep.id,
+                    team="hostile",
+                    rule=f"score rule {END_BOLD}",
+                    status="rejected",
+                    score=80,
+                    assigned_at=at,
+                    closed_at=at,
+                )
+            )
+            session.add(
+                DispositionRow(
+                    key=f"lead-{lead.id}.c0.a1",
+                    lead_id=lead.id,
+                    cycle=0,
+                    rep_id=rep.id,
+                    action="reject",
+                    reason="other",
+                    note=f"{END_BOLD} {RED}",
+                    outcome=LINK,
+                    source="cli",
+                    created_at=at,
+                )
+            )
             await session.commit()
             return lead.id
     finally:
@@ -110,9 +164,17 @@ async def test_hostile_text_prints_literally_in_every_database_command(database_
 
     code, raw = await leadloop(env, "history", str(lead_id))
     assert code == 0, raw
-    assert_literal(raw, f"created (cadence '{LINK}')", f"'Hi {END_BOLD}'", f"refused: {LINK}",
-                   f"https://s.example/{LINK}", f"machine ({RED})", f"assigned to {LINK} (rep-",
-                   f"score rule {END_BOLD}", f"{LINK} rejected (other) “{END_BOLD} {RED}” → {LINK}")  # fmt: skip
+    assert_literal(
+        raw,
+        f"created (cadence '{LINK}')",
+        f"'Hi {END_BOLD}'",
+        f"refused: {LINK}",
+        f"https://s.example/{LINK}",
+        f"machine ({RED})",
+        f"assigned to {LINK} (rep-",
+        f"score rule {END_BOLD}",
+        f"{LINK} rejected (other) “{END_BOLD} {RED}” → {LINK}",
+    )
     assert "\x1b[" in raw  # the terminal was forced: a styled "note:" line, so a hyperlink would have shown
 
     code, raw = await leadloop(env, "dispositions", "--lead", str(lead_id))

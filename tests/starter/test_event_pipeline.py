@@ -27,11 +27,16 @@ from tests.conftest import with_pydantic
 
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59")  # type: ignore[arg-type]
 CADENCE = Cadence(
-    name="slow", version=1, send_window=ALWAYS, sender=Sender(name="Demo", address="demo@leadloop.example"),
-    steps=[Step(id="s1", wait="0", template="welcome", subject="hi"),  # type: ignore[arg-type]
-           Step(id="s2", wait="30d", template="tips", subject="hi")],  # type: ignore[arg-type]
+    name="slow",
+    version=1,
+    send_window=ALWAYS,
+    sender=Sender(name="Demo", address="demo@leadloop.example"),
+    steps=[
+        Step(id="s1", wait="0", template="welcome", subject="hi"),  # type: ignore[arg-type]
+        Step(id="s2", wait="30d", template="tips", subject="hi"),
+    ],  # type: ignore[arg-type]
     escalation=Escalation(threshold=1000),
-)  # fmt: skip
+)
 SCORING = ScoringConfig.model_validate(
     {"version": 1, "engagement": [{"name": "open", "kind": "open", "points": 3, "cap": 15}]}
 )
@@ -40,8 +45,14 @@ MAIL_CLIENT = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20
 
 @pytest.fixture
 async def parts(time_skipping_env: WorkflowEnvironment, smtp: Any, make_settings: Any) -> AsyncIterator[dict[str, Any]]:
-    settings = make_settings(smtp_host=smtp.host, smtp_port=smtp.port, public_url="http://t.test",
-                             machine_min_delay=0, coalesce_seconds=0.5, relay_interval=3600)  # fmt: skip
+    settings = make_settings(
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        public_url="http://t.test",
+        machine_min_delay=0,
+        coalesce_seconds=0.5,
+        relay_interval=3600,
+    )
     await upgrade_database(settings.database_url)
     client = with_pydantic(time_skipping_env.client)
     engine = make_engine(settings.database_url)
@@ -56,8 +67,15 @@ async def enrolled(parts: dict[str, Any]) -> tuple[int, WorkflowHandle[Any, Any]
         lead = Lead(email=f"{uuid.uuid4().hex[:8]}@example.com", timezone="Europe/Athens", attributes={})
         session.add(lead)
         await session.commit()
-    await start_lead(parts["client"], lead, CADENCE, task_queue=parts["settings"].task_queue, time_scale=1.0,
-                     source="test", scoring=SCORING)  # fmt: skip
+    await start_lead(
+        parts["client"],
+        lead,
+        CADENCE,
+        task_queue=parts["settings"].task_queue,
+        time_scale=1.0,
+        source="test",
+        scoring=SCORING,
+    )
     handle = parts["client"].get_workflow_handle(workflow_id(lead.id))
     await until(handle, lambda s: s.sends == 1)
     return lead.id, handle

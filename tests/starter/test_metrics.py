@@ -32,9 +32,15 @@ def value(text: str, name: str, **labels: str) -> float:
 @pytest.fixture
 def settings(make_settings: Any, database_url: str) -> Any:
     return make_settings(
-        database_url=database_url, secret_key=KEYS[0], public_url="http://t.test", site_url="https://site.example",
-        api_keys=["intake-key"], site_keys=["site-key"], temporal_address="127.0.0.1:1", relay_interval=3600,
-    )  # fmt: skip
+        database_url=database_url,
+        secret_key=KEYS[0],
+        public_url="http://t.test",
+        site_url="https://site.example",
+        api_keys=["intake-key"],
+        site_keys=["site-key"],
+        temporal_address="127.0.0.1:1",
+        relay_interval=3600,
+    )
 
 
 @pytest.fixture
@@ -122,19 +128,26 @@ async def test_metrics_include_the_services_temporal_client(
             # (the test server does not say whether signal-with-start started a run; the dev server does)
             assert intake.status_code == 201
             flow = intake.json()["workflow"]
-            reject = await http.post(f"/leads/{lead}/reject", json={"rep": "rep1@sales.example", "reason": "not_ready"},
-                                     headers={"x-api-key": "intake-key"})  # fmt: skip
+            reject = await http.post(
+                f"/leads/{lead}/reject",
+                json={"rep": "rep1@sales.example", "reason": "not_ready"},
+                headers={"x-api-key": "intake-key"},
+            )
             assert reject.status_code == 409
             text = (await http.get("/metrics")).text
     assert value(text, "leadloop_intakes_total", status="new", workflow=flow) == 1
-    assert value(text, "leadloop_rep_decisions_total", action="reject", reason="not_ready", source="api",
-                 result="refused") == 1  # fmt: skip
+    assert (
+        value(text, "leadloop_rep_decisions_total", action="reject", reason="not_ready", source="api", result="refused")
+        == 1
+    )
     assert value(text, "temporal_request_total", operation="SignalWithStartWorkflowExecution") == 1
     failed = "temporal_request_failure_total"
     assert value(text, failed, operation="SignalWorkflowExecution", status_code="NOT_FOUND") == 1
     assert value(text, "temporal_request_latency_seconds_count", operation="SignalWithStartWorkflowExecution") == 1
-    assert value(text, "temporal_request_latency_seconds_bucket", operation="SignalWithStartWorkflowExecution",
-                 le="+Inf") == 1  # fmt: skip
+    assert (
+        value(text, "temporal_request_latency_seconds_bucket", operation="SignalWithStartWorkflowExecution", le="+Inf")
+        == 1
+    )
 
 
 async def test_an_app_given_a_client_serves_leadloops_counters_only(settings, sessionmaker) -> None:

@@ -71,10 +71,30 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, Any]
         await session.flush()
         rep_id = (await session.execute(select(Rep.id))).scalar_one()
         outbox = f"lead-{lead.id}.c0.welcome"
-        session.add(Outbox(key=outbox, lead_id=lead.id, cycle=0, step_id="welcome", cadence="welcome",
-                           status="sent", message_id="<fuzz@x>", attempts=1))  # fmt: skip
-        session.add(Assignment(key=f"lead-{lead.id}.c0.a1", lead_id=lead.id, cycle=0, rep_id=rep_id,
-                               team="south", rule="fuzz", status="assigned", score=80))  # fmt: skip
+        session.add(
+            Outbox(
+                key=outbox,
+                lead_id=lead.id,
+                cycle=0,
+                step_id="welcome",
+                cadence="welcome",
+                status="sent",
+                message_id="<fuzz@x>",
+                attempts=1,
+            )
+        )
+        session.add(
+            Assignment(
+                key=f"lead-{lead.id}.c0.a1",
+                lead_id=lead.id,
+                cycle=0,
+                rep_id=rep_id,
+                team="south",
+                rule="fuzz",
+                status="assigned",
+                score=80,
+            )
+        )
         await session.commit()
     signer, now = Signer([SECRET]), int(time.time())
 
@@ -97,9 +117,14 @@ def fuzz(
 ) -> None:
     strategy = operation.as_strategy(generation_mode=mode, path_parameters=path)
 
-    @hypothesis.settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-                         phases=[Phase.explicit, Phase.generate, Phase.shrink],
-                         suppress_health_check=list(HealthCheck))  # fmt: skip
+    @hypothesis.settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
+    )
     @hypothesis.given(case=strategy)
     def run(case: Any) -> None:
         case.call_and_validate(headers=headers, checks=CHECKS)
@@ -112,11 +137,18 @@ async def test_every_operation_answers_as_documented_whatever_it_gets(
 ) -> None:
     known = await seed(sessionmaker)
     settings = make_settings(
-        database_url=database_url, demo=False, secret_key=SECRET, api_keys=[API_KEY], site_keys=[SITE_KEY],
-        public_url="http://testserver", site_url="https://site.example", relay_interval=3600,
-        encryption_keys={"k1": base64.b64encode(b"k" * 32).decode()}, codec_token=CODEC_TOKEN,
+        database_url=database_url,
+        demo=False,
+        secret_key=SECRET,
+        api_keys=[API_KEY],
+        site_keys=[SITE_KEY],
+        public_url="http://testserver",
+        site_url="https://site.example",
+        relay_interval=3600,
+        encryption_keys={"k1": base64.b64encode(b"k" * 32).decode()},
+        codec_token=CODEC_TOKEN,
         rate_limit_per_minute=0,  # one client sends everything here; test_security floods on purpose
-    )  # fmt: skip
+    )
     app = create_app(settings, client=NoWorkflows())  # type: ignore[arg-type]
     # the app runs in Schemathesis's own event loop thread, with its own engine on the same database
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)

@@ -50,9 +50,14 @@ def test_the_report_renders_without_temporal_and_says_so(seeded: Path) -> None:
     result = runner.invoke(app, ["report", "--since", "2026-11-01", "--out", str(out), "--target-conversions", "4"])
     assert result.exit_code == 0, result.output
     assert "Temporal at 127.0.0.1:" in result.stderr and "was not reachable" in result.stderr
-    assert written(seeded) == ["out/report.html", "out/report_files/funnel.png", "out/report_files/planner.png",
-                               "out/report_files/reasons.png", "out/report_files/reps.png",
-                               "out/report_files/steps.png"]  # fmt: skip
+    assert written(seeded) == [
+        "out/report.html",
+        "out/report_files/funnel.png",
+        "out/report_files/planner.png",
+        "out/report_files/reasons.png",
+        "out/report_files/reps.png",
+        "out/report_files/steps.png",
+    ]
     for png in (seeded / "out" / "report_files").iterdir():
         width, height = png_size(png.read_bytes())
         assert width >= 400 and height >= 200

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from leadloop.infra.db import Rep, make_engine, make_sessionmaker
 from leadloop.infra.settings import get_settings
-from leadloop.reporting.report import RepStats, SalesStats, chart_reps
+from leadloop.reporting.charts import chart_reps
+from leadloop.reporting.models import RepStats, SalesStats
 from starter.cli import app
 from tests.conftest import free_port
 from tests.leadloop.reporting.test_report import seed
@@ -53,7 +54,8 @@ def test_dollar_signs_in_a_chart_label_are_drawn() -> None:
     """The dollars are ink on the chart (plain text), not swallowed as formula delimiters."""
 
     def drawn(name: str) -> bytes:
-        return chart_reps(SalesStats(reps=[RepStats(rep_id=2, rep=name, team="south-east", handovers=2, accepted=1,
-                                                    rejected=1)]))  # fmt: skip
+        return chart_reps(
+            SalesStats(reps=[RepStats(rep_id=2, rep=name, team="south-east", handovers=2, accepted=1, rejected=1)])
+        )
 
     assert drawn(MARTA) != drawn("Marta  López")

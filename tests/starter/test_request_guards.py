@@ -31,8 +31,14 @@ MALFORMED = [b"{not json", b"[1, 2", b"\xff\xfe", b'"just a string"', b"[]", b'{
 
 @pytest.fixture
 def production(make_settings: Any, database_url: str) -> Any:
-    return make_settings(database_url=database_url, demo=False, secret_key=SECRET, api_keys=[API_KEY],
-                         public_url="http://t.test", relay_interval=3600)  # fmt: skip
+    return make_settings(
+        database_url=database_url,
+        demo=False,
+        secret_key=SECRET,
+        api_keys=[API_KEY],
+        public_url="http://t.test",
+        relay_interval=3600,
+    )
 
 
 async def handed_over(sessionmaker: Any) -> tuple[int, dict[str, int], str]:
@@ -65,13 +71,21 @@ async def test_a_missing_or_wrong_key_gets_401_whatever_the_body(production, ses
 
 
 SURROGATE_FIELDS = {
-    "POST /leads": ("POST", "/leads", {"email": "s@example.com"}, ["email", "first_name", "last_name", "company",
-                                                                   "title", "country", "cadence", "locale"]),
-    "reject": ("POST", "/leads/{lead}/reject", {"rep": "anna@sales.example", "reason": "no_budget"},
-               ["rep", "note", "opportunity_id", "reason"]),
+    "POST /leads": (
+        "POST",
+        "/leads",
+        {"email": "s@example.com"},
+        ["email", "first_name", "last_name", "company", "title", "country", "cadence", "locale"],
+    ),
+    "reject": (
+        "POST",
+        "/leads/{lead}/reject",
+        {"rep": "anna@sales.example", "reason": "no_budget"},
+        ["rep", "note", "opportunity_id", "reason"],
+    ),
     "accept": ("POST", "/leads/{lead}/accept", {"rep": "anna@sales.example"}, ["rep", "note"]),
     "PATCH": ("PATCH", "/leads/{lead}", {}, ["company", "first_name"]),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("endpoint", list(SURROGATE_FIELDS))
@@ -86,10 +100,14 @@ async def test_a_lone_surrogate_in_any_field_is_422_naming_the_field_without_ech
     key = {"x-api-key": API_KEY, "content-type": "application/json"}
     async with serving(production, sessionmaker, temporal) as (_, http):
         cases = {field: ({**base, field: f"echo-{field}-\ud800-x"}, ["body", field]) for field in fields}
-        cases |= {  # inside the free-form attributes, as a value and as a name (PATCH has none)
-            "attribute value": ({**base, "attributes": {"plan": "echo-\udfff"}}, ["body", "attributes", "plan"]),
-            "attribute name": ({**base, "attributes": {"echo-\ud83d": "pro"}}, ["body", "attributes"]),
-        } if endpoint == "POST /leads" else {}  # fmt: skip
+        cases |= (
+            {  # inside the free-form attributes, as a value and as a name (PATCH has none)
+                "attribute value": ({**base, "attributes": {"plan": "echo-\udfff"}}, ["body", "attributes", "plan"]),
+                "attribute name": ({**base, "attributes": {"echo-\ud83d": "pro"}}, ["body", "attributes"]),
+            }
+            if endpoint == "POST /leads"
+            else {}
+        )
         for name, (sent, loc) in cases.items():
             raw = json.dumps(sent).encode()  # ensure_ascii: the surrogate goes as the escape \ud800, as JSON allows
             reply = await http.request(method, url, content=raw, headers=key)
@@ -100,8 +118,9 @@ async def test_a_lone_surrogate_in_any_field_is_422_naming_the_field_without_ech
         assert await snapshot(sessionmaker) == before and temporal.changes == []
         # a surrogate pair is one character (an emoji), not a lone surrogate: it is stored as sent
         if endpoint == "POST /leads":
-            emoji = await http.post("/leads", content=b'{"email": "e@example.com", "first_name": "Ana \\ud83d\\ude00"}',
-                                    headers=key)  # fmt: skip
+            emoji = await http.post(
+                "/leads", content=b'{"email": "e@example.com", "first_name": "Ana \\ud83d\\ude00"}', headers=key
+            )
             assert emoji.status_code == 201, emoji.text
 
 

@@ -71,10 +71,19 @@ def build(make_settings: Any, database_url: str) -> Any:
     """Production settings (not the demo) on the test's database, with `overrides`."""
 
     def settings(**overrides: Any) -> Any:
-        return make_settings(**{
-            "database_url": database_url, "demo": False, "secret_key": SECRET, "api_keys": [API_KEY],
-            "site_keys": [SITE_KEY], "public_url": "http://t.test", "site_url": "https://site.example",
-            "relay_interval": 3600, **overrides})  # fmt: skip
+        return make_settings(
+            **{
+                "database_url": database_url,
+                "demo": False,
+                "secret_key": SECRET,
+                "api_keys": [API_KEY],
+                "site_keys": [SITE_KEY],
+                "public_url": "http://t.test",
+                "site_url": "https://site.example",
+                "relay_interval": 3600,
+                **overrides,
+            }
+        )
 
     return settings
 
@@ -101,13 +110,28 @@ def client_at(app: Any, ip: str) -> httpx.AsyncClient:
 async def add_lead(sessionmaker: Any, email: str = "maria@example.gr", erased: bool = False) -> int:
     """A lead whose welcome email went out an hour ago."""
     async with sessionmaker() as session:
-        lead = Lead(email=email, first_name="Μαρία", company="Ακρόπολις", attributes={},
-                    erased_at=datetime.now(UTC) if erased else None)  # fmt: skip
+        lead = Lead(
+            email=email,
+            first_name="Μαρία",
+            company="Ακρόπολις",
+            attributes={},
+            erased_at=datetime.now(UTC) if erased else None,
+        )
         session.add(lead)
         await session.flush()
-        session.add(Outbox(key=f"lead-{lead.id}.c0.welcome", lead_id=lead.id, cycle=0, step_id="welcome",
-                           cadence="welcome", status="sent", message_id=f"<{lead.id}@x>", attempts=1,
-                           sent_at=datetime.now(UTC) - timedelta(hours=1)))  # fmt: skip
+        session.add(
+            Outbox(
+                key=f"lead-{lead.id}.c0.welcome",
+                lead_id=lead.id,
+                cycle=0,
+                step_id="welcome",
+                cadence="welcome",
+                status="sent",
+                message_id=f"<{lead.id}@x>",
+                attempts=1,
+                sent_at=datetime.now(UTC) - timedelta(hours=1),
+            )
+        )
         await session.commit()
         return lead.id
 
@@ -123,14 +147,33 @@ async def add_reps(sessionmaker: Any) -> dict[str, int]:
 async def assign(sessionmaker: Any, lead_id: int, n: int, rep_id: int, status: str, ago: timedelta) -> str:
     key = f"lead-{lead_id}.c0.a{n}"
     async with sessionmaker() as session:
-        session.add(Assignment(key=key, lead_id=lead_id, cycle=0, rep_id=rep_id, team="south", rule="test",
-                               status=status, score=80, assigned_at=datetime.now(UTC) - ago))  # fmt: skip
+        session.add(
+            Assignment(
+                key=key,
+                lead_id=lead_id,
+                cycle=0,
+                rep_id=rep_id,
+                team="south",
+                rule="test",
+                status=status,
+                score=80,
+                assigned_at=datetime.now(UTC) - ago,
+            )
+        )
         await session.commit()
     return key
 
 
-def sign(kind: Any, lead_id: int, key: str | None = None, *, url: str = "", extra: str = "", age: float = 0,
-         secret: str = SECRET) -> str:  # fmt: skip
+def sign(
+    kind: Any,
+    lead_id: int,
+    key: str | None = None,
+    *,
+    url: str = "",
+    extra: str = "",
+    age: float = 0,
+    secret: str = SECRET,
+) -> str:
     outbox = f"lead-{lead_id}.c0.welcome" if key is None else key
     return Signer([secret]).sign(
         Token(kind=kind, lead_id=lead_id, key=outbox, issued_at=int(time.time() - age), url=url, extra=extra)
@@ -145,11 +188,17 @@ async def count(sessionmaker: Any, model: Any) -> int:
 async def snapshot(sessionmaker: Any) -> dict[str, Any]:
     """Everything a request could change, to compare before and after."""
     async with sessionmaker() as session:
-        leads = [(row.id, row.email, row.first_name, row.company, row.title, dict(row.attributes or {}))
-                 for row in (await session.execute(select(Lead).order_by(Lead.id))).scalars()]  # fmt: skip
+        leads = [
+            (row.id, row.email, row.first_name, row.company, row.title, dict(row.attributes or {}))
+            for row in (await session.execute(select(Lead).order_by(Lead.id))).scalars()
+        ]
         assignments = [(a.key, a.status) for a in (await session.execute(select(Assignment))).scalars()]
-    return {"leads": leads, "assignments": assignments, "events": await count(sessionmaker, EngagementEvent),
-            "suppressions": await count(sessionmaker, Suppression)}  # fmt: skip
+    return {
+        "leads": leads,
+        "assignments": assignments,
+        "events": await count(sessionmaker, EngagementEvent),
+        "suppressions": await count(sessionmaker, Suppression),
+    }
 
 
 # ---------------------------------------------------------------- published secrets
@@ -194,8 +243,14 @@ def test_leadloop_api_says_which_setting_to_change_and_exits_1(fresh_settings, m
     started: list[Any] = []
     monkeypatch.setattr(uvicorn, "run", lambda web, **kwargs: started.append((web, kwargs)))
     monkeypatch.chdir(tmp_path)  # no .env here
-    defaults = {"LEADLOOP_DEMO": None, "LEADLOOP_SECRET_KEY": None, "LEADLOOP_API_KEYS": None,
-                "LEADLOOP_OLD_SECRET_KEYS": None, "COLUMNS": "200", "NO_COLOR": "1"}  # fmt: skip
+    defaults = {
+        "LEADLOOP_DEMO": None,
+        "LEADLOOP_SECRET_KEY": None,
+        "LEADLOOP_API_KEYS": None,
+        "LEADLOOP_OLD_SECRET_KEYS": None,
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+    }
     refused = CliRunner().invoke(app, ["api"], env=defaults)
     assert refused.exit_code == 1, refused.output
     assert "LEADLOOP_SECRET_KEY" in refused.output and "LEADLOOP_API_KEYS" in refused.output
@@ -278,8 +333,12 @@ async def test_key_protected_endpoints_refuse_a_missing_or_wrong_key_and_change_
 
 @pytest.fixture
 def small(build: Any) -> Any:
-    return build(max_body_bytes=2048, codec_max_body_bytes=8192, codec_token="codec-token",
-                 encryption_keys={"k1": base64.b64encode(b"k" * 32).decode()})  # fmt: skip
+    return build(
+        max_body_bytes=2048,
+        codec_max_body_bytes=8192,
+        codec_token="codec-token",
+        encryption_keys={"k1": base64.b64encode(b"k" * 32).decode()},
+    )
 
 
 def padded_lead(size: int) -> dict[str, Any]:
@@ -294,18 +353,40 @@ async def test_oversized_bodies_get_413_and_change_nothing(small, sessionmaker) 
     form = {"content-type": "application/x-www-form-urlencoded"}
     big = {  # every endpoint that reads a body, with a body that would do something if it were small
         "POST /leads": ("POST", "/leads", json.dumps(padded_lead(4000)).encode(), key),
-        "accept": ("POST", f"/leads/{lead}/accept",
-                   json.dumps({"rep": "anna@sales.example", "note": "n" * 4000}).encode(), key),
-        "reject": ("POST", f"/leads/{lead}/reject",
-                   json.dumps({"rep": "anna@sales.example", "reason": "no_budget", "note": "n" * 4000}).encode(), key),
+        "accept": (
+            "POST",
+            f"/leads/{lead}/accept",
+            json.dumps({"rep": "anna@sales.example", "note": "n" * 4000}).encode(),
+            key,
+        ),
+        "reject": (
+            "POST",
+            f"/leads/{lead}/reject",
+            json.dumps({"rep": "anna@sales.example", "reason": "no_budget", "note": "n" * 4000}).encode(),
+            key,
+        ),
         "PATCH": ("PATCH", f"/leads/{lead}", json.dumps({"company": "c" * 250, "title": "t" * 3800}).encode(), key),
-        "/v": ("POST", "/v", json.dumps({"site_key": SITE_KEY, "url": "https://site.example/" + "p" * 5000,
-                                         "visitor": sign("visitor", lead, "")}).encode(), {}),
+        "/v": (
+            "POST",
+            "/v",
+            json.dumps(
+                {
+                    "site_key": SITE_KEY,
+                    "url": "https://site.example/" + "p" * 5000,
+                    "visitor": sign("visitor", lead, ""),
+                }
+            ).encode(),
+            {},
+        ),
         "/u": ("POST", f"/u/{sign('unsubscribe', lead)}", b"List-Unsubscribe=One-Click&pad=" + b"x" * 4000, form),
         "/r": ("POST", f"/r/{sign('rep', lead, handover, extra='accept')}", b"note=" + b"x" * 4000, form),
-        "codec": ("POST", "/codec/encode", json.dumps({"payloads": [{"data": "QQ==" * 3000}]}).encode(),
-                  {"authorization": "Bearer codec-token", "content-type": "application/json"}),
-    }  # fmt: skip
+        "codec": (
+            "POST",
+            "/codec/encode",
+            json.dumps({"payloads": [{"data": "QQ==" * 3000}]}).encode(),
+            {"authorization": "Bearer codec-token", "content-type": "application/json"},
+        ),
+    }
     temporal = FakeTemporal()
     before = await snapshot(sessionmaker)
     async with serving(small, sessionmaker, temporal) as (_, http):
@@ -352,10 +433,24 @@ async def test_a_declared_oversized_body_is_refused_without_reading_it(small, se
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/leads", "raw_path": b"/leads", "root_path": "", "query_string": b"", "client": ("1.2.3.4", 1),
-             "server": ("t.test", 80), "headers": [(b"content-length", b"1000000000"), (b"x-api-key", API_KEY.encode()),
-                                                  (b"content-type", b"application/json")]}  # fmt: skip
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/leads",
+        "raw_path": b"/leads",
+        "root_path": "",
+        "query_string": b"",
+        "client": ("1.2.3.4", 1),
+        "server": ("t.test", 80),
+        "headers": [
+            (b"content-length", b"1000000000"),
+            (b"x-api-key", API_KEY.encode()),
+            (b"content-type", b"application/json"),
+        ],
+    }
     async with app.router.lifespan_context(app):
         await app(scope, receive, send)
     assert sent[0]["status"] == 413 and asked == []
@@ -402,8 +497,12 @@ async def test_a_rep_link_works_only_for_its_own_current_hand_over_and_only_whil
         accepted = await http.post(f"/r/{fresh}", data={"opportunity_id": "OPP-7", "note": "call\nback\x00"})
         assert accepted.status_code == 200 and "Lead accepted" in accepted.text
     [(action, request)] = temporal.changes
-    assert (action, request.rep_id, request.opportunity_id, request.note) == ("accept", reps["ben"], "OPP-7",
-                                                                                "call\nback")  # fmt: skip
+    assert (action, request.rep_id, request.opportunity_id, request.note) == (
+        "accept",
+        reps["ben"],
+        "OPP-7",
+        "call\nback",
+    )
 
 
 # ---------------------------------------------------------------- rate limiting
@@ -437,14 +536,25 @@ async def test_a_flood_from_one_address_gets_429_while_others_get_through(build,
 
 @pytest.mark.parametrize(
     "path",
-    ["/o/{open}.gif", "/c/{click}", "/beacon.js", "/u/{unsubscribe}", "/r/{rep}", "POST /v", "POST /u/{unsubscribe}",
-     "POST /r/{rep}"],
-)  # fmt: skip
+    [
+        "/o/{open}.gif",
+        "/c/{click}",
+        "/beacon.js",
+        "/u/{unsubscribe}",
+        "/r/{rep}",
+        "POST /v",
+        "POST /u/{unsubscribe}",
+        "POST /r/{rep}",
+    ],
+)
 async def test_every_public_link_is_limited(build, sessionmaker, path) -> None:
     lead = await add_lead(sessionmaker)
-    tokens = {"open": sign("open", lead), "click": sign("click", lead, url="https://site.example/"),
-              "unsubscribe": sign("unsubscribe", lead),
-              "rep": sign("rep", lead, f"lead-{lead}.c0.a1", extra="accept")}  # fmt: skip
+    tokens = {
+        "open": sign("open", lead),
+        "click": sign("click", lead, url="https://site.example/"),
+        "unsubscribe": sign("unsubscribe", lead),
+        "rep": sign("rep", lead, f"lead-{lead}.c0.a1", extra="accept"),
+    }
     method, _, url = path.rpartition(" ")
     limited = build(rate_limit_per_minute=1, rate_limit_burst=2)
     async with serving(limited, sessionmaker, FakeTemporal()) as (_, http):
@@ -501,8 +611,10 @@ async def test_tracking_links_answer_the_same_whoever_is_behind_them(settings, s
         assert all(reply == pixels["existing"] for reply in pixels.values()), pixels
 
         offsite = "https://partner.example/offer?x=1"
-        clicks = {name: answer(await http.get(f"/c/{sign('click', who, url=offsite)}", headers=NAV))
-                  for name, who in (("existing", lead), ("no such lead", missing), ("erased", erased))}  # fmt: skip
+        clicks = {
+            name: answer(await http.get(f"/c/{sign('click', who, url=offsite)}", headers=NAV))
+            for name, who in (("existing", lead), ("no such lead", missing), ("erased", erased))
+        }
         assert clicks["existing"][0] == 302
         assert all(reply == clicks["existing"] for reply in clicks.values()), clicks
         # on the marketer's own site each gets a visitor id of the lead in its token: the same shape for all
@@ -512,8 +624,12 @@ async def test_tracking_links_answer_the_same_whoever_is_behind_them(settings, s
             target = urlsplit(reply.headers["location"])
             query = dict(parse_qsl(target.query))
             assert Signer([SECRET]).verify(query.pop("ll"), kind="visitor").lead_id == who
-            onsite[name] = (reply.status_code, target._replace(query="").geturl(), query,
-                            sorted(k for k in reply.headers if k != "location"))  # fmt: skip
+            onsite[name] = (
+                reply.status_code,
+                target._replace(query="").geturl(),
+                query,
+                sorted(k for k in reply.headers if k != "location"),
+            )
         assert onsite["existing"] == onsite["no such lead"] == onsite["erased"]
     async with sessionmaker() as session:
         stored = {(e.lead_id, e.kind) for e in (await session.execute(select(EngagementEvent))).scalars()}

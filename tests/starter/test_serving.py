@@ -44,16 +44,29 @@ async def leadloop_api(tmp_path: Path, **settings: str) -> AsyncIterator[tuple[s
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADLOOP_")}
     env |= {
-        "LEADLOOP_DATABASE_URL": db, "LEADLOOP_SECRET_KEY": SECRET, "LEADLOOP_API_KEYS": f'["{API_KEY}"]',
-        "LEADLOOP_TEMPORAL_ADDRESS": "127.0.0.1:1", "LEADLOOP_RELAY_INTERVAL": "3600",
+        "LEADLOOP_DATABASE_URL": db,
+        "LEADLOOP_SECRET_KEY": SECRET,
+        "LEADLOOP_API_KEYS": f'["{API_KEY}"]',
+        "LEADLOOP_TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "LEADLOOP_RELAY_INTERVAL": "3600",
         "LEADLOOP_ENCRYPTION_KEYS": f'{{"k1": "{base64.b64encode(b"k" * 32).decode()}"}}',
-        "LEADLOOP_CODEC_TOKEN": CODEC_TOKEN, "LEADLOOP_DEMO_SITE": "true", "NO_COLOR": "1",
+        "LEADLOOP_CODEC_TOKEN": CODEC_TOKEN,
+        "LEADLOOP_DEMO_SITE": "true",
+        "NO_COLOR": "1",
         **{f"LEADLOOP_{name.upper()}" if name.islower() else name: value for name, value in settings.items()},
-    }  # fmt: skip
+    }
     process = await asyncio.create_subprocess_exec(
-        str(BIN / "leadloop"), "api", "--host", "127.0.0.1", "--port", str(port), env=env, cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+        str(BIN / "leadloop"),
+        "api",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     lines: list[str] = []
     url = f"http://127.0.0.1:{port}"
     try:
@@ -83,9 +96,12 @@ def access_lines(lines: list[str]) -> list[str]:
 
 async def test_the_access_log_keeps_no_token(tmp_path: Path) -> None:
     tokens = {
-        "open": sign("open"), "click": sign("click", url="https://example.com/"), "unsubscribe": sign("unsubscribe"),
-        "rep": sign("rep", key="lead-1.c0.a1", extra="accept"), "visitor": sign("visitor", key=""),
-    }  # fmt: skip
+        "open": sign("open"),
+        "click": sign("click", url="https://example.com/"),
+        "unsubscribe": sign("unsubscribe"),
+        "rep": sign("rep", key="lead-1.c0.a1", extra="accept"),
+        "visitor": sign("visitor", key=""),
+    }
     requests = [
         ("GET", f"/o/{tokens['open']}.gif", "/o/[redacted]"),
         ("GET", f"/c/{tokens['click']}", "/c/[redacted]"),
@@ -145,9 +161,19 @@ async def test_the_rate_limit_and_stored_events_see_the_client_only_a_trusted_pr
         lead = Lead(email="maria@example.gr", attributes={})
         session.add(lead)
         await session.flush()
-        session.add(Outbox(key=f"lead-{lead.id}.c0.welcome", lead_id=lead.id, cycle=0, step_id="welcome",
-                           cadence="welcome", status="sent", message_id="<m@x>", attempts=1,
-                           sent_at=datetime.now(UTC) - timedelta(hours=1)))  # fmt: skip
+        session.add(
+            Outbox(
+                key=f"lead-{lead.id}.c0.welcome",
+                lead_id=lead.id,
+                cycle=0,
+                step_id="welcome",
+                cadence="welcome",
+                status="sent",
+                message_id="<m@x>",
+                attempts=1,
+                sent_at=datetime.now(UTC) - timedelta(hours=1),
+            )
+        )
         await session.commit()
     peer, trusted, named = {
         "untrusted peer": ("127.0.0.1", [], lambda n: f"198.51.100.{n}"),
@@ -157,9 +183,15 @@ async def test_the_rate_limit_and_stored_events_see_the_client_only_a_trusted_pr
         "trusted chain": ("10.1.2.3", ["10.0.0.0/8"], lambda n: f"203.0.113.9, 198.51.100.{n}, 10.9.9.9"),
     }[case]
     settings = make_settings(
-        database_url=database_url, demo=False, secret_key=SECRET, api_keys=[API_KEY], trusted_proxies=trusted,
-        rate_limit_per_minute=60, rate_limit_burst=2, relay_interval=3600,
-    )  # fmt: skip
+        database_url=database_url,
+        demo=False,
+        secret_key=SECRET,
+        api_keys=[API_KEY],
+        trusted_proxies=trusted,
+        rate_limit_per_minute=60,
+        rate_limit_burst=2,
+        relay_interval=3600,
+    )
     app = create_app(settings, sessionmaker=sessionmaker, client=None)
     pixel = f"/o/{sign('open', lead.id, key=f'lead-{lead.id}.c0.welcome')}.gif"
     transport = httpx.ASGITransport(app=app, client=(peer, 40000))

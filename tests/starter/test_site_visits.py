@@ -38,15 +38,28 @@ SITE = "https://site.example"
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59")  # type: ignore[arg-type]
 #: With the shipped scoring.yaml: a pricing click 25, a pricing page 15, any other page 3.
 CADENCE = Cadence(
-    name="slow", version=1, send_window=ALWAYS, sender=Sender(name="Demo", address="demo@leadloop.example"),
-    steps=[Step(id="s1", wait="0", template="welcome", subject="hi"),  # type: ignore[arg-type]
-           Step(id="s2", wait="30d", template="tips", subject="hi")],  # type: ignore[arg-type]
+    name="slow",
+    version=1,
+    send_window=ALWAYS,
+    sender=Sender(name="Demo", address="demo@leadloop.example"),
+    steps=[
+        Step(id="s1", wait="0", template="welcome", subject="hi"),  # type: ignore[arg-type]
+        Step(id="s2", wait="30d", template="tips", subject="hi"),
+    ],  # type: ignore[arg-type]
     escalation=Escalation(threshold=43),
-)  # fmt: skip
-ROSTER = Roster.model_validate({"teams": [{
-    "name": "emea", "strategy": "round_robin", "sla": "4h",
-    "reps": [{"email": "rep@sales.example", "name": "Rep", "timezone": "Europe/Athens"}],
-}]})  # fmt: skip
+)
+ROSTER = Roster.model_validate(
+    {
+        "teams": [
+            {
+                "name": "emea",
+                "strategy": "round_robin",
+                "sla": "4h",
+                "reps": [{"email": "rep@sales.example", "name": "Rep", "timezone": "Europe/Athens"}],
+            }
+        ]
+    }
+)
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 NAV = {"user-agent": FIREFOX, "accept": "text/html,application/xhtml+xml,*/*;q=0.8", "sec-fetch-mode": "navigate"}
 #: A page of the site: what a browser adds to its beacon's request.
@@ -57,9 +70,17 @@ FROM_SITE = {"user-agent": FIREFOX, "content-type": "text/plain", "origin": SITE
 async def parts(
     time_skipping_env: WorkflowEnvironment, smtp: SmtpServer, make_settings: Any, database_url: str, sessionmaker: Any
 ) -> AsyncIterator[dict[str, Any]]:
-    settings = make_settings(database_url=database_url, smtp_host=smtp.host, smtp_port=smtp.port,
-                             public_url="http://t.test", site_url=SITE, site_keys=[SITE_KEY], machine_min_delay=0,
-                             coalesce_seconds=0.1, relay_interval=3600)  # fmt: skip
+    settings = make_settings(
+        database_url=database_url,
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        public_url="http://t.test",
+        site_url=SITE,
+        site_keys=[SITE_KEY],
+        machine_min_delay=0,
+        coalesce_seconds=0.1,
+        relay_interval=3600,
+    )
     async with sessionmaker() as session:
         await import_roster(session, ROSTER)
         lead = Lead(email="maria@example.gr", first_name="Maria", timezone="Europe/Athens", attributes={})
@@ -67,8 +88,15 @@ async def parts(
         await session.commit()
     client = with_pydantic(time_skipping_env.client)
     async with worker_module.build_worker(client, settings):
-        await start_lead(client, lead, CADENCE, task_queue=settings.task_queue, time_scale=1.0, source="test",
-                         scoring=load_scoring(PROJECT_ROOT / "cadences" / "scoring.yaml"))  # fmt: skip
+        await start_lead(
+            client,
+            lead,
+            CADENCE,
+            task_queue=settings.task_queue,
+            time_scale=1.0,
+            source="test",
+            scoring=load_scoring(PROJECT_ROOT / "cadences" / "scoring.yaml"),
+        )
         handle = client.get_workflow_handle(workflow_id(lead.id))
         await until(handle, lambda s: s.sends == 1)
         app = create_app(settings, sessionmaker=sessionmaker, client=client)
@@ -102,8 +130,13 @@ def rep_mail(smtp: SmtpServer) -> list[Any]:
 async def test_a_forged_visit_changes_nothing_and_a_page_counts_once_a_day(parts, sessionmaker, smtp) -> None:
     http, handle, settings = parts["http"], parts["handle"], parts["settings"]
     # the lead clicks the pricing link of its email: the redirect hands the site the visitor id
-    click = Token(kind="click", lead_id=parts["lead"], key=f"lead-{parts['lead']}.c0.s1", issued_at=int(time.time()),
-                  url=f"{SITE}/pricing")  # fmt: skip
+    click = Token(
+        kind="click",
+        lead_id=parts["lead"],
+        key=f"lead-{parts['lead']}.c0.s1",
+        issued_at=int(time.time()),
+        url=f"{SITE}/pricing",
+    )
     landing = await http.get(f"/c/{Signer(settings.signing_keys()).sign(click)}", headers=NAV)
     visitor = parse_qs(urlsplit(landing.headers["location"]).query)["ll"][0]
     assert (await until(handle, lambda s: s.engagement.human_clicks == 1)).score.total == 25
@@ -116,10 +149,14 @@ async def test_a_forged_visit_changes_nothing_and_a_page_counts_once_a_day(parts
             assert refused.status_code == 403 and "not a page of this site key's site" in refused.text
     # a page of the site, but not sent from it: no Origin or Referer, another site's, an opaque one
     page = {**forged, "url": f"{SITE}/pricing"}
-    for headers in ({"user-agent": FIREFOX}, {**FROM_SITE, "origin": "https://evil.example"},
-                    {"user-agent": FIREFOX, "referer": "https://evil.example/pricing"},
-                    {**FROM_SITE, "referer": "https://evil.example/"}, {**FROM_SITE, "origin": "null"},
-                    {**FROM_SITE, "origin": "http://site.example"}):  # fmt: skip
+    for headers in (
+        {"user-agent": FIREFOX},
+        {**FROM_SITE, "origin": "https://evil.example"},
+        {"user-agent": FIREFOX, "referer": "https://evil.example/pricing"},
+        {**FROM_SITE, "referer": "https://evil.example/"},
+        {**FROM_SITE, "origin": "null"},
+        {**FROM_SITE, "origin": "http://site.example"},
+    ):
         refused = await http.post("/v", json=page, headers=headers)
         assert refused.status_code == 403 and "Origin or Referer" in refused.text, headers
     assert await stored(sessionmaker) == [("click", True, f"{SITE}/pricing")]  # nothing of the forgeries
@@ -132,8 +169,10 @@ async def test_a_forged_visit_changes_nothing_and_a_page_counts_once_a_day(parts
 
     # the real reader views pricing, then the same page again by another address (a browser may send Referer only)
     again = {**NAV, "referer": f"{SITE}/pricing"}
-    for url, title, headers in ((f"{SITE}/pricing", None, FROM_SITE),
-                                (f"{SITE}/pricing/?plan=pro", "Plans\n &\tpricing", again)):  # fmt: skip
+    for url, title, headers in (
+        (f"{SITE}/pricing", None, FROM_SITE),
+        (f"{SITE}/pricing/?plan=pro", "Plans\n &\tpricing", again),
+    ):
         taken = await http.post("/v", json={**page, "url": url, "title": title}, headers=headers)
         assert taken.status_code == 202 and taken.json() == {"recorded": True}
     state = await until(handle, lambda s: s.engagement.visits == 2)
@@ -173,8 +212,14 @@ async def test_a_forged_visit_changes_nothing_and_a_page_counts_once_a_day(parts
 
 
 async def test_a_burst_of_page_views_is_a_machine(make_settings, database_url, sessionmaker) -> None:
-    settings = make_settings(database_url=database_url, public_url="http://t.test", site_url=SITE,
-                             site_keys=[SITE_KEY], temporal_address="127.0.0.1:1", relay_interval=3600)  # fmt: skip
+    settings = make_settings(
+        database_url=database_url,
+        public_url="http://t.test",
+        site_url=SITE,
+        site_keys=[SITE_KEY],
+        temporal_address="127.0.0.1:1",
+        relay_interval=3600,
+    )
     async with sessionmaker() as session:
         leads = [Lead(email=f"{n}@example.com", attributes={}) for n in ("a", "b")]
         session.add_all(leads)
@@ -216,8 +261,9 @@ def fresh_settings() -> Any:
         ('{"typo-key": ["https://site.example"]}', '["site-key"]', "'typo-key' that are not in LEADLOOP_SITE_KEYS"),
     ],
 )
-def test_a_bad_site_host_setting_stops_the_service_at_start(fresh_settings, monkeypatch, tmp_path, hosts, keys,
-                                                             named) -> None:  # fmt: skip
+def test_a_bad_site_host_setting_stops_the_service_at_start(
+    fresh_settings, monkeypatch, tmp_path, hosts, keys, named
+) -> None:
     import uvicorn
 
     from starter.cli import app
@@ -225,8 +271,13 @@ def test_a_bad_site_host_setting_stops_the_service_at_start(fresh_settings, monk
     started: list[Any] = []
     monkeypatch.setattr(uvicorn, "run", lambda web, **kwargs: started.append(web))
     monkeypatch.chdir(tmp_path)  # no .env here
-    env = {"LEADLOOP_DEMO": "true", "LEADLOOP_SITE_HOSTS": hosts, "LEADLOOP_SITE_KEYS": keys, "COLUMNS": "300",
-           "NO_COLOR": "1"}  # fmt: skip
+    env = {
+        "LEADLOOP_DEMO": "true",
+        "LEADLOOP_SITE_HOSTS": hosts,
+        "LEADLOOP_SITE_KEYS": keys,
+        "COLUMNS": "300",
+        "NO_COLOR": "1",
+    }
     refused = CliRunner().invoke(app, ["api"], env=env)
     assert refused.exit_code == 1 and named in refused.output, refused.output
     assert "LEADLOOP_SITE_HOSTS" in refused.output and "Traceback" not in refused.output

@@ -36,8 +36,13 @@ async def test_a_relay_without_smtputf8_blocks_the_send_at_once_with_the_reason(
     smtp = SmtpServer("127.0.0.1", free_port(), ScriptedHandler(), smtputf8=False)
     await smtp.start()
     client = with_pydantic(time_skipping_env.client)
-    settings = make_settings(database_url=database_url, smtp_host=smtp.host, smtp_port=smtp.port,
-                             api_keys=["intake-key"], relay_interval=3600)  # fmt: skip
+    settings = make_settings(
+        database_url=database_url,
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        api_keys=["intake-key"],
+        relay_interval=3600,
+    )
     try:
         async with worker_module.build_worker(client, settings), service(settings, sessionmaker, client) as http:
             accepted = await http.post("/leads", json={"email": "josé@example.com", "first_name": "José"}, headers=KEY)
@@ -53,8 +58,13 @@ async def test_a_relay_without_smtputf8_blocks_the_send_at_once_with_the_reason(
             assert state.blocked_reason and "SendRefused" in state.blocked_reason
             assert "SMTPUTF8" in state.blocked_reason and "josé" not in state.blocked_reason
             assert state.next_send_at is None and state.sends == 0
-            env = {**os.environ, "LEADLOOP_TEMPORAL_ADDRESS": client_address(client), "COLUMNS": "250",
-                   "NO_COLOR": "1", "LEADLOOP_DATABASE_URL": database_url}  # fmt: skip
+            env = {
+                **os.environ,
+                "LEADLOOP_TEMPORAL_ADDRESS": client_address(client),
+                "COLUMNS": "250",
+                "NO_COLOR": "1",
+                "LEADLOOP_DATABASE_URL": database_url,
+            }
             code, out, err = await run(str(BIN / "leadloop"), "status", str(lead_id), env=env)
             assert code == 0, err
             assert "send_blocked" in out and "SMTPUTF8" in out and f"leadloop retry {lead_id}" in out
@@ -74,8 +84,13 @@ async def test_a_relay_without_smtputf8_blocks_the_send_at_once_with_the_reason(
 async def test_intake_can_refuse_a_non_ascii_local_part_and_stores_nothing(
     make_settings: Any, database_url: str, sessionmaker: Any
 ) -> None:
-    settings = make_settings(database_url=database_url, api_keys=["intake-key"], temporal_address="127.0.0.1:1",
-                             relay_interval=3600, intake_refuse_utf8_local_part=True)  # fmt: skip
+    settings = make_settings(
+        database_url=database_url,
+        api_keys=["intake-key"],
+        temporal_address="127.0.0.1:1",
+        relay_interval=3600,
+        intake_refuse_utf8_local_part=True,
+    )
     async with sessionmaker() as session:
         session.add(Lead(email="ana@example.com", attributes={}))
         await session.commit()
@@ -96,8 +111,13 @@ async def test_intake_can_refuse_a_non_ascii_local_part_and_stores_nothing(
 async def test_enroll_reports_the_refused_row_and_keeps_the_rest(tmp_path: Any) -> None:
     csv = tmp_path / "leads.csv"
     csv.write_text("email,first_name\njosé@example.com,José\nhans@bücher.example,Hans\n", encoding="utf-8")
-    env = {**os.environ, "LEADLOOP_INTAKE_REFUSE_UTF8_LOCAL_PART": "true", "LEADLOOP_TEMPORAL_ADDRESS": "127.0.0.1:1",
-           "LEADLOOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", "NO_COLOR": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "LEADLOOP_INTAKE_REFUSE_UTF8_LOCAL_PART": "true",
+        "LEADLOOP_TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "LEADLOOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
+        "NO_COLOR": "1",
+    }
     code, _, err = await run(str(BIN / "leadloop"), "enroll", str(csv), env=env)
     assert code == 1
     assert "row 2: email:" in err and "SMTPUTF8" in err

@@ -156,9 +156,20 @@ def test_a_changed_final_character_is_refused() -> None:
 # what a spreadsheet could hold: any text, quotes, separators, line breaks, NUL, BOMs, lone surrogates excluded
 cells = st.text(st.characters(exclude_categories=["Cs"]) | st.sampled_from(',;"\r\n\x00\ufeff\t'), max_size=30)
 HEADER_NAMES = (
-    "email", "Email", " E-mail ", "first_name", "First Name", "company", "timezone", "locale", "owner", "",
-    "source", "\ufeffemail", "x\x00y",
-)  # fmt: skip
+    "email",
+    "Email",
+    " E-mail ",
+    "first_name",
+    "First Name",
+    "company",
+    "timezone",
+    "locale",
+    "owner",
+    "",
+    "source",
+    "\ufeffemail",
+    "x\x00y",
+)
 headers = st.sampled_from(HEADER_NAMES)
 
 
@@ -304,9 +315,25 @@ SAMPLES = {
     "recycle": PROJECT_ROOT / "cadences" / "recycle.yaml",
 }
 TRICKY_SCALARS = (
-    "0", "3d", "-2d", "P3D", "09:00", "25:61", "mon", "nurture", "click", "en", "UTC", "Europe", "Europe/Athens",
-    "a@b.example", "x" * 300, "2020-02-30", "*/pricing*", "\r\nBcc: x",
-)  # fmt: skip
+    "0",
+    "3d",
+    "-2d",
+    "P3D",
+    "09:00",
+    "25:61",
+    "mon",
+    "nurture",
+    "click",
+    "en",
+    "UTC",
+    "Europe",
+    "Europe/Athens",
+    "a@b.example",
+    "x" * 300,
+    "2020-02-30",
+    "*/pricing*",
+    "\r\nBcc: x",
+)
 scalars = (
     st.none()
     | st.booleans()
@@ -389,10 +416,43 @@ def test_any_yaml_structure_loads_or_says_where_it_is_wrong(kind: str, structure
 
 
 YAML_PIECES = (
-    "a", ": ", "- ", "\n", "  ", "[", "]", "{", "}", ",", "&x ", "*x", "!!int ", "!!float ", "? ", "'", '"', "#",
-    "|", ">", "---\n", "...\n", "<<: ", "2020-02-30", "0x", "9" * 5000, "\t", "%YAML 1.1\n", "!!binary ",
-    "!!set ", "!!omap ", "!!python/object:os.system ", "\x00", "\ufeff", "é", "\r",
-)  # fmt: skip
+    "a",
+    ": ",
+    "- ",
+    "\n",
+    "  ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "&x ",
+    "*x",
+    "!!int ",
+    "!!float ",
+    "? ",
+    "'",
+    '"',
+    "#",
+    "|",
+    ">",
+    "---\n",
+    "...\n",
+    "<<: ",
+    "2020-02-30",
+    "0x",
+    "9" * 5000,
+    "\t",
+    "%YAML 1.1\n",
+    "!!binary ",
+    "!!set ",
+    "!!omap ",
+    "!!python/object:os.system ",
+    "\x00",
+    "\ufeff",
+    "é",
+    "\r",
+)
 yaml_soup = st.lists(st.sampled_from(YAML_PIECES) | st.text(max_size=5), max_size=40).map("".join)
 
 

@@ -69,9 +69,13 @@ def test_on_off_yes_no_are_strings_where_a_string_is_expected(rule_files: Path, 
 def test_cadence_check_accepts_the_norwegian_rule_files(rule_files: Path) -> None:
     shutil.copy(PROJECT_ROOT / "cadences" / "welcome.yaml", rule_files / "welcome.yaml")
     result = subprocess.run(
-        [str(BIN / "leadloop"), "cadence", "check", str(rule_files)], capture_output=True, text=True, timeout=60,
-        cwd=PROJECT_ROOT, env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
-    )  # fmt: skip
+        [str(BIN / "leadloop"), "cadence", "check", str(rule_files)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+    )
     assert result.returncode == 0, result.stderr
     assert "routing.yaml: routing rules" in result.stdout and "scoring.yaml: scoring rules" in result.stdout
 
@@ -100,5 +104,6 @@ def test_a_boolean_field_with_a_non_boolean_is_one_clear_error(tmp_path: Path) -
     roster.write_text("teams:\n  - name: nordics\n    reps:\n      - {email: a@x.example, name: Åse, active: maybe}\n")
     with pytest.raises(RuleFileError) as caught:
         load_roster(roster)
-    assert caught.value.lines() == [f"{roster}:4: teams[0].reps[0].active: Input should be a valid boolean, "
-                                    "unable to interpret input"]  # fmt: skip
+    assert caught.value.lines() == [
+        f"{roster}:4: teams[0].reps[0].active: Input should be a valid boolean, unable to interpret input"
+    ]

@@ -107,10 +107,18 @@ def check(cadence: Path, templates: Path, sample: dict[str, Any], make_settings:
 def context(sample: dict[str, Any]) -> dict[str, Any]:
     step = Step(id="hello", wait="0", template="hello", subject="x")
     return email_context(
-        sample, step=step, step_number=1, steps_total=1, cadence="hello", sender_name="Demo",
-        sender_address="hello@leadloop.example", postal_address="1 Example St", public_url="http://p.example",
-        site_url="http://s.example", unsubscribe_url="http://p.example/u/x",
-    )  # fmt: skip
+        sample,
+        step=step,
+        step_number=1,
+        steps_total=1,
+        cadence="hello",
+        sender_name="Demo",
+        sender_address="hello@leadloop.example",
+        postal_address="1 Example St",
+        public_url="http://p.example",
+        site_url="http://s.example",
+        unsubscribe_url="http://p.example/u/x",
+    )
 
 
 def render(templates: Path, sample: dict[str, Any], subject: str = "Hi") -> Any:

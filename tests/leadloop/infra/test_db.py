@@ -59,8 +59,12 @@ async def test_the_database_enforces_unique_email(sessionmaker: Any) -> None:
 
 
 async def test_names_in_any_script_round_trip_exactly(sessionmaker: Any) -> None:
-    names = {"el@example.com": ("Μαρία", "Παπαδοπούλου"), "pl@example.com": ("Łukasz", "Żółkiewski-Gęś"),
-             "hu@example.com": ("Szőke", "Tünde Árvíztűrő"), "emoji@example.com": ("Zoë", "O'Brien 🚀")}  # fmt: skip
+    names = {
+        "el@example.com": ("Μαρία", "Παπαδοπούλου"),
+        "pl@example.com": ("Łukasz", "Żółkiewski-Gęś"),
+        "hu@example.com": ("Szőke", "Tünde Árvíztűrő"),
+        "emoji@example.com": ("Zoë", "O'Brien 🚀"),
+    }
     async with sessionmaker() as session:
         for email, (first, last) in names.items():
             await upsert_lead(
@@ -98,12 +102,41 @@ async def test_erasure_strips_the_person_keeps_the_counts_and_suppresses_the_has
     async with sessionmaker() as session:
         lead, _ = await upsert_lead(session, LeadIn(email="zoe@example.com", first_name="Zoë", company="Z"), "welcome")
         lead.attributes = {"phone": "+44 20"}
-        session.add(Outbox(key="k1", lead_id=lead.id, cycle=0, step_id="a", cadence="welcome", status="sent",
-                           message_id="<k1@x>", subject="Hi Zoë"))  # fmt: skip
-        session.add(EngagementEvent(id="ev1", lead_id=lead.id, kind="visit", human=True, reason="browser",
-                                    url="https://s.example/?u=zoe", user_agent="UA", client_ip="10.0.0.1"))  # fmt: skip
-        session.add(DispositionRow(key="d1", lead_id=lead.id, cycle=0, action="reject", reason="no_budget",
-                                   note="Zoë said call in May", source="cli"))  # fmt: skip
+        session.add(
+            Outbox(
+                key="k1",
+                lead_id=lead.id,
+                cycle=0,
+                step_id="a",
+                cadence="welcome",
+                status="sent",
+                message_id="<k1@x>",
+                subject="Hi Zoë",
+            )
+        )
+        session.add(
+            EngagementEvent(
+                id="ev1",
+                lead_id=lead.id,
+                kind="visit",
+                human=True,
+                reason="browser",
+                url="https://s.example/?u=zoe",
+                user_agent="UA",
+                client_ip="10.0.0.1",
+            )
+        )
+        session.add(
+            DispositionRow(
+                key="d1",
+                lead_id=lead.id,
+                cycle=0,
+                action="reject",
+                reason="no_budget",
+                note="Zoë said call in May",
+                source="cli",
+            )
+        )
         await session.commit()
         lead_id = lead.id
     async with sessionmaker() as session:

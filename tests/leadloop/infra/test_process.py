@@ -32,8 +32,10 @@ def test_the_exit_code_is_the_commands(body: str, exit_code: int, stderr_has: st
 
 
 def test_buffered_output_is_flushed_before_leaving() -> None:
-    result = run("    import logging\n    logging.basicConfig()\n    logging.getLogger('x').warning('logged')\n"
-                 "    print('line\\n' * 20000, end='')\n    print('partial', end='')")  # fmt: skip
+    result = run(
+        "    import logging\n    logging.basicConfig()\n    logging.getLogger('x').warning('logged')\n"
+        "    print('line\\n' * 20000, end='')\n    print('partial', end='')"
+    )
     assert result.returncode == 0
     assert result.stdout == "line\n" * 20000 + "partial"
     assert "WARNING:x:logged" in result.stderr

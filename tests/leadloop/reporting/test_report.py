@@ -1,14 +1,14 @@
-"""The report's numbers on a seeded dataset, checked against figures worked out by hand; the planner; the HTML."""
+"""The report's numbers on a seeded dataset, checked against figures worked out by hand; the HTML."""
 
 import asyncio
 import re
 import struct
 import uuid
 from datetime import UTC, date, datetime
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -16,18 +16,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from leadloop import PROJECT_ROOT
 from leadloop.domain.mail import email_hash
+from leadloop.domain.outcomes import outcome_from_text
 from leadloop.domain.search import CADENCE_NAME, LEAD_STAGE
 from leadloop.infra.db import Assignment, DispositionRow, EngagementEvent, Lead, Outbox, Rep, Suppression, Team
-from leadloop.reporting.report import (
-    PlanError,
-    ReportData,
-    ReportError,
-    cadence_steps_from,
-    gather_report,
-    plan_funnel,
-    render_html,
-    with_plan,
-)
+from leadloop.reporting.gather import cadence_steps_from, gather_report
+from leadloop.reporting.html import render_html
+from leadloop.reporting.models import ReportData, ReportError
+from leadloop.reporting.planner import with_plan
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SINCE = date(2026, 11, 1)
@@ -131,8 +126,10 @@ async def seed(sessionmaker: Maker) -> None:
 
         def decision(key: str, lead: int, rep: int, action: str, when: datetime, reason: str | None = None,
                      outcome: str = "", cycle: int = 0) -> None:  # fmt: skip
+            result = outcome_from_text(action, outcome)  # what the workflow's words say it did, as data
             session.add(DispositionRow(key=key, lead_id=lead, cycle=cycle, rep_id=rep, action=action, reason=reason,
-                                       outcome=outcome, source="api", created_at=when))  # fmt: skip
+                                       outcome=outcome, outcome_action=result.action, outcome_cadence=result.cadence,
+                                       outcome_stage=result.stage, source="api", created_at=when))  # fmt: skip
 
         k = handover(1, 1, 1, "south-east", "rejected", at(4, 9), at(4, 10, 30))
         decision(k, 1, 1, "reject", at(4, 10, 30), "bad_fit", "archived (bad_fit)")
@@ -283,59 +280,6 @@ async def test_unknown_cadence_and_a_future_period_are_refused(sessionmaker: Mak
         await gather_report(sessionmaker, None, date(2026, 12, 1), None, now=NOW)
 
 
-def test_the_planner_works_backwards_with_hand_computed_numbers() -> None:
-    rates = {"engaged": 0.4, "escalated": 0.25, "converted": 0.5}
-    plan = plan_funnel(rates, target_conversions=10)
-    # 10 conversions / 0.5 = 20 escalated; 20 / 0.25 = 80 engaged; 80 / 0.4 = 200 new leads
-    assert [(s.stage, s.needed) for s in plan.stages] == [
-        ("enrolled", 200), ("engaged", 80), ("escalated", 20), ("converted", 10)]  # fmt: skip
-    assert plan.stages[0].rate is None and plan.stages[1].rate == 0.4
-
-    # 0.3 is taken as exactly 3/10: 9 / 0.3 = 30 (in floats 30.000000000000004, which would round up to 31)
-    assert plan_funnel({"converted": 0.3}, target_conversions=9).stages[0].needed == 30
-    # every stage rounds up to whole leads: 5 / 0.7 = 7.14 -> 8 at b; 8 / 0.3 = 26.7 -> 27 at a
-    assert [s.needed for s in plan_funnel({"b": 0.3, "c": 0.7}, target_conversions=5, top="a").stages] == [27, 8, 5]
-
-
-def test_the_planner_grows_from_the_measured_numbers() -> None:
-    current = {"enrolled": 10, "engaged": 6, "escalated": 5, "converted": 2}
-    rates = {"engaged": Fraction(6, 10), "escalated": Fraction(5, 6), "converted": Fraction(2, 5)}
-    plan = plan_funnel(rates, growth_pct=50, current=current)
-    # 2 conversions + 50% = 3; 3 / (2/5) = 7.5 -> 8 escalated; 8 / (5/6) = 9.6 -> 10 engaged; 10 / 0.6 = 16.7 -> 17
-    assert plan.target_conversions == 3
-    assert [(s.stage, s.needed, s.measured, s.more_needed) for s in plan.stages] == [
-        ("enrolled", 17, 10, 7), ("engaged", 10, 6, 4), ("escalated", 8, 5, 3), ("converted", 3, 2, 1)]  # fmt: skip
-    target = plan_funnel(rates, target_conversions=4, current=current)
-    # 4 / 0.4 = 10 escalated; 10 / (5/6) = 12 engaged; 12 / 0.6 = 20 new leads
-    assert [s.needed for s in target.stages] == [20, 12, 10, 4]
-    assert [s.more_needed for s in target.stages] == [10, 6, 5, 2]
-
-
-@pytest.mark.parametrize(
-    ("rates", "kwargs", "message"),
-    [
-        ({"engaged": 0.0, "converted": 0.5}, {"target_conversions": 5}, "the rate into 'engaged' is 0"),
-        ({"engaged": 1.5}, {"target_conversions": 5}, "at most 1"),
-        ({"engaged": -0.2}, {"target_conversions": 5}, "the rate into 'engaged' is -0.2"),
-        ({"engaged": float("nan")}, {"target_conversions": 5}, "finite"),
-        ({"engaged": 0.5}, {"target_conversions": -3}, "at least 1 conversion, not -3"),
-        ({"engaged": 0.5}, {"target_conversions": 0}, "at least 1 conversion, not 0"),
-        ({"engaged": 0.5}, {"target_conversions": 2.5}, "whole number"),
-        ({"engaged": 0.5}, {"target_conversions": 5, "growth_pct": 10}, "not both"),
-        ({"engaged": 0.5}, {}, "give a target number of conversions or a growth percentage"),
-        ({"engaged": 0.5}, {"growth_pct": -20}, "0 % or more"),
-        ({"engaged": 0.5}, {"growth_pct": 10}, "there are none: give a target"),
-        ({"engaged": 0.5}, {"growth_pct": 10, "current": {"engaged": 0}}, "there are none"),
-        ({}, {"target_conversions": 5}, "no stage rates"),
-        ({"engaged": "lots"}, {"target_conversions": 5}, "must be a number"),
-        ({"engaged": 0.5}, {"target_conversions": 5, "current": {"engaged": -1}}, "whole number ≥ 0"),
-    ],
-)
-def test_the_planner_refuses_nonsense(rates: dict[str, object], kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(PlanError, match=re.escape(message)):
-        plan_funnel(rates, **kwargs)  # type: ignore[arg-type]
-
-
 def png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
     width, height = struct.unpack(">II", data[16:24])
@@ -450,3 +394,24 @@ async def test_report_data_is_plain_numbers(sessionmaker: Maker) -> None:
     data = with_plan(await gather_report(sessionmaker, None, SINCE, None, now=NOW), growth_pct=50)
     assert ReportData.model_validate_json(data.model_dump_json()) == data
     assert data.plan is not None and [s.needed for s in data.plan.stages] == [17, 10, 8, 3]  # as worked out above
+
+
+async def test_what_a_rejection_led_to_is_counted_from_the_recorded_outcome_not_its_words(sessionmaker: Maker) -> None:
+    await seed(sessionmaker)
+    async with sessionmaker() as session:
+        # L3's words say "back to nurture", its outcome says archived; L6's words say nothing known, its outcome dormant
+        await session.execute(
+            update(DispositionRow).where(DispositionRow.key == "lead-3.c0.a2").values(outcome_action="archived")
+        )
+        await session.execute(
+            update(DispositionRow).where(DispositionRow.key == "lead-6.c0.a1").values(outcome="the rep shrugged")
+        )
+        await session.commit()
+    data = await gather_report(sessionmaker, None, SINCE, None, now=NOW)
+    # recycled: L5 only (was L3 and L5); dormant: L6 (by its outcome) and L8 (its big bang), as before
+    assert data.outcomes == {"rejected": 3, "recycled": 1, "dormant": 2, "suppressed": 2}
+    assert data.activity["recycled"] == 1 and data.activity["dormant"] == 2
+    reasons = {r.reason: r.outcomes for r in data.sales.reasons}
+    assert reasons["no_budget"] == {"archived": 1} and reasons["unreachable"] == {"dormant": 1}
+    # L5, recycled and accepted afterwards: 1 of 1
+    assert (data.sales.recycled, data.sales.recycled_converted) == (1, 1)

@@ -14,8 +14,9 @@ from leadloop.services.roster import import_roster
 async def test_the_owner_is_matched_against_the_roster_and_an_unknown_one_never_drops_the_lead(
     sessionmaker: Any,
 ) -> None:
-    roster = {"teams": [{"name": "iberia", "reps": [{"email": "Rep.Madrid@leadloop.test", "name": "Marta",
-                                                       "active": False}]}]}  # fmt: skip
+    roster = {
+        "teams": [{"name": "iberia", "reps": [{"email": "Rep.Madrid@leadloop.test", "name": "Marta", "active": False}]}]
+    }
     async with sessionmaker() as session:
         await import_roster(session, Roster.model_validate(roster))
         await session.commit()

@@ -121,8 +121,9 @@ async def test_forget_of_a_lead_with_sales_closes_its_hand_over_and_frees_the_re
     hot, next_one = await add_lead(sessionmaker, "hot@example.es"), await add_lead(sessionmaker, "next@example.es")
 
     def ask(lead_id: int, attempt: int) -> AssignLeadInput:
-        return AssignLeadInput(key=f"lead-{lead_id}.c0.a{attempt}", lead_id=lead_id, cycle=0, score=90,
-                               profile=LeadProfile())  # fmt: skip
+        return AssignLeadInput(
+            key=f"lead-{lead_id}.c0.a{attempt}", lead_id=lead_id, cycle=0, score=90, profile=LeadProfile()
+        )
 
     assert (await sales.assign_lead(ask(hot, 1))).assigned
     full = await sales.assign_lead(ask(next_one, 1))  # the only rep is at capacity: the next lead waits
@@ -154,16 +155,34 @@ async def test_after_forget_the_sqlite_files_hold_neither_the_addresses_nor_the_
     try:
         async with other.connect() as conn:
             assert (await conn.execute(text("PRAGMA secure_delete"))).scalar() == 1
-            lead_id = await add_lead(sessionmaker, "zoe.old@example.gr", first_name="Ζωή", last_name="Παπαδάκη",
-                                     company="Quixote-Ωmega")  # fmt: skip
+            lead_id = await add_lead(
+                sessionmaker, "zoe.old@example.gr", first_name="Ζωή", last_name="Παπαδάκη", company="Quixote-Ωmega"
+            )
             async with sessionmaker() as session:
                 for n in range(40):  # other people's rows share the pages
                     session.add(Lead(email=f"n{n}@example.com", first_name=f"Other {n}", attributes={}))
-                session.add(Outbox(key=f"lead-{lead_id}.c0.a", lead_id=lead_id, cycle=0, step_id="a",
-                                   cadence="welcome", message_id="<a@x>", subject="Γεια σου Ζωή Παπαδάκη",
-                                   status="sent"))  # fmt: skip
-                session.add(EngagementEvent(id="e1", lead_id=lead_id, kind="click", human=True, reason="browser",
-                                            url="https://s.example/?u=zoe.old@example.gr"))  # fmt: skip
+                session.add(
+                    Outbox(
+                        key=f"lead-{lead_id}.c0.a",
+                        lead_id=lead_id,
+                        cycle=0,
+                        step_id="a",
+                        cadence="welcome",
+                        message_id="<a@x>",
+                        subject="Γεια σου Ζωή Παπαδάκη",
+                        status="sent",
+                    )
+                )
+                session.add(
+                    EngagementEvent(
+                        id="e1",
+                        lead_id=lead_id,
+                        kind="click",
+                        human=True,
+                        reason="browser",
+                        url="https://s.example/?u=zoe.old@example.gr",
+                    )
+                )
                 await session.commit()
             async with sessionmaker() as session:
                 await apply_update(session, lead_id, {"email": "zoe.new@example.gr"})
@@ -241,13 +260,26 @@ async def test_the_upgrade_frees_the_reps_places_that_earlier_erasures_left_take
     try:
         async with sessionmaker() as session:
             await import_roster(session, ROSTER)
-            session.add_all([Lead(id=1, email="erased-1@erased.invalid", attributes={}, erased_at=datetime.now(UTC)),
-                             Lead(id=2, email="kept@example.com", attributes={})])  # fmt: skip
+            session.add_all(
+                [
+                    Lead(id=1, email="erased-1@erased.invalid", attributes={}, erased_at=datetime.now(UTC)),
+                    Lead(id=2, email="kept@example.com", attributes={}),
+                ]
+            )
             await session.flush()
             rep = (await session.execute(select(Rep))).scalar_one()
             for lead_id in (1, 2):
-                session.add(Assignment(key=f"lead-{lead_id}.c0.a1", lead_id=lead_id, cycle=0, rep_id=rep.id,
-                                       team="iberia", rule="r", status="assigned"))  # fmt: skip
+                session.add(
+                    Assignment(
+                        key=f"lead-{lead_id}.c0.a1",
+                        lead_id=lead_id,
+                        cycle=0,
+                        rep_id=rep.id,
+                        team="iberia",
+                        rule="r",
+                        status="assigned",
+                    )
+                )
             await session.commit()
         await upgrade_database(at_0004)
         async with sessionmaker() as session:

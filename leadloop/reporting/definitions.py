@@ -1,0 +1,79 @@
+"""What every number of the report counts: shown in the report next to its numbers, and in the README."""
+
+#: What every number counts; shown in the report next to its numbers, and in the README.
+DEFINITIONS: dict[str, dict[str, str]] = {
+    "period": {
+        "period": "from --since (00:00 UTC that day) to the moment the report was made; without --since, "
+        "everything leadloop's database holds. An email belongs to the period by when it went out (sent_at; "
+        "when it has none — uncertain, bounced — when it was queued); an event, a hand-over, a decision or a "
+        "suppression by when it happened.",
+        "scope": "every lead; with --cadence C, the leads enrolled into C (the cadence on their record) or sent "
+        "at least one email of C, and in the step table only C's emails.",
+    },
+    "live": {
+        "leads by stage now": "Temporal's visibility: per LeadStage, the leads whose current run is running, "
+        "plus those whose workflow completed in that stage (converted, suppressed, archived, cadence_complete); "
+        "continued-as-new runs are not counted again. With --cadence: leads whose current cycle runs it. "
+        "Not limited to the period.",
+    },
+    "funnel": {
+        "enrolled": "the cohort: leads in scope whose record was created in the period (their first "
+        "enrolment; re-enrolling a known lead does not make it new).",
+        "engaged": "cohort leads with at least one human open or human click of any of their emails, at any "
+        "time since. Machine opens and clicks (privacy prefetches, security scanners, link previews) never "
+        "count, site visits do not either. A lead that reached sales without one counts as engaged too, so "
+        "each stage holds the next.",
+        "escalated": "cohort leads handed to sales at least once: their score reached the cadence's threshold "
+        "(an assignment to a rep, or a wait for one).",
+        "converted": "cohort leads a rep accepted. Accepting converts a lead: leadloop has no separate "
+        "'accepted' stage.",
+        "rate": "a stage's leads ÷ the previous stage's leads; 'of enrolled': ÷ the cohort.",
+        "rejected": "cohort leads a rep rejected at least once.",
+        "recycled": "cohort leads a rejection sent back to nurture (recycle.yaml's nurture action).",
+        "dormant": "cohort leads a rejection made dormant, or whose big-bang email went out with no human "
+        "open or click after it before their next cycle (a lead still inside its response window counts "
+        "already).",
+        "suppressed": "cohort leads whose address is on the suppression list (unsubscribe, hard bounce, a "
+        "rep's 'not interested'), matched by the address's hash.",
+        "activity in the period": "the same events for every lead in scope, whenever it was enrolled, counted "
+        "when they happened in the period: enrolled = new leads; emailed = sent at least one email; engaged = "
+        "a human open or click; escalated = handed to sales; converted = accepted; rejected, recycled, dormant "
+        "(rejection, or a big bang sent in the period and unanswered), suppressed. Each is a number of leads.",
+    },
+    "steps": {
+        "sends": "the step's emails handed to the SMTP relay in the period (status sent, or uncertain: "
+        "possibly sent, never sent twice). Refused and suppressed attempts are not sends; bounces are apart. "
+        "An email's events count whenever they happened.",
+        "human open rate": "emails with at least one human open or human click ÷ sends (a click proves an "
+        "open when images were blocked).",
+        "human click rate": "emails with at least one human click ÷ sends.",
+        "machine opens, machine clicks": "the share of the step's open (click) events the classifier marked "
+        "machine: privacy prefetches, security gateways, link scanners and previews. They never count as "
+        "engagement.",
+        "unsubscribes": "emails of the step through which the lead unsubscribed; rate ÷ sends.",
+        "bounces": "emails of the step the recipient's server refused for good (hard bounce); rate ÷ "
+        "(sends + bounces).",
+    },
+    "sales": {
+        "hand-overs": "assignments of a lead to a rep made in the period; a lapse and the hand-over to the "
+        "next rep are two. Accepted, rejected, lapsed, open (still waiting for the rep) and closed (ended "
+        "without a decision: the lead unsubscribed, the rep could not be notified) are their states now.",
+        "waited for a rep": "escalations in the period when no rep was available (inactive or at capacity).",
+        "time to decide": "from the hand-over to the rep's accept or reject, in wall-clock hours (the SLA "
+        "counts business hours in the rep's time zone, so a decision inside it can take longer on the clock).",
+        "SLA lapses": "hand-overs the rep let pass the team's SLA without a decision; the lead went to the "
+        "next rep. Lapse rate: lapsed ÷ (accepted + rejected + lapsed).",
+        "rejection reasons": "reps' rejections in the period by reason, and what recycle.yaml made of them.",
+        "recycled, later converted": "leads a rejection in the period sent back to nurture, that a rep "
+        "accepted afterwards (by the time of the report).",
+        "suppressions": "addresses put on the suppression list in the period, by reason; 'erased' are people "
+        "forgotten on request, whose lead no longer carries the address.",
+    },
+    "planner": {
+        "planner": "works backwards from the target number of conversions: each stage needs the next stage's "
+        "number ÷ the measured rate into it, rounded up to whole leads; the top is how many new leads to "
+        "enrol. The rates are the cohort funnel's. A growth percentage applies to the cohort's conversions; "
+        "without a target or growth the plan repeats the measured conversions.",
+        "more needed": "needed − measured in the period (0 when the period already had enough).",
+    },
+}

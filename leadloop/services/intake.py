@@ -1,0 +1,33 @@
+"""One lead from the HTTP intake into the database: refused quietly when suppressed, else stored or merged."""
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from leadloop.domain.intake import LeadIn
+from leadloop.domain.mail import email_hash
+from leadloop.infra.db import Lead, Suppression
+from leadloop.services.enrollment import DbOutcome, match_owners, upsert_lead
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What became of the lead in the database; `lead` is None when its address is suppressed."""
+
+    lead_id: int
+    outcome: DbOutcome
+    lead: Lead | None = None
+    unknown_owners: list[str] = field(default_factory=list)
+
+
+async def store_lead(sessionmaker: async_sessionmaker[AsyncSession], fields: LeadIn, cadence: str) -> Intake:
+    """Store (or merge) the lead with its owner matched against the roster, unless its address is suppressed."""
+    async with sessionmaker() as session:
+        if await session.get(Suppression, email_hash(fields.email)) is not None:
+            existing = (await session.execute(select(Lead.id).where(Lead.email == fields.email))).scalar()
+            return Intake(lead_id=existing or 0, outcome="suppressed")
+        (fields,), unknown = await match_owners(session, [fields])
+        row, outcome = await upsert_lead(session, fields, cadence)
+        await session.commit()
+    return Intake(lead_id=row.id, outcome=outcome, lead=row, unknown_owners=list(unknown.values()))

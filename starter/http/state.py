@@ -1,0 +1,84 @@
+"""What the HTTP service holds for its lifetime: settings, database, Temporal client, signer, pages, codec, counters."""
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.runtime import Runtime
+
+from leadloop.domain.metrics import ENGAGEMENT_EVENTS, verdict_rule
+from leadloop.domain.tokens import Signer
+from leadloop.infra.settings import Settings
+from leadloop.infra.temporal import connect
+from leadloop.services.events import EventSignaller
+from leadloop.services.tracking import store_hit
+from starter.codec_server import CodecServer
+from starter.http.links import Links
+from starter.http.pages import Pages
+from starter.http.rate_limit import RateLimiter
+from starter.metrics import HttpMetrics
+
+
+class EventRecorder:
+    """Stores a judged hit, then has its workflow signalled and counts it."""
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], signaller: EventSignaller, metrics: HttpMetrics
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.signaller = signaller
+        self.metrics = metrics
+
+    async def record(self, **event: Any) -> bool:
+        """Whether the event is new (stored, and its workflow to be told)."""
+        stored = await store_hit(self.sessionmaker, **event)
+        if stored:
+            self.signaller.notify(event["lead_id"])
+            self.metrics.inc(
+                ENGAGEMENT_EVENTS,
+                kind=event["kind"],
+                human=str(event["human"]).lower(),
+                rule=verdict_rule(event["reason"]),
+            )
+        return stored
+
+
+class State:
+    """What the app holds from its startup to its shutdown; routes reach it through starter.http.deps."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        metrics: HttpMetrics,
+        limiter: RateLimiter,
+        *,
+        client: Client | None = None,
+        runtime: Runtime | None = None,
+    ) -> None:
+        """`client` given by tests; else one is built on first use, on `runtime` (the SDK runtime whose
+        metrics the app serves)."""
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.metrics = metrics
+        self.limiter = limiter
+        self.signer = Signer(settings.signing_keys())
+        self.links = Links(settings, self.signer, metrics)
+        self.site_origins = settings.site_origins()
+        self.all_site_origins = frozenset().union(*self.site_origins.values())
+        self.pages = Pages(settings.public_url)
+        self.codec = CodecServer(settings)
+        self._client = client
+        self._runtime = runtime
+        self.signaller = EventSignaller(sessionmaker, self.client, settings.coalesce_seconds)
+        self.recorder = EventRecorder(sessionmaker, self.signaller, metrics)
+
+    async def client(self) -> Client:
+        """The Temporal client, connected lazily on first use."""
+        if self._client is None:
+            self._client = await connect(self.settings, lazy=True, runtime=self._runtime)
+        return self._client
+
+    def release_client(self) -> None:
+        """Forget the client built on the app's runtime, which is closing."""
+        self._client, self._runtime = None, None
