@@ -7,7 +7,7 @@ from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from leadloop.domain.intake import LeadIn, intake_context
+from leadloop.domain.intake import LeadIn
 from leadloop.domain.mail import email_hash
 from leadloop.infra.db import (
     DispositionRow,
@@ -16,11 +16,7 @@ from leadloop.infra.db import (
     Rep,
     Suppression,
     insert_new,
-    make_engine,
-    make_sessionmaker,
 )
-from leadloop.infra.settings import Settings
-from leadloop.infra.temporal import connect
 from leadloop.services.lead_client import LeadClient
 
 EDITABLE = (
@@ -103,20 +99,6 @@ async def tell_workflow(client: Client, lead_id: int, changed: list[str]) -> boo
     except RPCError:
         return False
     return True
-
-
-async def update_lead(settings: Settings, lead_id: int, fields: dict[str, Any]) -> tuple[list[str], bool]:
-    engine = make_engine(settings.database_url)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            changed = await apply_update(
-                session, lead_id, fields, intake_context(settings.intake_refuse_utf8_local_part)
-            )
-            await session.commit()
-    finally:
-        await engine.dispose()
-    told = await tell_workflow(await connect(settings), lead_id, changed) if changed else False
-    return changed, told
 
 
 async def list_dispositions(

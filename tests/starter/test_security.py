@@ -282,7 +282,7 @@ def test_leadloop_demo_runs_in_demo_mode(fresh_settings, monkeypatch, tmp_path) 
         return asyncio.sleep(0)
 
     monkeypatch.setattr(starter.demo, "run_demo", run_demo)
-    monkeypatch.setattr(starter.cli, "asyncio", SimpleNamespace(run=lambda coroutine: coroutine.close()))
+    monkeypatch.setattr(starter.cli.processes, "asyncio", SimpleNamespace(run=lambda coroutine: coroutine.close()))
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(starter.cli.app, ["demo"], env={"LEADLOOP_DEMO": None, "LEADLOOP_SECRET_KEY": None})
     assert result.exit_code == 0, result.output

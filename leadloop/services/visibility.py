@@ -1,0 +1,62 @@
+"""Finding leads through Temporal's visibility: each lead workflow's search attributes as one typed row."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from temporalio.client import Client, WorkflowExecution
+
+from leadloop.domain.search import (
+    ASSIGNED_REP,
+    CADENCE_NAME,
+    CADENCE_STEP,
+    LAST_ENGAGED_AT,
+    LEAD_SCORE,
+    LEAD_STAGE,
+    RECYCLE_COUNT,
+    UNOPENED_STREAK,
+    visibility_query,
+)
+
+
+@dataclass(frozen=True)
+class LeadListing:
+    """One lead as its workflow's search attributes show it (unset attributes are None)."""
+
+    lead: str  # the workflow id without its "lead-" prefix
+    stage: str | None
+    score: int | None
+    cadence: str | None
+    step: str | None
+    rep: str | None
+    unopened_streak: int | None
+    recycles: int | None
+    last_engaged_at: datetime | None
+
+
+def lead_query(
+    stage: str | None, rep: int | None, min_score: int | None, cadence: str | None, *, running_only: bool
+) -> str:
+    """The visibility query for these filters (ValueError names a bad one); ended runs only when asked."""
+    query = visibility_query(stage, rep, min_score, cadence)
+    return query + " AND ExecutionStatus = 'Running'" if running_only else query
+
+
+async def find_leads(client: Client, query: str, limit: int) -> list[LeadListing]:
+    """Up to `limit` lead workflows matching `query`, ordered by workflow id."""
+    executions = [execution async for execution in client.list_workflows(query, limit=limit)]
+    return [listing(execution) for execution in sorted(executions, key=lambda e: e.id)]
+
+
+def listing(execution: WorkflowExecution) -> LeadListing:
+    a = execution.typed_search_attributes
+    return LeadListing(
+        lead=execution.id.removeprefix("lead-"),
+        stage=a.get(LEAD_STAGE),
+        score=a.get(LEAD_SCORE),
+        cadence=a.get(CADENCE_NAME),
+        step=a.get(CADENCE_STEP),
+        rep=a.get(ASSIGNED_REP),
+        unopened_streak=a.get(UNOPENED_STREAK),
+        recycles=a.get(RECYCLE_COUNT),
+        last_engaged_at=a.get(LAST_ENGAGED_AT),
+    )

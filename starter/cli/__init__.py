@@ -1,0 +1,62 @@
+"""The `leadloop` command line (Typer + Rich): every command, in the order `leadloop --help` lists them, and `main`."""
+
+import typer
+
+from leadloop.infra.process import run_and_exit
+from starter.cli import admin, cadence, enroll, events, lead_actions, lead_views, processes, report, reps
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="leadloop: durable lead nurture and recycle automation on Temporal.", no_args_is_help=True)
+cadence_app = typer.Typer(help="Check and preview marketers' cadence files.", no_args_is_help=True)
+db_app = typer.Typer(help="leadloop's own database.", no_args_is_help=True)
+reps_app = typer.Typer(help="Sales teams and reps.", no_args_is_help=True)
+event_app = typer.Typer(help="Inject an engagement event by hand (operators, demos).", no_args_is_help=True)
+lead_app = typer.Typer(help="One lead's data.", no_args_is_help=True)
+for group, group_name in (
+    (cadence_app, "cadence"),
+    (db_app, "db"),
+    (reps_app, "reps"),
+    (event_app, "event"),
+    (lead_app, "lead"),
+):
+    app.add_typer(group, name=group_name)
+
+COMMANDS = (
+    (app, "server", processes.server),
+    (app, "setup", admin.setup),
+    (app, "worker", processes.worker),
+    (app, "mailbox", processes.mailbox),
+    (db_app, "upgrade", admin.db_upgrade),
+    (cadence_app, "check", cadence.cadence_check),
+    (cadence_app, "preview", cadence.cadence_preview),
+    (app, "enroll", enroll.enroll),
+    (app, "retry", lead_actions.retry),
+    (app, "state", lead_views.state),
+    (app, "api", processes.api),
+    (app, "relay", events.relay),
+    (reps_app, "import", reps.reps_import),
+    (reps_app, "list", reps.reps_list),
+    (event_app, "open", events.event_open),
+    (event_app, "click", events.event_click),
+    (event_app, "visit", events.event_visit),
+    (app, "accept", lead_actions.accept),
+    (app, "reject", lead_actions.reject),
+    (lead_app, "update", lead_actions.lead_update),
+    (app, "dispositions", lead_views.dispositions),
+    (app, "pause", lead_actions.pause),
+    (app, "resume", lead_actions.resume),
+    (app, "status", lead_views.status),
+    (app, "history", lead_views.history),
+    (app, "forget", lead_actions.forget),
+    (app, "list", lead_views.list_leads),
+    (app, "demo", processes.demo),
+    (app, "report", report.report),
+)
+for group, command_name, command in COMMANDS:
+    group.command(command_name)(command)
+
+
+def main() -> None:
+    """The `leadloop` command: the Typer app, ended past the interpreter's teardown (leadloop/infra/process.py)."""
+    run_and_exit(app)

@@ -1,0 +1,130 @@
+"""`leadloop report`: the funnel, cadence steps, sales and the planner as one HTML page of charts, and a summary."""
+
+import asyncio
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from leadloop.infra.settings import Settings, get_settings
+from leadloop.reporting.models import PlanError, ReportData, ReportError, ratio
+from leadloop.reporting.planner import check_plan_inputs, with_plan
+from starter.cli.connections import database
+from starter.cli.terminal import console, fail, need_extra, note
+
+# its charts (matplotlib, the `report` extra, seconds to import) and its queries (sqlalchemy, temporalio) load
+# only when a report is made
+
+
+def report_since(since: str | None) -> date | None:
+    """--since as a date: YYYY-MM-DD, a real day, not in the future."""
+    if since is None:
+        return None
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", since.strip()):
+        raise fail(f"--since {since!r} is not a date: give YYYY-MM-DD, e.g. 2026-11-01")
+    try:
+        day = date.fromisoformat(since.strip())
+    except ValueError as exc:
+        raise fail(f"--since {since!r} is not a date: {exc}") from None
+    if day > datetime.now(UTC).date():
+        raise fail(f"--since {day} is in the future: the period would be empty")
+    return day
+
+
+def report(
+    since: Annotated[str | None, typer.Option(help="first day of the period, YYYY-MM-DD (UTC); default: all")] = None,
+    cadence: Annotated[str | None, typer.Option(help="only this cadence's leads and emails")] = None,
+    out: Annotated[Path, typer.Option(help="the HTML file; its charts also go to <name>_files/ as PNG")] = Path(
+        "report.html"
+    ),
+    target_conversions: Annotated[
+        int | None, typer.Option("--target-conversions", help="funnel planner: conversions to aim for")
+    ] = None,
+    growth: Annotated[
+        float | None, typer.Option(help="funnel planner: or the measured conversions grown by this many percent")
+    ] = None,
+) -> None:
+    """Funnel, cadence step performance, sales and the funnel planner: one self-contained HTML page of charts."""
+    need_extra("report", "`leadloop report` (its charts)")
+    start = report_since(since)
+    from leadloop.reporting.html import render_html
+
+    try:
+        check_plan_inputs(target_conversions, growth)
+    except PlanError as exc:
+        raise fail(str(exc)) from None
+    try:
+        data = with_plan(asyncio.run(gather(get_settings(), start, cadence)), target_conversions, growth)
+    except ReportError as exc:
+        raise fail(str(exc)) from None
+    png_dir = out.with_name(f"{out.stem}_files")
+    page = render_html(data, png_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".part")
+    partial.write_text(page, encoding="utf-8")
+    partial.replace(out)
+    charts = sorted(p.name for p in png_dir.glob("*.png"))
+    for text in (data.live_note, data.plan_note):
+        if text:
+            note(text)
+    console.print(summary(data))
+    console.print(f"wrote {out} and {len(charts)} charts in {png_dir}/ ({', '.join(charts)})", highlight=False)
+
+
+async def gather(settings: Settings, start: date | None, cadence: str | None) -> ReportData:
+    """The report's numbers from the database, with live stage counts when Temporal answers within 15 s."""
+    from leadloop.infra.temporal import connect
+    from leadloop.reporting.gather import cadence_steps_from, gather_report
+
+    async with database(settings, migrated=True) as sessions:
+        unreachable = None
+        try:
+            client = await asyncio.wait_for(connect(settings), 15)
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            client, unreachable = None, " ".join(str(exc).split())[:160] or type(exc).__name__
+        steps = cadence_steps_from(settings.cadence_dir)
+        data = await gather_report(sessions, client, start, cadence, cadence_steps=steps)
+    if unreachable is not None:
+        data.live_note = (
+            f"the live stage counts are missing: Temporal at {settings.temporal_address} was not reachable "
+            f"({unreachable}). Everything else comes from leadloop's database."
+        )
+    return data
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f}%"
+
+
+def summary(data: ReportData) -> Table:
+    """The headline numbers of the report, for the terminal."""
+    funnel = {s.stage: s for s in data.funnel}
+    sends = sum(s.sends for s in data.steps)
+    opened = sum(s.human_opened for s in data.steps)
+    outcomes = " / ".join(str(data.outcomes[k]) for k in ("recycled", "dormant", "suppressed"))
+    period = f"{data.since:%Y-%m-%d} → now" if data.since else "all time"
+    table = Table(title=f"report: {period}, {f'cadence {data.cadence}' if data.cadence else 'all cadences'}")
+    table.add_column("")
+    table.add_column("number", justify="right")
+    table.add_column("rate", justify="right")
+    sales = data.sales
+    rows: list[tuple[str, object, str]] = [
+        ("new leads (enrolled)", funnel["enrolled"].leads, ""),
+        ("engaged", funnel["engaged"].leads, pct(funnel["engaged"].rate)),
+        ("escalated", funnel["escalated"].leads, pct(funnel["escalated"].rate)),
+        ("converted", funnel["converted"].leads, pct(funnel["converted"].rate)),
+        ("recycled / dormant / suppressed", outcomes, ""),
+        ("emails sent, human open rate", sends, pct(ratio(opened, sends))),
+        ("hand-overs, SLA lapses", f"{sales.handovers}, {sales.lapsed}", pct(sales.lapse_rate)),
+        ("recycled, later converted", sales.recycled_converted, pct(sales.recycled_converted_rate)),
+    ]
+    if data.live_stages is not None:
+        rows.insert(0, ("leads in Temporal now", sum(data.live_stages.values()), ""))
+    if data.plan is not None:
+        rows.append((f"plan: new leads for {data.plan.target_conversions} conversions", data.plan.stages[0].needed, ""))
+    for label, number, rate in rows:
+        table.add_row(label, str(number), rate)
+    return table
