@@ -43,9 +43,12 @@ class LeadActivities:
                 f"lead {input.lead_id} is not in the database", type="LeadMissing", non_retryable=True
             )
         return LoadCycleResult(
-            cadence=cadence, scoring=scoring, recycle=recycle, profile=lead_profile(lead),
+            cadence=cadence,
+            scoring=scoring,
+            recycle=recycle,
+            profile=lead_profile(lead),
             timezone=lead.timezone or cadence.default_timezone,
-        )  # fmt: skip
+        )
 
     @activity.defn(name="record_disposition")
     async def record_disposition(self, input: DispositionInput) -> None:
@@ -54,12 +57,23 @@ class LeadActivities:
         result = input.result or outcome_from_text(input.action, input.outcome)
         async with self.sessionmaker() as session:
             await insert_new(
-                session, DispositionRow, key=input.key, lead_id=input.lead_id, cycle=input.cycle,
-                rep_id=input.rep_id, action=input.action, reason=input.reason, note=input.note or None,
-                opportunity_id=input.opportunity_id, outcome=input.outcome, outcome_action=result.action,
-                outcome_cadence=result.cadence, outcome_stage=result.stage, source=input.source,
+                session,
+                DispositionRow,
+                key=input.key,
+                lead_id=input.lead_id,
+                cycle=input.cycle,
+                rep_id=input.rep_id,
+                action=input.action,
+                reason=input.reason,
+                note=input.note or None,
+                opportunity_id=input.opportunity_id,
+                outcome=input.outcome,
+                outcome_action=result.action,
+                outcome_cadence=result.cadence,
+                outcome_stage=result.stage,
+                source=input.source,
                 created_at=datetime.now(UTC),
-            )  # fmt: skip
+            )
             await session.commit()
 
     @activity.defn(name="suppress_lead")

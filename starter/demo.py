@@ -86,10 +86,14 @@ async def _demo_reader(settings: Settings, address: str, stop: asyncio.Event) ->
             sent_from = {"content-type": "text/plain", "origin": origin, "referer": page}
             await http.post(f"{settings.public_url}/v", content=body, headers={**browser, **sent_from})
     console.print(
-        styled("demo reader", "bold", f": {address} opened the welcome email, clicked through to "
-               f"{landing.split('?')[0]} and browsed it: watch lead 1 go to sales (`.venv/bin/leadloop state 1`, "
-               "the rep's email in the mail folder)")
-    )  # fmt: skip
+        styled(
+            "demo reader",
+            "bold",
+            f": {address} opened the welcome email, clicked through to "
+            f"{landing.split('?')[0]} and browsed it: watch lead 1 go to sales (`.venv/bin/leadloop state 1`, "
+            "the rep's email in the mail folder)",
+        )
+    )
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -135,9 +139,14 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
         # the worker's Prometheus endpoint, as `python worker.py` serves it (the SDK runtime is per process)
         client = await connect(settings, runtime=worker_module.metrics_runtime(settings))
         api = _EmbeddedServer(
-            uvicorn.Config(create_app(settings, client=client), host=settings.api_host, port=settings.api_port,
-                           log_level="warning", **uvicorn_options())
-        )  # fmt: skip
+            uvicorn.Config(
+                create_app(settings, client=client),
+                host=settings.api_host,
+                port=settings.api_port,
+                log_level="warning",
+                **uvicorn_options(),
+            )
+        )
         http = asyncio.create_task(api.serve())
 
         async with worker_module.build_worker(client, settings):
@@ -146,11 +155,18 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
                 await import_roster(session, roster)
                 await session.commit()
             report = await enroll_leads(
-                parsed.leads, cadence, sessionmaker=make_sessionmaker(engine), client=client,
-                task_queue=settings.task_queue, sales_task_queue=settings.sales_task_queue,
-                time_scale=settings.time_scale, rep_time_scale=settings.rep_time_scale, source="demo",
-                scoring=current_scoring(settings.scoring_file), recycle=current_recycle(settings.cadence_dir),
-            )  # fmt: skip
+                parsed.leads,
+                cadence,
+                sessionmaker=make_sessionmaker(engine),
+                client=client,
+                task_queue=settings.task_queue,
+                sales_task_queue=settings.sales_task_queue,
+                time_scale=settings.time_scale,
+                rep_time_scale=settings.rep_time_scale,
+                source="demo",
+                scoring=current_scoring(settings.scoring_file),
+                recycle=current_recycle(settings.cadence_dir),
+            )
             await engine.dispose()
             for error in parsed.errors:
                 console.print(styled(f"skipped row {error.row}", "yellow", f": {error.field}: {error.reason}"))
@@ -162,22 +178,26 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
             )
             console.print()
             console.print(
-                styled("leadloop demo", "bold", f": {len(report.results)} leads: "
-                f"{report.count(workflow='started')} started, "
-                f"{report.count(workflow='already_running')} already running, "
-                f"{report.count(workflow='finished_earlier')} finished their cadence earlier "
-                f"(cadence '{cadence.name}', {len(cadence.steps)} steps; a cadence day lasts {day:g} s)\n"
-                f"  Temporal UI   http://localhost:8233/namespaces/{settings.temporal_namespace}/workflows\n"
-                f"  encryption    {encryption}\n"
-                f"  mail folder   {settings.mail_dir}\n"
-                f"  HTTP service  {settings.public_url}/docs (pixel, clicks, unsubscribe, beacon, POST /leads)\n"
-                f"  demo website  {settings.site_url}/pricing\n"
-                f"  lead state    .venv/bin/leadloop state <lead id>\n"
-                f"  engage        open a link in an .eml file, or .venv/bin/leadloop event click 1 "
-                f"--url {settings.site_url}/pricing\n"
-                f"  reps          .venv/bin/leadloop reps list (from examples/reps.yaml)\n"
-                "Ctrl-C stops everything; `make demo` again resumes the same leads.\n")
-            )  # fmt: skip
+                styled(
+                    "leadloop demo",
+                    "bold",
+                    f": {len(report.results)} leads: "
+                    f"{report.count(workflow='started')} started, "
+                    f"{report.count(workflow='already_running')} already running, "
+                    f"{report.count(workflow='finished_earlier')} finished their cadence earlier "
+                    f"(cadence '{cadence.name}', {len(cadence.steps)} steps; a cadence day lasts {day:g} s)\n"
+                    f"  Temporal UI   http://localhost:8233/namespaces/{settings.temporal_namespace}/workflows\n"
+                    f"  encryption    {encryption}\n"
+                    f"  mail folder   {settings.mail_dir}\n"
+                    f"  HTTP service  {settings.public_url}/docs (pixel, clicks, unsubscribe, beacon, POST /leads)\n"
+                    f"  demo website  {settings.site_url}/pricing\n"
+                    f"  lead state    .venv/bin/leadloop state <lead id>\n"
+                    f"  engage        open a link in an .eml file, or .venv/bin/leadloop event click 1 "
+                    f"--url {settings.site_url}/pricing\n"
+                    f"  reps          .venv/bin/leadloop reps list (from examples/reps.yaml)\n"
+                    "Ctrl-C stops everything; `make demo` again resumes the same leads.\n",
+                )
+            )
             first = report.results[0] if report.results else None
             reader = None
             if first is not None and first.workflow == "started":

@@ -1,7 +1,7 @@
 """Pydantic models that cross Temporal: workflow, signal, query and activity inputs and results."""
 
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, PrivateAttr
 
@@ -10,13 +10,19 @@ from leadloop.domain.recycle import RecyclePolicy
 from leadloop.domain.scoring import Engagement, LeadProfile, Score, ScoringConfig
 
 Stage = Literal[
-    "nurturing", "send_blocked", "paused", "big_bang", "with_sales", "converted", "held", "dormant", "archived",
-    "cadence_complete", "suppressed",
-]  # fmt: skip
-STAGES: tuple[Stage, ...] = (
-    "nurturing", "send_blocked", "paused", "big_bang", "with_sales", "converted", "held", "dormant", "archived",
-    "cadence_complete", "suppressed",
-)  # fmt: skip
+    "nurturing",
+    "send_blocked",
+    "paused",
+    "big_bang",
+    "with_sales",
+    "converted",
+    "held",
+    "dormant",
+    "archived",
+    "cadence_complete",
+    "suppressed",
+]
+STAGES: tuple[Stage, ...] = get_args(Stage)
 EventKind = Literal["open", "click", "visit", "unsubscribe"]
 SendStatus = Literal["sent", "already_sent", "uncertain"]
 
@@ -315,8 +321,8 @@ class LoadCycleResult(BaseModel):
 
 
 #: What a rep's decision can lead to ("other": a row recorded before outcomes were kept as data, unreadable).
-OUTCOME_ACTIONS = ("converted", "recycled", "dormant", "archived", "suppressed", "held", "re-routed", "other")
 OutcomeAction = Literal["converted", "recycled", "dormant", "archived", "suppressed", "held", "re-routed", "other"]
+OUTCOME_ACTIONS: tuple[OutcomeAction, ...] = get_args(OutcomeAction)
 
 
 class DispositionOutcome(BaseModel):

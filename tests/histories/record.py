@@ -70,26 +70,49 @@ failures: dict[tuple[int, str], ApplicationError] = {
 ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "23:59"}
 RECYCLE = load_recycle(PROJECT_ROOT / "cadences" / "recycle.yaml")
 HOT = CADENCE.model_copy(update={"name": "replay-hot", "escalation": Escalation(threshold=30)})
-BIG = CADENCE.model_copy(update={"name": "replay-big", "big_bang": BigBang(
-    after_unopened=3, wait=timedelta(days=1), template="big-bang", subject="Last one",
-    response_window=timedelta(days=1))})  # fmt: skip
+BIG = CADENCE.model_copy(
+    update={
+        "name": "replay-big",
+        "big_bang": BigBang(
+            after_unopened=3,
+            wait=timedelta(days=1),
+            template="big-bang",
+            subject="Last one",
+            response_window=timedelta(days=1),
+        ),
+    }
+)
 FAST_DORMANCY = RECYCLE.model_copy(update={"dormant": Dormancy(reengage_after=timedelta(days=2), cadence="reengage")})
-LONG = CADENCE.model_copy(update={"name": "replay-long", "steps": [
-    CADENCE.steps[0], CADENCE.steps[1].model_copy(update={"wait": timedelta(days=30)})]})  # fmt: skip
+LONG = CADENCE.model_copy(
+    update={
+        "name": "replay-long",
+        "steps": [CADENCE.steps[0], CADENCE.steps[1].model_copy(update={"wait": timedelta(days=30)})],
+    }
+)
 SCORING = ScoringConfig.model_validate(
-    {"version": 1, "profile": {"industry": {"software": 10}},
-     "engagement": [{"name": "click", "kind": "click", "points": 15}, {"name": "open", "kind": "open", "points": 2}]}
-)  # fmt: skip
+    {
+        "version": 1,
+        "profile": {"industry": {"software": 10}},
+        "engagement": [{"name": "click", "kind": "click", "points": 15}, {"name": "open", "kind": "open", "points": 2}],
+    }
+)
 
 
 @activity.defn(name="assign_lead")
 async def assign_lead(input: AssignLeadInput) -> AssignLeadResult:
     rep = 1 + len(input.exclude_rep_ids)
     return AssignLeadResult(
-        assigned=True, key=input.key, rule="rule all → team south (round_robin)", team="south", rep_id=rep,
-        rep_name=f"Rep {rep}", rep_timezone="Europe/Athens", sla=timedelta(hours=2),
-        business_hours=SendWindow.model_validate(ALWAYS), has_manager=True,
-    )  # fmt: skip
+        assigned=True,
+        key=input.key,
+        rule="rule all → team south (round_robin)",
+        team="south",
+        rep_id=rep,
+        rep_name=f"Rep {rep}",
+        rep_timezone="Europe/Athens",
+        sla=timedelta(hours=2),
+        business_hours=SendWindow.model_validate(ALWAYS),
+        has_manager=True,
+    )
 
 
 @activity.defn(name="notify_rep")
@@ -104,8 +127,13 @@ async def close_assignment(input: CloseAssignmentInput) -> None:
 
 @activity.defn(name="load_cycle")
 async def load_cycle(input: LoadCycleInput) -> LoadCycleResult:
-    return LoadCycleResult(cadence=HOT, scoring=SCORING, recycle=RECYCLE, profile=LeadProfile(industry="software"),
-                           timezone="Europe/Athens")  # fmt: skip
+    return LoadCycleResult(
+        cadence=HOT,
+        scoring=SCORING,
+        recycle=RECYCLE,
+        profile=LeadProfile(industry="software"),
+        timezone="Europe/Athens",
+    )
 
 
 @activity.defn(name="record_disposition")
@@ -153,10 +181,13 @@ async def main() -> None:
     wanted = {
         i: n for i, n in runs.items() if n in sys.argv[1:] or (len(sys.argv) == 1 and not (HERE / f"{n}.json").exists())
     }
-    async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow],
-                      activities=[send_email, assign_lead, notify_rep, close_assignment, load_cycle,
-                                  record_disposition],
-                      workflow_runner=workflow_runner()):  # fmt: skip
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[LeadNurtureWorkflow],
+        activities=[send_email, assign_lead, notify_rep, close_assignment, load_cycle, record_disposition],
+        workflow_runner=workflow_runner(),
+    ):
         for lead_id in wanted:
             lead = Lead(
                 id=lead_id, email="x@example.com", timezone="Europe/Athens", company="Acme", industry="software"
@@ -172,10 +203,17 @@ async def main() -> None:
             )
             recycle = RECYCLE if lead_id in (6, 11, 13, 14, 15) else FAST_DORMANCY if lead_id == 7 else None
             for _ in range(2):
-                await start_lead(client, lead, cadence, task_queue=queue, source="record",
-                                 time_scale=3600 if lead_id == 10 else 86400 * 2,  # 10: a 2 h SLA lasts 2 s
-                                 rep_time_scale=1.0 if lead_id == 11 else None,
-                                 scoring=scoring, recycle=recycle)  # fmt: skip
+                await start_lead(
+                    client,
+                    lead,
+                    cadence,
+                    task_queue=queue,
+                    source="record",
+                    time_scale=3600 if lead_id == 10 else 86400 * 2,  # 10: a 2 h SLA lasts 2 s
+                    rep_time_scale=1.0 if lead_id == 11 else None,
+                    scoring=scoring,
+                    recycle=recycle,
+                )
         if 8 in wanted:
             handle = client.get_workflow_handle(workflow_id(8))
             await handle.signal("pause", PauseInput(note="asked for a break"))
@@ -190,8 +228,10 @@ async def main() -> None:
         if 5 in wanted:
             handle = client.get_workflow_handle(workflow_id(5))
             now = datetime.now(UTC)
-            clicks = [EngagementEvent(id=f"c{i}", kind="click", human=True, at=now, url="https://s.example/p")
-                      for i in range(2)]  # fmt: skip
+            clicks = [
+                EngagementEvent(id=f"c{i}", kind="click", human=True, at=now, url="https://s.example/p")
+                for i in range(2)
+            ]
             machine = EngagementEvent(id="m", kind="open", human=False, at=now, reason="Apple MPP")
             await handle.signal("engagement", EngagementInput(events=[clicks[0], machine]))
             await handle.signal("engagement", EngagementInput(events=[clicks[0], clicks[1]]))  # c0 repeated
@@ -201,8 +241,9 @@ async def main() -> None:
             await handle.signal("engagement", EngagementInput(events=[unsubscribe]))
         if 10 in wanted:  # the rep is reminded halfway (workflow.patched "rep-reminder-halfway"), lets it lapse
             handle = client.get_workflow_handle(workflow_id(10))
-            clicks = [EngagementEvent(id=f"c{i}", kind="click", human=True, at=datetime.now(UTC), url="x")
-                      for i in range(2)]  # fmt: skip
+            clicks = [
+                EngagementEvent(id=f"c{i}", kind="click", human=True, at=datetime.now(UTC), url="x") for i in range(2)
+            ]
             await handle.signal("engagement", EngagementInput(events=clicks))
             while (await handle.describe()).search_attributes.get("AssignedRep") != ["rep-2"]:
                 await asyncio.sleep(0.05)
@@ -227,8 +268,9 @@ async def main() -> None:
             del wanted[15]
         for rejected in [i for i in (6, 11, 13) if i in wanted]:
             handle = client.get_workflow_handle(workflow_id(rejected))
-            clicks = [EngagementEvent(id=f"c{i}", kind="click", human=True, at=datetime.now(UTC), url="x")
-                      for i in range(2)]  # fmt: skip
+            clicks = [
+                EngagementEvent(id=f"c{i}", kind="click", human=True, at=datetime.now(UTC), url="x") for i in range(2)
+            ]
             await handle.signal("engagement", EngagementInput(events=clicks))
             while (await handle.describe()).search_attributes.get("AssignedRep") != ["rep-1"]:
                 await asyncio.sleep(0.1)
@@ -279,15 +321,21 @@ async def save(client: Client, lead_id: int, run_id: str, name: str) -> None:
 async def record_suggested_continue_as_new() -> None:
     """Signals keep a lead's history growing until Temporal suggests a fresh one (threshold lowered to 40)."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(), search_attributes=list(SEARCH_ATTRIBUTES),
+        dev_server_existing_path=temporal_cli(),
+        search_attributes=list(SEARCH_ATTRIBUTES),
         dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
-    )  # fmt: skip
+    )
     config = env.client.config()
     config["data_converter"] = pydantic_data_converter
     client = Client(**config)
     queue = f"record-{uuid.uuid4()}"
-    async with Worker(client, task_queue=queue, workflows=[LeadNurtureWorkflow], activities=[send_email],
-                      workflow_runner=workflow_runner()):  # fmt: skip
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[LeadNurtureWorkflow],
+        activities=[send_email],
+        workflow_runner=workflow_runner(),
+    ):
         lead = Lead(id=9, email="x@example.com", timezone="Europe/Athens", company="Acme", industry="software")
         await start_lead(client, lead, LONG, task_queue=queue, time_scale=1.0, source="record")
         handle = client.get_workflow_handle(workflow_id(9))

@@ -31,9 +31,14 @@ SGR = re.compile(r"\x1b\[[0-9;]*m")
 def terminal_env(database_url: str) -> dict[str, str]:
     """As in a colour terminal (FORCE_COLOR): styles and hyperlinks would be written if anything asked for them."""
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
-    return {**env, "FORCE_COLOR": "1", "TERM": "xterm-256color", "COLUMNS": "600",
-            "LEADLOOP_DATABASE_URL": database_url,
-            "LEADLOOP_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"}  # fmt: skip  # nothing listens there
+    return {
+        **env,
+        "FORCE_COLOR": "1",
+        "TERM": "xterm-256color",
+        "COLUMNS": "600",
+        "LEADLOOP_DATABASE_URL": database_url,
+        "LEADLOOP_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+    }  # nothing listens there
 
 
 async def leadloop(env: dict[str, str], *args: str) -> tuple[int, str]:

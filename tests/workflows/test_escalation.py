@@ -43,24 +43,35 @@ from tests.conftest import SmtpServer, with_pydantic
 
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59")  # type: ignore[arg-type]
 CADENCE = Cadence(
-    name="hot", version=1, send_window=ALWAYS, sender=Sender(name="Demo", address="demo@leadloop.example"),
+    name="hot",
+    version=1,
+    send_window=ALWAYS,
+    sender=Sender(name="Demo", address="demo@leadloop.example"),
     steps=[Step(id=f"s{i}", wait=w, template="welcome", subject="hello") for i, w in enumerate(["0", "2d", "2d"], 1)],  # type: ignore[arg-type]
     escalation=Escalation(threshold=40),
-)  # fmt: skip
+)
 SCORING = ScoringConfig.model_validate(
-    {"version": 1, "profile": {"industry": {"software": 10}},
-     "engagement": [{"name": "click", "kind": "click", "points": 15}, {"name": "open", "kind": "open", "points": 2}]}
-)  # fmt: skip
+    {
+        "version": 1,
+        "profile": {"industry": {"software": 10}},
+        "engagement": [{"name": "click", "kind": "click", "points": 15}, {"name": "open", "kind": "open", "points": 2}],
+    }
+)
 ROUTING = "version: 1\nretry_unassigned_every: 1h\nrules:\n  - name: all\n    team: south\n"
 ROSTER = {
-    "teams": [{
-        "name": "south", "strategy": "round_robin", "sla": "4h",
-        "business_hours": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"},
-        "manager": {"name": "Eleni Georgiou", "email": "eleni@sales.example"},
-        "reps": [{"email": f"rep{i}@sales.example", "name": f"Rep {i}", "timezone": "Europe/Athens"}
-                 for i in (1, 2, 3)],
-    }]
-}  # fmt: skip
+    "teams": [
+        {
+            "name": "south",
+            "strategy": "round_robin",
+            "sla": "4h",
+            "business_hours": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"},
+            "manager": {"name": "Eleni Georgiou", "email": "eleni@sales.example"},
+            "reps": [
+                {"email": f"rep{i}@sales.example", "name": f"Rep {i}", "timezone": "Europe/Athens"} for i in (1, 2, 3)
+            ],
+        }
+    ]
+}
 
 
 @dataclass
@@ -76,16 +87,30 @@ class Stack:
     async def lead(self, **fields: Any) -> Lead:
         async with self.sessionmaker() as session:
             # ids unique across tests: the session's test server still runs earlier tests' workflows
-            lead = Lead(id=uuid.uuid4().int % 10**9, email=f"{uuid.uuid4().hex[:8]}@example.com", first_name="Μαρία",
-                        industry="software",
-                        timezone="Europe/Athens", attributes={}, **fields)  # fmt: skip
+            lead = Lead(
+                id=uuid.uuid4().int % 10**9,
+                email=f"{uuid.uuid4().hex[:8]}@example.com",
+                first_name="Μαρία",
+                industry="software",
+                timezone="Europe/Athens",
+                attributes={},
+                **fields,
+            )
             session.add(lead)
             await session.commit()
             return lead
 
     async def start(self, lead: Lead) -> WorkflowHandle[Any, Any]:
-        await start_lead(self.client, lead, CADENCE, task_queue=self.task_queue, time_scale=1.0, source="test",
-                         scoring=SCORING, recycle=self.recycle)  # fmt: skip
+        await start_lead(
+            self.client,
+            lead,
+            CADENCE,
+            task_queue=self.task_queue,
+            time_scale=1.0,
+            source="test",
+            scoring=SCORING,
+            recycle=self.recycle,
+        )
         handle = self.client.get_workflow_handle(workflow_id(lead.id), result_type=LeadNurtureResult)
         self.started.append(handle)
         return handle
@@ -145,8 +170,14 @@ async def stack(time_skipping_env, smtp, make_settings, tmp_path: Path) -> Async
     client = with_pydantic(time_skipping_env.client)
     engine = make_engine(settings.database_url)
     async with worker_module.build_worker(client, settings):
-        stack = Stack(time_skipping_env, client, smtp, make_sessionmaker(engine), settings.task_queue,
-                      recycle=load_recycle(cadences / "recycle.yaml", cadences))  # fmt: skip
+        stack = Stack(
+            time_skipping_env,
+            client,
+            smtp,
+            make_sessionmaker(engine),
+            settings.task_queue,
+            recycle=load_recycle(cadences / "recycle.yaml", cadences),
+        )
         yield stack
         # a workflow left waiting would hold the shared test server's clock for the next test
         # (so does terminating one with an activity still in flight: let those finish first)
@@ -164,10 +195,12 @@ async def stack(time_skipping_env, smtp, make_settings, tmp_path: Path) -> Async
 def clicks(n: int, first: int = 0) -> EngagementInput:
     from datetime import UTC, datetime
 
-    return EngagementInput(events=[
-        EngagementEvent(id=f"e{i}", kind="click", human=True, at=datetime.now(UTC), url="https://s.example/p")
-        for i in range(first, first + n)
-    ])  # fmt: skip
+    return EngagementInput(
+        events=[
+            EngagementEvent(id=f"e{i}", kind="click", human=True, at=datetime.now(UTC), url="https://s.example/p")
+            for i in range(first, first + n)
+        ]
+    )
 
 
 async def test_threshold_pauses_the_drip_and_notifies_the_chosen_rep(stack: Stack) -> None:
@@ -267,8 +300,10 @@ async def test_unsubscribe_ends_the_lead(stack: Stack) -> None:
     lead = await stack.lead()
     handle = await stack.start(lead)
     await stack.until(handle, lambda s: s.sends == 1)
-    await handle.signal("engagement", EngagementInput(events=[
-        EngagementEvent(id="u", kind="unsubscribe", human=True, at=datetime.now(UTC))]))  # fmt: skip
+    await handle.signal(
+        "engagement",
+        EngagementInput(events=[EngagementEvent(id="u", kind="unsubscribe", human=True, at=datetime.now(UTC))]),
+    )
     async with stack.env.time_skipping_unlocked():
         result = await handle.result()
     assert result.stage == "suppressed" and result.sends == 1
@@ -481,8 +516,13 @@ async def test_crm_endpoints_accept_reject_and_fix_data(stack: Stack, make_setti
             nobody = await http.post(url, json={"rep": "who@x.example", "reason": "invalid_data"}, headers=key)
             assert nobody.status_code == 403
             other = "rep9@sales.example" if state.assigned_rep_id != 9 else "rep1@sales.example"
-            await stack.import_roster({"teams": [{**ROSTER["teams"][0], "reps": [
-                *ROSTER["teams"][0]["reps"], {"email": other, "name": "Other"}]}]})  # fmt: skip
+            await stack.import_roster(
+                {
+                    "teams": [
+                        {**ROSTER["teams"][0], "reps": [*ROSTER["teams"][0]["reps"], {"email": other, "name": "Other"}]}
+                    ]
+                }
+            )
             wrong = await http.post(url, json={"rep": other, "reason": "invalid_data"}, headers=key)
             assert wrong.status_code == 409 and "is not the rep of lead" in wrong.json()["detail"]
             bad = await http.post(url, json={"rep": rep_email, "reason": "meh"}, headers=key)
@@ -499,13 +539,20 @@ async def test_crm_endpoints_accept_reject_and_fix_data(stack: Stack, make_setti
             assert (await http.patch("/leads/999999999", json={"title": "x"}, headers=key)).status_code == 404
             fixed = await http.patch(f"/leads/{lead.id}", json={"email": "fixed@example.com"}, headers=key)
             assert fixed.status_code == 200 and fixed.json() == {
-                "lead_id": lead.id, "changed": ["email"], "workflow_told": True}  # fmt: skip
+                "lead_id": lead.id,
+                "changed": ["email"],
+                "workflow_told": True,
+            }
             resumed = await stack.until(handle, lambda s: s.cycle == 1)
             assert resumed.stage == "nurturing"
             assert (await http.get(f"/leads/{lead.id}/dispositions")).status_code == 401
             [record] = (await http.get(f"/leads/{lead.id}/dispositions", headers=key)).json()
             assert (record["action"], record["reason"], record["note"], record["rep"]) == (
-                "reject", "invalid_data", "bounced", state.assigned_rep)  # fmt: skip
+                "reject",
+                "invalid_data",
+                "bounced",
+                state.assigned_rep,
+            )
 
 
 async def test_rep_pages_from_the_notification_email(stack: Stack, make_settings: Any) -> None:
@@ -569,8 +616,14 @@ async def test_a_rep_rejects_in_a_real_browser_and_the_lead_is_back_in_nurture(
 
     port = free_port()
     settings = make_settings(public_url=f"http://127.0.0.1:{port}")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, sessionmaker=stack.sessionmaker, client=stack.client),
-                                           host="127.0.0.1", port=port, log_level="warning"))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, sessionmaker=stack.sessionmaker, client=stack.client),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
     serving = asyncio.create_task(server.serve())
     try:
         while not server.started:
@@ -582,8 +635,9 @@ async def test_a_rep_rejects_in_a_real_browser_and_the_lead_is_back_in_nurture(
         # the worker signs links for its own LEADLOOP_PUBLIC_URL; this test serves the app on a free port
         reject = f"http://127.0.0.1:{port}/r/{reject.rsplit('/r/', 1)[1]}"
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                               args=["--no-sandbox"])  # fmt: skip
+            browser = await pw.chromium.launch(
+                executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=["--no-sandbox"]
+            )
             page = await browser.new_page()
             await page.goto(reject)
             assert "Why are you giving this lead back?" in await page.content()
@@ -645,9 +699,17 @@ async def test_at_demo_speed_the_rep_still_has_real_hours_to_answer(stack: Stack
     assert demo_settings(make_settings(time_scale=86400, rep_time_scale=60)).rep_time_scale == 60
     await stack.import_roster(ROSTER)
     lead = await stack.lead()
-    await start_lead(stack.client, lead, CADENCE, task_queue=stack.task_queue, time_scale=settings.time_scale,
-                     rep_time_scale=settings.rep_time_scale, source="demo", scoring=SCORING,
-                     recycle=stack.recycle)  # fmt: skip
+    await start_lead(
+        stack.client,
+        lead,
+        CADENCE,
+        task_queue=stack.task_queue,
+        time_scale=settings.time_scale,
+        rep_time_scale=settings.rep_time_scale,
+        source="demo",
+        scoring=SCORING,
+        recycle=stack.recycle,
+    )
     handle = stack.client.get_workflow_handle(workflow_id(lead.id), result_type=LeadNurtureResult)
     stack.started.append(handle)
     await handle.signal("engagement", clicks(3))

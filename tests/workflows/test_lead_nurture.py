@@ -208,10 +208,15 @@ BIG = Cadence.model_validate(
         **CADENCE.model_dump(mode="json", exclude={"steps"}),
         "name": "bigbang",
         "steps": [{"id": f"s{i}", "wait": "2d", "template": "welcome", "subject": "hi"} for i in range(1, 5)],
-        "big_bang": {"after_unopened": 2, "wait": "3d", "template": "big-bang", "subject": "an offer",
-                     "response_window": "14d"},
+        "big_bang": {
+            "after_unopened": 2,
+            "wait": "3d",
+            "template": "big-bang",
+            "subject": "an offer",
+            "response_window": "14d",
+        },
     }
-)  # fmt: skip
+)
 
 
 class CycleStubs(RecordingSender):
@@ -227,8 +232,13 @@ class CycleStubs(RecordingSender):
 
 
 def cycle_worker(client: Client, task_queue: str, stubs: CycleStubs) -> Worker:
-    return Worker(client, task_queue=task_queue, workflows=[LeadNurtureWorkflow],
-                  activities=[stubs.send_email, stubs.load_cycle], workflow_runner=workflow_runner())  # fmt: skip
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[LeadNurtureWorkflow],
+        activities=[stubs.send_email, stubs.load_cycle],
+        workflow_runner=workflow_runner(),
+    )
 
 
 def recycle_policy() -> Any:
@@ -258,8 +268,15 @@ async def test_unopened_sends_bring_the_big_bang_once_then_dormancy_then_reengag
     env, client = time_skipping_env, with_pydantic(time_skipping_env.client)
     task_queue, stubs = f"tq-{uuid.uuid4()}", CycleStubs()
     async with cycle_worker(client, task_queue, stubs):
-        await start_lead(client, lead(601, "Europe/Athens"), BIG, task_queue=task_queue, time_scale=1.0,
-                         source="test", recycle=recycle_policy())  # fmt: skip
+        await start_lead(
+            client,
+            lead(601, "Europe/Athens"),
+            BIG,
+            task_queue=task_queue,
+            time_scale=1.0,
+            source="test",
+            recycle=recycle_policy(),
+        )
         # a machine open (Apple's prefetch) is not an open: the streak keeps counting
         await steps_sent(stubs, 601, 1, env)
         apple = EngagementEvent(id="m1", kind="open", human=False, at=datetime.now(UTC), reason="Apple MPP")
@@ -285,8 +302,15 @@ async def test_a_human_open_after_the_big_bang_resumes_the_cadence(time_skipping
     env, client = time_skipping_env, with_pydantic(time_skipping_env.client)
     task_queue, stubs = f"tq-{uuid.uuid4()}", CycleStubs()
     async with cycle_worker(client, task_queue, stubs):
-        await start_lead(client, lead(602, "Europe/Athens"), BIG, task_queue=task_queue, time_scale=1.0,
-                         source="test", recycle=recycle_policy())  # fmt: skip
+        await start_lead(
+            client,
+            lead(602, "Europe/Athens"),
+            BIG,
+            task_queue=task_queue,
+            time_scale=1.0,
+            source="test",
+            recycle=recycle_policy(),
+        )
         await steps_sent(stubs, 602, 3, env)
         opened = EngagementEvent(id="h1", kind="open", human=True, at=datetime.now(UTC), reason="Thunderbird")
         await client.get_workflow_handle(workflow_id(602)).signal("engagement", EngagementInput(events=[opened]))
@@ -299,8 +323,15 @@ async def test_three_cycles_keep_each_history_small(time_skipping_env: WorkflowE
     env, client = time_skipping_env, with_pydantic(time_skipping_env.client)
     task_queue, stubs = f"tq-{uuid.uuid4()}", CycleStubs()
     async with cycle_worker(client, task_queue, stubs):
-        await start_lead(client, lead(603, "Europe/Athens"), BIG, task_queue=task_queue, time_scale=1.0,
-                         source="test", recycle=recycle_policy())  # fmt: skip
+        await start_lead(
+            client,
+            lead(603, "Europe/Athens"),
+            BIG,
+            task_queue=task_queue,
+            time_scale=1.0,
+            source="test",
+            recycle=recycle_policy(),
+        )
         first_run = (await client.get_workflow_handle(workflow_id(603)).describe()).run_id
         result = await finish(env, client, 603)
     assert result.stage == "archived"

@@ -14,7 +14,11 @@ def test_the_planner_works_backwards_with_hand_computed_numbers() -> None:
     plan = plan_funnel(rates, target_conversions=10)
     # 10 conversions / 0.5 = 20 escalated; 20 / 0.25 = 80 engaged; 80 / 0.4 = 200 new leads
     assert [(s.stage, s.needed) for s in plan.stages] == [
-        ("enrolled", 200), ("engaged", 80), ("escalated", 20), ("converted", 10)]  # fmt: skip
+        ("enrolled", 200),
+        ("engaged", 80),
+        ("escalated", 20),
+        ("converted", 10),
+    ]
     assert plan.stages[0].rate is None and plan.stages[1].rate == 0.4
 
     # 0.3 is taken as exactly 3/10: 9 / 0.3 = 30 (in floats 30.000000000000004, which would round up to 31)
@@ -30,7 +34,11 @@ def test_the_planner_grows_from_the_measured_numbers() -> None:
     # 2 conversions + 50% = 3; 3 / (2/5) = 7.5 -> 8 escalated; 8 / (5/6) = 9.6 -> 10 engaged; 10 / 0.6 = 16.7 -> 17
     assert plan.target_conversions == 3
     assert [(s.stage, s.needed, s.measured, s.more_needed) for s in plan.stages] == [
-        ("enrolled", 17, 10, 7), ("engaged", 10, 6, 4), ("escalated", 8, 5, 3), ("converted", 3, 2, 1)]  # fmt: skip
+        ("enrolled", 17, 10, 7),
+        ("engaged", 10, 6, 4),
+        ("escalated", 8, 5, 3),
+        ("converted", 3, 2, 1),
+    ]
     target = plan_funnel(rates, target_conversions=4, current=current)
     # 4 / 0.4 = 10 escalated; 10 / (5/6) = 12 engaged; 12 / 0.6 = 20 new leads
     assert [s.needed for s in target.stages] == [20, 12, 10, 4]

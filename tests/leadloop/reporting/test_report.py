@@ -53,32 +53,71 @@ async def seed(sessionmaker: Maker) -> None:
     L11 influencer intro bounced: suppressed.
     """
     async with sessionmaker() as session:
-        session.add_all([
-            Team(name="south-east", strategy="round_robin", sla_seconds=4 * 3600, hours={}),
-            Team(name="emea", strategy="round_robin", sla_seconds=8 * 3600, hours={}),
-        ])  # fmt: skip
+        session.add_all(
+            [
+                Team(name="south-east", strategy="round_robin", sla_seconds=4 * 3600, hours={}),
+                Team(name="emea", strategy="round_robin", sla_seconds=8 * 3600, hours={}),
+            ]
+        )
         await session.flush()
-        session.add_all([
-            Rep(id=1, email="nikos@s.example", name="Νίκος Αλεξίου", team="south-east", timezone="Europe/Athens",
-                capacity=25),
-            Rep(id=2, email="marta@s.example", name="Marta López", team="south-east", timezone="Europe/Madrid",
-                capacity=25),
-            Rep(id=3, email="sam@s.example", name="Sam Taylor", team="emea", timezone="Europe/London", capacity=40),
-        ])  # fmt: skip
-        created = {1: at(20, month=10), 2: at(2, 9), 3: at(2, 9), 4: at(3, 9), 5: at(3, 9), 6: at(4, 9),
-                   7: at(3, 9), 8: at(2, 9), 9: at(5, 9), 10: at(9, 9), 11: at(10, 9)}  # fmt: skip
+        session.add_all(
+            [
+                Rep(
+                    id=1,
+                    email="nikos@s.example",
+                    name="Νίκος Αλεξίου",
+                    team="south-east",
+                    timezone="Europe/Athens",
+                    capacity=25,
+                ),
+                Rep(
+                    id=2,
+                    email="marta@s.example",
+                    name="Marta López",
+                    team="south-east",
+                    timezone="Europe/Madrid",
+                    capacity=25,
+                ),
+                Rep(id=3, email="sam@s.example", name="Sam Taylor", team="emea", timezone="Europe/London", capacity=40),
+            ]
+        )
+        created = {
+            1: at(20, month=10),
+            2: at(2, 9),
+            3: at(2, 9),
+            4: at(3, 9),
+            5: at(3, 9),
+            6: at(4, 9),
+            7: at(3, 9),
+            8: at(2, 9),
+            9: at(5, 9),
+            10: at(9, 9),
+            11: at(10, 9),
+        }
         for lead_id, when in created.items():
             cadence = "influencer" if lead_id in (10, 11) else "welcome"
-            session.add(Lead(id=lead_id, email=f"l{lead_id}@leads.example", cadence=cadence, attributes={},
-                             created_at=when))  # fmt: skip
+            session.add(
+                Lead(id=lead_id, email=f"l{lead_id}@leads.example", cadence=cadence, attributes={}, created_at=when)
+            )
         await session.flush()
 
-        def email(lead: int, step: str, when: datetime, status: str = "sent", cadence: str = "welcome",
-                  cycle: int = 0) -> str:  # fmt: skip
+        def email(
+            lead: int, step: str, when: datetime, status: str = "sent", cadence: str = "welcome", cycle: int = 0
+        ) -> str:
             key = f"lead-{lead}.c{cycle}.{step}"
-            session.add(Outbox(key=key, lead_id=lead, cycle=cycle, step_id=step, cadence=cadence, status=status,
-                               message_id=f"<{key}@x>", created_at=when,
-                               sent_at=when if status == "sent" else None))  # fmt: skip
+            session.add(
+                Outbox(
+                    key=key,
+                    lead_id=lead,
+                    cycle=cycle,
+                    step_id=step,
+                    cadence=cadence,
+                    status=status,
+                    message_id=f"<{key}@x>",
+                    created_at=when,
+                    sent_at=when if status == "sent" else None,
+                )
+            )
             return key
 
         keys = {
@@ -97,9 +136,18 @@ async def seed(sessionmaker: Maker) -> None:
         await session.flush()
 
         def event(lead: int, kind: str, human: bool, key: str | None, when: datetime) -> None:
-            session.add(EngagementEvent(id=uuid.uuid4().hex, lead_id=lead, kind=kind, human=human, reason="test",
-                                        outbox_key=keys[key] if key else None, occurred_at=when,
-                                        status="signalled"))  # fmt: skip
+            session.add(
+                EngagementEvent(
+                    id=uuid.uuid4().hex,
+                    lead_id=lead,
+                    kind=kind,
+                    human=human,
+                    reason="test",
+                    outbox_key=keys[key] if key else None,
+                    occurred_at=when,
+                    status="signalled",
+                )
+            )
 
         event(1, "open", False, "1t", at(3, 9, 1))
         event(1, "click", True, "1t", at(3, 10))
@@ -117,19 +165,59 @@ async def seed(sessionmaker: Maker) -> None:
         event(10, "open", True, "10i", at(9, 10))
         event(5, "open", True, "5n", at(14, 12))
 
-        def handover(lead: int, n: int, rep: int | None, team: str, status: str, start: datetime,
-                     end: datetime | None, cycle: int = 0) -> str:  # fmt: skip
+        def handover(
+            lead: int,
+            n: int,
+            rep: int | None,
+            team: str,
+            status: str,
+            start: datetime,
+            end: datetime | None,
+            cycle: int = 0,
+        ) -> str:
             key = f"lead-{lead}.c{cycle}.a{n}"
-            session.add(Assignment(key=key, lead_id=lead, cycle=cycle, rep_id=rep, team=team, rule="test",
-                                   status=status, assigned_at=start, closed_at=end))  # fmt: skip
+            session.add(
+                Assignment(
+                    key=key,
+                    lead_id=lead,
+                    cycle=cycle,
+                    rep_id=rep,
+                    team=team,
+                    rule="test",
+                    status=status,
+                    assigned_at=start,
+                    closed_at=end,
+                )
+            )
             return key
 
-        def decision(key: str, lead: int, rep: int, action: str, when: datetime, reason: str | None = None,
-                     outcome: str = "", cycle: int = 0) -> None:  # fmt: skip
+        def decision(
+            key: str,
+            lead: int,
+            rep: int,
+            action: str,
+            when: datetime,
+            reason: str | None = None,
+            outcome: str = "",
+            cycle: int = 0,
+        ) -> None:
             result = outcome_from_text(action, outcome)  # what the workflow's words say it did, as data
-            session.add(DispositionRow(key=key, lead_id=lead, cycle=cycle, rep_id=rep, action=action, reason=reason,
-                                       outcome=outcome, outcome_action=result.action, outcome_cadence=result.cadence,
-                                       outcome_stage=result.stage, source="api", created_at=when))  # fmt: skip
+            session.add(
+                DispositionRow(
+                    key=key,
+                    lead_id=lead,
+                    cycle=cycle,
+                    rep_id=rep,
+                    action=action,
+                    reason=reason,
+                    outcome=outcome,
+                    outcome_action=result.action,
+                    outcome_cadence=result.cadence,
+                    outcome_stage=result.stage,
+                    source="api",
+                    created_at=when,
+                )
+            )
 
         k = handover(1, 1, 1, "south-east", "rejected", at(4, 9), at(4, 10, 30))
         decision(k, 1, 1, "reject", at(4, 10, 30), "bad_fit", "archived (bad_fit)")
@@ -147,12 +235,14 @@ async def seed(sessionmaker: Maker) -> None:
         handover(10, 1, None, "emea", "closed", at(9, 8), at(9, 10))  # waited for a rep
         handover(10, 2, 3, "emea", "assigned", at(9, 10), None)
 
-        session.add_all([
-            Suppression(email_hash=email_hash("l9@leads.example"), reason="unsubscribe", created_at=at(5, 12)),
-            Suppression(email_hash=email_hash("l11@leads.example"), reason="hard_bounce", created_at=at(10, 9)),
-            Suppression(email_hash="0" * 64, reason="erased", created_at=at(12)),  # a person forgotten on request
-            Suppression(email_hash="f" * 64, reason="unsubscribe", created_at=at(1, month=10)),  # before the period
-        ])  # fmt: skip
+        session.add_all(
+            [
+                Suppression(email_hash=email_hash("l9@leads.example"), reason="unsubscribe", created_at=at(5, 12)),
+                Suppression(email_hash=email_hash("l11@leads.example"), reason="hard_bounce", created_at=at(10, 9)),
+                Suppression(email_hash="0" * 64, reason="erased", created_at=at(12)),  # a person forgotten on request
+                Suppression(email_hash="f" * 64, reason="unsubscribe", created_at=at(1, month=10)),  # before the period
+            ]
+        )
         await session.commit()
 
 
@@ -178,14 +268,29 @@ async def test_the_report_numbers_match_the_hand_computed_ones(sessionmaker: Mak
     assert data.outcomes == {"rejected": 3, "recycled": 2, "dormant": 2, "suppressed": 2}
     # every lead, by what happened in November: emailed = L1 (tips) + L2..L10 (L11 only bounced) = 10;
     # engaged = the cohort's 6 + L1's click = 7; escalated = L1, L2, L3, L5, L6, L10 = 6; rejected + L1 = 4
-    assert data.activity == {"enrolled": 10, "emailed": 10, "engaged": 7, "escalated": 6, "converted": 2,
-                             "rejected": 4, "recycled": 2, "dormant": 2, "suppressed": 2}  # fmt: skip
+    assert data.activity == {
+        "enrolled": 10,
+        "emailed": 10,
+        "engaged": 7,
+        "escalated": 6,
+        "converted": 2,
+        "rejected": 4,
+        "recycled": 2,
+        "dormant": 2,
+        "suppressed": 2,
+    }
 
     steps = {(s.cadence, s.step): s for s in data.steps}
     # the busiest cadence first (welcome: 13 emails; influencer: 2, nurture-later: 1), each step in the order of its
     # first email; L1's October welcome and the rep notification are not there
-    assert list(steps) == [("welcome", "welcome"), ("welcome", "tips"), ("welcome", "case-study"),
-                           ("welcome", "big-bang"), ("influencer", "intro"), ("nurture-later", "checkin")]  # fmt: skip
+    assert list(steps) == [
+        ("welcome", "welcome"),
+        ("welcome", "tips"),
+        ("welcome", "case-study"),
+        ("welcome", "big-bang"),
+        ("influencer", "intro"),
+        ("nurture-later", "checkin"),
+    ]
     welcome = steps["welcome", "welcome"]
     # sends: L2..L9 = 8; a human open or click: L2, L3, L5, L6 = 4 -> 4/8; human clicks: L2, L6 = 2 -> 2/8
     assert (welcome.sends, welcome.human_opened, welcome.open_rate) == (8, 4, 0.5)
@@ -199,7 +304,12 @@ async def test_the_report_numbers_match_the_hand_computed_ones(sessionmaker: Mak
     tips = steps["welcome", "tips"]
     # L1 (3 Nov) and L8: 2 sends; L1 clicked (1/2); L1's one open was a machine's (1/1), its click a human's (0/1)
     assert (tips.sends, tips.open_rate, tips.click_rate, tips.machine_open_share, tips.machine_click_share) == (
-        2, 0.5, 0.5, 1.0, 0.0)  # fmt: skip
+        2,
+        0.5,
+        0.5,
+        1.0,
+        0.0,
+    )
     case_study = steps["welcome", "case-study"]
     assert (case_study.sends, case_study.open_rate, case_study.machine_open_share) == (1, 0.0, None)  # uncertain
     big_bang = steps["welcome", "big-bang"]
@@ -219,7 +329,11 @@ async def test_the_report_numbers_match_the_hand_computed_ones(sessionmaker: Mak
     marta = reps["Marta López"]
     # L3 rejected after 1 h, L5 after 3 h: median and mean 2
     assert (marta.handovers, marta.rejected, marta.median_hours_to_decide, marta.mean_hours_to_decide) == (
-        2, 2, 2.0, 2.0)  # fmt: skip
+        2,
+        2,
+        2.0,
+        2.0,
+    )
     sam = reps["Sam Taylor"]
     assert (sam.handovers, sam.rejected, sam.open, sam.median_hours_to_decide, sam.sla_hours) == (2, 1, 1, 1.0, 8.0)
     # 4 + 2 + 2 = 8 hand-overs; L10's wait for a rep apart; 2 accepted, 4 rejected, 1 lapsed -> 1/7
@@ -228,9 +342,11 @@ async def test_the_report_numbers_match_the_hand_computed_ones(sessionmaker: Mak
     # to accept: 2 h, 4 h -> median 3; to reject: 1.5, 1, 3, 1 -> sorted 1, 1, 1.5, 3 -> median 1.25
     assert (sales.median_hours_to_accept, sales.median_hours_to_reject) == (3.0, 1.25)
     assert [(r.reason, r.rejections, r.outcomes) for r in sales.reasons] == [
-        ("bad_fit", 1, {"archived": 1}), ("no_budget", 1, {"recycled": 1}), ("not_ready", 1, {"recycled": 1}),
+        ("bad_fit", 1, {"archived": 1}),
+        ("no_budget", 1, {"recycled": 1}),
+        ("not_ready", 1, {"recycled": 1}),
         ("unreachable", 1, {"dormant": 1}),
-    ]  # fmt: skip
+    ]
     assert sales.reasons[1].label == "No budget"
     # recycled in November: L3, L5; L5 was accepted afterwards: 1 of 2
     assert (sales.recycled, sales.recycled_converted, sales.recycled_converted_rate) == (2, 1, 0.5)
@@ -243,7 +359,11 @@ async def test_without_a_period_and_for_one_cadence(sessionmaker: Maker) -> None
     everything = await gather_report(sessionmaker, None, None, None, now=NOW)
     # all 11 leads: L1 adds itself to enrolled, and to engaged (its click) and escalated (its rejection)
     assert [(s.stage, s.leads) for s in everything.funnel] == [
-        ("enrolled", 11), ("engaged", 7), ("escalated", 6), ("converted", 2)]  # fmt: skip
+        ("enrolled", 11),
+        ("engaged", 7),
+        ("escalated", 6),
+        ("converted", 2),
+    ]
     assert everything.outcomes["rejected"] == 4
     welcome_all = next(s for s in everything.steps if (s.cadence, s.step) == ("welcome", "welcome"))
     assert welcome_all.sends == 9  # L1's October welcome too
@@ -253,7 +373,11 @@ async def test_without_a_period_and_for_one_cadence(sessionmaker: Maker) -> None
     # scope: L1..L9 (enrolled into welcome); cohort L2..L9 = 8; engaged L2, L3, L5, L6, L7 = 5;
     # escalated L2, L3, L5, L6 = 4; converted L2, L5 = 2
     assert [(s.stage, s.leads) for s in welcome.funnel] == [
-        ("enrolled", 8), ("engaged", 5), ("escalated", 4), ("converted", 2)]  # fmt: skip
+        ("enrolled", 8),
+        ("engaged", 5),
+        ("escalated", 4),
+        ("converted", 2),
+    ]
     assert [s.step for s in welcome.steps] == ["welcome", "tips", "case-study", "big-bang"]
     assert {s.cadence for s in welcome.steps} == {"welcome"}
     assert welcome.outcomes == {"rejected": 3, "recycled": 2, "dormant": 2, "suppressed": 1}  # L11 is influencer's
@@ -263,8 +387,9 @@ async def test_without_a_period_and_for_one_cadence(sessionmaker: Maker) -> None
     assert welcome.sales.waited == 0
 
     # the cadence files give the step order; the big bang goes last
-    ordered = await gather_report(sessionmaker, None, SINCE, "welcome", now=NOW,
-                                  cadence_steps=cadence_steps_from(PROJECT_ROOT / "cadences"))  # fmt: skip
+    ordered = await gather_report(
+        sessionmaker, None, SINCE, "welcome", now=NOW, cadence_steps=cadence_steps_from(PROJECT_ROOT / "cadences")
+    )
     assert [s.step for s in ordered.steps] == ["welcome", "tips", "case-study", "big-bang"]
     # nurture-later is known from the database (L5's check-in) though no lead was enrolled into it
     later = await gather_report(sessionmaker, None, SINCE, "nurture-later", now=NOW)
@@ -273,8 +398,11 @@ async def test_without_a_period_and_for_one_cadence(sessionmaker: Maker) -> None
 
 async def test_unknown_cadence_and_a_future_period_are_refused(sessionmaker: Maker) -> None:
     await seed(sessionmaker)
-    with pytest.raises(ReportError, match=r"unknown cadence 'nope'; known cadences: influencer, nurture-later, "
-                                          r"welcome"):  # fmt: skip
+    with pytest.raises(
+        ReportError,
+        match=r"unknown cadence 'nope'; known cadences: influencer, nurture-later, "
+        r"welcome",
+    ):
         await gather_report(sessionmaker, None, SINCE, "nope", now=NOW)
     with pytest.raises(ReportError, match="after the report's time"):
         await gather_report(sessionmaker, None, date(2026, 12, 1), None, now=NOW)
@@ -311,11 +439,30 @@ async def test_the_html_is_self_contained_and_shows_the_numbers(sessionmaker: Ma
     assert cell(page, "data-outcome", "dormant") == ["dormant", "2", "20.0%"]
     assert cell(page, "data-activity", "engaged") == ["engaged", "7"]
     assert cell(page, "data-step", "welcome/welcome") == [
-        "welcome", "welcome", "8", "50.0% (4)", "25.0% (2)", "20.0% (1 of 5)", "33.3% (1 of 3)", "1 (12.5%)",
-        "0 (0.0%)"]  # fmt: skip
+        "welcome",
+        "welcome",
+        "8",
+        "50.0% (4)",
+        "25.0% (2)",
+        "20.0% (1 of 5)",
+        "33.3% (1 of 3)",
+        "1 (12.5%)",
+        "0 (0.0%)",
+    ]
     assert cell(page, "data-step", "influencer/intro")[-1] == "1 (50.0%)"
-    assert cell(page, "data-rep", "1") == ["Νίκος Αλεξίου", "south-east", "4.0 h", "4", "2", "1", "1", "0", "0",
-                                           "2.0 h", "2.5 h"]  # fmt: skip
+    assert cell(page, "data-rep", "1") == [
+        "Νίκος Αλεξίου",
+        "south-east",
+        "4.0 h",
+        "4",
+        "2",
+        "1",
+        "1",
+        "0",
+        "0",
+        "2.0 h",
+        "2.5 h",
+    ]
     assert cell(page, "data-sales", "lapse_rate") == ["lapse rate", "14.3%"]
     assert cell(page, "data-sales", "recycled_converted") == ["… of them converted later", "1 of 2 (50.0%)"]
     assert cell(page, "data-reason", "no_budget") == ["No budget", "1", "0", "0", "1"]  # archived, dormant, recycled
@@ -347,8 +494,12 @@ async def test_a_report_of_an_empty_database_renders(sessionmaker: Maker, tmp_pa
     assert data.plan is None and data.plan_note and "no plan" in data.plan_note
     page = render_html(data, tmp_path / "files")
     assert "No cadence emails in the period." in page and 'id="note-plan"' in page
-    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == ["funnel.png", "reasons.png", "reps.png",
-                                                                        "steps.png"]  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == [
+        "funnel.png",
+        "reasons.png",
+        "reps.png",
+        "steps.png",
+    ]
 
 
 @pytest.mark.e2e
@@ -361,11 +512,16 @@ async def test_leads_by_stage_now_come_from_visibility(
     queue = f"report-{uuid.uuid4()}"
     started = []
     for n, stage in enumerate(("nurturing", "nurturing", "with_sales", "dormant")):
-        started.append(await client.start_workflow(
-            "LeadNurtureWorkflow", id=f"report-{cadence}-{n}", task_queue=queue,
-            search_attributes=TypedSearchAttributes([SearchAttributePair(LEAD_STAGE, stage),
-                                                     SearchAttributePair(CADENCE_NAME, cadence)]),
-        ))  # fmt: skip
+        started.append(
+            await client.start_workflow(
+                "LeadNurtureWorkflow",
+                id=f"report-{cadence}-{n}",
+                task_queue=queue,
+                search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(LEAD_STAGE, stage), SearchAttributePair(CADENCE_NAME, cadence)]
+                ),
+            )
+        )
     await seed(sessionmaker)
     async with sessionmaker() as session:
         session.add(Lead(id=99, email="l99@leads.example", cadence=cadence, attributes={}, created_at=at(2)))

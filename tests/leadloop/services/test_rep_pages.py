@@ -22,8 +22,18 @@ async def seed(sessionmaker: Any) -> tuple[int, int]:
         session.add_all([lead, other])
         await session.flush()
         for cycle in (0, 1):
-            session.add(Assignment(key=f"lead-{lead.id}.c{cycle}.a1", lead_id=lead.id, cycle=cycle, rep_id=rep.id,
-                                   team="south", rule="test", status="assigned", score=70))  # fmt: skip
+            session.add(
+                Assignment(
+                    key=f"lead-{lead.id}.c{cycle}.a1",
+                    lead_id=lead.id,
+                    cycle=cycle,
+                    rep_id=rep.id,
+                    team="south",
+                    rule="test",
+                    status="assigned",
+                    score=70,
+                )
+            )
         await session.commit()
         return lead.id, rep.id
 

@@ -16,9 +16,19 @@ async def add_lead(sessionmaker: Any) -> int:
         lead = Lead(email="maria@example.gr", attributes={})
         session.add(lead)
         await session.flush()
-        session.add(Outbox(key=f"lead-{lead.id}.c0.tips", lead_id=lead.id, cycle=0, step_id="tips",
-                           cadence="welcome", status="sent", message_id="<m@x>", attempts=1,
-                           sent_at=NOW - timedelta(hours=1)))  # fmt: skip
+        session.add(
+            Outbox(
+                key=f"lead-{lead.id}.c0.tips",
+                lead_id=lead.id,
+                cycle=0,
+                step_id="tips",
+                cadence="welcome",
+                status="sent",
+                message_id="<m@x>",
+                attempts=1,
+                sent_at=NOW - timedelta(hours=1),
+            )
+        )
         await session.commit()
         return lead.id
 
@@ -32,8 +42,9 @@ async def test_the_emails_other_links_and_the_leads_visits_are_read_within_their
     key = f"lead-{lead_id}.c0.tips"
     assert await store_hit(sessionmaker, **hit(lead_id, "click", NOW, "https://a.example/", outbox_key=key))
     assert await store_hit(sessionmaker, **hit(lead_id, "click", NOW, "https://b.example/", outbox_key=key))
-    assert await store_hit(sessionmaker, **hit(lead_id, "click", NOW - timedelta(minutes=5), "https://c.example/",
-                                               outbox_key=key))  # fmt: skip
+    assert await store_hit(
+        sessionmaker, **hit(lead_id, "click", NOW - timedelta(minutes=5), "https://c.example/", outbox_key=key)
+    )
     assert await store_hit(sessionmaker, **hit(lead_id, "visit", NOW, "https://site.example/pricing"))
     async with sessionmaker() as session:
         assert await sent_at(session, key) == NOW - timedelta(hours=1)
