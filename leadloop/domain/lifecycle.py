@@ -2,10 +2,11 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, cast
 
 from leadloop.domain.cadence import BigBang
 from leadloop.domain.models import Carry, DispositionOutcome, LeadNurtureInput, SendEmailInput, Stage
+from leadloop.domain.outcomes import OUTCOME_STAGES
 from leadloop.domain.recycle import Disposition, RecyclePolicy
 from leadloop.domain.schedule import describe_local
 
@@ -47,14 +48,9 @@ TRANSITIONS: dict[Stage, dict[Event, Stage]] = {
     "big_bang": {"big_bang_over": "nurturing", "threshold_reached": "with_sales", "unsubscribed": "suppressed"},
     "paused": {"resumed": "nurturing", "unsubscribed": "suppressed"},
     "send_blocked": {"send_retried": "nurturing", "threshold_reached": "with_sales", "unsubscribed": "suppressed"},
+    # a rep's decision: the stage each outcome leads to (outcomes.py), or an unsubscribe meanwhile
     "with_sales": {
-        "converted": "converted",
-        "recycled": "nurturing",
-        "dormant": "dormant",
-        "archived": "archived",
-        "suppressed": "suppressed",
-        "held": "held",
-        "re-routed": "with_sales",
+        **{cast(Event, action): stage for action, stage in OUTCOME_STAGES.items()},
         "unsubscribed": "suppressed",
     },
     "held": {"data_fixed": "nurturing", "unsubscribed": "suppressed"},

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -21,18 +21,7 @@ Reason = Literal[
     "wrong_route",
     "other",
 ]
-REASONS: tuple[Reason, ...] = (
-    "not_ready",
-    "no_budget",
-    "no_authority",
-    "no_need",
-    "bad_fit",
-    "not_interested",
-    "invalid_data",
-    "unreachable",
-    "wrong_route",
-    "other",
-)
+REASONS: tuple[Reason, ...] = get_args(Reason)
 REASON_LABELS: dict[str, str] = {
     "not_ready": "Not ready yet",
     "no_budget": "No budget",

@@ -19,6 +19,7 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from leadloop.domain.cadence import Step
+from leadloop.domain.intake import PROFILE_FIELDS
 from leadloop.domain.text import CONTROL_RE
 
 
@@ -293,22 +294,7 @@ def template_error_text(exc: Exception) -> str:
     return f"{where}{type(exc).__name__}: {exc}"
 
 
-LEAD_FIELDS = (
-    "id",
-    "email",
-    "first_name",
-    "last_name",
-    "company",
-    "title",
-    "industry",
-    "company_size",
-    "country",
-    "region",
-    "timezone",
-    "locale",
-    "product_interest",
-    "owner",
-)
+LEAD_FIELDS = ("id", "email", *PROFILE_FIELDS)
 
 
 def email_context(

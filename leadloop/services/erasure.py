@@ -24,26 +24,14 @@ from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from leadloop.domain.intake import normalise_email
+from leadloop.domain.intake import PROFILE_FIELDS, normalise_email
 from leadloop.domain.mail import email_hash
 from leadloop.infra.db import DispositionRow, EngagementEvent, FormerAddress, Lead, Outbox, Suppression, insert_for
 from leadloop.services.enrollment import workflow_id
 from leadloop.services.roster import OPEN, WAITING, close_assignments
 
-PERSONAL = (
-    "first_name",
-    "last_name",
-    "company",
-    "title",
-    "industry",
-    "company_size",
-    "country",
-    "region",
-    "timezone",
-    "locale",
-    "product_interest",
-    "owner",
-)
+#: what erasure blanks: every profile field
+PERSONAL = PROFILE_FIELDS
 
 
 class ErasureError(Exception):

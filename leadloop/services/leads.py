@@ -7,7 +7,7 @@ from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from leadloop.domain.intake import LeadIn
+from leadloop.domain.intake import PROFILE_FIELDS, LeadIn
 from leadloop.domain.mail import email_hash
 from leadloop.infra.db import (
     DispositionRow,
@@ -19,20 +19,8 @@ from leadloop.infra.db import (
 )
 from leadloop.services.lead_client import LeadClient
 
-EDITABLE = (
-    "email",
-    "first_name",
-    "last_name",
-    "company",
-    "title",
-    "industry",
-    "company_size",
-    "country",
-    "region",
-    "timezone",
-    "locale",
-    "product_interest",
-)
+#: what an edit may change: the address and the profile, not its owner (the CRM's, set at intake)
+EDITABLE = ("email", *(f for f in PROFILE_FIELDS if f != "owner"))
 
 
 class LeadUpdateError(Exception):
