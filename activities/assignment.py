@@ -11,8 +11,7 @@ from temporalio.exceptions import ApplicationError
 from leadloop.domain.cadence import SendWindow
 from leadloop.domain.models import AssignLeadInput, AssignLeadResult, CloseAssignmentInput
 from leadloop.domain.routing import Candidate, RoutingConfig, choose_rep, load_routing
-from leadloop.infra.db import Assignment, Lead, Rep, Team, insert_new
-from leadloop.services.roster import OPEN, close_assignments
+from leadloop.infra.db import OPEN, Assignment, Lead, Rep, Team, close_assignments, insert_new
 
 
 class AssignmentActivities:

@@ -12,8 +12,8 @@ from leadloop.domain.models import DispositionInput, LoadCycleInput, LoadCycleRe
 from leadloop.domain.outcomes import outcome_from_text
 from leadloop.domain.recycle import load_recycle
 from leadloop.domain.rules import RuleFileError
-from leadloop.infra.db import DispositionRow, Lead, insert_new, suppress
-from leadloop.services.enrollment import current_scoring, lead_profile
+from leadloop.domain.scoring import current_scoring
+from leadloop.infra.db import DispositionRow, Lead, insert_new, lead_profile, suppress
 
 
 class LeadActivities:

@@ -392,7 +392,7 @@ def write_csv(path: Path, first: int, count: int, tag: str) -> Path:
 
 async def enroll(stack: Stack, client: Client, csv: Path, cadence_name: str) -> tuple[float, list[int]]:
     from leadloop.domain.cadence import cadence_path, load_cadence
-    from leadloop.services.enrollment import current_scoring
+    from leadloop.domain.scoring import current_scoring
 
     settings = stack.settings()
     cadence = load_cadence(cadence_path(settings.cadence_dir, cadence_name))

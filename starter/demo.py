@@ -22,12 +22,14 @@ from pydantic import SecretStr
 from leadloop import DATA_DIR
 from leadloop.domain.cadence import cadence_path, load_cadence
 from leadloop.domain.intake import parse_csv
+from leadloop.domain.recycle import current_recycle
 from leadloop.domain.routing import load_roster
+from leadloop.domain.scoring import current_scoring
 from leadloop.infra.db import make_engine, make_sessionmaker
 from leadloop.infra.migrate import upgrade_database
 from leadloop.infra.settings import DEV_SERVER_DB, Settings
 from leadloop.infra.temporal import connect
-from leadloop.services.enrollment import current_recycle, current_scoring, enroll_leads
+from leadloop.services.enrollment import enroll_leads
 from leadloop.services.roster import import_roster
 from starter.api import create_app
 from starter.devserver import start_dev_server, stop_process, ui_codec_endpoint

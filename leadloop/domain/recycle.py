@@ -105,3 +105,9 @@ def load_recycle(path: Path, cadence_dir: Path | None = None) -> RecyclePolicy:
         if problems:
             raise CadenceError(path, problems)
     return policy
+
+
+def current_recycle(cadence_dir: Path) -> RecyclePolicy | None:
+    """recycle.yaml as it is now, every cadence it names checked; None when there is none."""
+    path = cadence_dir / "recycle.yaml"
+    return load_recycle(path, cadence_dir) if path.exists() else None

@@ -5,7 +5,7 @@ import itertools
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -15,6 +15,8 @@ from leadloop.domain.rules import Lines, Strict, line_of, load_model_lines, pars
 
 EventKind = Literal["open", "click", "visit"]
 BantField = Literal["budget", "authority", "need", "timeline"]
+#: the lead attributes scoring reads (BANT); a lead's other attributes never reach a workflow
+BANT_FIELDS: tuple[BantField, ...] = get_args(BantField)
 SCORING_SHAPE = "a scoring file must be a YAML mapping (version, half_life, profile, engagement)"
 #: What a scoring file that does not say gets: a page's views count once a day.
 VISITS_ONCE_PER_PAGE = timedelta(days=1)
@@ -333,3 +335,8 @@ BANT_EXAMPLES: dict[str, str] = {
     "need": "{confirmed: 5, identified: 3}",
     "timeline": "{this-quarter: 5, next-quarter: 3}",
 }
+
+
+def current_scoring(path: Path) -> ScoringConfig | None:
+    """scoring.yaml as it is now (its snapshot goes into each new workflow); None when there is none."""
+    return load_scoring(path) if path.exists() else None

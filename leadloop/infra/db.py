@@ -20,6 +20,7 @@ from sqlalchemy import (
     event,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import (
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from leadloop.domain.mail import email_hash
+from leadloop.domain.scoring import BANT_FIELDS, LeadProfile
 
 _Row = TypeVar("_Row", bound="Base")
 
@@ -317,4 +319,45 @@ async def suppress(session: AsyncSession, email: str, reason: str, detail: str, 
     """Put an address on the suppression list (the caller commits); an address already there keeps its reason."""
     await insert_new(
         session, Suppression, email_hash=email_hash(email), reason=reason, detail=detail, created_at=at or utcnow()
+    )
+
+
+#: a hand-over waiting on its rep: what counts against the rep's capacity
+OPEN = "assigned"
+#: no rep was available; routing tries again
+WAITING = "waiting"
+
+
+async def close_assignments(
+    session: AsyncSession,
+    status: str,
+    *,
+    key: str | None = None,
+    lead_id: int | None = None,
+    states: tuple[str, ...] = (OPEN,),
+) -> int:
+    """Close one hand-over (by key) or every one of a lead's that is still in `states`, freeing the rep's
+    capacity; one already closed keeps its outcome. The caller commits; returns how many were closed."""
+    if (key is None) == (lead_id is None):
+        raise ValueError("close by key or by lead_id (one of them)")
+    which = Assignment.key == key if key is not None else Assignment.lead_id == lead_id
+    result = await session.execute(
+        update(Assignment)
+        .where(which, Assignment.status.in_(states))
+        .values(status=status, closed_at=datetime.now(UTC))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def lead_profile(lead: Lead) -> LeadProfile:
+    """What scoring and routing read of a lead: no address, no name."""
+    return LeadProfile(
+        industry=lead.industry,
+        company_size=lead.company_size,
+        title=lead.title,
+        country=lead.country,
+        region=lead.region,
+        product_interest=lead.product_interest,
+        owner=lead.owner,
+        attributes={k: v for k, v in (lead.attributes or {}).items() if k in BANT_FIELDS},
     )

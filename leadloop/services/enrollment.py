@@ -4,7 +4,6 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import select
@@ -17,14 +16,13 @@ from leadloop.domain.cadence import Cadence
 from leadloop.domain.intake import PROFILE_FIELDS, LeadIn
 from leadloop.domain.mail import email_hash
 from leadloop.domain.models import EnrollInput, LeadNurtureInput
-from leadloop.domain.recycle import RecyclePolicy, load_recycle
-from leadloop.domain.scoring import LeadProfile, ScoringConfig, load_scoring
+from leadloop.domain.recycle import RecyclePolicy
+from leadloop.domain.scoring import ScoringConfig
 from leadloop.domain.search import CADENCE_NAME, CADENCE_STEP, LEAD_STAGE
-from leadloop.infra.db import Lead, Suppression, insert_for
+from leadloop.infra.db import Lead, Suppression, insert_for, lead_profile
 from leadloop.services.roster import roster_addresses
+from workflows.lead_nurture import LeadNurtureWorkflow
 
-WORKFLOW = "LeadNurtureWorkflow"
-BANT_FIELDS = ("budget", "authority", "need", "timeline")
 DbOutcome = Literal["new", "merged", "unchanged", "suppressed"]
 FlowOutcome = Literal["started", "already_running", "finished_earlier", "not_started"]
 
@@ -141,31 +139,6 @@ async def suppressed_addresses(session: AsyncSession, emails: list[str]) -> set[
     return found
 
 
-def current_scoring(path: Path) -> ScoringConfig | None:
-    """scoring.yaml as it is now (its snapshot goes into each new workflow); None when there is none."""
-    return load_scoring(path) if path.exists() else None
-
-
-def current_recycle(cadence_dir: Path) -> RecyclePolicy | None:
-    """recycle.yaml as it is now, every cadence it names checked; None when there is none."""
-    path = cadence_dir / "recycle.yaml"
-    return load_recycle(path, cadence_dir) if path.exists() else None
-
-
-def lead_profile(lead: Lead) -> LeadProfile:
-    """What scoring and routing read of a lead: no address, no name."""
-    return LeadProfile(
-        industry=lead.industry,
-        company_size=lead.company_size,
-        title=lead.title,
-        country=lead.country,
-        region=lead.region,
-        product_interest=lead.product_interest,
-        owner=lead.owner,
-        attributes={k: v for k, v in (lead.attributes or {}).items() if k in BANT_FIELDS},
-    )
-
-
 async def start_lead(
     client: Client,
     lead: Lead,
@@ -186,7 +159,7 @@ async def start_lead(
     """
     try:
         handle = await client.start_workflow(
-            WORKFLOW,
+            LeadNurtureWorkflow.run,
             LeadNurtureInput(
                 lead_id=lead.id,
                 cadence=cadence,

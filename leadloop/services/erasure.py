@@ -26,9 +26,19 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from leadloop.domain.intake import PROFILE_FIELDS, normalise_email
 from leadloop.domain.mail import email_hash
-from leadloop.infra.db import DispositionRow, EngagementEvent, FormerAddress, Lead, Outbox, Suppression, insert_for
+from leadloop.infra.db import (
+    OPEN,
+    WAITING,
+    DispositionRow,
+    EngagementEvent,
+    FormerAddress,
+    Lead,
+    Outbox,
+    Suppression,
+    close_assignments,
+    insert_for,
+)
 from leadloop.services.enrollment import workflow_id
-from leadloop.services.roster import OPEN, WAITING, close_assignments
 
 #: what erasure blanks: every profile field
 PERSONAL = PROFILE_FIELDS

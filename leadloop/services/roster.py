@@ -1,18 +1,12 @@
 """The sales roster in the database: import teams and reps from reps.yaml, list them with their load."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadloop.domain.routing import Roster
-from leadloop.infra.db import Assignment, Rep, Team
-
-#: a hand-over waiting on its rep: what counts against the rep's capacity
-OPEN = "assigned"
-#: no rep was available; routing tries again
-WAITING = "waiting"
+from leadloop.infra.db import WAITING, Assignment, Rep, Team
 
 
 @dataclass
@@ -113,24 +107,3 @@ async def waiting_leads(session: AsyncSession) -> list[int]:
     """Leads waiting for a rep (no one was available when they escalated)."""
     rows = await session.execute(select(Assignment.lead_id).where(Assignment.status == WAITING).distinct())
     return [int(r) for r in rows.scalars()]
-
-
-async def close_assignments(
-    session: AsyncSession,
-    status: str,
-    *,
-    key: str | None = None,
-    lead_id: int | None = None,
-    states: tuple[str, ...] = (OPEN,),
-) -> int:
-    """Close one hand-over (by key) or every one of a lead's that is still in `states`, freeing the rep's
-    capacity; one already closed keeps its outcome. The caller commits; returns how many were closed."""
-    if (key is None) == (lead_id is None):
-        raise ValueError("close by key or by lead_id (one of them)")
-    which = Assignment.key == key if key is not None else Assignment.lead_id == lead_id
-    result = await session.execute(
-        update(Assignment)
-        .where(which, Assignment.status.in_(states))
-        .values(status=status, closed_at=datetime.now(UTC))
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -91,7 +91,9 @@ def one_lead(fields: dict[str, str], rules: dict[str, object]) -> ParsedRows:
 
 async def enroll_parsed(leads: list[LeadIn], cadence: Cadence, settings: Settings) -> "EnrolmentReport":
     """Write and start the leads with a progress bar on stderr; the rule files must load first."""
-    from leadloop.services.enrollment import current_recycle, current_scoring, enroll_leads  # see connections.py
+    from leadloop.domain.recycle import current_recycle
+    from leadloop.domain.scoring import current_scoring
+    from leadloop.services.enrollment import enroll_leads  # see connections.py
 
     try:
         scoring = current_scoring(settings.scoring_file)

@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field, ValidationError
 from leadloop.domain.cadence import Cadence, cadence_path, load_cadence
 from leadloop.domain.intake import LeadIn, intake_context
 from leadloop.domain.metrics import INTAKES
-from leadloop.domain.recycle import RecyclePolicy
+from leadloop.domain.recycle import RecyclePolicy, current_recycle
 from leadloop.domain.rules import RuleFileError
-from leadloop.domain.scoring import ScoringConfig
+from leadloop.domain.scoring import ScoringConfig, current_scoring
 from leadloop.infra.settings import Settings
-from leadloop.services.enrollment import current_recycle, current_scoring, start_lead
+from leadloop.services.enrollment import start_lead
 from leadloop.services.intake import store_lead
 from leadloop.services.leads import AddressSuppressed, LeadUpdateError, apply_update, tell_workflow
 from starter.http.answers import INVALID, NEEDS_KEY, NOT_JSON, TOO_LARGE, LeadId, json_answer
