@@ -118,7 +118,7 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
 
 def metrics_runtime(settings: Settings) -> Runtime | None:
     """An SDK runtime serving Prometheus at http://<worker_metrics_address>/metrics: the SDK's client,
-    worker, workflow and activity metrics and leadloop's own counters (`leadloop.metrics`).
+    worker, workflow and activity metrics and leadloop's own counters (`leadloop.domain.metrics`).
 
     None (the SDK's default runtime, no metrics) when the address is empty or cannot be bound: a
     worker whose metrics port is taken still sends every email.

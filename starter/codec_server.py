@@ -7,7 +7,6 @@ as the endpoint's last path segment: `/codec/<token>/decode`. Browsers may call 
 UI origins (CORS). Off (404) unless encryption keys and a codec token are configured. A body larger than
 LEADLOOP_CODEC_MAX_BODY_BYTES gets 413 (the app's BodyLimit refuses it before it is read)."""
 
-import hmac
 import json
 from typing import Any
 
@@ -19,6 +18,7 @@ from temporalio.api.common.v1 import Payloads
 from leadloop.infra.codec import AesGcmCodec, CodecError
 from leadloop.infra.settings import Settings
 from leadloop.infra.temporal import codec
+from starter.http.keys import key_ok
 
 
 class CodecServer:
@@ -42,7 +42,7 @@ class CodecServer:
         given = path_token
         if given is None and authorization and authorization.lower().startswith("bearer "):
             given = authorization[7:].strip()
-        if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
+        if not key_ok(given, [self.token]):
             raise HTTPException(401, "missing or wrong codec token", headers=self.cors(request))
         return self.sealer
 

@@ -150,6 +150,10 @@ class Escalation(Strict):
     threshold: int = Field(ge=1, le=10_000)
 
 
+#: the step id of a cadence's big-bang email, in the outbox, the workflow's details and the report
+BIG_BANG_STEP = "big-bang"
+
+
 class BigBang(Strict):
     """One last, special email after N sends in a row that nobody opened (e.g. a personal offer)."""
 

@@ -28,7 +28,6 @@ PROFILE_FIELDS = (
     "product_interest",
     "owner",
 )
-#: Half of a UTF-16 pair on its own: JSON can carry it, no database or email can store it.
 CONTROL_REASON = "contains control characters (line breaks, tabs, ...)"
 _LOCALE_RE = re.compile(r"^([a-zA-Z]{2,3})(?:[-_]([a-zA-Z]{2}|\d{3}))?$")
 UTF8_LOCAL_PART_REASON = (

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, cast
 
-from leadloop.domain.cadence import BigBang
+from leadloop.domain.cadence import BIG_BANG_STEP, BigBang
 from leadloop.domain.models import Carry, DispositionOutcome, LeadNurtureInput, SendEmailInput, Stage
 from leadloop.domain.outcomes import OUTCOME_STAGES
 from leadloop.domain.recycle import Disposition, RecyclePolicy
@@ -141,7 +141,7 @@ def next_email(lead: LeadNurtureInput, memory: Carry) -> NextEmail | None:
     if big is None or memory.big_bang_sent or memory.streak < big.after_unopened:
         big = None
     if big is not None:
-        step_id, template, subject, wait = "big-bang", big.template, big.subject, big.wait
+        step_id, template, subject, wait = BIG_BANG_STEP, big.template, big.subject, big.wait
         label = f"the big bang ({memory.streak} unopened)"
     elif index < len(cadence.steps):
         step = cadence.steps[index]

@@ -322,7 +322,6 @@ class LoadCycleResult(BaseModel):
 
 #: What a rep's decision can lead to ("other": a row recorded before outcomes were kept as data, unreadable).
 OutcomeAction = Literal["converted", "recycled", "dormant", "archived", "suppressed", "held", "re-routed", "other"]
-OUTCOME_ACTIONS: tuple[OutcomeAction, ...] = get_args(OutcomeAction)
 
 
 class DispositionOutcome(BaseModel):

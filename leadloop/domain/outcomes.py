@@ -4,7 +4,7 @@ import re
 
 from leadloop.domain.models import DispositionOutcome, OutcomeAction, Stage
 
-#: the start of a rejection's recorded words, and what it led to (workflows/lead_nurture.py writes them)
+#: the start of a rejection's recorded words, and what it led to (domain/lifecycle.py writes them)
 OUTCOME_PREFIXES: tuple[tuple[str, OutcomeAction], ...] = (
     ("back to nurture", "recycled"),
     ("dormant", "dormant"),

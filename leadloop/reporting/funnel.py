@@ -8,11 +8,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadloop.domain.cadence import BIG_BANG_STEP
 from leadloop.domain.mail import email_hash
 from leadloop.domain.times import as_utc
 from leadloop.infra.db import Assignment, DispositionRow, EngagementEvent, Lead, Outbox, Suppression
 from leadloop.reporting.models import FUNNEL, OUTCOMES, FunnelStage, ReportData, ratio
-from leadloop.reporting.scope import BIG_BANG_STEP, ENGAGING, SENT, Scope, email_time, marketing
+from leadloop.reporting.scope import ENGAGING, SENT, Scope, email_time, marketing
 
 #: lead id -> the times something happened to it
 Times = dict[int, list[datetime]]

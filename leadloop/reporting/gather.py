@@ -9,7 +9,7 @@ from sqlalchemy import distinct, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from leadloop.domain.cadence import load_cadence
+from leadloop.domain.cadence import BIG_BANG_STEP, load_cadence
 from leadloop.domain.mail import email_hash
 from leadloop.domain.rules import RuleFileError
 from leadloop.domain.times import as_utc
@@ -18,7 +18,7 @@ from leadloop.reporting.funnel import gather_funnel
 from leadloop.reporting.live import live_stage_counts
 from leadloop.reporting.models import ReportData, ReportError
 from leadloop.reporting.sales import gather_sales
-from leadloop.reporting.scope import BIG_BANG_STEP, Scope, period_start
+from leadloop.reporting.scope import Scope, period_start
 from leadloop.reporting.steps import gather_steps
 
 RULE_FILES = ("scoring.yaml", "routing.yaml", "recycle.yaml")

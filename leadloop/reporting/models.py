@@ -4,10 +4,13 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from leadloop.domain.lifecycle import FINAL_STAGES
+
 FUNNEL = ("enrolled", "engaged", "escalated", "converted")
 OUTCOMES = ("rejected", "recycled", "dormant", "suppressed")
 ACTIVITY = ("enrolled", "emailed", "engaged", "escalated", "converted", "rejected", "recycled", "dormant", "suppressed")
-ENDED = ("converted", "archived", "cadence_complete", "suppressed")
+#: the stages a lead's workflow ends in
+ENDED = FINAL_STAGES
 CHARTS = ("stages_now", "funnel", "steps", "reps", "reasons", "planner")
 
 

@@ -11,8 +11,6 @@ from leadloop.infra.db import Lead, Outbox
 
 #: outbox statuses of an email handed to the relay: sent, or possibly sent and never sent twice
 SENT = ("sent", "uncertain")
-#: the step id the workflow gives a cadence's big-bang email (workflows/lead_nurture.py)
-BIG_BANG_STEP = "big-bang"
 ENGAGING = ("open", "click")
 
 

@@ -18,7 +18,7 @@ from leadloop.domain.visits import clean_title
 from leadloop.infra.db import EngagementEvent, Lead, insert_new, suppress
 from leadloop.services.lead_client import LeadClient
 
-log = logging.getLogger("leadloop.services.events")
+log = logging.getLogger("leadloop.events")  # the name operators filter on, kept from before the layers
 
 #: Events of one lead sent in one signal at most; a backlog goes in several.
 SIGNAL_BATCH = 500

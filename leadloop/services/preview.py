@@ -8,7 +8,7 @@ from typing import Any
 
 from jinja2 import TemplateError, TemplateSyntaxError
 
-from leadloop.domain.cadence import Cadence, Step, load_cadence_lines
+from leadloop.domain.cadence import BIG_BANG_STEP, Cadence, Step, load_cadence_lines
 from leadloop.domain.intake import LeadIn
 from leadloop.domain.mail import parse_sender
 from leadloop.domain.rules import Lines, RuleFileError, line_of
@@ -49,7 +49,9 @@ def emails_of(cadence: Cadence) -> list[tuple[Step, tuple[Any, ...]]]:
     emails: list[tuple[Step, tuple[Any, ...]]] = [(s, ("steps", i)) for i, s in enumerate(cadence.steps)]
     if cadence.big_bang is not None:
         big = cadence.big_bang
-        emails.append((Step(id="big-bang", wait=big.wait, template=big.template, subject=big.subject), ("big_bang",)))
+        emails.append(
+            (Step(id=BIG_BANG_STEP, wait=big.wait, template=big.template, subject=big.subject), ("big_bang",))
+        )
     return emails
 
 
