@@ -9,7 +9,7 @@ from typing import Literal
 
 from leadloop.domain.intake import normalise_email
 from leadloop.domain.mail import email_hash
-from leadloop.domain.tokens import Signer
+from leadloop.domain.tokens import Signer, Token
 from leadloop.domain.verp import bounce_token
 
 Rule = Literal["verp", "in_reply_to", "references", "sender_subject"]
@@ -76,15 +76,21 @@ def reply_topic(subject: str | None) -> str | None:
     return " ".join(text.split()).casefold() if stripped else None
 
 
-def sender_hash(sender: str | None) -> str | None:
-    """The suppression-list hash of the From header's address, or None when it holds no usable address."""
+def sender_address(sender: str | None) -> str | None:
+    """The From header's one address, normalised as intake stores leads' addresses, or None."""
     addresses = [a for _, a in getaddresses([sender or ""]) if a]
     if len(addresses) != 1:
         return None
     try:
-        return email_hash(normalise_email(addresses[0]))
+        return normalise_email(addresses[0])
     except ValueError:
         return None
+
+
+def sender_hash(sender: str | None) -> str | None:
+    """The suppression-list hash of the From header's address, or None when it holds no usable address."""
+    address = sender_address(sender)
+    return email_hash(address) if address is not None else None
 
 
 def _one_lead(sends: Sequence[SentEmail], rule: Rule, what: str) -> Match:
@@ -97,7 +103,7 @@ def _one_lead(sends: Sequence[SentEmail], rule: Rule, what: str) -> Match:
 
 
 def _by_verp(headers: InboundHeaders, sends: Sequence[SentEmail], signer: Signer, domain: str | None) -> Match | None:
-    tokens = {t.key: t for a in _addresses(headers.recipients) if (t := bounce_token(signer, a, domain)) is not None}
+    tokens = verp_tokens(headers.recipients, signer, domain)
     if not tokens:
         return None
     if len(tokens) > 1:
@@ -106,6 +112,12 @@ def _by_verp(headers: InboundHeaders, sends: Sequence[SentEmail], signer: Signer
     known = [s for s in sends if s.outbox_key == key]
     lead_id = known[0].lead_id if known else token.lead_id  # signed by us: the lead is ours even if the send aged out
     return Match(reason=f"the VERP recipient names {key}", outbox_key=key, lead_id=lead_id, rule="verp")
+
+
+def verp_tokens(recipients: Iterable[str], signer: Signer, domain: str | None = None) -> dict[str, Token]:
+    """The verified VERP tokens among the recipient addresses, by outbox key."""
+    found = (bounce_token(signer, a, domain) for a in _addresses(recipients))
+    return {token.key: token for token in found if token is not None}
 
 
 def _addresses(values: Iterable[str]) -> list[str]:
