@@ -12,7 +12,9 @@ KEY = "lead-12.c0.welcome"
 def test_the_address_names_its_send() -> None:
     address = bounce_address(SIGNER, KEY, "Bounces.Example.com")
     assert address.startswith("bounces+") and address.endswith("@bounces.example.com")
-    assert len(address.partition("@")[0]) <= 64  # RFC 5321's local part limit, for a usual key
+    assert len(address.partition("@")[0]) <= 64  # RFC 5321's local part limit
+    usual = bounce_address(SIGNER, "lead-1234567.c1.nurture-3", "bounces.example.com")
+    assert len(usual.partition("@")[0]) <= 64
     assert bounce_key(SIGNER, address, "bounces.example.com") == KEY
     assert bounce_key(SIGNER, f"<{address}>") == KEY  # as a Delivered-To or Return-Path header writes it
 
