@@ -41,6 +41,7 @@ from leadloop.domain.templates import (
 )
 from leadloop.domain.tokens import Signer, Token
 from leadloop.domain.tracking import TrackingLinks, track_html, track_text, urls_in
+from leadloop.domain.verp import bounce_address
 from leadloop.domain.visits import shown_page
 from leadloop.infra.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, Team, insert_or_get, suppress
 from leadloop.infra.settings import Settings
@@ -251,7 +252,7 @@ class EmailActivities:
                     f"lead {input.lead_id} is on the suppression list", type="Suppressed", non_retryable=True
                 )
             try:
-                envelope = Envelope.of(sender_address, [lead.email])
+                envelope = Envelope.of(self._envelope_sender(key, sender_address), [lead.email])
             except ValueError as exc:  # a domain IDNA cannot encode: no server could take it
                 return await self._refused(session, row, lead, _Unsendable(f"an address cannot be sent to: {exc}"))
             try:
@@ -308,9 +309,8 @@ class EmailActivities:
                 self._render_notification, input, lead, rep, team, recent, msg_id, recipients, assignment.rule
             )
             try:
-                status = await self._transmit(
-                    session, row, message, Envelope.of(sender_address, recipients), lead.email
-                )
+                envelope = Envelope.of(self._envelope_sender(key, sender_address), recipients)
+                status = await self._transmit(session, row, message, envelope, lead.email)
             except _Refused as exc:
                 row.status, row.error = "refused", str(exc)
                 await session.commit()
@@ -321,6 +321,13 @@ class EmailActivities:
                     f"{what} the rep's notification: {exc}", type="SendRefused", non_retryable=True
                 ) from None
             return NotifyRepResult(status=status, outbox_key=key)
+
+    def _envelope_sender(self, key: str, sender_address: str) -> str:
+        """MAIL FROM: the send's VERP address when LEADLOOP_BOUNCE_DOMAIN is set (a bounce then names the send
+        even when its report is mangled), else the From address. The From header is the same either way."""
+        if not self.settings.bounce_domain:
+            return sender_address
+        return bounce_address(self.signer, key, self.settings.bounce_domain)
 
     def _shown_event(self, event: EngagementEvent, zone: ZoneInfo) -> dict[str, str]:
         """One line of the rep's 'Recent engagement': a click shows the link sealed in our own email; a visit,

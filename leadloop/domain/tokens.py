@@ -4,14 +4,27 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Literal
 
-TokenKind = Literal["open", "click", "unsubscribe", "rep", "visitor"]
-_KIND_CODES: dict[TokenKind, str] = {"open": "o", "click": "c", "unsubscribe": "u", "rep": "r", "visitor": "v"}
+TokenKind = Literal["open", "click", "unsubscribe", "rep", "visitor", "bounce"]
+_KIND_CODES: dict[TokenKind, str] = {
+    "open": "o",
+    "click": "c",
+    "unsubscribe": "u",
+    "rep": "r",
+    "visitor": "v",
+    "bounce": "b",
+}
 _CODE_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
 _SIG_BYTES = 32  # the whole SHA-256 tag: tokens are long-lived and must not be guessable
+# a bounce token lives in an address's local part, which RFC 5321 caps at 64 octets and some relays lower-case:
+# base32 (case-blind), the outbox key without its "lead-" as payload, and a 96-bit tag (a forger would have to
+# mail us some 2^95 guesses); the tag covers the kind and the whole key, so no other token's tag fits
+_BOUNCE_SIG_BYTES = 12
+_LEAD_KEY = re.compile(r"lead-(\d{1,18})\.")
 
 
 class TokenError(Exception):
@@ -89,3 +102,37 @@ class Signer:
         if max_age is not None and time.time() - token.issued_at > max_age:
             raise TokenError("token expired")
         return token
+
+    def sign_bounce(self, key: str) -> str:
+        """The token of a VERP envelope sender: the outbox key `lead-<id>....`, signed; lower-case base32."""
+        if not _LEAD_KEY.match(key):
+            raise ValueError(f"{key!r} is not an outbox key (lead-<id>....)")
+        carried = key.removeprefix("lead-").encode("utf-8")
+        raw = carried + self._bounce_tag(self._keys[0], key)
+        return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+
+    def _bounce_tag(self, secret: bytes, key: str) -> bytes:
+        return self._mac(secret, (_KIND_CODES["bounce"] + key).encode("utf-8"))[:_BOUNCE_SIG_BYTES]
+
+    def verify_bounce(self, text: str) -> Token:
+        """The bounce token inside `text` (any letter case), or TokenError. It never expires: a bounce may come
+        days after its send. issued_at is 0: the token does not carry it."""
+        if not text or not text.isascii() or not text.isalnum():
+            raise TokenError("not a token")
+        try:
+            raw = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+        except ValueError as exc:
+            raise TokenError("not a token") from exc
+        if len(raw) <= _BOUNCE_SIG_BYTES:
+            raise TokenError("token too short")
+        carried, tag = raw[:-_BOUNCE_SIG_BYTES], raw[-_BOUNCE_SIG_BYTES:]
+        try:
+            key = "lead-" + carried.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise TokenError("not a token") from exc
+        if not any(hmac.compare_digest(tag, self._bounce_tag(secret, key)) for secret in self._keys):
+            raise TokenError("bad signature")
+        match = _LEAD_KEY.match(key)
+        if match is None:  # signed by us, so only a format change lands here
+            raise TokenError("not a bounce token")
+        return Token(kind="bounce", lead_id=int(match.group(1)), key=key, issued_at=0)

@@ -1,16 +1,18 @@
 """Database schema (SQLAlchemy 2, async) and the engine and session factories."""
 
 import functools
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -137,6 +139,36 @@ class EngagementEvent(Base):
     client_ip: Mapped[str | None] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # pending -> signalled | no_workflow (the lead's workflow had ended)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    signalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class InboundMessage(Base):
+    """A message that came back (reply, auto-reply, bounce, complaint), stored before anything acts on it; one
+    row per Message-ID and per place it was read from, so a second delivery or a re-read is no new message."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        UniqueConstraint("message_id", name="uq_inbound_messages_message_id"),  # NULLs never collide
+        UniqueConstraint("source", "source_key", name="uq_inbound_messages_source_key"),
+        Index("ix_inbound_messages_status", "status", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    source: Mapped[str] = mapped_column(String(64))  # imap | webhook:<provider> | mailbox
+    source_key: Mapped[str] = mapped_column(String(255))  # "<uidvalidity>:<uid>", a provider's event id
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sender_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # email_hash of From; never the address
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"), index=True)
+    outbox_key: Mapped[str | None] = mapped_column(String(200))
+    match_reason: Mapped[str | None] = mapped_column(Text)  # which rule named the lead, or why none did
+    kind: Mapped[str | None] = mapped_column(String(32))  # None until classified
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    return_date: Mapped[date | None] = mapped_column(Date)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)  # dropped after LEADLOOP_INBOUND_RETENTION_DAYS
+    raw_size: Mapped[int] = mapped_column(Integer)
+    # pending -> signalled | unmatched | ignored
     status: Mapped[str] = mapped_column(String(16), default="pending")
     signalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leadloop import DATA_DIR, PROJECT_ROOT
+from leadloop.domain.mail import ascii_domain
 from leadloop.domain.visits import site_origin
 
 
@@ -75,6 +76,16 @@ class Settings(BaseSettings):
     )
 
     from_address: str = "Leadloop Demo <hello@leadloop.example>"
+    bounce_domain: str = Field(
+        default="",
+        max_length=253,
+        description="every send's envelope sender (MAIL FROM) becomes bounces+<signed outbox key>@ this domain "
+        "(VERP), so a bounce names its send; its mail must reach leadloop's inbound mailbox; empty: the From "
+        "address is the envelope sender",
+    )
+    inbound_retention_days: int = Field(
+        default=30, ge=1, description="raw inbound messages (replies, bounces) older than this lose their body"
+    )
     postal_address: str = "Leadloop Demo Ltd, 1 Example Street, 10557 Athens, Greece"
     public_url: str = "http://127.0.0.1:8000"
     site_url: str = Field(default="http://127.0.0.1:8000/site", description="the marketer's website, for links")
@@ -268,6 +279,19 @@ class Settings(BaseSettings):
         if self.sales_task_queue and self.sales_task_queue == self.task_queue:
             raise ValueError("LEADLOOP_SALES_TASK_QUEUE must differ from LEADLOOP_TASK_QUEUE (or be empty)")
         return self
+
+    @field_validator("bounce_domain")
+    @classmethod
+    def _bounce_domain(cls, value: str) -> str:
+        value = value.strip().lower().rstrip(".")
+        try:
+            labels = ascii_domain(value).split(".") if value else []
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        label = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+        if value and (len(labels) < 2 or not all(label.fullmatch(x) for x in labels)):
+            raise ValueError("a domain name such as bounces.example.com (no @, no spaces), or empty")
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

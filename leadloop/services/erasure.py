@@ -39,6 +39,7 @@ from leadloop.infra.db import (
     insert_for,
 )
 from leadloop.services.enrollment import workflow_id
+from leadloop.services.inbound import forget_inbound
 
 #: what erasure blanks: every profile field
 PERSONAL = PROFILE_FIELDS
@@ -138,12 +139,14 @@ async def erase_in_database(session: AsyncSession, email: str | None, lead_id: i
             .values(email_hash=digest, reason="erased", detail="erased on request", created_at=datetime.now(UTC))
             .on_conflict_do_update(index_elements=["email_hash"], set_={"reason": "erased"})
         )
+    # replies and bounces: the lead's, and any from the person's addresses, matched or not
+    inbound = await forget_inbound(session, lead.id if lead is not None else None, hashes)
     if lead is None:
-        return {}
+        return {"inbound_messages": inbound} if inbound else {}
     # the rep's open count (their capacity) is the hand-overs in OPEN; the workflow that would close them is gone
     closed = await close_assignments(session, "closed", lead_id=lead.id, states=(OPEN, WAITING))
     if lead.erased_at is not None:
-        return {"handovers_closed": closed}
+        return {"handovers_closed": closed} | ({"inbound_messages": inbound} if inbound else {})
     for name in PERSONAL:
         setattr(lead, name, None)
     lead.email, lead.attributes, lead.erased_at = erased_address(lead.id), {}, datetime.now(UTC)
@@ -164,6 +167,8 @@ async def erase_in_database(session: AsyncSession, email: str | None, lead_id: i
         update(DispositionRow).where(DispositionRow.lead_id == lead_id).values(note=None).returning(DispositionRow.key)
     )
     rows["dispositions"] = len(done.all())
+    if inbound:
+        rows["inbound_messages"] = inbound
     rows["handovers_closed"] = closed
     return rows
 

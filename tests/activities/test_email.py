@@ -401,3 +401,36 @@ async def test_a_departed_owner_is_never_the_sender(
     assert entries is not None
     [tips] = [e.detail for e in entries if "step 'tips'" in e.detail]
     assert "sent" in tips and f"owner (rep-{rep_id}) is inactive" in tips and "cadence's sender" in tips
+
+
+async def test_with_a_bounce_domain_the_envelope_sender_names_the_send(
+    sessionmaker: Any, smtp: SmtpServer, make_settings: Any
+) -> None:
+    from leadloop.domain.tokens import Signer
+    from leadloop.domain.verp import bounce_key
+
+    settings = make_settings(smtp_port=smtp.port, bounce_domain="Bounces.Leadloop.example")
+    acts = EmailActivities(
+        sessionmaker, EmailRenderer(settings.template_dir), SmtpConfig(host=smtp.host, port=smtp.port), settings
+    )
+    try:
+        lead_id = await add_lead(sessionmaker, "verp@example.com", first_name="Vera")
+        result = await run(acts, send_input(lead_id))
+    finally:
+        await acts.smtp_pool.aclose()
+    (envelope,) = smtp.handler.accepted
+    assert envelope.mail_from.startswith("bounces+") and envelope.mail_from.endswith("@bounces.leadloop.example")
+    assert bounce_key(Signer(settings.signing_keys()), envelope.mail_from, "bounces.leadloop.example") == (
+        result.outbox_key
+    )
+    (message,) = smtp.handler.messages
+    assert str(message["From"]) == "Leadloop Demo <hello@leadloop.example>"  # the From header is unchanged
+    assert message["Message-ID"] == f"<{result.outbox_key}@leadloop.example>"
+
+
+async def test_without_a_bounce_domain_the_envelope_sender_is_the_from_address(
+    activities: EmailActivities, smtp: SmtpServer, sessionmaker: Any
+) -> None:
+    lead_id = await add_lead(sessionmaker, "plain@example.com")
+    await run(activities, send_input(lead_id))
+    assert [e.mail_from for e in smtp.handler.accepted] == ["hello@leadloop.example"]

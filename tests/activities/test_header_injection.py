@@ -255,3 +255,38 @@ def test_the_csv_parser_refuses_the_row_and_keeps_the_others() -> None:
     # rows are reported by the line they start on: Eve's value spans lines 3-4, so Bob starts on 5
     assert [(e.row, e.field) for e in parsed.errors] == [(3, "first_name"), (7, "attributes")]
     assert parsed.rows_of["bob@example.com"] == [5] and parsed.rows_of["zoe@example.com"] == [9]
+
+
+async def test_the_reps_notification_gets_a_verp_sender_too(
+    sessionmaker: Any, smtp: SmtpServer, make_settings: Any
+) -> None:
+    from leadloop.domain.tokens import Signer
+    from leadloop.domain.verp import bounce_key
+
+    settings = make_settings(smtp_port=smtp.port, bounce_domain="bounces.leadloop.example")
+    acts = EmailActivities(
+        sessionmaker, EmailRenderer(settings.template_dir), SmtpConfig(host=smtp.host, port=smtp.port), settings
+    )
+    async with sessionmaker() as session:
+        await import_roster(
+            session,
+            Roster.model_validate(
+                {"teams": [{"name": "south", "reps": [{"email": "nikos@sales.example", "name": "N"}]}]}
+            ),
+        )
+        await session.commit()
+    lead_id = await add_raw_lead(sessionmaker, "eve@example.com", first_name="Eve")
+    async with sessionmaker() as session:
+        rep = (await session.execute(select(Rep))).scalar_one()
+        key = f"lead-{lead_id}.c0.a1"
+        session.add(
+            Assignment(key=key, lead_id=lead_id, cycle=0, rep_id=rep.id, team="south", rule="r", status="assigned")
+        )
+        await session.commit()
+    notify = NotifyRepInput(assignment_key=key, lead_id=lead_id, cycle=0, attempt=1, score=Score(total=80))
+    try:
+        assert (await ActivityEnvironment().run(acts.notify_rep, notify)).status == "sent"
+    finally:
+        await acts.smtp_pool.aclose()
+    (envelope,) = smtp.handler.accepted
+    assert bounce_key(Signer(settings.signing_keys()), envelope.mail_from) == f"{key}.notify"

@@ -104,6 +104,29 @@ async def test_forget_by_lead_id_and_what_it_refuses(sessionmaker: Any, client: 
     assert again.already_erased and again.rows == {}
 
 
+async def test_forget_removes_the_persons_inbound_messages_even_those_never_matched(
+    sessionmaker: Any, client: Client
+) -> None:
+    from leadloop.domain.matching import Match
+    from leadloop.infra.db import InboundMessage
+    from leadloop.services.inbound import store_inbound
+
+    lead_id = await add_lead(sessionmaker, "rita@example.com", first_name="Rita")
+    async with sessionmaker() as session:
+        matched = Match(reason="In-Reply-To", lead_id=lead_id, outbox_key=f"lead-{lead_id}.c0.welcome")
+        await store_inbound(session, source="imap", source_key="1:1", raw=b"yes", message_id="<r1@x>", match=matched)
+        await store_inbound(session, source="imap", source_key="1:2", raw=b"me", sender="Rita <RITA@example.com>")
+        await store_inbound(session, source="webhook:ses", source_key="e1", raw=None, sender="other@example.com")
+        await session.commit()
+
+    done = await forget(sessionmaker, client, "rita@example.com")
+
+    assert done.rows["inbound_messages"] == 2
+    async with sessionmaker() as session:
+        left = (await session.execute(select(InboundMessage.source_key))).scalars().all()
+    assert left == ["e1"]
+
+
 ROSTER = Roster.model_validate(
     {"teams": [{"name": "iberia", "reps": [{"email": "Rep.Madrid@leadloop.test", "name": "Marta", "capacity": 1}]}]}
 )

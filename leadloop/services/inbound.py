@@ -1,0 +1,199 @@
+"""Inbound messages in the database: stored once (by Message-ID and by where they were read), matched, listed, aged."""
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadloop.domain.mail import email_hash
+from leadloop.domain.matching import (
+    InboundHeaders,
+    Match,
+    SentEmail,
+    match_inbound,
+    message_ids,
+    sender_address,
+    verp_tokens,
+)
+from leadloop.domain.times import as_utc
+from leadloop.domain.tokens import Signer
+from leadloop.infra.db import FormerAddress, InboundMessage, Lead, Outbox, insert_new
+
+#: where a message was read: the IMAP mailbox, a provider's webhook ("webhook:ses"), the demo's local mailbox
+_SOURCE = re.compile(r"imap|mailbox|webhook:[a-z0-9_-]{1,40}")
+STATUSES = ("pending", "signalled", "unmatched", "ignored")
+#: Message-IDs of a thread read for matching: the newest, which are the likeliest to be leadloop's
+_THREAD_IDS = 100
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The row a message is kept in, and whether this call stored it (False: it was there already)."""
+
+    id: int
+    new: bool
+
+
+def clean_message_id(value: str | None) -> str | None:
+    """The Message-ID as stored: its one `<id>`, or the trimmed text; None when empty or longer than a line."""
+    found = message_ids(value)
+    text = found[0] if found else (value or "").strip()
+    return text if text and len(text) <= 998 and text.isprintable() else None
+
+
+async def store_inbound(
+    session: AsyncSession,
+    *,
+    source: str,
+    source_key: str,
+    raw: bytes | None,
+    message_id: str | None = None,
+    sender: str | None = None,
+    received_at: datetime | None = None,
+    match: Match | None = None,
+    kind: str | None = None,
+    evidence: dict[str, Any] | None = None,
+    return_date: date | None = None,
+    status: str = "pending",
+) -> Stored:
+    """Keep a message before anything acts on it (the caller commits). A message already stored, under its
+    Message-ID or under (source, source_key), is not stored again: the database's constraints decide, so two
+    readers of one mailbox, or a crash between store and mark, never keep one message twice.
+
+    Args:
+        sender: the From header; only its address's hash is kept.
+        match: the send it answers (`match_message`), None when not matched yet.
+    """
+    if not _SOURCE.fullmatch(source):
+        raise ValueError(f"source {source!r}: imap, mailbox or webhook:<provider>")
+    if not source_key or len(source_key) > 255:
+        raise ValueError("source_key: the message's key where it was read, 1 to 255 characters")
+    if status not in STATUSES:
+        raise ValueError(f"status {status!r}: one of {', '.join(STATUSES)}")
+    msg_id, digest = clean_message_id(message_id), None
+    if (address := sender_address(sender)) is not None:
+        digest = email_hash(address)
+    new = await insert_new(
+        session,
+        InboundMessage,
+        message_id=msg_id,
+        source=source,
+        source_key=source_key,
+        received_at=received_at or datetime.now(UTC),
+        sender_hash=digest,
+        lead_id=match.lead_id if match else None,
+        outbox_key=match.outbox_key if match else None,
+        match_reason=match.reason if match else None,
+        kind=kind,
+        evidence=evidence or {},
+        return_date=return_date,
+        raw=raw,
+        raw_size=len(raw or b""),
+        status=status,
+        signalled_at=None,
+    )
+    # the row this call wrote, when new; else the one already there: read here before, or by Message-ID
+    found = await session.scalar(
+        select(InboundMessage.id).where(InboundMessage.source == source, InboundMessage.source_key == source_key)
+    )
+    if found is None and msg_id is not None:
+        found = await session.scalar(select(InboundMessage.id).where(InboundMessage.message_id == msg_id))
+    if found is None:  # erased between the insert and this read
+        raise LookupError("the message's row is gone")
+    return Stored(id=found, new=new)
+
+
+async def recent_sends(
+    session: AsyncSession, headers: InboundHeaders, signer: Signer, *, window_days: int = 30
+) -> list[SentEmail]:
+    """leadloop's sends that `headers` may answer: the VERP recipient's, the thread's Message-IDs', and the
+    sender's leads' sends of the last `window_days` (a lead found by its address now or before a change)."""
+    ids = (message_ids(headers.in_reply_to) + message_ids(headers.references))[-_THREAD_IDS:]
+    keys = list(verp_tokens(headers.recipients, signer))
+    address = sender_address(headers.sender)
+    lead_ids: set[int] = set()
+    if address is not None:
+        lead_ids |= set((await session.execute(select(Lead.id).where(Lead.email == address))).scalars())
+        former = select(FormerAddress.lead_id).where(FormerAddress.email_hash == email_hash(address))
+        lead_ids |= set((await session.execute(former)).scalars())
+    since = as_utc(headers.received_at).astimezone(UTC) - timedelta(days=window_days)  # SQLite compares text
+    wanted: list[ColumnElement[bool]] = [Outbox.key.in_(keys), Outbox.message_id.in_(ids)]
+    if lead_ids:
+        wanted.append(Outbox.lead_id.in_(lead_ids) & (Outbox.sent_at >= since))
+    rows = list((await session.execute(select(Outbox).where(or_(*wanted)).order_by(Outbox.created_at))).scalars())
+    hashes = await _address_hashes(session, {row.lead_id for row in rows})
+    return [
+        SentEmail(
+            outbox_key=row.key,
+            lead_id=row.lead_id,
+            message_id=row.message_id,
+            sent_at=as_utc(row.sent_at) if row.sent_at else None,  # SQLite hands back naive times
+            subject=row.subject,
+            to_hashes=hashes[row.lead_id],
+        )
+        for row in rows
+    ]
+
+
+async def _address_hashes(session: AsyncSession, lead_ids: set[int]) -> dict[int, frozenset[str]]:
+    """Each lead's addresses, now and before a change, as hashes (an erased lead's current one is not its own)."""
+    found: dict[int, set[str]] = {lead_id: set() for lead_id in lead_ids}
+    current = select(Lead.id, Lead.email).where(Lead.id.in_(lead_ids), Lead.erased_at.is_(None))
+    for lead_id, address in await session.execute(current):
+        found[lead_id].add(email_hash(address))
+    former = select(FormerAddress.lead_id, FormerAddress.email_hash).where(FormerAddress.lead_id.in_(lead_ids))
+    for lead_id, digest in await session.execute(former):
+        found[lead_id].add(digest)
+    return {lead_id: frozenset(hashes) for lead_id, hashes in found.items()}
+
+
+async def match_message(
+    session: AsyncSession,
+    headers: InboundHeaders,
+    signer: Signer,
+    *,
+    bounce_domain: str | None = None,
+    window_days: int = 30,
+) -> Match:
+    """The send and lead the message answers (or why none), from the sends the database holds."""
+    sends = await recent_sends(session, headers, signer, window_days=window_days)
+    return match_inbound(headers, sends, signer, bounce_domain=bounce_domain or None, window_days=window_days)
+
+
+async def list_inbound(
+    session: AsyncSession, *, kind: str | None = None, unmatched: bool = False, limit: int = 100
+) -> list[InboundMessage]:
+    """The newest inbound messages first: of one kind, or only those no lead was named for."""
+    query = select(InboundMessage).order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
+    if kind is not None:
+        query = query.where(InboundMessage.kind == kind)
+    if unmatched:
+        query = query.where(InboundMessage.lead_id.is_(None))
+    return list((await session.execute(query.limit(limit))).scalars())
+
+
+async def forget_inbound(session: AsyncSession, lead_id: int | None, hashes: Iterable[str]) -> int:
+    """Delete a person's inbound messages: the lead's, and any sent from one of their addresses (by hash), matched
+    or not (the caller commits). How many were deleted."""
+    which: list[ColumnElement[bool]] = [InboundMessage.sender_hash.in_(sorted(set(hashes)))]
+    if lead_id is not None:
+        which.append(InboundMessage.lead_id == lead_id)
+    done = await session.execute(delete(InboundMessage).where(or_(*which)).returning(InboundMessage.id))
+    return len(done.all())
+
+
+async def drop_old_raw(session: AsyncSession, retention_days: int, *, now: datetime | None = None) -> int:
+    """Drop the raw bodies of messages received more than `retention_days` ago (the caller commits); what was read
+    from them (kind, evidence, the lead) stays. How many bodies were dropped."""
+    before = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    done = await session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.received_at < before, InboundMessage.raw.is_not(None))
+        .values(raw=None)
+        .returning(InboundMessage.id)
+    )
+    return len(done.all())
