@@ -101,7 +101,11 @@ def read_message(body: bytes, topic_arns: Collection[str]) -> SnsMessage:
 
 def verify_signature(message: SnsMessage, cert_pem: bytes, now: datetime) -> None:
     """Check the message's signature with the certificate at its SigningCertURL (SHA1withRSA for
-    SignatureVersion 1, SHA256withRSA for 2); WebhookRefused unless it holds."""
+    SignatureVersion 1, SHA256withRSA for 2); WebhookRefused unless it holds.
+
+    The certificate is trusted for where it came from: the caller fetches it over https with the server's
+    certificate verified, only from a URL read_message accepted (an SNS host), as AWS's own SDKs do.
+    """
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError:
