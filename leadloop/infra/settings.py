@@ -33,6 +33,9 @@ DEMO_API_KEY = "demo-api-key"
 MIN_SECRET_BYTES = 32
 _NEW_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
+#: An SNS topic's ARN in any partition (aws, aws-cn, aws-us-gov); a FIFO topic's name ends .fifo.
+_SNS_TOPIC_ARN = re.compile(r"arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
+
 
 class InsecureSettings(RuntimeError):
     """A process that signs or verifies links would run, outside the demo, with a secret anyone may know."""
@@ -206,6 +209,25 @@ class Settings(BaseSettings):
         description="the Temporal UI origins allowed to call the codec server from the browser",
     )
 
+    ses_topic_arns: list[str] = Field(
+        default_factory=list,
+        description="the SNS topics (ARNs) whose Amazon SES bounce and complaint notices are taken; empty: none",
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None,
+        description="the verification key of SendGrid's signed Event Webhook (base64, as SendGrid shows it); "
+        "unset: SendGrid's webhook is refused",
+    )
+    mailgun_signing_key: SecretStr | None = Field(
+        default=None, description="Mailgun's HTTP webhook signing key; unset: Mailgun's webhooks are refused"
+    )
+    postmark_webhook_user: str | None = Field(
+        default=None, description="the Basic user name set on Postmark's webhook URL; unset: Postmark's refused"
+    )
+    postmark_webhook_password: SecretStr | None = Field(
+        default=None, description="the Basic password set on Postmark's webhook URL"
+    )
+
     def signing_keys(self) -> list[str]:
         """Every accepted key; the first signs."""
         return [k.get_secret_value() for k in (self.secret_key, *self.old_secret_keys)]
@@ -292,6 +314,29 @@ class Settings(BaseSettings):
         if value and (len(labels) < 2 or not all(label.fullmatch(x) for x in labels)):
             raise ValueError("a domain name such as bounces.example.com (no @, no spaces), or empty")
         return value
+
+    @field_validator("ses_topic_arns")
+    @classmethod
+    def _topic_arns(cls, value: list[str]) -> list[str]:
+        for arn in value:
+            if not _SNS_TOPIC_ARN.fullmatch(arn):
+                raise ValueError(f"{arn!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC)")
+        return value
+
+    @field_validator("sendgrid_webhook_public_key")
+    @classmethod
+    def _sendgrid_key(cls, value: str | None) -> str | None:
+        if value:
+            from leadloop.domain.webhooks.sendgrid import load_public_key
+
+            load_public_key(value)  # its ValueError says what the key is not
+        return value or None
+
+    @model_validator(mode="after")
+    def _postmark_pair(self) -> "Settings":
+        if (self.postmark_webhook_user is None) != (self.postmark_webhook_password is None):
+            raise ValueError("set LEADLOOP_POSTMARK_WEBHOOK_USER and LEADLOOP_POSTMARK_WEBHOOK_PASSWORD together")
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod
