@@ -16,10 +16,11 @@ CHALLENGE_HEADERS = ("X-Boxbe-Challenge", "X-Challenge", "X-Challenge-Response",
 def classify(raw: bytes, *, sent_message_ids: Collection[str] | None = None) -> InboundVerdict:
     """The kind of one raw inbound message, what it answers, whom it names, and the evidence.
 
-    Never raises: a message too broken to read is still given one of the seven kinds, with a low
-    confidence and evidence that says what was missing. A message with neither a sender nor text is
-    a human reply at low confidence (nothing machine-made about it to act on), never a bounce: only
-    a report, a bounce's sender or a code makes a bounce.
+    Never raises. The seven kinds are all there is, so a message too broken to read, or one without
+    a sender address or text of its own, is a human reply at low confidence with evidence saying
+    what was missing: nothing about it is machine-made, and a reply is the kind that suppresses
+    nothing (the worst it does is hand a lead to a rep who reads it). Only a report, a bounce's
+    sender or subject, or flufl.bounce's detectors make a bounce; never a guess.
 
     Args:
         raw: the message as received (RFC 5322 bytes).
@@ -68,7 +69,8 @@ def _classify(msg: Message, text: str, sent_ids: Collection[str] | None, evidenc
         evidence.append("no sender address")
     if not own.strip():
         evidence.append("no text of its own")
-        confidence = "low" if kind == "human_reply" else confidence
+    if kind == "human_reply" and (sender is None or not own.strip()):
+        confidence = "low"
     return InboundVerdict(
         kind=kind,
         confidence=confidence,

@@ -74,7 +74,8 @@ def return_date(text: str, sent: datetime | None, evidence: list[str]) -> date |
         if days and (found is None or max(days) > found):
             found = max(days)
     if found is not None:
-        evidence.append(f"return date {found.isoformat()} stated" + ("" if sent else " (no Date header to read it by)"))
+        caveat = "" if sent else " (no Date header: only dates with a year read)"
+        evidence.append(f"return date {found.isoformat()} stated{caveat}")
     return found
 
 
@@ -90,8 +91,12 @@ def _dates(tokens: list[str], settings: dict[str, object], sent: datetime | None
         if parsed is None:
             continue
         day = parsed.date()
+        if sent is None:
+            if _YEAR.search(token):  # without a Date header only a date with its year says which one
+                days.append(day)
+            continue
         limit = MAX_ABSENCE if _YEAR.search(token) else MAX_ABSENCE_NO_YEAR
-        if sent is None or sent.date() < day <= sent.date() + limit:
+        if sent.date() < day <= sent.date() + limit:
             days.append(day)
     return days
 
