@@ -8,7 +8,7 @@ from leadloop.domain.inbound import replies, reports, wording
 from leadloop.domain.inbound.verdict import Confidence, InboundKind, InboundVerdict
 
 #: Precedence values RFC 3834 says automatic responders use or honour.
-AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk", "list"})
+AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk"})
 #: Headers challenge-response services put on their challenges.
 CHALLENGE_HEADERS = ("X-Boxbe-Challenge", "X-Challenge", "X-Challenge-Response", "X-Spamarrest-Challenge")
 
