@@ -125,11 +125,10 @@ def _reply_kind(msg: Message, own: str, evidence: list[str]) -> tuple[InboundKin
     if header is not None:
         evidence.append(f"automatic by header ({header})")
         return "auto_reply", "high", False
-    clue = (
-        wording.AUTO_SUBJECT.search(_unprefixed(subject))
-        or wording.OUT_OF_OFFICE.search(own)
-        or wording.LEFT_COMPANY.search(own)
-    )
+    clue = wording.AUTO_SUBJECT.search(_unprefixed(subject))
+    if clue is None and "?" not in own:
+        # body wording alone, only in a text that asks nothing: "I'm away next week, can you call Tuesday?" is a person
+        clue = wording.OUT_OF_OFFICE.search(own[:600]) or wording.LEFT_COMPANY.search(own)
     if clue is not None:
         evidence.append(f"automatic by wording {clue.group(0)!r}")
         return "auto_reply", "medium", False

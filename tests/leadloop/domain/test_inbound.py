@@ -212,3 +212,14 @@ def test_a_feedback_report_without_its_original_still_names_a_complaint() -> Non
     )
     verdict = classify(raw)
     assert (verdict.kind, verdict.lead_email, verdict.answers) == ("complaint", "x@isp.example", None)
+
+
+def test_a_person_mentioning_a_holiday_and_asking_is_a_reply() -> None:
+    verdict = classify(message("I'm on vacation next week. Could you call me on the 14th instead?"))
+    assert verdict.kind == "human_reply" and verdict.return_date is None
+
+
+def test_out_of_office_wording_alone_is_an_auto_reply_at_medium_confidence() -> None:
+    verdict = classify(message("Ich bin bis zum 8.12.2026 nicht im Büro.", subject="AW: Hallo"))
+    assert (verdict.kind, verdict.confidence) == ("auto_reply", "medium")
+    assert verdict.return_date is not None and verdict.return_date.isoformat() == "2026-12-08"
