@@ -1,5 +1,9 @@
 """Machine reports: delivery status notifications (RFC 3464, and the non-standard ones) and feedback (RFC 5965)."""
 
+import base64
+import binascii
+import email
+import quopri
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -85,13 +89,20 @@ def find_part(msg: Message, content_type: str) -> Message | None:
 
 
 def fields(part: Message) -> list[Message]:
-    """The header blocks of a message/delivery-status or message/feedback-report part."""
+    """The header blocks of a message/delivery-status or message/feedback-report part (even if sent encoded)."""
     payload = part.get_payload()
-    if isinstance(payload, list):
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if isinstance(payload, list) and encoding not in ("base64", "quoted-printable"):
         return [block for block in payload if isinstance(block, Message)]
-    import email
-
-    text = payload if isinstance(payload, str) else ""
+    # the parser splits blocks before decoding, so an encoded report is one headerless block of encoded text
+    parts = payload if isinstance(payload, list) else [payload]
+    text = "".join(str(block.get_payload()) if isinstance(block, Message) else str(block) for block in parts)
+    if encoding in ("base64", "quoted-printable"):
+        try:
+            data = base64.b64decode(text) if encoding == "base64" else quopri.decodestring(text.encode())
+        except (ValueError, binascii.Error):
+            return []
+        text = data.decode("utf-8", errors="replace")
     return [email.message_from_string(chunk.strip() + "\n") for chunk in re.split(r"\n\s*\n", text) if chunk.strip()]
 
 

@@ -223,3 +223,18 @@ def test_out_of_office_wording_alone_is_an_auto_reply_at_medium_confidence() -> 
     verdict = classify(message("Ich bin bis zum 8.12.2026 nicht im Büro.", subject="AW: Hallo"))
     assert (verdict.kind, verdict.confidence) == ("auto_reply", "medium")
     assert verdict.return_date is not None and verdict.return_date.isoformat() == "2026-12-08"
+
+
+def test_a_base64_delivery_status_part_is_read() -> None:
+    import base64
+
+    fields = b"Reporting-MTA: dns; mx.example\n\nFinal-Recipient: rfc822; gone@example.net\n"
+    fields += b"Action: failed\nStatus: 5.1.1\n"
+    raw = (
+        b'From: MAILER-DAEMON@mx.example\nContent-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        b"--B\nContent-Type: message/delivery-status\nContent-Transfer-Encoding: base64\n\n"
+        + base64.encodebytes(fields)
+        + b"--B--\n"
+    )
+    verdict = classify(raw)
+    assert (verdict.kind, verdict.status, verdict.lead_email) == ("hard_bounce", "5.1.1", "gone@example.net")
