@@ -3,7 +3,7 @@
 import typer
 
 from leadloop.infra.process import run_and_exit
-from starter.cli import admin, cadence, enroll, events, lead_actions, lead_views, processes, report, reps
+from starter.cli import admin, cadence, enroll, events, inbound, lead_actions, lead_views, processes, report, reps
 
 __all__ = ["app", "main"]
 
@@ -13,12 +13,14 @@ db_app = typer.Typer(help="leadloop's own database.", no_args_is_help=True)
 reps_app = typer.Typer(help="Sales teams and reps.", no_args_is_help=True)
 event_app = typer.Typer(help="Inject an engagement event by hand (operators, demos).", no_args_is_help=True)
 lead_app = typer.Typer(help="One lead's data.", no_args_is_help=True)
+inbound_app = typer.Typer(help="Replies, auto-replies, bounces and complaints.", no_args_is_help=True)
 for group, group_name in (
     (cadence_app, "cadence"),
     (db_app, "db"),
     (reps_app, "reps"),
     (event_app, "event"),
     (lead_app, "lead"),
+    (inbound_app, "inbound"),
 ):
     app.add_typer(group, name=group_name)
 
@@ -52,6 +54,7 @@ COMMANDS = (
     (app, "list", lead_views.list_leads),
     (app, "demo", processes.demo),
     (app, "report", report.report),
+    (inbound_app, "classify", inbound.inbound_classify),
 )
 for group, command_name, command in COMMANDS:
     group.command(command_name)(command)

@@ -1,0 +1,142 @@
+"""The words that give a message away, in the six languages leadloop writes in (en, el, de, es, pl, hu)."""
+
+import re
+
+
+def _any(*phrases: str) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{phrase})" for phrase in phrases), re.IGNORECASE)
+
+
+#: Subjects mail clients give their automatic replies (Outlook, Gmail, Exchange) in the six languages.
+AUTO_SUBJECT = _any(
+    r"^(automatic reply|auto(matic)?[- ]?reply|auto[- ]?response|out of (the )?office|vacation)\b",
+    r"^(automatische antwort|abwesenheitsnotiz|abwesend)\b",
+    r"^(respuesta autom[aá]tica|fuera de la oficina)\b",
+    r"^(automatyczna odpowied[zź]|odpowied[zź] automatyczna|poza biurem)\b",
+    r"^(automatikus v[aá]lasz|h[aá]zon k[ií]v[uü]l)\b",
+    r"^(αυτόματη απάντηση|εκτός γραφείου)",
+)
+#: Out-of-office wording in the body when headers say nothing.
+OUT_OF_OFFICE = _any(
+    r"\bout of (the )?office\b",
+    r"\b(i am|i'm|i will be) (currently )?(away|on (annual |parental )?leave|on vacation|on holiday|travel+ing)",
+    r"\blimited access to (my )?e-?mail\b",
+    r"\bthis is an automatic (reply|response)\b",
+    r"\babwesenheitsnotiz\b",
+    r"\b(ich bin|bin ich) (bis|vom|ab|derzeit|zurzeit|momentan|leider)?\b.{0,40}"
+    r"\b(nicht im b[üu]ro|abwesend|im urlaub)",
+    r"\bnicht im b[üu]ro\b",
+    r"\bfuera de (la )?oficina\b",
+    r"\b(estoy|estar[eé]) (de vacaciones|ausente|fuera)\b",
+    r"\bpoza biurem\b",
+    r"\b(jestem|b[eę]d[eę]) (na urlopie|nieobecn[ya])",
+    r"\bh[aá]zon k[ií]v[uü]l\b",
+    r"\b(szabads[aá]gon|irod[aá]n k[ií]v[uü]l) vagyok\b",
+    r"εκτός γραφείου",
+    r"(είμαι|θα είμαι) (εκτός|σε άδεια|σε διακοπές)",
+)
+#: "has left the company": the person is gone, the address may live on.
+LEFT_COMPANY = _any(
+    r"\b(has|have) left (the company|the organi[sz]ation|[A-Z][\w&.-]+)\b",
+    r"\bno longer (works?|employed|with)\b",
+    r"\bis no longer (at|with|part of)\b",
+    r"\b(hat|habe) (das unternehmen|die firma|unser unternehmen) verlassen\b",
+    r"\bnicht mehr (im unternehmen|bei uns|f[üu]r .{1,40} t[äa]tig)\b",
+    r"\bya no (trabaja|forma parte|est[aá] en)\b",
+    r"\bha dejado (la empresa|la compa[nñ][ií]a)\b",
+    r"\bnie pracuje ju[zż]\b",
+    r"\bju[zż] nie pracuje\b",
+    r"\bodesz[lł]a? z firmy\b",
+    r"\bm[aá]r nem dolgozik\b",
+    r"\bkil[eé]pett (a c[eé]gt[oő]l|c[eé]g[uü]nkt[oő]l)\b",
+    r"δεν εργάζεται (πλέον|πια)",
+    r"έχει αποχωρήσει",
+)
+#: Where the left-company message sends the reader.
+CONTACT_HINT = _any(
+    r"\b(please )?(contact|reach out to|write to|e-?mail)\b",
+    r"\b(wenden sie sich (bitte )?an|kontaktieren sie)\b",
+    r"\b(contacte|contactar|escriba) (con|a)\b",
+    r"\b(prosz[eę] (o )?kontakt|skontaktuj|kontakt z)\b",
+    r"\b(keresse|forduljon|[ií]rjon)\b",
+    r"(επικοινωνήστε|απευθυνθείτε)",
+)
+#: Challenge-response systems: the sender must prove a human sent the message.
+CHALLENGE = _any(
+    r"\bverify (that )?you are (a )?human\b",
+    r"\b(please|kindly) (verify|confirm) (your|that you|your e-?mail)",
+    r"\bchallenge[- ]response\b",
+    r"\b(boxbe|spamarrest|spam arrest|mailblocks|sorbs protect)\b",
+    r"\bapprove (your|this) (message|e-?mail) (for|to be) deliver",
+    r"\bbest[äa]tigen sie,? dass sie ein mensch sind\b",
+    r"\bverifique que (es|usted es) (una persona|humano)\b",
+    r"\bpotwierd[zź],? [zż]e jeste[sś] cz[lł]owiekiem\b",
+    r"\bigazolja,? hogy (ön )?ember\b",
+    r"επιβεβαιώστε ότι είστε άνθρωπος",
+)
+#: A reply asking to stop: unsubscribe, remove me, take me off the list.
+UNSUBSCRIBE = _any(
+    r"\bunsubscribe\b",
+    r"\bremove me\b",
+    r"\b(take|get) me off\b",
+    r"\bremove (my (e-?mail|address|name)|us)\b",
+    r"\b(stop|quit) (e-?mailing|sending|contacting|writing to) (me|us)\b",
+    r"\bopt(ed)?[- ]out\b",
+    r"\b(no|don't|do not) (send|e-?mail) (me|us) (any ?more|again)\b",
+    r"\babmelden\b",
+    r"\babbestellen\b",
+    r"\b(entfernen sie|l[öo]schen sie) (mich|meine (e-?mail|adresse|daten))\b",
+    r"\bkeine (weiteren )?(e-?mails|nachrichten) mehr\b",
+    r"\bdar(me|se)? de baja\b",
+    r"\bb[aá]jame\b",
+    r"\b(elim[ií]n(en|eme)|quit(en|adme)|borr(en|adme))\b.{0,30}\b(lista|correo)",
+    r"\bno (me )?(env[ií]en|manden) m[aá]s\b",
+    r"\bwypisz\b",
+    r"\bwypisa[cć]\b",
+    r"\bprosz[eę] (o )?(usuni[eę]cie|wypisanie)\b",
+    r"\busu[nń] (mnie|m[oó]j (adres|e-?mail))\b",
+    r"\bleiratkoz",
+    r"\bt[öo]r[öo]lj(enek|[eé]k)\b",
+    r"\bne k[üu]ldjenek (t[öo]bb|tov[aá]bbi)\b",
+    r"διαγραφ[ήη]",
+    r"διαγράψτε με",
+    r"απεγγραφ[ήη]",
+    r"μη(ν)? μου (στέλνετε|ξαναστείλετε)",
+)
+#: A request turned around: "don't remove me", "bitte nicht abmelden", "no me den de baja".
+UNSUBSCRIBE_NEGATED = _any(
+    r"\b(don'?t|do not|please don'?t|never) (unsubscribe|remove|take me off|opt me out)\b",
+    r"\bnot (to )?(unsubscribe|remove)\b",
+    r"\bnicht (ab(melden|bestellen)|entfernen|l[öo]schen)\b",
+    r"\bno (me )?(den|des|d[eé]is) de baja\b",
+    r"\bno (me )?(elimin|borr|quit)",
+    r"\bnie (wypisuj|usuwaj|wypisywa[cć])",
+    r"\bne (iratkoz|t[öo]r[öo]lj)",
+    r"\bne ([ií]rjanak|iratkoztassanak) ki\b",
+    r"μη(ν)? (με )?(διαγράψετε|διαγράφετε)",
+)
+#: Lines that open a quoted original in the six languages; everything from one of them on is the quote.
+QUOTE_HEADER = _any(
+    r"^on\b.{0,200}\bwrote:\s*$",
+    r"^am\b.{0,200}\bschrieb\b.{0,120}:\s*$",
+    r"^el\b.{0,200}\bescribi[oó]:\s*$",
+    r"^w dniu\b.{0,200}\b(pisze|napisa[lł](\(a\)|a)?):\s*$",
+    r"^.{0,200}\b[ií]rta\b.{0,120}:\s*$",
+    r"^στις\b.{0,200}\bέγραψε:\s*$",
+    r"^-{2,}\s*(original message|urspr[üu]ngliche nachricht|mensaje original|oryginalna wiadomo[sś][cć]|"
+    r"eredeti [üu]zenet|αρχικό μήνυμα)\s*-{2,}\s*$",
+    r"^_{10,}\s*$",
+)
+#: Outlook's quoted-header block: a "From:" line followed within a few lines by "Sent:" (or its translations).
+OUTLOOK_FROM = _any(r"^\*?(from|von|de|od|feladó|από):\*?\s")
+OUTLOOK_SENT = _any(r"^\*?(sent|date|gesendet|enviado|fecha|wysłano|data|elküldve|dátum|στάλθηκε|ημερομηνία):\*?\s")
+#: Words near a stated return date: "back on", "until", "bis", "hasta", "do", "-ig", "έως".
+RETURN_CUE = _any(
+    r"\b(until|till|back|return(ing)?|returns|from)\b",
+    r"\b(bis|zur[üu]ck|wieder|ab)\b",
+    r"\b(hasta|regres\w*|vuelv\w*|volver\w*|a partir)\b",
+    r"\b(do|powr[oó]t\w*|wracam|od)\b",
+    r"\w+-?ig\b",
+    r"\b(vissza\w*)\b",
+    r"(έως|μέχρι|επιστρέφω|επιστροφή|από)",
+)
