@@ -176,6 +176,11 @@ async def list_inbound(
     return list((await session.execute(query.limit(limit))).scalars())
 
 
+async def get_inbound(session: AsyncSession, inbound_id: int) -> InboundMessage | None:
+    """One stored inbound message by its id."""
+    return await session.get(InboundMessage, inbound_id)
+
+
 async def forget_inbound(session: AsyncSession, lead_id: int | None, hashes: Iterable[str]) -> int:
     """Delete a person's inbound messages: the lead's, and any sent from one of their addresses (by hash), matched
     or not (the caller commits). How many were deleted."""

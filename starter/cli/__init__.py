@@ -55,6 +55,8 @@ COMMANDS = (
     (app, "demo", processes.demo),
     (app, "report", report.report),
     (inbound_app, "classify", inbound.inbound_classify),
+    (inbound_app, "list", inbound.inbound_list),
+    (inbound_app, "show", inbound.inbound_show),
 )
 for group, command_name, command in COMMANDS:
     group.command(command_name)(command)

@@ -1,11 +1,14 @@
-"""Inbound mail by hand: `leadloop inbound classify FILE.eml` shows a verdict and its evidence, storing nothing."""
+"""Inbound mail for operators: what was received and what leadloop made of it (`list`, `show`), and `classify`,
+which shows the verdict on one file and stores nothing."""
 
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
+from starter.cli.connections import in_session
 from starter.cli.terminal import console, fail
 
 
@@ -47,3 +50,61 @@ def inbound_classify(
     console.print("evidence:")
     for reason in verdict.evidence:
         console.print(f"  - {reason}")
+
+
+def inbound_list(
+    kind: Annotated[str | None, typer.Option("--kind", help="only this kind (human_reply, hard_bounce, ...)")] = None,
+    unmatched: Annotated[bool, typer.Option("--unmatched", help="only messages no lead was found for")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="at most this many, newest first")] = 100,
+) -> None:
+    """Inbound messages, newest first: when, where from, kind, the lead and send they answer, status."""
+    from leadloop.domain.inbound import INBOUND_KINDS
+    from leadloop.services.inbound import list_inbound  # sqlalchemy: see connections.py
+
+    if kind is not None and kind not in INBOUND_KINDS:
+        raise fail(f"unknown kind {kind!r}; one of: {', '.join(INBOUND_KINDS)}")
+    rows = in_session(lambda session: list_inbound(session, kind=kind, unmatched=unmatched, limit=limit))
+    table = Table(title="inbound messages")
+    for column in ("id", "received (UTC)", "source", "kind", "lead", "answers", "status"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            f"{row.received_at:%Y-%m-%d %H:%M}",
+            row.source,
+            row.kind or "not classified",
+            str(row.lead_id) if row.lead_id is not None else "unmatched",
+            row.outbox_key or "",
+            row.status,
+        )
+    console.print(table)
+
+
+def inbound_show(inbound_id: Annotated[int, typer.Argument(help="the id `leadloop inbound list` shows")]) -> None:
+    """One inbound message: what leadloop read from it, why it matched its lead (or did not), and the evidence."""
+    from leadloop.services.inbound import get_inbound  # sqlalchemy: see connections.py
+
+    row = in_session(lambda session: get_inbound(session, inbound_id))
+    if row is None:
+        raise fail(f"no inbound message {inbound_id}")
+    shown = {
+        "id": str(row.id),
+        "received (UTC)": f"{row.received_at:%Y-%m-%d %H:%M:%S}",
+        "source": f"{row.source} ({row.source_key})",
+        "message id": row.message_id,
+        "kind": row.kind or "not classified",
+        "lead": str(row.lead_id) if row.lead_id is not None else "unmatched",
+        "answers": row.outbox_key,
+        "matched by": row.match_reason,
+        "return date": row.return_date.isoformat() if row.return_date else None,
+        "status": row.status,
+        "size": f"{row.raw_size} bytes" + ("" if row.raw is not None else " (body dropped after the retention period)"),
+    }
+    for label, value in shown.items():
+        if value:
+            console.print(f"{label}: {value}")
+    evidence = row.evidence or {}
+    if evidence:
+        console.print("evidence:")
+        for key, value in evidence.items():
+            console.print(f"  {key}: {value}")
