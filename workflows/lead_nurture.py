@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         Carry,
         EngagementInput,
         EnrollInput,
+        InboundInput,
         LeadNurtureInput,
         LeadNurtureResult,
         LeadState,
@@ -357,6 +358,14 @@ class LeadNurtureWorkflow:
             if escalates(life.stage, self.score.total, self.threshold()):
                 life.escalate = True
                 life.retry = True  # a blocked send gives way to sales
+        self.publish()
+
+    @workflow.signal
+    def inbound(self, input: InboundInput) -> None:
+        """A reply, auto-reply, bounce or complaint read back and matched to this lead; applied once by id."""
+        if not self.memory.first_inbound(input):
+            return
+        self.memory.forget_old_ids()
         self.publish()
 
     @workflow.update

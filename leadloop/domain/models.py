@@ -1,11 +1,12 @@
 """Pydantic models that cross Temporal: workflow, signal, query and activity inputs and results."""
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, PrivateAttr
 
 from leadloop.domain.cadence import Cadence, Sender, SendWindow
+from leadloop.domain.inbound.verdict import InboundKind
 from leadloop.domain.recycle import RecyclePolicy
 from leadloop.domain.scoring import Engagement, LeadProfile, Score, ScoringConfig
 
@@ -94,6 +95,44 @@ class EngagementCounts(BaseModel):
     visits: int = 0
 
 
+#: Characters of a reply's own text a signal carries (the rep's notification shows it; the database keeps it whole).
+REPLY_TEXT_CHARS = 4000
+
+
+class InboundInput(BaseModel):
+    """Signal `inbound`: one classified inbound message matched to this lead; applied once by `id`."""
+
+    id: str = Field(description="'inbound-<row id>': the stored message, so a second signal of it is no news")
+    kind: InboundKind
+    received_at: datetime
+    source: str = "imap"
+    outbox_key: str | None = Field(default=None, description="the send it answers or bounces, when known")
+    message_id: str | None = Field(default=None, description="the inbound message's own Message-ID (the thread)")
+    subject: str = Field(default="", max_length=998)
+    reply_text: str = Field(default="", max_length=REPLY_TEXT_CHARS, description="the reply's words, quote stripped")
+    return_date: date | None = None
+    left_company: bool = False
+    contact_hint: str | None = Field(default=None, max_length=500)
+    challenge: bool = False
+    status: str | None = Field(default=None, max_length=32, description="a bounce's enhanced status code")
+    confidence: Literal["high", "medium", "low"] = "high"
+
+
+class InboundCounts(BaseModel):
+    """Inbound messages applied to a lead, by kind (lifelong)."""
+
+    human_reply: int = 0
+    auto_reply: int = 0
+    hard_bounce: int = 0
+    soft_bounce: int = 0
+    policy_block: int = 0
+    complaint: int = 0
+    unsubscribe_request: int = 0
+
+    def add(self, kind: str) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+
+
 class RerouteInput(BaseModel):
     """Signal: reps changed (imported, activated); a lead waiting for a rep tries again."""
 
@@ -171,6 +210,7 @@ class Carry(BaseModel):
     sends: int = 0
     seen_ids: list[str] = Field(default_factory=list)
     counts: "EngagementCounts" = Field(default_factory=lambda: EngagementCounts())
+    inbound: InboundCounts = Field(default_factory=InboundCounts, description="inbound messages applied, by kind")
     last_engaged_at: datetime | None = None
     enrolments: int = 0
     history: list[str] = Field(default_factory=list, description="one line per past cycle")
@@ -206,6 +246,7 @@ class Carry(BaseModel):
             dormant_cycles=self.dormant_cycles,
             seen_ids=self.seen_ids[-SEEN_EVENT_IDS:],
             counts=self.counts,
+            inbound=self.inbound,
             last_engaged_at=self.last_engaged_at,
             enrolments=self.enrolments,
             history=[*self.history, line][-HISTORY_LINES:],
@@ -226,6 +267,15 @@ class Carry(BaseModel):
         if len(fresh) < 1 + len(event.also):  # some of a folded batch were applied before
             return event.model_copy(update={"count": len(fresh)})
         return event
+
+    def first_inbound(self, message: "InboundInput") -> bool:
+        """True the first time a stored inbound message is signalled; it is then counted by kind."""
+        if message.id in self._seen:
+            return False
+        self._seen.add(message.id)
+        self.seen_ids.append(message.id)
+        self.inbound.add(message.kind)
+        return True
 
     def forget_old_ids(self) -> None:
         if len(self.seen_ids) > SEEN_EVENT_IDS:
@@ -266,6 +316,7 @@ _LIFELONG = {
     "sends",
     "seen_ids",
     "counts",
+    "inbound",
     "last_engaged_at",
     "enrolments",
     "history",
@@ -370,6 +421,7 @@ class LeadState(BaseModel):
     score: Score = Field(default_factory=Score)
     threshold: int | None = None
     engagement: EngagementCounts = Field(default_factory=EngagementCounts)
+    inbound: InboundCounts = Field(default_factory=InboundCounts)
     last_engaged_at: datetime | None = None
     assigned_rep: str | None = None
     assigned_rep_id: int | None = None

@@ -7,6 +7,7 @@ from temporalio.client import Client, WorkflowHandle
 from leadloop.domain.models import (
     EngagementEvent,
     EngagementInput,
+    InboundInput,
     LeadNurtureResult,
     LeadState,
     PauseInput,
@@ -38,6 +39,10 @@ class LeadClient:
 
     async def engagement(self, events: list[EngagementEvent]) -> None:
         await self.handle.signal(LeadNurtureWorkflow.engagement, EngagementInput(events=events))
+
+    async def inbound(self, message: InboundInput) -> None:
+        """A stored inbound message matched to this lead (reply, auto-reply, bounce, complaint)."""
+        await self.handle.signal(LeadNurtureWorkflow.inbound, message)
 
     async def profile_updated(self, fields: list[str]) -> None:
         await self.handle.signal(LeadNurtureWorkflow.profile_updated, ProfileUpdatedInput(fields=fields))
