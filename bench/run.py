@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -45,10 +46,12 @@ from temporalio.service import RPCError
 
 from activities.email import SmtpConfig, SmtpPool
 from bench.floor import Floor
+from bench.inbound import ReplyTrigger, inbound_throughput
 from leadloop import PROJECT_ROOT
 from leadloop.domain.intake import parse_csv
 from leadloop.domain.routing import load_roster
 from leadloop.domain.search import SEARCH_ATTRIBUTES
+from leadloop.domain.tokens import Signer
 from leadloop.infra.db import make_engine, make_sessionmaker
 from leadloop.infra.migrate import upgrade_database
 from leadloop.infra.process import run_and_exit
@@ -113,7 +116,11 @@ class Sink:
     """An SMTP server that accepts everything and remembers when; keeps bodies only of watched leads."""
 
     arrivals: list[tuple[float, str]] = field(default_factory=list)  # (time, outbox key)
-    keep: tuple[str, ...] = ("lead0@", "hot")  # recipients whose message is kept (the SMTP floor's sample, latency)
+    keep: tuple[str, ...] = (
+        "lead0@",
+        "hot",
+        "reply",
+    )  # recipients whose message is kept (the SMTP floor's sample, latency)
     bodies: dict[str, bytes] = field(default_factory=dict)  # recipient -> the first message to them
     notifications: dict[str, asyncio.Future[float]] = field(default_factory=dict)  # "lead-<id>" -> arrival
     server: asyncio.AbstractServer | None = None
@@ -534,11 +541,28 @@ def pixel_url(content: bytes) -> str:
     raise AssertionError("no pixel in the email")
 
 
+#: What sets off a hand-over in a latency phase: given the lead's id and its first email, it acts (a pixel
+#: request, a reply) and returns when it has.
+Trigger = Callable[[int, bytes], Awaitable[None]]
+
+
+async def pixel_open(content: bytes) -> None:
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(pixel_url(content), headers={"user-agent": MAIL_CLIENT})
+    assert answer.status_code == 200
+
+
 async def escalation_latency(
-    stack: Stack, client: Client, hot: int, background_rate: float, first_id: int
+    stack: Stack,
+    client: Client,
+    hot: int,
+    background_rate: float,
+    first_id: int,
+    trigger: Trigger | None = None,
+    tag: str = "hot",
 ) -> dict[str, Any]:
-    """Pixel request -> the rep's notification at the sink, for `hot` leads, while `background_rate` emails/s
-    of other leads' drip flow through the same worker."""
+    """A pixel request (or `trigger`) -> the rep's notification at the sink, for `hot` leads, while
+    `background_rate` emails/s of other leads' drip flow through the same worker."""
     stop = asyncio.Event()
 
     async def background() -> None:
@@ -590,32 +614,31 @@ async def escalation_latency(
     opened_at: dict[int, float] = {}
     timeouts = 0
     try:
-        csv = write_csv(stack.tmp / "hot.csv", first_id, hot, "hot")
+        csv = write_csv(stack.tmp / f"{tag}.csv", first_id, hot, tag)
         _, ids = await enroll(stack, client, csv, "hot")
         # every hot lead's first email arrives before the first open: the opens meet the steady drip, not the
         # hot leads' own burst of first sends
-        await stack.sink.wait_for_addresses([f"hot{first_id + n}@leads.example" for n in range(len(ids))], 120)
-        async with httpx.AsyncClient() as http:
-            for n, lead in enumerate(ids):
-                address = f"hot{first_id + n}@leads.example"
-                for _ in range(1200):
-                    if address in stack.sink.bodies:
-                        break
-                    await asyncio.sleep(0.05)
-                content = stack.sink.bodies[address]
-                arrived = stack.sink.notifications.setdefault(
-                    f"lead-{lead}", asyncio.get_running_loop().create_future()
-                )
-                sent, sent_wall = time.perf_counter(), time.time()
-                answer = await http.get(pixel_url(content), headers={"user-agent": MAIL_CLIENT})
-                assert answer.status_code == 200
-                try:
-                    latencies.append(await asyncio.wait_for(arrived, 60) - sent)
-                except TimeoutError:  # counted at the bound, and reported, rather than losing the run
-                    latencies.append(60.0)
-                    timeouts += 1
-                opened_at[lead] = sent_wall
+        await stack.sink.wait_for_addresses([f"{tag}{first_id + n}@leads.example" for n in range(len(ids))], 120)
+        for n, lead in enumerate(ids):
+            address = f"{tag}{first_id + n}@leads.example"
+            for _ in range(1200):
+                if address in stack.sink.bodies:
+                    break
                 await asyncio.sleep(0.05)
+            content = stack.sink.bodies[address]
+            arrived = stack.sink.notifications.setdefault(f"lead-{lead}", asyncio.get_running_loop().create_future())
+            sent, sent_wall = time.perf_counter(), time.time()
+            if trigger is None:
+                await pixel_open(content)
+            else:
+                await trigger(lead, content)
+            try:
+                latencies.append(await asyncio.wait_for(arrived, 60) - sent)
+            except TimeoutError:  # counted at the bound, and reported, rather than losing the run
+                latencies.append(60.0)
+                timeouts += 1
+            opened_at[lead] = sent_wall
+            await asyncio.sleep(0.05)
     finally:
         stop.set()
         await task
@@ -735,7 +758,14 @@ async def stop_profiler(profiler: tuple[asyncio.subprocess.Process, Path]) -> st
 
 
 async def run_config(
-    dev_mode: str, db: str, leads: int, steps: int, hot: int, mem_leads: int, profile: Path | None = None
+    dev_mode: str,
+    db: str,
+    leads: int,
+    steps: int,
+    hot: int,
+    mem_leads: int,
+    profile: Path | None = None,
+    inbound: int = 0,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="leadloop-bench-") as tmp:
         stack = Stack(Path(tmp), dev_mode, db)
@@ -776,6 +806,23 @@ async def run_config(
             )
             result["latency"] = await escalation_latency(stack, client, hot, half, 5_000_000)
             result["latency"]["background_emails_per_s"] = half
+            print(f"[{dev_mode} / {db}] reply-to-rep latency, {hot} leads, drip at {half:.0f} emails/s", flush=True)
+            trigger = ReplyTrigger(stack.database_url, client, Signer(stack.settings().signing_keys()))
+            try:
+                result["reply_latency"] = await escalation_latency(
+                    stack, client, hot, half, 6_000_000, trigger=trigger, tag="reply"
+                )
+            finally:
+                await trigger.close()
+            if inbound:
+                print(f"[{dev_mode} / {db}] inbound: {inbound} messages for leads mid-cadence", flush=True)
+                since = len(stack.sink.arrivals)
+                _, waiting = await enroll(
+                    stack, client, write_csv(stack.tmp / "inbound.csv", 7_000_000, inbound, "inb"), "idle"
+                )
+                await stack.sink.wait_for(inbound, since, within=600)
+                signer = Signer(stack.settings().signing_keys())
+                result["inbound"] = await inbound_throughput(stack.database_url, client, signer, waiting)
             result["memory_kib"] = stack.memory()
             if mem_leads:
                 print(f"[{dev_mode} / {db}] {mem_leads} more leads waiting mid-cadence", flush=True)
@@ -865,6 +912,28 @@ def markdown(report: dict[str, Any]) -> str:
                 ph = r["latency"]["phases"].get(name)
                 cells.append(f"{ph['p50_s']:.2f} / {ph['p99_s']:.2f} / {ph['max_s']:.2f}" if ph else "-")
             lines.append(f"| {meaning} | " + " | ".join(cells) + " |")
+    inbound = [r for r in report["configs"] if "reply_latency" in r or "inbound" in r]
+    if inbound:
+        lines += [
+            "",
+            "Inbound mail (a mix of 6 out-of-office, 3 hard bounces, 1 reply in 10, for leads mid-cadence), messages/s,"
+            " and reply-to-rep latency (the reply stored and signalled -> the rep's notification at the sink) under "
+            "the same half-speed drip:",
+            "",
+            "| dev server / database | classify alone | classify + match + store | signal | end to end | ratio to "
+            "classify | reply-to-rep p50 / p95 / p99 (s) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for r in inbound:
+            i, rl = r.get("inbound"), r.get("reply_latency")
+            rates = (
+                f"{i['classify_per_s']:.0f} | {i['store_per_s']:.0f} | {i['signal_per_s']:.0f} | "
+                f"{i['end_to_end_per_s']:.0f} | {i['end_to_end_vs_classify']:.2f}"
+                if i
+                else "- | - | - | - | -"
+            )
+            latency = f"{rl['p50_s']:.2f} / {rl['p95_s']:.2f} / {rl['p99_s']:.2f}" if rl else "-"
+            lines.append(f"| {r['dev_server']} / {r['database']} | {rates} | {latency} |")
     for r in report["configs"]:
         if "mid_cadence" in r:
             m = r["mid_cadence"]["memory_kib"]
@@ -904,6 +973,9 @@ async def main() -> None:
     parser.add_argument("--leads", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--hot", type=int, default=100, help="leads whose open-to-escalation latency is timed")
+    parser.add_argument(
+        "--inbound", type=int, default=1000, help="inbound messages through classify + store + signal (0: skip)"
+    )
     parser.add_argument("--mem-leads", type=int, default=10000, help="leads waiting mid-cadence (0: skip)")
     parser.add_argument("--configs", default="sqlite-wal/sqlite,in-memory/sqlite,sqlite-wal/postgresql")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during the first drip")
@@ -963,6 +1035,7 @@ async def main() -> None:
                     opts.out / f"{report['date']}-{report['host']}{suffix}-worker.speedscope.json"
                     if opts.profile and index == 0
                     else None,
+                    inbound=opts.inbound,
                 )
             )
         except Exception as exc:  # one failing configuration must not lose the others' figures
