@@ -1,4 +1,5 @@
-"""The long-running commands: the Temporal dev server, the worker, the SMTP catcher, the HTTP service, the demo."""
+"""The long-running commands: the Temporal dev server, the worker, the SMTP catcher, the HTTP service, the IMAP
+reader, the demo."""
 
 import asyncio
 import os
@@ -91,6 +92,47 @@ def api(
     uvicorn.run(
         web, host=host or settings.api_host, port=port or settings.api_port, log_level="info", **uvicorn_options()
     )
+
+
+def inbox(
+    once: Annotated[bool, typer.Option("--once", help="read every folder once, then exit")] = False,
+) -> None:
+    """Read the inbound mailbox over IMAP (LEADLOOP_IMAP_*): store each reply, bounce or complaint, signal its
+    lead, then mark or move it. Runs until stopped; IDLE where the server offers it, polling otherwise.
+
+    A message is marked (or moved) only after it is stored, so a crash loses nothing; one read twice is kept
+    once, and its lead's workflow applies it once. A refused login or a missing folder ends it with the reason.
+    """
+    from leadloop.infra.imap import ImapError
+    from leadloop.services.imap_reader import InboxReader
+    from starter.cli.connections import database, temporal
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # one line per bad setting, no traceback
+        raise fail("\n".join(setting_errors(exc))) from None
+    if problems := settings.imap_problems():
+        raise fail("`leadloop inbox` needs its mailbox: " + "; ".join(problems))
+    try:
+        # it verifies the VERP tokens the worker signed: a deployment with the published key stops here too
+        settings.refuse_unsafe_secrets("the IMAP reader")
+    except InsecureSettings as exc:
+        raise fail(str(exc)) from None
+    configure_logging()
+
+    async def run() -> str:
+        async with database(settings, migrated=True) as sessions:
+            client = await temporal(settings, lazy=True)  # it stores while Temporal is down; signals later
+            done = await InboxReader(settings, sessions, client).run(once=once)
+            return f"{done.stored} message(s) stored, {done.again} stored before, {done.marked} marked"
+
+    try:
+        summary = asyncio.run(run())
+    except KeyboardInterrupt:
+        return
+    except ImapError as exc:
+        raise fail(str(exc)) from None
+    console.print(summary)
 
 
 def demo(
