@@ -2,6 +2,7 @@
 reader, the demo."""
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -103,6 +104,8 @@ def inbox(
     A message is marked (or moved) only after it is stored, so a crash loses nothing; one read twice is kept
     once, and its lead's workflow applies it once. A refused login or a missing folder ends it with the reason.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from leadloop.infra.imap import ImapError
     from leadloop.services.imap_reader import InboxReader
     from starter.cli.connections import database, temporal
@@ -119,6 +122,7 @@ def inbox(
     except InsecureSettings as exc:
         raise fail(str(exc)) from None
     configure_logging()
+    logging.getLogger("imapclient").setLevel(logging.WARNING)  # a line per connection and command otherwise
 
     async def run() -> str:
         async with database(settings, migrated=True) as sessions:
@@ -132,6 +136,8 @@ def inbox(
         return
     except ImapError as exc:
         raise fail(str(exc)) from None
+    except SQLAlchemyError as exc:  # --once: nothing was marked, the next run reads the same messages
+        raise fail(f"the database: {exc}; nothing was marked") from None
     console.print(summary)
 
 
