@@ -69,6 +69,7 @@ class InboxReader:
         self.signer = Signer(settings.signing_keys())
         self._connect = connect
         self._retention_at: datetime | None = None
+        self._temporal_failed = False  # this pass: signals wait for the next one
 
     async def run(self, *, once: bool = False) -> PassResult:
         """Read until cancelled (`once`: one pass, then return what it did).
@@ -141,6 +142,7 @@ class InboxReader:
 
     async def read_all(self, mailbox: Mailbox) -> PassResult:
         """One pass: what is left pending is signalled, raw bodies past retention dropped, each folder read."""
+        self._temporal_failed = False
         done = PassResult(signalled=await self.signal())
         await self.drop_old_bodies()
         for name in self.folders:
@@ -187,8 +189,11 @@ class InboxReader:
 
     async def signal(self, ids: list[int] | None = None) -> int:
         """Signal stored, matched messages (these ids, or every pending one); Temporal out of reach is no
-        reason to stop reading: the rows stay pending and the next pass signals them."""
+        reason to stop reading: the rows stay pending and the next pass signals them (this pass stops trying,
+        so a Temporal that answers slowly does not slow every message down)."""
         total = 0
+        if self._temporal_failed:
+            return total
         try:
             while True:
                 sent = await signal_pending(self.sessions, self.client, ids=ids)
@@ -199,6 +204,7 @@ class InboxReader:
             raise
         except Exception as exc:  # RPCError, an unreachable server: the row stays pending
             log.warning("could not signal inbound message(s) now (%s); the next pass tries again", exc)
+            self._temporal_failed = True
             return total
 
     async def drop_old_bodies(self) -> None:

@@ -272,3 +272,26 @@ async def test_replies_reach_the_leads_workflow_once_even_when_stored_before_a_c
         await reader.run(once=True)  # nothing new, nothing pending: nothing more applied
         assert (await handle.query("state", result_type=LeadState)).inbound.human_reply == 2
         await handle.terminate("test over")
+
+
+async def test_with_temporal_out_of_reach_replies_are_stored_and_marked_then_signalled_on_a_later_pass(
+    dovecot: Dovecot, sessionmaker: async_sessionmaker[AsyncSession], make_settings: Any, time_skipping_env: Any
+) -> None:
+    client = with_pydantic(time_skipping_env.client)
+    lead_id = await add_lead(sessionmaker, "anna@example.com")
+    sent = await add_send(sessionmaker, lead_id, "welcome", "Welcome")
+    uids = [dovecot.append(message(i, in_reply_to=sent.message_id)) for i in range(3)]
+    settings = imap_settings(make_settings, dovecot)
+    down = await InboxReader(settings, sessionmaker, await nowhere()).run(once=True)
+    assert (down.stored, down.marked, down.signalled) == (3, 3, 0)
+    assert [row.status for row in await stored_rows(sessionmaker)] == ["pending"] * 3
+    assert all(STORED in dovecot.flags()[uid] for uid in uids)
+    task_queue = f"tq-{uuid.uuid4()}"
+    async with nurture_worker(client, task_queue, RecordingSender()):
+        await start(client, task_queue, Lead(id=lead_id, email="anna@example.com", timezone="UTC"), CADENCE)
+        back = await InboxReader(settings, sessionmaker, client).run(once=True)
+        assert (back.stored, back.marked, back.signalled) == (0, 0, 3)
+        assert [row.status for row in await stored_rows(sessionmaker)] == ["signalled"] * 3
+        handle = client.get_workflow_handle(workflow_id(lead_id))
+        assert (await handle.query("state", result_type=LeadState)).inbound.human_reply == 3
+        await handle.terminate("test over")
