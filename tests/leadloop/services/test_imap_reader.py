@@ -3,6 +3,7 @@ signals reach a real lead workflow (time-skipping server) once."""
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from leadloop.domain.models import LeadState
 from leadloop.infra.db import InboundMessage, Lead, make_engine, make_sessionmaker
 from leadloop.infra.imap import ImapError
+from leadloop.infra.migrate import upgrade_database
 from leadloop.infra.settings import Settings
 from leadloop.services.enrollment import workflow_id
 from leadloop.services.imap_reader import InboxReader
@@ -64,6 +66,16 @@ async def wait_rows(sessions: async_sessionmaker[AsyncSession], count: int, with
             return rows
         await asyncio.sleep(0.05)
     raise AssertionError(f"{count} row(s) not stored within {within} s; have {len(await stored_rows(sessions))}")
+
+
+@pytest.fixture
+async def sqlite_sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """One SQLite database, for the tests of the IMAP side (the store's own tests run on both databases)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'inbox.db'}"
+    await upgrade_database(url)
+    engine = make_engine(url)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
 
 
 async def test_each_message_is_stored_once_then_flagged_and_left_unseen(
@@ -134,45 +146,45 @@ async def test_huge_headerless_and_malformed_messages_are_stored_whole(
 
 
 async def test_move_mode_moves_each_stored_message_and_names_a_missing_folder(
-    dovecot: Dovecot, sessionmaker: async_sessionmaker[AsyncSession], make_settings: Any
+    dovecot: Dovecot, sqlite_sessions: async_sessionmaker[AsyncSession], make_settings: Any
 ) -> None:
     uid = dovecot.append(message(1))
     settings = imap_settings(make_settings, dovecot, imap_after="move", imap_move_to="Stored")
     with pytest.raises(ImapError, match="no folder 'Stored'") as refused:
-        await InboxReader(settings, sessionmaker, await nowhere()).run(once=True)
+        await InboxReader(settings, sqlite_sessions, await nowhere()).run(once=True)
     assert refused.value.permanent
-    assert await stored_rows(sessionmaker) == [] and uid in dovecot.flags()
+    assert await stored_rows(sqlite_sessions) == [] and uid in dovecot.flags()
     dovecot.create("Stored")
-    done = await InboxReader(settings, sessionmaker, await nowhere()).run(once=True)
+    done = await InboxReader(settings, sqlite_sessions, await nowhere()).run(once=True)
     assert (done.stored, done.marked) == (1, 1)
     assert dovecot.flags() == {} and len(dovecot.flags("Stored")) == 1
-    assert [row.source_key for row in await stored_rows(sessionmaker)] == [f"INBOX:{dovecot.uidvalidity()}:{uid}"]
+    assert [row.source_key for row in await stored_rows(sqlite_sessions)] == [f"INBOX:{dovecot.uidvalidity()}:{uid}"]
 
 
 async def test_every_folder_named_is_read(
-    dovecot: Dovecot, sessionmaker: async_sessionmaker[AsyncSession], make_settings: Any
+    dovecot: Dovecot, sqlite_sessions: async_sessionmaker[AsyncSession], make_settings: Any
 ) -> None:
     dovecot.append(message(1))
     dovecot.append(message(2), folder="Bounces")
     settings = imap_settings(make_settings, dovecot, imap_folders=["INBOX", "Bounces"])
-    await InboxReader(settings, sessionmaker, await nowhere()).run(once=True)
-    keys = sorted(row.source_key.split(":")[0] for row in await stored_rows(sessionmaker))
+    await InboxReader(settings, sqlite_sessions, await nowhere()).run(once=True)
+    keys = sorted(row.source_key.split(":")[0] for row in await stored_rows(sqlite_sessions))
     assert keys == ["Bounces", "INBOX"]
 
 
 async def test_idle_picks_up_a_message_delivered_while_waiting(
-    dovecot: Dovecot, sessionmaker: async_sessionmaker[AsyncSession], make_settings: Any
+    dovecot: Dovecot, sqlite_sessions: async_sessionmaker[AsyncSession], make_settings: Any
 ) -> None:
     dovecot.append(message(1))
     # an hour between polls: only IDLE can bring the second message in within seconds
     settings = imap_settings(make_settings, dovecot, imap_idle_seconds=600, imap_poll_seconds=3600)
-    task = asyncio.create_task(InboxReader(settings, sessionmaker, await nowhere()).run())
+    task = asyncio.create_task(InboxReader(settings, sqlite_sessions, await nowhere()).run())
     try:
-        await wait_rows(sessionmaker, 1)
+        await wait_rows(sqlite_sessions, 1)
         await asyncio.sleep(0.5)  # the reader is in IDLE now
         started = asyncio.get_running_loop().time()
         uid = dovecot.append(message(2))
-        rows = await wait_rows(sessionmaker, 2, within=10)
+        rows = await wait_rows(sqlite_sessions, 2, within=10)
         assert asyncio.get_running_loop().time() - started < 10
         assert rows[1].source_key.endswith(f":{uid}")
     finally:
@@ -182,17 +194,17 @@ async def test_idle_picks_up_a_message_delivered_while_waiting(
 
 
 async def test_without_idle_the_folders_are_polled(
-    sessionmaker: async_sessionmaker[AsyncSession], make_settings: Any
+    sqlite_sessions: async_sessionmaker[AsyncSession], make_settings: Any
 ) -> None:
     server = Dovecot(idle=False).start()
     try:
         server.append(message(1))
         settings = imap_settings(make_settings, server, imap_poll_seconds=0.5)
-        task = asyncio.create_task(InboxReader(settings, sessionmaker, await nowhere()).run())
+        task = asyncio.create_task(InboxReader(settings, sqlite_sessions, await nowhere()).run())
         try:
-            await wait_rows(sessionmaker, 1)
+            await wait_rows(sqlite_sessions, 1)
             server.append(message(2))
-            await wait_rows(sessionmaker, 2, within=10)
+            await wait_rows(sqlite_sessions, 2, within=10)
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -202,19 +214,19 @@ async def test_without_idle_the_folders_are_polled(
 
 
 async def test_the_reader_reconnects_when_the_server_comes_back(
-    dovecot: Dovecot, sessionmaker: async_sessionmaker[AsyncSession], make_settings: Any
+    dovecot: Dovecot, sqlite_sessions: async_sessionmaker[AsyncSession], make_settings: Any
 ) -> None:
     dovecot.append(message(1))
     settings = imap_settings(make_settings, dovecot, imap_idle_seconds=600, imap_poll_seconds=3600)
-    task = asyncio.create_task(InboxReader(settings, sessionmaker, await nowhere()).run())
+    task = asyncio.create_task(InboxReader(settings, sqlite_sessions, await nowhere()).run())
     try:
-        await wait_rows(sessionmaker, 1)
+        await wait_rows(sqlite_sessions, 1)
         await asyncio.sleep(0.5)
         dovecot.stop()
         await asyncio.sleep(1.5)  # the reader sees the connection drop and starts backing off
         dovecot.start()
         dovecot.append(message(2))
-        await wait_rows(sessionmaker, 2, within=20)
+        await wait_rows(sqlite_sessions, 2, within=20)
         assert not task.done()
     finally:
         task.cancel()
@@ -223,11 +235,11 @@ async def test_the_reader_reconnects_when_the_server_comes_back(
 
 
 async def test_a_refused_login_is_said_and_not_retried(
-    dovecot: Dovecot, sessionmaker: async_sessionmaker[AsyncSession], make_settings: Any
+    dovecot: Dovecot, sqlite_sessions: async_sessionmaker[AsyncSession], make_settings: Any
 ) -> None:
     settings = imap_settings(make_settings, dovecot, imap_password="wrong")
     with pytest.raises(ImapError, match="refused the login") as refused:
-        await InboxReader(settings, sessionmaker, await nowhere()).run()
+        await InboxReader(settings, sqlite_sessions, await nowhere()).run()
     assert refused.value.permanent
 
 
@@ -275,23 +287,23 @@ async def test_replies_reach_the_leads_workflow_once_even_when_stored_before_a_c
 
 
 async def test_with_temporal_out_of_reach_replies_are_stored_and_marked_then_signalled_on_a_later_pass(
-    dovecot: Dovecot, sessionmaker: async_sessionmaker[AsyncSession], make_settings: Any, time_skipping_env: Any
+    dovecot: Dovecot, sqlite_sessions: async_sessionmaker[AsyncSession], make_settings: Any, time_skipping_env: Any
 ) -> None:
     client = with_pydantic(time_skipping_env.client)
-    lead_id = await add_lead(sessionmaker, "anna@example.com")
-    sent = await add_send(sessionmaker, lead_id, "welcome", "Welcome")
+    lead_id = await add_lead(sqlite_sessions, "anna@example.com")
+    sent = await add_send(sqlite_sessions, lead_id, "welcome", "Welcome")
     uids = [dovecot.append(message(i, in_reply_to=sent.message_id)) for i in range(3)]
     settings = imap_settings(make_settings, dovecot)
-    down = await InboxReader(settings, sessionmaker, await nowhere()).run(once=True)
+    down = await InboxReader(settings, sqlite_sessions, await nowhere()).run(once=True)
     assert (down.stored, down.marked, down.signalled) == (3, 3, 0)
-    assert [row.status for row in await stored_rows(sessionmaker)] == ["pending"] * 3
+    assert [row.status for row in await stored_rows(sqlite_sessions)] == ["pending"] * 3
     assert all(STORED in dovecot.flags()[uid] for uid in uids)
     task_queue = f"tq-{uuid.uuid4()}"
     async with nurture_worker(client, task_queue, RecordingSender()):
         await start(client, task_queue, Lead(id=lead_id, email="anna@example.com", timezone="UTC"), CADENCE)
-        back = await InboxReader(settings, sessionmaker, client).run(once=True)
+        back = await InboxReader(settings, sqlite_sessions, client).run(once=True)
         assert (back.stored, back.marked, back.signalled) == (0, 0, 3)
-        assert [row.status for row in await stored_rows(sessionmaker)] == ["signalled"] * 3
+        assert [row.status for row in await stored_rows(sqlite_sessions)] == ["signalled"] * 3
         handle = client.get_workflow_handle(workflow_id(lead_id))
         assert (await handle.query("state", result_type=LeadState)).inbound.human_reply == 3
         await handle.terminate("test over")
