@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
@@ -44,6 +44,7 @@ class PassResult:
     again: int = 0  # messages already stored (read again after a crash, or a second copy of one message)
     marked: int = 0
     signalled: int = 0
+    failed: int = 0  # messages that could not be stored: left unmarked, tried again next pass
 
 
 def source_key(folder: Folder, uid: int) -> str:
@@ -162,7 +163,15 @@ class InboxReader:
             raw = await mailbox.fetch(uid)
             if raw is None:  # expunged by someone else since the search
                 continue
-            row_id, new = await self.store(raw, source_key(folder, uid))
+            key = source_key(folder, uid)
+            try:
+                row_id, new = await self.store(raw, key)
+            except (OperationalError, InterfaceError, OSError):
+                raise  # the database is out of reach: back off, as for the mail server
+            except Exception:  # this message alone: the others are still read
+                log.exception("%s could not be stored; it stays unmarked and is tried again next pass", key)
+                done.failed += 1
+                continue
             done.stored += new
             done.again += not new
             done.signalled += await self.signal([row_id])

@@ -128,7 +128,10 @@ def inbox(
         async with database(settings, migrated=True) as sessions:
             client = await temporal(settings, lazy=True)  # it stores while Temporal is down; signals later
             done = await InboxReader(settings, sessions, client).run(once=once)
-            return f"{done.stored} message(s) stored, {done.again} stored before, {done.marked} marked"
+            summary = f"{done.stored} message(s) stored, {done.again} stored before, {done.marked} marked"
+            if done.failed:
+                raise fail(f"{summary}; {done.failed} could not be stored (the log says why), left unmarked")
+            return summary
 
     try:
         summary = asyncio.run(run())

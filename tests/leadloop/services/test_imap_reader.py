@@ -307,3 +307,25 @@ async def test_with_temporal_out_of_reach_replies_are_stored_and_marked_then_sig
         handle = client.get_workflow_handle(workflow_id(lead_id))
         assert (await handle.query("state", result_type=LeadState)).inbound.human_reply == 3
         await handle.terminate("test over")
+
+
+class Poisoned(InboxReader):
+    """A reader whose store fails for one message, as an unforeseen bug would."""
+
+    async def store(self, raw: bytes, key: str) -> tuple[int, bool]:
+        if b"poison" in raw:
+            raise ValueError("a bug")
+        return await super().store(raw, key)
+
+
+async def test_a_message_that_cannot_be_stored_stays_unmarked_and_the_others_are_read(
+    dovecot: Dovecot, sqlite_sessions: async_sessionmaker[AsyncSession], make_settings: Any
+) -> None:
+    bad, good = dovecot.append(message(1, text="poison")), dovecot.append(message(2))
+    settings = imap_settings(make_settings, dovecot)
+    done = await Poisoned(settings, sqlite_sessions, await nowhere()).run(once=True)
+    assert (done.stored, done.marked, done.failed) == (1, 1, 1)
+    flags = dovecot.flags()
+    assert STORED not in flags[bad] and STORED in flags[good]
+    again = await InboxReader(settings, sqlite_sessions, await nowhere()).run(once=True)
+    assert (again.stored, again.marked, again.failed) == (1, 1, 0)
