@@ -10,7 +10,7 @@ import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -39,7 +39,7 @@ class ImapAccount:
     port: int
     security: Literal["ssl", "starttls", "none"]
     user: str
-    password: str
+    password: str = field(repr=False)
     ca_file: Path | None = None
     timeout: float = 60.0
 
