@@ -26,7 +26,13 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
-test: $(STAMP) $(CHROMIUM)
+## Debian's dovecot for `leadloop inbox`'s tests: a real IMAP server a fixture starts on free loopback ports
+## (tests/dovecot.py); the package's own service is not used.
+DOVECOT ?= /usr/sbin/dovecot
+$(DOVECOT):
+	test -x $(DOVECOT) || { apt-get update -q >/dev/null && apt-get install -y -q dovecot-imapd >/dev/null; }
+
+test: $(STAMP) $(CHROMIUM) $(DOVECOT)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy leadloop workflows activities starter scripts worker.py

@@ -26,6 +26,7 @@ from leadloop.domain.search import SEARCH_ATTRIBUTES
 from leadloop.infra.db import make_engine, make_sessionmaker
 from leadloop.infra.migrate import upgrade_database
 from leadloop.infra.settings import Settings
+from tests.dovecot import DOVECOT, Dovecot
 
 PG_ADMIN_DSN = os.environ.get("LEADLOOP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BIN = Path(sys.executable).parent
@@ -272,3 +273,16 @@ def with_pydantic(client: Client) -> Client:
     config = client.config()
     config["data_converter"] = pydantic_data_converter
     return Client(**config)
+
+
+# ---------------------------------------------------------------- IMAP
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    """Debian's dovecot (`make test` installs it) on free loopback ports, with an empty mailbox of its own."""
+    if not Path(DOVECOT).is_file():
+        pytest.fail("dovecot is not installed: `make test` installs Debian's dovecot-imapd")
+    server = Dovecot().start()
+    yield server
+    server.remove()

@@ -89,6 +89,49 @@ class Settings(BaseSettings):
     inbound_retention_days: int = Field(
         default=30, ge=1, description="raw inbound messages (replies, bounces) older than this lose their body"
     )
+    imap_host: str = Field(
+        default="", max_length=253, description="the inbound mailbox's IMAP server (`leadloop inbox`); empty: none"
+    )
+    imap_port: int | None = Field(
+        default=None, ge=1, le=65535, description="unset: 993 with LEADLOOP_IMAP_SECURITY=ssl, else 143"
+    )
+    imap_security: Literal["ssl", "starttls", "none"] = Field(
+        default="ssl",
+        description="ssl: TLS from the first byte (port 993); starttls: plain, then STARTTLS before the login "
+        "(refused when the server does not offer it); none: no TLS at all, for a server on loopback only",
+    )
+    imap_ca_file: Path | None = Field(
+        default=None, description="a PEM file of the CAs that sign the IMAP server's certificate; unset: the system's"
+    )
+    imap_user: str = Field(default="", max_length=320, description="the mailbox's login name")
+    imap_password: SecretStr | None = Field(default=None, description="the mailbox's password")
+    imap_folders: list[str] = Field(
+        default_factory=lambda: ["INBOX"], description="the folders `leadloop inbox` reads (JSON list)"
+    )
+    imap_after: Literal["flag", "move"] = Field(
+        default="flag",
+        description="what becomes of a message once it is stored: `flag` sets the keyword LEADLOOP_IMAP_FLAG on "
+        "it, `move` moves it to LEADLOOP_IMAP_MOVE_TO",
+    )
+    imap_flag: str = Field(
+        default="$LeadloopStored",
+        description="the keyword that marks a stored message; messages without it are read (a keyword, not a "
+        "system flag such as \\Seen: people reading the mailbox change those)",
+    )
+    imap_move_to: str = Field(default="", max_length=200, description="the folder stored messages move to")
+    imap_poll_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="how often the folders are read when the server offers no IDLE"
+    )
+    imap_idle_seconds: float = Field(
+        default=1500.0,
+        gt=0,
+        le=1740,
+        description="the longest one IDLE waits before it is renewed (RFC 2177: under 29 minutes); with several "
+        "folders, IDLE watches the first and the others are read at least every LEADLOOP_IMAP_POLL_SECONDS",
+    )
+    imap_timeout: float = Field(
+        default=60.0, gt=0, le=3600, description="seconds to wait for the IMAP server at each step before reconnecting"
+    )
     postal_address: str = "Leadloop Demo Ltd, 1 Example Street, 10557 Athens, Greece"
     public_url: str = "http://127.0.0.1:8000"
     site_url: str = Field(default="http://127.0.0.1:8000/site", description="the marketer's website, for links")
@@ -315,6 +358,62 @@ class Settings(BaseSettings):
             raise ValueError("a domain name such as bounces.example.com (no @, no spaces), or empty")
         return value
 
+    @field_validator("imap_host", "imap_user")
+    @classmethod
+    def _imap_text(cls, value: str) -> str:
+        if value != value.strip() or any(not c.isprintable() for c in value):
+            raise ValueError("no surrounding spaces or control characters")
+        return value
+
+    @field_validator("imap_folders")
+    @classmethod
+    def _imap_folders(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError('name at least one folder, e.g. ["INBOX"]')
+        for folder in value:
+            _check_folder(folder)
+        if len(set(value)) != len(value):
+            raise ValueError("a folder is named twice")
+        return value
+
+    @field_validator("imap_move_to")
+    @classmethod
+    def _imap_move_to(cls, value: str) -> str:
+        return _check_folder(value) if value else value
+
+    @field_validator("imap_flag")
+    @classmethod
+    def _imap_flag(cls, value: str) -> str:
+        # RFC 3501's flag-keyword is an atom: no spaces, no ( ) { % * " \\ ] and no control characters
+        if not re.fullmatch(r"[!#$&'+,\-./0-9:;<=>?@A-Z^_`a-z|~]{1,100}", value):
+            raise ValueError(
+                f"{value!r} is not an IMAP keyword: letters, digits and $ - _ . such as $LeadloopStored, "
+                "without a backslash (system flags such as \\Seen are people's to set)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _imap_move(self) -> "Settings":
+        if self.imap_after == "move" and not self.imap_move_to:
+            raise ValueError("LEADLOOP_IMAP_AFTER=move needs LEADLOOP_IMAP_MOVE_TO, the folder stored messages go to")
+        if self.imap_after == "move" and self.imap_move_to in self.imap_folders:
+            raise ValueError("LEADLOOP_IMAP_MOVE_TO must not be one of LEADLOOP_IMAP_FOLDERS (it would be read again)")
+        return self
+
+    def imap_port_or_default(self) -> int:
+        """The IMAP server's port: LEADLOOP_IMAP_PORT, else the usual one for the chosen security."""
+        return self.imap_port or (993 if self.imap_security == "ssl" else 143)
+
+    def imap_problems(self) -> list[str]:
+        """What `leadloop inbox` needs and these settings lack (the other processes do not read a mailbox)."""
+        needed = {"LEADLOOP_IMAP_HOST": self.imap_host, "LEADLOOP_IMAP_USER": self.imap_user}
+        problems = [f"{name} is not set" for name, value in needed.items() if not value]
+        if self.imap_password is None or not self.imap_password.get_secret_value():
+            problems.append("LEADLOOP_IMAP_PASSWORD is not set")
+        if self.imap_ca_file is not None and not self.imap_ca_file.is_file():
+            problems.append(f"LEADLOOP_IMAP_CA_FILE {str(self.imap_ca_file)!r} is not a file")
+        return problems
+
     @field_validator("ses_topic_arns")
     @classmethod
     def _topic_arns(cls, value: list[str]) -> list[str]:
@@ -430,6 +529,15 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+
+def _check_folder(name: str) -> str:
+    """An IMAP folder name as a setting: a name the server can be asked for (UTF-8 is encoded on the wire)."""
+    if not name or name != name.strip() or len(name) > 200 or any(not c.isprintable() for c in name):
+        raise ValueError(f"{name!r} is not a folder name: no empty name, surrounding spaces or control characters")
+    if any(c in name for c in "*%"):
+        raise ValueError(f"{name!r} is not a folder name: * and % are IMAP wildcards")
+    return name
 
 
 def setting_errors(exc: ValidationError) -> list[str]:

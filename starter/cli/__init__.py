@@ -37,6 +37,7 @@ COMMANDS = (
     (app, "state", lead_views.state),
     (app, "api", processes.api),
     (app, "relay", events.relay),
+    (app, "inbox", processes.inbox),
     (reps_app, "import", reps.reps_import),
     (reps_app, "list", reps.reps_list),
     (event_app, "open", events.event_open),

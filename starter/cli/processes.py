@@ -1,6 +1,8 @@
-"""The long-running commands: the Temporal dev server, the worker, the SMTP catcher, the HTTP service, the demo."""
+"""The long-running commands: the Temporal dev server, the worker, the SMTP catcher, the HTTP service, the IMAP
+reader, the demo."""
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -91,6 +93,55 @@ def api(
     uvicorn.run(
         web, host=host or settings.api_host, port=port or settings.api_port, log_level="info", **uvicorn_options()
     )
+
+
+def inbox(
+    once: Annotated[bool, typer.Option("--once", help="read every folder once, then exit")] = False,
+) -> None:
+    """Read the inbound mailbox over IMAP (LEADLOOP_IMAP_*): store each reply, bounce or complaint, signal its
+    lead, then mark or move it. Runs until stopped; IDLE where the server offers it, polling otherwise.
+
+    A message is marked (or moved) only after it is stored, so a crash loses nothing; one read twice is kept
+    once, and its lead's workflow applies it once. A refused login or a missing folder ends it with the reason.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from leadloop.infra.imap import ImapError
+    from leadloop.services.imap_reader import InboxReader
+    from starter.cli.connections import database, temporal
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # one line per bad setting, no traceback
+        raise fail("\n".join(setting_errors(exc))) from None
+    if problems := settings.imap_problems():
+        raise fail("`leadloop inbox` needs its mailbox: " + "; ".join(problems))
+    try:
+        # it verifies the VERP tokens the worker signed: a deployment with the published key stops here too
+        settings.refuse_unsafe_secrets("the IMAP reader")
+    except InsecureSettings as exc:
+        raise fail(str(exc)) from None
+    configure_logging()
+    logging.getLogger("imapclient").setLevel(logging.WARNING)  # a line per connection and command otherwise
+
+    async def run() -> str:
+        async with database(settings, migrated=True) as sessions:
+            client = await temporal(settings, lazy=True)  # it stores while Temporal is down; signals later
+            done = await InboxReader(settings, sessions, client).run(once=once)
+            summary = f"{done.stored} message(s) stored, {done.again} stored before, {done.marked} marked"
+            if done.failed:
+                raise fail(f"{summary}; {done.failed} could not be stored (the log says why), left unmarked")
+            return summary
+
+    try:
+        summary = asyncio.run(run())
+    except KeyboardInterrupt:
+        return
+    except ImapError as exc:
+        raise fail(str(exc)) from None
+    except SQLAlchemyError as exc:  # --once: nothing was marked, the next run reads the same messages
+        raise fail(f"the database: {exc}; nothing was marked") from None
+    console.print(summary)
 
 
 def demo(
