@@ -8,6 +8,7 @@ import asyncio
 import email
 import email.policy
 import email.utils
+import json
 import os
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -110,18 +111,20 @@ def out_of_office(welcome: EmailMessage, back: date) -> bytes:
     return msg.as_bytes()
 
 
-def hard_bounce(welcome: EmailMessage) -> bytes:
+def hard_bounce(welcome: EmailMessage, to: str = LEADS["bounce"], status: str = "5.1.1") -> bytes:
     """A Postfix DSN (RFC 3464) naming the welcome in its returned headers."""
+    why = "user unknown" if status == "5.1.1" else "message refused by the recipient's policy"
     return (
         "From: MAILER-DAEMON@mx.example.com\r\nTo: hello@leadloop.example\r\n"
-        "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-1@mx.example.com>\r\nMIME-Version: 1.0\r\n"
+        f"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-{status}@mx.example.com>\r\n"
+        "MIME-Version: 1.0\r\n"
         'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
         "--b\r\nContent-Type: text/plain\r\n\r\nThis is the mail system at host mx.example.com.\r\n"
         "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.com\r\n\r\n"
-        f"Final-Recipient: rfc822; {LEADS['bounce']}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
-        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n"
+        f"Final-Recipient: rfc822; {to}\r\nAction: failed\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: smtp; 550 {status} {why}\r\n\r\n"
         f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {welcome['Message-ID']}\r\n"
-        f"To: {LEADS['bounce']}\r\n\r\n--b--\r\n"
+        f"To: {to}\r\n\r\n--b--\r\n"
     ).encode()
 
 
@@ -220,6 +223,21 @@ async def test_replies_out_of_office_bounces_and_complaints_act_on_the_leads(
         (tips_at, tips), *_ = (await mail_to(mail, LEADS["away"], 2, within=60))[1:]
         assert str(tips["Subject"]) == "Tips" and tips_at - sent_at >= 5 * 86400 / SCALE
 
+        # operators see it: status counts the mail by kind (a policy block is our problem, the address is kept),
+        # history lists each message
+        await deliver(hard_bounce(welcome, LEADS["away"], "5.7.1"))
+        shown = await until(lambda: state(ids["away"]), lambda s: s.inbound.policy_block == 1)
+        assert shown.stage == "nurturing"
+        code, out, err = await run(str(BIN / "leadloop"), "status", str(ids["away"]), env=env)
+        assert code == 0, err
+        assert "inbound: auto reply 1, policy block 1" in out and "not the address" in out, out
+        code, out, err = await run(str(BIN / "leadloop"), "history", str(ids["reply"]), "--json", env=env)
+        assert code == 0, err
+        lines = [json.loads(line) for line in out.splitlines()]
+        said = [e["detail"] for e in lines if e["kind"] == "inbound"]
+        assert said == [f"human reply: “Yes, call me on Tuesday. Μαρία” (answers lead-{ids['reply']}.c0.welcome)"]
+        assert not [e for e in lines if e["detail"].startswith("signal inbound")]  # not an operator's signal
+
         # the bounced and the complaining leads' workflows ended suppressed
         for kind in ("bounce", "complaint"):
             handle = client.get_workflow_handle(f"lead-{ids[kind]}", result_type=LeadNurtureResult)
@@ -229,7 +247,10 @@ async def test_replies_out_of_office_bounces_and_complaints_act_on_the_leads(
             reasons = {r.email_hash: r.reason for r in (await session.execute(select(Suppression))).scalars()}
             stored = {r.kind: r.status for r in (await session.execute(select(InboundMessage))).scalars()}
         assert reasons == {email_hash(LEADS["bounce"]): "hard_bounce", email_hash(LEADS["complaint"]): "complaint"}
-        assert stored == dict.fromkeys(("human_reply", "auto_reply", "hard_bounce", "complaint"), "signalled")
+        assert stored == dict.fromkeys(
+            ("human_reply", "auto_reply", "hard_bounce", "complaint", "policy_block"), "signalled"
+        )
+        assert email_hash(LEADS["away"]) not in reasons
 
         # days later: the lead who replied got nothing more, and leadloop answered none of the mail
         await asyncio.sleep(8 * 86400 / SCALE)
