@@ -421,7 +421,7 @@ class LeadNurtureWorkflow:
         if effect in ("hand_over", "tell_rep"):
             memory.count_reply(message)
             self.score = self._compute_score()
-            self.sales.replies.append(ReplyShown.of(message))
+            self.sales.heard(ReplyShown.of(message))
             if effect == "hand_over":
                 life.escalate = life.replied = True
                 life.retry = True  # a blocked send gives way to sales

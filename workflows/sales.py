@@ -78,6 +78,7 @@ class Sales:
         self._decided = ""  # the outcome of the decision this run applied
         self._decision_result: RepActionResult | None = None
         self.replies: list[ReplyShown] = []  # the lead's replies no rep has been told of yet
+        self.last_reply: ReplyShown | None = None  # every later hand-over (after a lapse too) shows it
 
     async def hand_over(self) -> Verdict | None:
         """Route, notify, and move on to the next rep when one lets the lead lapse; None: it unsubscribed."""
@@ -222,8 +223,13 @@ class Sales:
             copy_manager=copy_manager,
             lapses=len(self.lapsed),
             deadline=due,
-            reply=self.replies[-1] if self.replies else None,
+            reply=self.last_reply,
         )
+
+    def heard(self, reply: ReplyShown) -> None:
+        """The lead replied: the next notification carries it, or, with a rep waiting, one of its own."""
+        self.replies.append(reply)
+        self.last_reply = reply
 
     async def _tell_reply(self, key: str, attempt: int, assignment: AssignLeadResult, due: datetime) -> None:
         """The lead replied while the rep has it: the rep gets her words (a failure costs only that note)."""
@@ -244,7 +250,7 @@ class Sales:
         """Tell the rep the lead is theirs (the manager copied after two lapses); False: the rep cannot be told."""
         copy_manager = len(self.lapsed) >= 2 and assignment.has_manager
         notice = self._notice(key, attempt, due, copy_manager=copy_manager)
-        told = len(self.replies)  # the latest reply goes with the hand-over; replies after it are told on their own
+        told = len(self.replies)  # the last reply goes with the hand-over; replies after it are told on their own
         if self.lapsed:
             notice.note = f"after {len(self.lapsed)} lapsed hand-over(s)"
         manager = ", manager copied" if copy_manager else ""

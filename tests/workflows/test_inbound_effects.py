@@ -103,6 +103,9 @@ async def test_a_reply_stops_the_drip_and_hands_the_lead_to_a_rep_with_her_words
     assert (await stack.state(handle)).sends == 1
     told = [m for m in await stack.mail_to("rep1@sales.example") if not str(m["Subject"]).startswith("Reminder: ")]
     assert len(told) == 2  # the repeated message told nobody again (the rep was reminded halfway, as ever)
+    # rep 1 let the lead lapse: rep 2 is handed it with the reply (the latest) in the notification
+    handed, *_ = await stack.mail_to("rep2@sales.example")  # (then reminded, as rep 1 was)
+    assert "(replied)" in str(handed["Subject"]) and "  | Or Wednesday." in handed.get_body(("plain",)).get_content()
 
 
 async def test_an_out_of_office_pauses_the_drip_until_the_business_day_after_its_return_date(stack: Stack) -> None:
