@@ -281,9 +281,15 @@ class LeadNurtureWorkflow:
         when = describe_local(wake, self.input.timezone)
         self.waiting_for = f"re-engagement with '{dormancy.cadence}' on {when}"
         self.publish(f"dormant ({why}); {self.waiting_for}")
-        if await wait_for(lambda: life.leaving, self.clock.real_delay(workflow.now(), wake), f"dormant until {when}"):
-            if life.escalate:  # woke up by itself: engaged enough to go to sales
+        if await wait_for(
+            lambda: life.leaving or life.hold_for is not None,
+            self.clock.real_delay(workflow.now(), wake),
+            f"dormant until {when}",
+        ):
+            if life.escalate:  # woke up by itself: engaged enough to go to sales (a score, a reply)
                 return await self._with_sales()
+            if life.hold_for and not life.unsubscribed:  # an auto-reply says the lead has left
+                return await self._hold(life.hold_for, "left_company")
             return await self._leave("unsubscribed while dormant")
         memory.dormant_cycles += 1
         return await self._new_cycle(

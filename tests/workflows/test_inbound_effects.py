@@ -195,3 +195,18 @@ async def test_an_unknown_kind_is_refused_before_it_is_sent_and_dropped_by_the_w
     assert state.stage == "nurturing" and sum(state.inbound.model_dump().values()) == 1
     assert state.sends == 1
     assert "Failed deserializing signal input for inbound" in caplog.text  # the worker says why it dropped it
+
+
+async def test_a_dormant_lead_that_left_is_held_and_a_dormant_lead_that_replies_goes_to_sales(stack: Stack) -> None:
+    await stack.import_roster(ROSTER)
+    left, replied = [await welcomed(stack) for _ in range(2)]
+    for _, handle, _ in (left, replied):
+        await stack.until(handle, lambda s: s.stage == "dormant", skip=timedelta(days=1))
+    await left[1].signal("inbound", inbound("auto_reply", left_company=True, contact_hint="the new buyer, Jo"))
+    state = await stack.until(left[1], lambda s: s.stage == "held")
+    assert "it says to contact the new buyer, Jo" in state.waiting_for
+    await replied[1].signal("inbound", inbound("human_reply", reply_text="Sorry for the silence: interested now"))
+    state = await stack.until(replied[1], lambda s: s.assigned_rep is not None)
+    assert state.stage == "with_sales"
+    [note] = await stack.mail_to(str(state.assigned_rep).replace("Rep ", "rep") + "@sales.example")
+    assert "Sorry for the silence: interested now" in note.get_body(("plain",)).get_content()
