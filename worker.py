@@ -88,6 +88,7 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
         sales.close_assignment,
         leads.record_disposition,
         leads.suppress_lead,
+        leads.suppress_address,
     ]
     workers = []
     if settings.worker_role in ("all", "nurture"):

@@ -275,6 +275,8 @@ class EmailActivities:
 
     async def _notify_rep(self, input: NotifyRepInput) -> NotifyRepResult:
         kind = "remind" if input.reminder else "notify"
+        if input.reply_only and input.reply is not None:
+            kind = f"reply-{input.reply.id}"  # one note per reply, however often the workflow asks
         key = f"{input.assignment_key}.{kind}"
         sender_address = self.default_sender[1]
         msg_id = message_id(key, sender_address)
@@ -303,10 +305,11 @@ class EmailActivities:
             ).scalars()
             zone = ZoneInfo(rep.timezone)
             recent = [self._shown_event(e, zone) for e in events]
+            reply = await self._shown_reply(session, input, zone)
             copy = input.copy_manager and team is not None and team.manager_email is not None
             recipients = [rep.email] + ([team.manager_email] if copy and team and team.manager_email else [])
             message = await asyncio.to_thread(
-                self._render_notification, input, lead, rep, team, recent, msg_id, recipients, assignment.rule
+                self._render_notification, input, lead, rep, team, recent, msg_id, recipients, assignment.rule, reply
             )
             try:
                 envelope = Envelope.of(self._envelope_sender(key, sender_address), recipients)
@@ -328,6 +331,26 @@ class EmailActivities:
         if not self.settings.bounce_domain:
             return sender_address
         return bounce_address(self.signer, key, self.settings.bounce_domain)
+
+    async def _shown_reply(self, session: AsyncSession, input: NotifyRepInput, zone: ZoneInfo) -> dict[str, str] | None:
+        """The lead's reply as the rep reads it: her words, when, and the thread (our email it answers, by subject,
+        step and Message-ID, and the reply's own Message-ID)."""
+        reply = input.reply
+        if reply is None:
+            return None
+        answered = await session.get(Outbox, reply.answers) if reply.answers else None
+        if answered is not None:
+            subject = f"“{answered.subject}” " if answered.subject else ""
+            thread = f"{subject}(step '{answered.step_id}', {answered.message_id})"
+        else:
+            thread = "an email of ours (which one is not known)"
+        return {
+            "text": reply.text.strip() or "(no words of its own: the reply only quoted our email)",
+            "subject": reply.subject,
+            "answers": thread,
+            "message_id": reply.message_id or "",
+            "at": f"{reply.received_at.astimezone(zone):%a %d %b %H:%M}" if reply.received_at else "",
+        }
 
     def _shown_event(self, event: EngagementEvent, zone: ZoneInfo) -> dict[str, str]:
         """One line of the rep's 'Recent engagement': a click shows the link sealed in our own email; a visit,
@@ -351,8 +374,13 @@ class EmailActivities:
         msg_id: str,
         recipients: list[str],
         rule: str,
+        reply: dict[str, str] | None = None,
     ) -> EmailMessage:
         now = int(time.time())
+        kind = "remind" if input.reminder else "notify"
+        if input.reply_only and input.reply is not None:
+            kind = f"reply-{input.reply.id}"
+        msg_key = f"{input.assignment_key}.{kind}"
 
         def link(action: str) -> str:
             token = Token(kind="rep", lead_id=lead.id, key=input.assignment_key, issued_at=now, extra=action)
@@ -391,13 +419,19 @@ class EmailActivities:
             "rule": rule,
             "team": team.name if team else "",
             "reminder": input.reminder,
+            "reply": reply,
+            "reply_only": input.reply_only,
         }
         env = self.renderer.env
+        who = f"{name or 'a lead'}" + (f" ({lead.company})" if lead.company else "")
+        if input.reply_only:
+            subject = f"{who} replied: {reply['subject'] if reply else ''}".rstrip(": ")
+        else:
+            subject = ("Reminder: " if input.reminder else "") + f"Lead for you: {who}, score {input.score.total}"
+            if reply is not None:
+                subject += " (replied)"
         rendered = RenderedEmail(
-            subject=("Reminder: " if input.reminder else "")
-            + f"Lead for you: {name or 'a lead'}"
-            + (f" ({lead.company})" if lead.company else "")
-            + f", score {input.score.total}",
+            subject=subject,
             text=env.get_template("_rep/notify.txt.j2").render(context),
             html=env.get_template("_rep/notify.html.j2").render(context),
             locale="en",
@@ -410,7 +444,7 @@ class EmailActivities:
             to_address=rep.email,
             msg_id=msg_id,
             date=datetime.now(UTC),
-            headers={"X-Leadloop-Outbox-Key": f"{input.assignment_key}.{'remind' if input.reminder else 'notify'}"},
+            headers={"X-Leadloop-Outbox-Key": msg_key},
         )
         if len(recipients) > 1 and team and team.manager_email:
             message["Cc"] = f"{team.manager_name or ''} <{team.manager_email}>"

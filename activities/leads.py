@@ -8,7 +8,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from leadloop.domain.cadence import cadence_path, load_cadence
-from leadloop.domain.models import DispositionInput, LoadCycleInput, LoadCycleResult
+from leadloop.domain.models import DispositionInput, LoadCycleInput, LoadCycleResult, SuppressAddressInput
 from leadloop.domain.outcomes import outcome_from_text
 from leadloop.domain.recycle import load_recycle
 from leadloop.domain.rules import RuleFileError
@@ -84,4 +84,15 @@ class LeadActivities:
             if lead is None:
                 return
             await suppress(session, lead.email, "not_interested", "rep: not interested")
+            await session.commit()
+
+    @activity.defn(name="suppress_address")
+    async def suppress_address(self, input: SuppressAddressInput) -> None:
+        """Never email the lead's current address again, for the reason given (too many soft bounces); a retry
+        finds it listed already."""
+        async with self.sessionmaker() as session:
+            lead = await session.get(Lead, input.lead_id)
+            if lead is None:
+                return
+            await suppress(session, lead.email, input.reason, input.detail or input.reason)
             await session.commit()

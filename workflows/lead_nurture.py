@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.commands import DATABASE_RETRY, DRIP, wait_for
+from workflows.commands import DATABASE_RETRY, DRIP, sales_queue, wait_for
 from workflows.sales import Sales
 from workflows.view import View, lead_state
 
@@ -13,8 +13,16 @@ with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.leads import LeadActivities
     from leadloop.domain.cadence import BigBang
+    from leadloop.domain.inbound_effects import effect_of, hold_reason, pause_until, suppression
     from leadloop.domain.lifecycle import Event, Lifecycle, NextEmail, escalates, format_wait, next_email, send_failure
-    from leadloop.domain.metrics import BIG_BANGS, ESCALATIONS, LEADS_FINISHED, RECYCLES, UNSUBSCRIBES_APPLIED
+    from leadloop.domain.metrics import (
+        BIG_BANGS,
+        ESCALATIONS,
+        INBOUND_APPLIED,
+        LEADS_FINISHED,
+        RECYCLES,
+        UNSUBSCRIBES_APPLIED,
+    )
     from leadloop.domain.models import (
         Carry,
         EngagementInput,
@@ -28,12 +36,17 @@ with workflow.unsafe.imports_passed_through():
         ProfileUpdatedInput,
         RepActionInput,
         RepActionResult,
+        ReplyShown,
         RerouteInput,
         RetrySendInput,
+        SuppressAddressInput,
     )
-    from leadloop.domain.recycle import REASONS
+    from leadloop.domain.recycle import REASONS, SoftBounces
     from leadloop.domain.schedule import DemoClock, describe_local, next_send_time
     from leadloop.domain.scoring import Score, compute_score
+
+#: workflow.patched id: inbound messages act (hand over, pause, hold, suppress); before it they were only counted
+INBOUND_EFFECTS_PATCH = "inbound-effects"
 
 
 @workflow.defn
@@ -63,9 +76,11 @@ class LeadNurtureWorkflow:
             memory.last_planned = self.clock.cadence_time(workflow.now())
         while True:
             if life.unsubscribed:
-                return await self._finish("unsubscribed", "unsubscribed")
+                return await self._leave()
             if life.escalate:
                 return await self._with_sales()
+            if life.hold_for:
+                return await self._hold(life.hold_for, "left_company")
             if memory.paused:
                 if await self._hold_paused():  # a long pause with many events: go on in a fresh history
                     return await self._fresh_history()
@@ -96,21 +111,31 @@ class LeadNurtureWorkflow:
         memory, life, tz = self.memory, self.life, self.input.timezone
         email, wait, label, big = upcoming.email, upcoming.wait, upcoming.label, upcoming.big_bang
         assert memory.last_planned is not None
+        life.replan = False
         earliest = max(memory.last_planned + wait, self.clock.cadence_time(workflow.now()))
+        away = memory.back_at is not None and memory.back_at > earliest
+        if memory.back_at is not None and away:
+            earliest = memory.back_at  # an out-of-office: not before the lead is back
         planned = next_send_time(earliest, self.input.cadence.send_window, tz)
         delay = self.clock.real_delay(workflow.now(), planned)
         self.next_send_at = workflow.now() + delay
         when = describe_local(planned, tz)
-        self.waiting_for = f"{label}, next email {when}"
+        self.waiting_for = f"{label}, next email {when}" + (" (the lead is out of office until then)" if away else "")
         self.publish(self.waiting_for)
         if delay > timedelta(0):
-            # a timer that an unsubscribe, an escalation, a pause or a long history cuts short
+            # a timer that an unsubscribe, an escalation, a pause, inbound mail or a long history cuts short
             if await wait_for(
-                lambda: life.leaving or memory.paused or workflow.info().is_continue_as_new_suggested(),
+                lambda: (
+                    life.leaving
+                    or memory.paused
+                    or life.replan
+                    or life.hold_for is not None
+                    or workflow.info().is_continue_as_new_suggested()
+                ),
                 delay,
                 f"wait {format_wait(wait)} → {when}, {label}",
             ):
-                if not (life.leaving or memory.paused):
+                if not (life.leaving or memory.paused or life.replan or life.hold_for):
                     return await self._fresh_history()
                 return None
         try:
@@ -170,7 +195,7 @@ class LeadNurtureWorkflow:
         )
         life.enter("big_bang_over")
         if life.unsubscribed:
-            return await self._finish("unsubscribed", "unsubscribed")
+            return await self._leave()
         if life.escalate:
             return await self._with_sales()
         if engaged:
@@ -205,13 +230,15 @@ class LeadNurtureWorkflow:
 
     async def _with_sales(self) -> LeadNurtureResult:
         """Hand the lead to a rep (`workflows.sales`), then go where the rep's decision leads."""
-        self.life.enter("threshold_reached")
+        life = self.life
+        life.enter(life.handover)
         self.next_send_at = None
-        self.life.escalate = False
-        ESCALATIONS.add(workflow.metric_meter(), cadence=self.input.cadence.name)
+        life.escalate = False
+        if not life.replied:
+            ESCALATIONS.add(workflow.metric_meter(), cadence=self.input.cadence.name)
         verdict = await self.sales.hand_over()
         if verdict is None:
-            return await self._finish("unsubscribed", "unsubscribed")
+            return await self._leave()
         decision = verdict.decision
         if decision.action == "held":
             return await self._hold(verdict.why)
@@ -227,17 +254,19 @@ class LeadNurtureWorkflow:
             disposition.cadence, disposition.cool_down, disposition.reset_engagement, decision.outcome
         )
 
-    async def _hold(self, reason: str) -> LeadNurtureResult:
+    async def _hold(self, reason: str, event: Event = "held") -> LeadNurtureResult:
         """Wait, visibly, for the lead's data to be fixed; then nurture resumes with the same cadence."""
         life = self.life
-        life.enter("held")
+        life.enter(event)
         self.next_send_at = None
         self.waiting_for = "the lead's data to be fixed (`leadloop lead update`, PATCH /leads/{id})"
+        if event == "left_company":
+            self.waiting_for += f": {reason}"
         self.publish(f"held ({reason}): waiting for {self.waiting_for}")
         life.profile_fixed = False
         await workflow.wait_condition(lambda: life.profile_fixed or life.unsubscribed)
         if life.unsubscribed:
-            return await self._finish("unsubscribed", "unsubscribed")
+            return await self._leave()
         return await self._new_cycle(self.input.cadence.name, timedelta(0), False, "data fixed: nurture resumes")
 
     async def _dormant(self, why: str) -> LeadNurtureResult:
@@ -252,10 +281,16 @@ class LeadNurtureWorkflow:
         when = describe_local(wake, self.input.timezone)
         self.waiting_for = f"re-engagement with '{dormancy.cadence}' on {when}"
         self.publish(f"dormant ({why}); {self.waiting_for}")
-        if await wait_for(lambda: life.leaving, self.clock.real_delay(workflow.now(), wake), f"dormant until {when}"):
-            if life.escalate:  # woke up by itself: engaged enough to go to sales
+        if await wait_for(
+            lambda: life.leaving or life.hold_for is not None,
+            self.clock.real_delay(workflow.now(), wake),
+            f"dormant until {when}",
+        ):
+            if life.escalate:  # woke up by itself: engaged enough to go to sales (a score, a reply)
                 return await self._with_sales()
-            return await self._finish("unsubscribed", "unsubscribed while dormant")
+            if life.hold_for and not life.unsubscribed:  # an auto-reply says the lead has left
+                return await self._hold(life.hold_for, "left_company")
+            return await self._leave("unsubscribed while dormant")
         memory.dormant_cycles += 1
         return await self._new_cycle(
             dormancy.cadence, timedelta(0), True, f"re-engaged after {format_wait(dormancy.reengage_after)}"
@@ -265,7 +300,7 @@ class LeadNurtureWorkflow:
         """Temporal suggests a new run (the history grew long): continue-as-new in the same cycle and step."""
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self.life.unsubscribed:
-            return await self._finish("unsubscribed", "unsubscribed")
+            return await self._leave()
         carry = self.memory.same_cycle()
         workflow.continue_as_new(
             self.input.model_copy(update={"carry": carry, "origin": self.clock.origin, "start_after": timedelta(0)})
@@ -284,7 +319,7 @@ class LeadNurtureWorkflow:
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self.life.unsubscribed:  # checked in the same task as the continue-as-new: nothing slips between
-            return await self._finish("unsubscribed", "unsubscribed")
+            return await self._leave()
         line = f"cycle {lead.cycle} ('{lead.cadence.name}'): {self.memory.cycle_sends} sent, {why}"
         workflow.continue_as_new(
             LeadNurtureInput(
@@ -302,6 +337,18 @@ class LeadNurtureWorkflow:
                 sales_task_queue=lead.sales_task_queue,
             )
         )
+
+    async def _leave(self, details: str = "unsubscribed") -> LeadNurtureResult:
+        """The lead leaves for good: unsubscribed, or suppressed by inbound mail (too many soft bounces put the
+        address on the suppression list here; hard bounces and complaints were put there when they were stored)."""
+        event, why = self.life.departure()
+        if event == "soft_bounced":
+            await sales_queue(self.input.sales_task_queue).run(
+                LeadActivities.suppress_address,
+                SuppressAddressInput(lead_id=self.input.lead_id, reason="soft_bounce", detail=why),
+                "suppress the address: too many soft bounces",
+            )
+        return await self._finish(event, why if self.life.exit else details)
 
     async def _finish(self, event: Event, details: str) -> LeadNurtureResult:
         stage = self.life.enter(event)
@@ -362,11 +409,47 @@ class LeadNurtureWorkflow:
 
     @workflow.signal
     def inbound(self, input: InboundInput) -> None:
-        """A reply, auto-reply, bounce or complaint read back and matched to this lead; applied once by id."""
+        """A reply, auto-reply, bounce or complaint read back and matched to this lead; applied once by id.
+        Leads that counted such messages before they acted on them (no patch marker) go on only counting."""
         if not self.memory.first_inbound(input):
             return
         self.memory.forget_old_ids()
+        if workflow.patched(INBOUND_EFFECTS_PATCH):
+            INBOUND_APPLIED.add(workflow.metric_meter(), kind=input.kind)
+            self._note_inbound(input)
         self.publish()
+
+    def _note_inbound(self, message: InboundInput) -> None:
+        """Note what the message asks of the run loop (`inbound_effects.effect_of` decides); leadloop never
+        answers it."""
+        memory, life = self.memory, self.life
+        effect = effect_of(message, life.stage)
+        if effect in ("hand_over", "tell_rep"):
+            memory.count_reply(message)
+            self.score = self._compute_score()
+            self.sales.heard(ReplyShown.of(message))
+            if effect == "hand_over":
+                life.escalate = life.replied = True
+                life.retry = True  # a blocked send gives way to sales
+        elif effect == "pause":
+            now = self.clock.cadence_time(workflow.now())
+            pause = self.input.cadence.auto_reply_pause
+            memory.back_at = pause_until(message.return_date, now, self.input.timezone, pause)
+            life.replan = True
+        elif effect == "hold":
+            life.hold_for = hold_reason(message)
+        elif effect == "suppress":
+            life.suppress(*suppression(message))
+        elif effect == "unsubscribe":
+            if not life.unsubscribed:
+                UNSUBSCRIBES_APPLIED.add(workflow.metric_meter(), stage=life.stage)
+            life.unsubscribed = True
+        elif effect == "soft_bounce":
+            memory.count_soft_bounce(message.received_at)
+            policy = self.input.recycle.soft_bounces if self.input.recycle else SoftBounces()
+            if policy.exceeded(memory.soft_bounces, message.received_at):
+                why = f"suppressed: {policy.suppress_after} soft bounces within {format_wait(policy.within)}"
+                life.suppress("soft_bounced", why)
 
     @workflow.update
     async def accept(self, input: RepActionInput) -> RepActionResult:

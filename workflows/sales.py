@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         NotifyRepInput,
         RepActionInput,
         RepActionResult,
+        ReplyShown,
     )
     from leadloop.domain.schedule import DemoClock, add_business_time, describe_local
     from leadloop.domain.scoring import Score
@@ -76,6 +77,8 @@ class Sales:
         self._awaiting_decision = False  # only while the rep's response window is open
         self._decided = ""  # the outcome of the decision this run applied
         self._decision_result: RepActionResult | None = None
+        self.replies: list[ReplyShown] = []  # the lead's replies no rep has been told of yet
+        self.last_reply: ReplyShown | None = None  # every later hand-over (after a lapse too) shows it
 
     async def hand_over(self) -> Verdict | None:
         """Route, notify, and move on to the next rep when one lets the lead lapse; None: it unsubscribed."""
@@ -85,7 +88,8 @@ class Sales:
         while not lead.life.unsubscribed:
             attempt += 1
             key = f"lead-{lead.input.lead_id}.c{lead.input.cycle}.a{attempt}"
-            lead.publish(f"score {lead.score.total} reached {lead.threshold()}: routing to a rep")
+            why = "the lead replied" if lead.life.replied else f"score {lead.score.total} reached {lead.threshold()}"
+            lead.publish(f"{why}: routing to a rep")
             lead.life.reroute = False  # before the activity: a roster change during it still counts
             assignment = await self._queue.run(
                 AssignmentActivities.assign_lead,
@@ -164,14 +168,39 @@ class Sales:
             until = clock.real_delay(workflow.now(), halfway)
             if until > timedelta(0):
                 remind_at = describe_local(halfway, assignment.rep_timezone)
-                decided = await wait_for(answered, until, f"remind rep-{assignment.rep_id} at {remind_at}")
+                summary = f"remind rep-{assignment.rep_id} at {remind_at}"
+                decided = await self._wait(answered, until, summary, key, attempt, assignment, due)
                 if not decided:
                     await self._remind(key, attempt, assignment, due)
         if not decided:
             delay = clock.real_delay(workflow.now(), due)  # after the notification, however long it took
             when = describe_local(due, assignment.rep_timezone)
-            decided = await wait_for(answered, delay, f"response due {when} (rep-{assignment.rep_id})")
+            summary = f"response due {when} (rep-{assignment.rep_id})"
+            decided = await self._wait(answered, delay, summary, key, attempt, assignment, due)
         return decided
+
+    async def _wait(
+        self,
+        answered: Callable[[], bool],
+        limit: timedelta,
+        summary: str,
+        key: str,
+        attempt: int,
+        assignment: AssignLeadResult,
+        due: datetime,
+    ) -> bool:
+        """Wait up to `limit` for the rep's answer, telling the rep of each reply of the lead's that comes meanwhile
+        (the time left stays as it was); True when the answer came."""
+        end = workflow.now() + limit
+        while True:
+            if await wait_for(lambda: answered() or bool(self.replies), limit, summary) and answered():
+                return True
+            if not self.replies:
+                return False
+            await self._tell_reply(key, attempt, assignment, due)
+            limit = end - workflow.now()
+            if limit <= timedelta(0):
+                return answered()
 
     def _rep_clock(self) -> DemoClock:
         """The clock a rep's deadline runs on: the cadence's, or (the demo) one of its own from this moment on, so
@@ -194,12 +223,34 @@ class Sales:
             copy_manager=copy_manager,
             lapses=len(self.lapsed),
             deadline=due,
+            reply=self.last_reply,
         )
+
+    def heard(self, reply: ReplyShown) -> None:
+        """The lead replied: the next notification carries it, or, with a rep waiting, one of its own."""
+        self.replies.append(reply)
+        self.last_reply = reply
+
+    async def _tell_reply(self, key: str, attempt: int, assignment: AssignLeadResult, due: datetime) -> None:
+        """The lead replied while the rep has it: the rep gets her words (a failure costs only that note)."""
+        reply = self.replies.pop(0)
+        notice = self._notice(key, attempt, due).model_copy(update={"reply": reply, "reply_only": True})
+        try:
+            await self._queue.run(
+                EmailActivities.notify_rep,
+                notice,
+                f"tell rep-{assignment.rep_id}: the lead replied",
+                retry=REMINDER_RETRY,
+            )
+        except ActivityError as err:
+            lead_id = self._lead.input.lead_id
+            workflow.logger.warning("lead %s: reply to rep-%s not told: %s", lead_id, assignment.rep_id, err.cause)
 
     async def _notify(self, key: str, attempt: int, assignment: AssignLeadResult, due: datetime) -> bool:
         """Tell the rep the lead is theirs (the manager copied after two lapses); False: the rep cannot be told."""
         copy_manager = len(self.lapsed) >= 2 and assignment.has_manager
         notice = self._notice(key, attempt, due, copy_manager=copy_manager)
+        told = len(self.replies)  # the last reply goes with the hand-over; replies after it are told on their own
         if self.lapsed:
             notice.note = f"after {len(self.lapsed)} lapsed hand-over(s)"
         manager = ", manager copied" if copy_manager else ""
@@ -220,6 +271,7 @@ class Sales:
                 self.rerouted_from.append(assignment.rep_id)
             self.assignment, self.response_due = None, None
             return False
+        del self.replies[:told]
         return True
 
     async def _remind(self, key: str, attempt: int, assignment: AssignLeadResult, due: datetime) -> None:

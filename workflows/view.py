@@ -98,6 +98,7 @@ def lead_state(lead: Shown) -> LeadState:
         threshold=lead.threshold(),
         engagement=memory.counts,
         inbound=memory.inbound,
+        back_at=memory.back_at,
         last_engaged_at=memory.last_engaged_at,
         assigned_rep=assignment.rep_name if assignment else None,
         assigned_rep_id=assignment.rep_id if assignment else None,

@@ -150,6 +150,8 @@ class Escalation(Strict):
     threshold: int = Field(ge=1, le=10_000)
 
 
+#: An out-of-office pauses a lead's drip at most this long, whatever return date it states.
+MAX_AUTO_REPLY_PAUSE = timedelta(days=90)
 #: the step id of a cadence's big-bang email, in the outbox, the workflow's details and the report
 BIG_BANG_STEP = "big-bang"
 
@@ -185,6 +187,10 @@ class Cadence(Strict):
         pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
         description="after the last step without an escalation: this cadence next; none: the lead goes dormant",
     )
+    auto_reply_pause: Wait = Field(
+        default=timedelta(days=7),
+        description="an out-of-office that states no return date pauses the drip this long (0: not at all)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "Cadence":
@@ -201,6 +207,11 @@ class Cadence(Strict):
                     f"{len(self.steps)} steps: it could never be sent"
                 )
         known_timezone(self.default_timezone)
+        if self.auto_reply_pause > MAX_AUTO_REPLY_PAUSE:
+            raise ValueError(
+                f"auto_reply_pause of {self.auto_reply_pause.days} days is too long: at most "
+                f"{MAX_AUTO_REPLY_PAUSE.days}d (a lead silent that long is for dormancy, recycle.yaml)"
+            )
         return self
 
     def total_wait(self) -> timedelta:

@@ -30,6 +30,11 @@ Event = Literal[
     "suppressed",  # the rep says never email again
     "data_fixed",  # an operator fixed a held lead's data
     "reengaged",  # a dormant lead woke up on its timer
+    "replied",  # the lead answered one of our emails in person: the lead goes to a rep, whatever the score
+    "hard_bounced",  # a bounce came back saying the address is dead
+    "complained",  # the lead marked our email as spam
+    "soft_bounced",  # too many temporary bounces in a row of days (recycle.yaml soft_bounces)
+    "left_company",  # an auto-reply says the lead has left: held until the data is fixed
 ]
 
 #: Every allowed move; an event a stage does not list is a bug in the caller (`IllegalTransition`).
@@ -56,6 +61,17 @@ TRANSITIONS: dict[Stage, dict[Event, Stage]] = {
     "held": {"data_fixed": "nurturing", "unsubscribed": "suppressed"},
     "dormant": {"reengaged": "nurturing", "threshold_reached": "with_sales", "unsubscribed": "suppressed"},
 }
+#: Inbound mail that ends the lead's emails wherever it is, as an unsubscribe does.
+SUPPRESSING_EVENTS: tuple[Event, ...] = ("hard_bounced", "complained", "soft_bounced")
+for _moves in TRANSITIONS.values():
+    if "threshold_reached" in _moves:  # a reply hands over wherever the score could
+        _moves["replied"] = "with_sales"
+    if "unsubscribed" in _moves:
+        _moves.update(dict.fromkeys(SUPPRESSING_EVENTS, "suppressed"))
+#: Stages an out-of-office saying the lead has left holds the lead from (with sales: the rep's to judge).
+LEFT_COMPANY_HOLDS: tuple[Stage, ...] = ("nurturing", "big_bang", "paused", "send_blocked", "dormant")
+for _stage in LEFT_COMPANY_HOLDS:
+    TRANSITIONS[_stage]["left_company"] = "held"
 #: Stages a workflow ends in.
 FINAL_STAGES: tuple[Stage, ...] = ("converted", "archived", "cadence_complete", "suppressed")
 #: Stages in which reaching the threshold sends the lead to sales.
@@ -113,10 +129,29 @@ class Lifecycle:
     reroute: bool = False
     retry: bool = False
     profile_fixed: bool = False
+    replied: bool = False  # the escalation is a reply's, not the score's
+    exit: tuple[Event, str] | None = None  # inbound mail suppressed the lead: the event and why
+    hold_for: str | None = None  # an auto-reply says the lead has left: why the drip holds
+    replan: bool = False  # an auto-reply moved the next email: the drip's timer is cut to plan again
 
     def enter(self, event: Event) -> Stage:
         self.stage = next_stage(self.stage, event)
         return self.stage
+
+    def suppress(self, event: Event, why: str) -> None:
+        """Inbound mail ended the lead's emails (bounce, complaint): every wait ends as an unsubscribe's does."""
+        if not self.unsubscribed:
+            self.exit = (event, why)
+        self.unsubscribed = True
+
+    def departure(self) -> tuple[Event, str]:
+        """Why a lead that is leaving for good leaves: an unsubscribe, or the inbound mail that suppressed it."""
+        return self.exit or ("unsubscribed", "unsubscribed")
+
+    @property
+    def handover(self) -> Event:
+        """The event that takes the lead to sales: a reply's, or the score's."""
+        return "replied" if self.replied else "threshold_reached"
 
     @property
     def leaving(self) -> bool:

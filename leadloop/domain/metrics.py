@@ -50,6 +50,11 @@ REJECTIONS = Counter(
 RECYCLES = Counter("leadloop_recycles", "Rejected leads taken back into nurture", ("cadence",))
 BIG_BANGS = Counter("leadloop_big_bangs_sent", "Big-bang emails sent after the unopened streak", ("cadence",))
 UNSUBSCRIBES_APPLIED = Counter("leadloop_unsubscribes_applied", "Unsubscribes a lead's workflow acted on", ("stage",))
+INBOUND_APPLIED = Counter(
+    "leadloop_inbound_applied",
+    "Inbound messages a lead's workflow applied, by kind (policy blocks: the sender's problem, not the address's)",
+    ("kind",),
+)
 LEADS_FINISHED = Counter("leadloop_leads_finished", "Lead workflows that ended, by final stage", ("stage",))
 
 # ---------------------------------------------------------------- the HTTP service (its /metrics)

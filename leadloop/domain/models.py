@@ -165,6 +165,28 @@ class AssignLeadResult(BaseModel):
     retry_after: timedelta = Field(default=timedelta(hours=1), description="unassigned: when to route again")
 
 
+class ReplyShown(BaseModel):
+    """A lead's reply as its rep reads it: her words (quote stripped) and the thread they belong to."""
+
+    id: str = Field(description="the inbound message's signal id: a notification of it is sent once")
+    text: str = Field(default="", max_length=REPLY_TEXT_CHARS)
+    subject: str = Field(default="", max_length=998)
+    message_id: str | None = Field(default=None, description="the reply's own Message-ID")
+    answers: str | None = Field(default=None, description="outbox key of leadloop's email it answers")
+    received_at: datetime | None = None
+
+    @classmethod
+    def of(cls, message: "InboundInput") -> "ReplyShown":
+        return cls(
+            id=message.id,
+            text=message.reply_text,
+            subject=message.subject,
+            message_id=message.message_id,
+            answers=message.outbox_key,
+            received_at=message.received_at,
+        )
+
+
 class NotifyRepInput(BaseModel):
     """Email a rep that a lead is theirs; the manager copied after repeated lapses."""
 
@@ -178,6 +200,16 @@ class NotifyRepInput(BaseModel):
     deadline: datetime | None = None
     note: str = ""
     reminder: bool = Field(default=False, description="halfway to the deadline and still no answer")
+    reply: ReplyShown | None = Field(default=None, description="the lead's reply the rep must read")
+    reply_only: bool = Field(default=False, description="the rep already has the lead: this tells only of a reply")
+
+
+class SuppressAddressInput(BaseModel):
+    """Put the lead's current address on the suppression list for a reason of its own (e.g. soft bounces)."""
+
+    lead_id: int
+    reason: str = Field(max_length=32)
+    detail: str = Field(default="", max_length=500)
 
 
 class NotifyRepResult(BaseModel):
@@ -195,6 +227,8 @@ class CloseAssignmentInput(BaseModel):
 SEEN_EVENT_IDS = 2000
 #: Human events kept for scoring; per-rule caps make older ones worth nothing more.
 SCORED_EVENTS = 500
+#: Soft bounce times a lead keeps (recycle.yaml's `suppress_after` is at most 100).
+SOFT_BOUNCES_KEPT = 100
 #: Lines of past cycles a lead keeps.
 HISTORY_LINES = 50
 
@@ -224,6 +258,8 @@ class Carry(BaseModel):
     big_bang_sent: bool = False
     last_planned: datetime | None = None
     paused: bool = False
+    soft_bounces: list[datetime] = Field(default_factory=list, description="when soft bounces came (lifelong)")
+    back_at: datetime | None = Field(default=None, description="an out-of-office: no email before (cadence time)")
     _seen: set[str] = PrivateAttr(default_factory=set)
 
     def model_post_init(self, context: object, /) -> None:
@@ -251,6 +287,7 @@ class Carry(BaseModel):
             enrolments=self.enrolments,
             history=[*self.history, line][-HISTORY_LINES:],
             scored=[] if reset_engagement else self.scored,
+            soft_bounces=self.soft_bounces,
         )
 
     def same_cycle(self) -> "Carry":
@@ -276,6 +313,17 @@ class Carry(BaseModel):
         self.seen_ids.append(message.id)
         self.inbound.add(message.kind)
         return True
+
+    def count_reply(self, message: "InboundInput") -> None:
+        """A human reply is engagement: it scores (`reply`), and the lead plainly read what it answers."""
+        self.streak = 0
+        at = message.received_at
+        self.last_engaged_at = max(at, self.last_engaged_at) if self.last_engaged_at else at
+        self.scored.append(Engagement(kind="reply", at=at))
+        del self.scored[:-SCORED_EVENTS]
+
+    def count_soft_bounce(self, at: datetime) -> None:
+        self.soft_bounces = [*self.soft_bounces, at][-SOFT_BOUNCES_KEPT:]
 
     def forget_old_ids(self) -> None:
         if len(self.seen_ids) > SEEN_EVENT_IDS:
@@ -321,6 +369,7 @@ _LIFELONG = {
     "enrolments",
     "history",
     "scored",
+    "soft_bounces",
 }
 
 
@@ -422,6 +471,7 @@ class LeadState(BaseModel):
     threshold: int | None = None
     engagement: EngagementCounts = Field(default_factory=EngagementCounts)
     inbound: InboundCounts = Field(default_factory=InboundCounts)
+    back_at: datetime | None = Field(default=None, description="an out-of-office paused the drip until then")
     last_engaged_at: datetime | None = None
     assigned_rep: str | None = None
     assigned_rep_id: int | None = None

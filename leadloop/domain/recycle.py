@@ -1,6 +1,6 @@
 """The recycle policy (recycle.yaml): what a rep's rejection reason does to the lead (pure)."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -63,6 +63,23 @@ class Dormancy(Strict):
     max_cycles: int = Field(default=2, ge=0, le=100)
 
 
+class SoftBounces(Strict):
+    """Temporary bounces (mailbox full, server busy) are counted; this many within `within` suppress the address."""
+
+    suppress_after: int = Field(default=3, ge=1, le=100)
+    within: Wait = timedelta(days=30)
+
+    @model_validator(mode="after")
+    def _a_real_window(self) -> "SoftBounces":
+        if self.within < timedelta(hours=1):
+            raise ValueError("soft_bounces.within must be at least 1h, e.g. '30d'")
+        return self
+
+    def exceeded(self, bounces: list[datetime], now: datetime) -> bool:
+        """Whether the soft bounces received in the window ending `now` reach `suppress_after`."""
+        return sum(1 for at in bounces if now - self.within < at <= now) >= self.suppress_after
+
+
 class RecyclePolicy(Strict):
     """Every reason's disposition; a snapshot travels in each workflow, refreshed at each new cycle."""
 
@@ -70,6 +87,9 @@ class RecyclePolicy(Strict):
     max_recycles: int = Field(default=3, ge=0, le=100, description="recycled more often: the lead goes dormant")
     dormant: Dormancy
     reasons: dict[Reason, Disposition]
+    soft_bounces: SoftBounces = Field(
+        default_factory=SoftBounces, description="N soft bounces within D days suppress the address"
+    )
 
     @model_validator(mode="after")
     def _every_reason(self) -> "RecyclePolicy":

@@ -13,11 +13,13 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from leadloop.domain.cadence import CadenceError, Wait, require_unique
 from leadloop.domain.rules import Lines, Strict, line_of, load_model_lines, parse_model_lines
 
-EventKind = Literal["open", "click", "visit"]
+EventKind = Literal["open", "click", "visit", "reply"]
 BantField = Literal["budget", "authority", "need", "timeline"]
 #: the lead attributes scoring reads (BANT); a lead's other attributes never reach a workflow
 BANT_FIELDS: tuple[BantField, ...] = get_args(BantField)
 SCORING_SHAPE = "a scoring file must be a YAML mapping (version, half_life, profile, engagement)"
+#: What a human reply is worth when the rules (a file, or a snapshot older than replies) have no `reply` rule.
+DEFAULT_REPLY_POINTS = 30
 #: What a scoring file that does not say gets: a page's views count once a day.
 VISITS_ONCE_PER_PAGE = timedelta(days=1)
 
@@ -250,6 +252,7 @@ def compute_score(
     """
     items = profile_items(config.profile, lead)
     earned: dict[str, float] = {}
+    replies = 0.0  # replies no rule prices: DEFAULT_REPLY_POINTS each
     once = config.visits_once_per_page.total_seconds() if config.visits_once_per_page else 0.0
     counted: dict[str, datetime] = {}  # page -> when a view of it last counted
     for event in events:
@@ -260,12 +263,15 @@ def compute_score(
                 continue  # a reload, a second tab or a replayed beacon: the page counted already
             counted[page] = event.at
         rule = next((r for r in config.engagement if r.matches(event.kind, event.url)), None)
-        if rule is None:
+        if rule is None and event.kind != "reply":
             continue
-        points = float(rule.points)
+        points = float(rule.points if rule else DEFAULT_REPLY_POINTS)
         if config.half_life is not None:
             age = max((now - event.at).total_seconds(), 0.0) * time_scale
             points *= 0.5 ** (age / config.half_life.total_seconds())
+        if rule is None:
+            replies += points
+            continue
         earned[rule.name] = earned.get(rule.name, 0.0) + points
     engagement = 0
     for rule in config.engagement:
@@ -274,6 +280,9 @@ def compute_score(
             points = round(value)
             engagement += points
             items.append(ScoreItem(rule=f"{rule.kind} {rule.name}", points=points))
+    if replies:
+        engagement += round(replies)
+        items.append(ScoreItem(rule="reply", points=round(replies)))
     profile = sum(i.points for i in items) - engagement
     return Score(total=profile + engagement, profile=profile, engagement=engagement, items=items)
 

@@ -12,16 +12,18 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from leadloop.domain.times import as_utc
-from leadloop.infra.db import Assignment, DispositionRow, EngagementEvent, Lead, Outbox, Rep
+from leadloop.infra.db import Assignment, DispositionRow, EngagementEvent, InboundMessage, Lead, Outbox, Rep
 
 # signals whose every instance is already a database row (engagement) or carries nothing for people
-_QUIET_SIGNALS = {"engagement", "enroll"}
+_QUIET_SIGNALS = {"engagement", "enroll", "inbound"}
+#: Characters of a reply's words a history line shows.
+EXCERPT_CHARS = 120
 
 
 @dataclass(frozen=True)
 class Entry:
     at: datetime
-    kind: str  # run | email | event | score | stage | wait | operator | sales | decision
+    kind: str  # run | email | event | inbound | score | stage | wait | operator | sales | decision
     detail: str
     run: int | None = None  # which Temporal run (1 = the first), None for database rows
 
@@ -131,6 +133,8 @@ async def database_entries(sessionmaker: async_sessionmaker[AsyncSession], lead_
             who = "human" if e.human else f"machine ({e.reason})"
             where = f" {e.url}" if e.url else ""
             entries.append(Entry(as_utc(e.occurred_at), "event", f"{e.kind}{where} — {who}"))
+        for m in await session.scalars(select(InboundMessage).where(InboundMessage.lead_id == lead_id)):
+            entries.append(Entry(as_utc(m.received_at), "inbound", inbound_line(m)))
         reps = {r.id: r for r in await session.scalars(select(Rep))}
         for a in await session.scalars(select(Assignment).where(Assignment.lead_id == lead_id)):
             rep = reps.get(a.rep_id) if a.rep_id else None
@@ -151,6 +155,28 @@ async def database_entries(sessionmaker: async_sessionmaker[AsyncSession], lead_
                 )
             )
         return entries
+
+
+def inbound_line(message: InboundMessage) -> str:
+    """One message read back: its kind, what it said (a reply's words, shortened; a return date; a bounce's code),
+    and whether the workflow heard of it."""
+    evidence = message.evidence or {}
+    kind = (message.kind or "unclassified").replace("_", " ")
+    said = ""
+    if message.kind == "human_reply":
+        words = " ".join(str(evidence.get("reply_text") or "").split())
+        cut = f"{words[:EXCERPT_CHARS]}…" if len(words) > EXCERPT_CHARS else words
+        said = f": “{cut}”" if cut else ""
+    elif evidence.get("left_company"):
+        hint = f", contact {evidence['contact_hint']}" if evidence.get("contact_hint") else ""
+        said = f": has left the company{hint}"
+    elif message.return_date:
+        said = f": back on {message.return_date:%a %d %b %Y}"
+    elif evidence.get("status"):
+        said = f" {evidence['status']}"
+    answers = f" (answers {message.outbox_key})" if message.outbox_key else ""
+    status = {"signalled": "", "pending": " — not yet applied"}.get(message.status, f" — {message.status}")
+    return f"{kind}{said}{answers}{status}"
 
 
 def merge(*sources: list[Entry]) -> list[Entry]:

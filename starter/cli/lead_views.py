@@ -62,6 +62,23 @@ def status(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
     )
     if s.last_disposition:
         console.print(f"last decision: {s.last_disposition}", highlight=False)
+    inbound = inbound_line(s)
+    if inbound:
+        console.print(inbound, highlight=False)
+
+
+def inbound_line(s: LeadState) -> str:
+    """Mail read back from the lead, by kind ('' when none came): policy blocks show here, as the sender's problem
+    to fix (the address is not suppressed for them)."""
+    counts = {kind.replace("_", " "): n for kind, n in s.inbound.model_dump().items() if n}
+    if not counts:
+        return ""
+    line = "inbound: " + ", ".join(f"{kind} {n}" for kind, n in counts.items())
+    if s.inbound.policy_block:
+        line += " (policy blocks: our sending was refused by policy, not the address; see the relay's advice)"
+    if s.back_at is not None:
+        line += f"; out of office until {s.back_at:%Y-%m-%d %H:%M} UTC"
+    return line
 
 
 def score_table(s: LeadState) -> Table:

@@ -28,6 +28,7 @@ from leadloop.domain.models import (
     DispositionInput,
     EngagementEvent,
     EngagementInput,
+    InboundInput,
     LoadCycleInput,
     LoadCycleResult,
     NotifyRepInput,
@@ -38,6 +39,7 @@ from leadloop.domain.models import (
     RetrySendInput,
     SendEmailInput,
     SendEmailResult,
+    SuppressAddressInput,
 )
 from leadloop.domain.recycle import Dormancy, load_recycle
 from leadloop.domain.scoring import LeadProfile, ScoringConfig
@@ -89,6 +91,13 @@ LONG = CADENCE.model_copy(
         "steps": [CADENCE.steps[0], CADENCE.steps[1].model_copy(update={"wait": timedelta(days=30)})],
     }
 )
+#: an out-of-office's pause longer than the step's wait: the drip waits for the lead's return
+AWAY = CADENCE.model_copy(
+    update={
+        "name": "replay-ooo",
+        "steps": [CADENCE.steps[0], CADENCE.steps[1].model_copy(update={"wait": timedelta(days=2)})],
+    }
+)
 SCORING = ScoringConfig.model_validate(
     {
         "version": 1,
@@ -118,6 +127,11 @@ async def assign_lead(input: AssignLeadInput) -> AssignLeadResult:
 @activity.defn(name="notify_rep")
 async def notify_rep(input: NotifyRepInput) -> NotifyRepResult:
     return NotifyRepResult(status="sent", outbox_key=f"{input.assignment_key}.notify")
+
+
+@activity.defn(name="suppress_address")
+async def suppress_address(input: SuppressAddressInput) -> None:
+    return None
 
 
 @activity.defn(name="close_assignment")
@@ -176,6 +190,11 @@ async def main() -> None:
         13: "state-machine-reject-recycled",
         14: "state-machine-accept-converted",
         15: "state-machine-held-then-fixed",
+        # recorded after inbound mail acted on the lead (workflow.patched "inbound-effects")
+        16: "inbound-reply-handover-accepted",
+        17: "inbound-auto-reply-paused",
+        18: "inbound-hard-bounce-suppressed",
+        19: "inbound-soft-bounces-suppressed",
     }
     # only what is asked for (default: what is missing); saved histories are never re-recorded
     wanted = {
@@ -185,7 +204,15 @@ async def main() -> None:
         client,
         task_queue=queue,
         workflows=[LeadNurtureWorkflow],
-        activities=[send_email, assign_lead, notify_rep, close_assignment, load_cycle, record_disposition],
+        activities=[
+            send_email,
+            assign_lead,
+            notify_rep,
+            close_assignment,
+            load_cycle,
+            record_disposition,
+            suppress_address,
+        ],
         workflow_runner=workflow_runner(),
     ):
         for lead_id in wanted:
@@ -199,9 +226,13 @@ async def main() -> None:
                 if lead_id in (5, 6, 10, 11, 13, 14, 15)
                 else (BIG, None)
                 if lead_id == 7
+                else (LONG, SCORING)
+                if lead_id in (16, 18, 19)
+                else (AWAY, None)
+                if lead_id == 17
                 else (CADENCE, None)
             )
-            recycle = RECYCLE if lead_id in (6, 11, 13, 14, 15) else FAST_DORMANCY if lead_id == 7 else None
+            recycle = RECYCLE if lead_id in (6, 11, 13, 14, 15, 16, 19) else FAST_DORMANCY if lead_id == 7 else None
             for _ in range(2):
                 await start_lead(
                     client,
@@ -209,8 +240,9 @@ async def main() -> None:
                     cadence,
                     task_queue=queue,
                     source="record",
-                    time_scale=3600 if lead_id == 10 else 86400 * 2,  # 10: a 2 h SLA lasts 2 s
-                    rep_time_scale=1.0 if lead_id == 11 else None,
+                    # 10: a 2 h SLA lasts 2 s; 17: a day a second, the out-of-office's week a few seconds
+                    time_scale=3600 if lead_id == 10 else 86400 if lead_id == 17 else 86400 * 2,
+                    rep_time_scale=1.0 if lead_id in (11, 16) else None,
                     scoring=scoring,
                     recycle=recycle,
                 )
@@ -249,6 +281,8 @@ async def main() -> None:
                 await asyncio.sleep(0.05)
             unsubscribe = EngagementEvent(id="u", kind="unsubscribe", human=True, at=datetime.now(UTC))
             await handle.signal("engagement", EngagementInput(events=[unsubscribe]))
+        for lead_id in [i for i in (16, 17, 18, 19) if i in wanted]:
+            await record_inbound(client, lead_id)
         if 14 in wanted:  # the rep accepts: converted, the decision recorded as data
             handle = client.get_workflow_handle(workflow_id(14))
             await handover(client, 14)
@@ -301,6 +335,37 @@ async def main() -> None:
         len(sys.argv) == 1 and not (HERE / "continue-as-new-suggested.json").exists()
     ):
         await record_suggested_continue_as_new()
+
+
+def inbound(kind: str, number: int, **fields: object) -> InboundInput:
+    return InboundInput(id=f"inbound-{number}", kind=kind, received_at=datetime.now(UTC), **fields)  # type: ignore[arg-type]
+
+
+async def record_inbound(client: Client, lead_id: int) -> None:
+    """Mail read back after the first send: a reply (then another, then the rep accepts), an out-of-office with a
+    return date, a hard bounce, three soft bounces."""
+    handle = client.get_workflow_handle(workflow_id(lead_id))
+    while (await handle.describe()).search_attributes.get("CadenceStep") != ["two"]:
+        await asyncio.sleep(0.05)
+    key = f"lead-{lead_id}.c0.one"
+    if lead_id == 16:
+        reply = inbound("human_reply", 1, outbox_key=key, subject="Re: One", reply_text="yes, call me on Tuesday")
+        await handle.signal("inbound", reply)
+        await handle.signal("inbound", reply)  # a repeat: applied once
+        while (await handle.describe()).search_attributes.get("AssignedRep") != ["rep-1"]:
+            await asyncio.sleep(0.1)
+        await handle.signal("inbound", inbound("human_reply", 2, subject="Re: One", reply_text="or Wednesday"))
+        await asyncio.sleep(1)
+        await handle.execute_update("accept", RepActionInput(rep_id=1, opportunity_id="OPP-16"))
+    elif lead_id == 17:
+        back = datetime.now(UTC).date() + timedelta(days=4)
+        await handle.signal("inbound", inbound("auto_reply", 1, outbox_key=key, return_date=back))
+    elif lead_id == 18:
+        await handle.signal("inbound", inbound("hard_bounce", 1, outbox_key=key, status="5.1.1"))
+    else:
+        await handle.signal("inbound", inbound("policy_block", 1, status="5.7.1"))
+        for n in (2, 3, 4):
+            await handle.signal("inbound", inbound("soft_bounce", n, status="4.2.2"))
 
 
 async def handover(client: Client, lead_id: int) -> None:

@@ -32,6 +32,11 @@ def test_there_are_saved_histories() -> None:
         "state-machine-reject-recycled",
         "state-machine-accept-converted",
         "state-machine-held-then-fixed",
+        # recorded after inbound mail acted on the lead (workflow.patched "inbound-effects")
+        "inbound-reply-handover-accepted",
+        "inbound-auto-reply-paused",
+        "inbound-hard-bounce-suppressed",
+        "inbound-soft-bounces-suppressed",
     } <= names
 
 
@@ -108,4 +113,30 @@ async def test_the_rep_reminder_is_guarded_by_its_patch_both_ways(
 
     monkeypatch.setattr(workflow, "patched", patched)
     failure = await replay(old if forced else new)
+    assert failure is not None and "nondetermin" in str(failure).lower(), failure
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "inbound-reply-handover-accepted",
+        "inbound-auto-reply-paused",
+        "inbound-hard-bounce-suppressed",
+        "inbound-soft-bounces-suppressed",
+    ],
+)
+async def test_inbound_effects_are_guarded_by_their_patch(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lead whose workflow only counted inbound messages (no "inbound-effects" marker in its history) must go on
+    only counting when it replays; these histories have the marker, and without the guard's answer their hand-over,
+    pause or suppression no longer matches what they recorded."""
+    from temporalio import workflow
+
+    from workflows.lead_nurture import INBOUND_EFFECTS_PATCH
+
+    assert await replay(name) is None
+    real = workflow.patched
+    monkeypatch.setattr(
+        workflow, "patched", lambda patch_id: False if patch_id == INBOUND_EFFECTS_PATCH else real(patch_id)
+    )
+    failure = await replay(name)
     assert failure is not None and "nondetermin" in str(failure).lower(), failure

@@ -269,3 +269,47 @@ def test_the_drip_sends_its_steps_then_the_big_bang_once_then_is_complete() -> N
     memory.streak = 0  # opened: no big bang either
     memory.big_bang_sent = False
     assert next_email(lead, memory) is None
+
+
+# ---------------------------------------------------------------- inbound mail (issue 18)
+
+
+@pytest.mark.parametrize("event", ["hard_bounced", "complained", "soft_bounced"])
+@pytest.mark.parametrize("stage", ACTIVE)
+def test_a_bounce_or_complaint_suppresses_the_lead_from_any_stage_it_can_be_in(event: str, stage: Stage) -> None:
+    assert next_stage(stage, event) == "suppressed"  # type: ignore[arg-type]
+
+
+def test_a_reply_hands_over_from_wherever_the_score_could_and_never_from_a_final_stage() -> None:
+    assert {s for s, moves in TRANSITIONS.items() if "replied" in moves} == set(ESCALATING_STAGES)
+    assert all(TRANSITIONS[s]["replied"] == "with_sales" for s in ESCALATING_STAGES)
+    for stage in (*FINAL_STAGES, "with_sales", "held"):
+        with pytest.raises(IllegalTransition, match="cannot be replied"):
+            next_stage(stage, "replied")
+
+
+def test_left_the_company_holds_the_lead_but_not_one_with_sales() -> None:
+    for stage in ("nurturing", "big_bang", "paused", "send_blocked", "dormant"):
+        assert next_stage(stage, "left_company") == "held"  # type: ignore[arg-type]
+    with pytest.raises(IllegalTransition, match="with sales cannot be left company"):
+        next_stage("with_sales", "left_company")
+
+
+def test_inbound_suppression_ends_waits_as_an_unsubscribe_does_and_keeps_its_reason() -> None:
+    life = Lifecycle()
+    assert life.departure() == ("unsubscribed", "unsubscribed") and not life.leaving
+    life.suppress("hard_bounced", "suppressed: hard bounce 5.1.1")
+    assert life.leaving and life.unsubscribed
+    life.suppress("complained", "later news")  # the first reason stands
+    assert life.departure() == ("hard_bounced", "suppressed: hard bounce 5.1.1")
+    assert life.enter(life.departure()[0]) == "suppressed"
+    unsubscribed = Lifecycle(unsubscribed=True)
+    unsubscribed.suppress("complained", "spam")  # an unsubscribe came first: it stays the reason
+    assert unsubscribed.departure() == ("unsubscribed", "unsubscribed")
+
+
+def test_the_hand_over_names_a_reply_or_the_score() -> None:
+    life = Lifecycle()
+    assert life.handover == "threshold_reached"
+    life.replied = True
+    assert life.handover == "replied" and life.enter("replied") == "with_sales"

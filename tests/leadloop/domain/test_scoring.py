@@ -104,7 +104,7 @@ def test_headcount(value: str, expected: int | None) -> None:
         ),
         (RULES.replace("name: click,", "name: open,"), "must be unique"),
         (RULES.replace("points: 3, cap: 6", "points: -3"), "greater than or equal to 0"),
-        (RULES.replace("kind: open", "kind: reply"), "engagement[2].kind"),
+        (RULES.replace("kind: open", "kind: forward"), "engagement[2].kind"),
         ("- just a list\n", "must be a YAML mapping"),
         ("version: [\n", "malformed YAML"),
     ],
