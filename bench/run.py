@@ -1056,7 +1056,15 @@ DATABASES = ("sqlite", "postgresql")
 
 def check_options(parser: argparse.ArgumentParser, opts: argparse.Namespace) -> None:
     """Refuse what cannot be measured before anything starts (argparse's exit 2, nothing written)."""
-    for name, low in (("leads", 1), ("steps", 1), ("hot", 1), ("mem_leads", 0), ("cache", 0), ("activities", 1)):
+    for name, low in (
+        ("leads", 1),
+        ("steps", 1),
+        ("hot", 1),
+        ("mem_leads", 0),
+        ("inbound", 0),
+        ("cache", 0),
+        ("activities", 1),
+    ):
         value = getattr(opts, name)
         if value is not None and value < low:
             parser.error(f"--{name.replace('_', '-')} must be at least {low}, not {value}")

@@ -46,6 +46,8 @@ def test_a_small_run_writes_every_figure_of_the_table(tmp_path: Path) -> None:
         "3",
         "--mem-leads",
         "30",
+        "--inbound",
+        "20",
         "--configs",
         "sqlite-wal/sqlite",
         "--out",
@@ -67,11 +69,17 @@ def test_a_small_run_writes_every_figure_of_the_table(tmp_path: Path) -> None:
     assert config["latency"]["samples"] == 3 and 0 < config["latency"]["p50_s"] <= config["latency"]["p99_s"]
     assert 0 < config["leadloop"]["history_events_per_lead_cycle"] <= 200
     assert config["mid_cadence"]["leads"] == 30
+    reply = config["reply_latency"]  # a reply handed over to the rep, each within the bound
+    assert reply["samples"] == 3 and reply["over_60_s"] == 0 and 0 < reply["p50_s"] <= reply["p99_s"] < 60
+    inbound = config["inbound"]  # the mix of 20: every message stored and signalled to its waiting lead
+    assert inbound["messages"] == inbound["signalled"] == 20
+    assert inbound["classify_per_s"] > 0 and 0 < inbound["end_to_end_per_s"] <= inbound["store_per_s"]
     for process in ("worker", "sales worker", "http", "dev server"):
         assert config["memory_kib"][process]["VmHWM"] > 0
         assert config["mid_cadence"]["memory_kib"][process]["VmRSS"] > 0
     markdown = json_file.with_suffix(".md").read_text()
     assert "| sqlite-wal / sqlite |" in markdown and "Targets:" in markdown and "p99 open-to-escalation" in markdown
+    assert "reply-to-rep p50 / p95 / p99" in markdown
 
 
 @pytest.mark.parametrize(
@@ -82,6 +90,7 @@ def test_a_small_run_writes_every_figure_of_the_table(tmp_path: Path) -> None:
         (["--leads", "0"], "--leads must be at least 1"),
         (["--hot", "0"], "--hot must be at least 1"),
         (["--activities", "0"], "--activities must be at least 1"),
+        (["--inbound", "-1"], "--inbound must be at least 0"),
         (["--leads", "many"], "invalid int value"),
     ],
 )
