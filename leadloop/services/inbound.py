@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadloop.domain.mail import email_hash
@@ -174,6 +174,16 @@ async def list_inbound(
     if unmatched:
         query = query.where(InboundMessage.lead_id.is_(None))
     return list((await session.execute(query.limit(limit))).scalars())
+
+
+async def count_inbound(session: AsyncSession) -> dict[tuple[str | None, str], int]:
+    """How many inbound messages are stored, by (kind, status); kind None: not classified."""
+    rows = await session.execute(
+        select(InboundMessage.kind, InboundMessage.status, func.count()).group_by(
+            InboundMessage.kind, InboundMessage.status
+        )
+    )
+    return {(kind, status): int(n) for kind, status, n in rows.all()}
 
 
 async def get_inbound(session: AsyncSession, inbound_id: int) -> InboundMessage | None:
