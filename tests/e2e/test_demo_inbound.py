@@ -4,6 +4,7 @@ address; each message is stored, matched to its send, signalled, and counted in 
 
 import asyncio
 import contextlib
+import os
 import re
 from datetime import date
 from pathlib import Path
@@ -27,6 +28,7 @@ from starter.demo import DEMO_BOUNCE_DOMAIN, demo_settings, writers_back
 from starter.demo_inbound import AWAY, REPLY_TEXT, DemoLead, play_replies
 from starter.mailbox import InboundRoute, serve_mailbox
 from tests.conftest import client_address, free_port, with_pydantic
+from tests.e2e.test_drip_whole_stack import BIN, run
 
 CADENCE = """\
 name: hello
@@ -121,6 +123,15 @@ async def test_the_demo_reply_and_out_of_office_reach_their_leads_workflows(
 
             reply_row, away_row = await until(signalled)
             states = {email: await LeadClient(client, lead).state() for email, lead in ids.items()}
+            # where the README says to watch them
+            env = {
+                **os.environ,
+                "LEADLOOP_TEMPORAL_ADDRESS": client_address(dev_env.client),
+                "LEADLOOP_DATABASE_URL": db_url,
+                "COLUMNS": "200",
+            }
+            status = await run(str(BIN / "leadloop"), "status", str(ids[OLIVIA.email]), env=env)
+            listed = await run(str(BIN / "leadloop"), "inbound", "list", env=env)
     finally:
         for handle in handles:
             with contextlib.suppress(RPCError):  # ended already
@@ -146,3 +157,5 @@ async def test_the_demo_reply_and_out_of_office_reach_their_leads_workflows(
     # the workflows heard them: the state query counts each once, by kind
     assert states[OLIVIA.email].inbound.human_reply == 1 and states[OLIVIA.email].inbound.auto_reply == 0
     assert states[LUKAS.email].inbound.auto_reply == 1 and states[LUKAS.email].inbound.human_reply == 0
+    assert status[0] == 0 and "inbound: human reply 1 (`leadloop inbound list`)" in status[1], status
+    assert listed[0] == 0 and listed[1].count("signalled") == 2 and "auto_reply" in listed[1], listed
