@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -39,6 +40,7 @@ steps:
   - {id: welcome, wait: 0, template: welcome, subject: "Welcome {{ lead.first_name }}"}
   - {id: tips, wait: 30d, template: tips, subject: "Tips"}
 """
+NAMESPACE = "e2e-demo"
 OLIVIA = LeadIn(email="olivia.bennett@example.com", first_name="Olivia", last_name="Bennett", locale="en")
 LUKAS = LeadIn(email="lukas.mueller@example.de", first_name="Lukas", last_name="Müller", locale="de")
 
@@ -85,9 +87,13 @@ async def test_the_demo_reply_and_out_of_office_reach_their_leads_workflows(
             smtp_port=port,
             cadence_dir=rules,
             temporal_address=client_address(dev_env.client),
+            temporal_namespace=NAMESPACE,
         )
     )
-    client = with_pydantic(dev_env.client)
+    # its own namespace: workflow ids are lead-<id>, and other tests' leads 1 and 2 live in the default one
+    config = with_pydantic(dev_env.client).config()
+    config["namespace"] = NAMESPACE
+    client = Client(**config)
     engine = make_engine(db_url)
     sessions = make_sessionmaker(engine)
     route = InboundRoute.from_settings(settings, sessions, client)
@@ -127,6 +133,7 @@ async def test_the_demo_reply_and_out_of_office_reach_their_leads_workflows(
             env = {
                 **os.environ,
                 "LEADLOOP_TEMPORAL_ADDRESS": client_address(dev_env.client),
+                "LEADLOOP_TEMPORAL_NAMESPACE": NAMESPACE,
                 "LEADLOOP_DATABASE_URL": db_url,
                 "COLUMNS": "200",
             }
