@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import aiosmtplib
 import httpx
 import uvicorn
 from pydantic import SecretStr
@@ -147,7 +148,11 @@ def writers_back(leads: list[LeadIn], started: set[str]) -> tuple[DemoLead, Demo
 
 async def _demo_writers(settings: Settings, replier: DemoLead, away: DemoLead, stop: asyncio.Event) -> None:
     """Plays two leads writing back to their welcome emails over SMTP, and says where to watch."""
-    sent = await play_replies(settings.mail_dir, settings.smtp_host, settings.smtp_port, replier, away, stop)
+    try:
+        sent = await play_replies(settings.mail_dir, settings.smtp_host, settings.smtp_port, replier, away, stop)
+    except (aiosmtplib.SMTPException, OSError) as exc:  # the demo goes on without them
+        console.print(styled("demo replies", "yellow", f": could not be sent to the local mailbox: {exc}"))
+        return
     if len(sent) < 2:
         return
     console.print(
