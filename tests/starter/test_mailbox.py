@@ -24,15 +24,19 @@ from tests.leadloop.services.test_inbound_delivery import bounce
 BOUNCES = "bounces.leadloop.example"
 
 
+async def smtp_send(port: int, raw: bytes | EmailMessage, to: list[str], sender: str = "someone@example.com") -> None:
+    """Over SMTP to the mailbox on 127.0.0.1:port; sender "" is the null sender (MAIL FROM:<>) bounces come from."""
+    data = raw.as_bytes() if isinstance(raw, EmailMessage) else raw
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port) as smtp:
+        await smtp.sendmail(sender, to, data)
+
+
 class Mailbox:
     def __init__(self, folder: Path, port: int, route: InboundRoute) -> None:
         self.folder, self.port, self.route = folder, port, route
 
     async def send(self, raw: bytes | EmailMessage, to: list[str], sender: str = "someone@example.com") -> None:
-        """Over SMTP; sender "" is the null sender (MAIL FROM:<>) bounces come from."""
-        data = raw.as_bytes() if isinstance(raw, EmailMessage) else raw
-        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=self.port) as smtp:
-            await smtp.sendmail(sender, to, data)
+        await smtp_send(self.port, raw, to, sender)
 
     def kept(self) -> list[bytes]:
         return [p.read_bytes() for p in sorted(self.folder.glob("*.eml"))]
@@ -158,3 +162,68 @@ async def test_a_database_that_cannot_store_it_gets_a_temporary_refusal(make_set
         server.close()
         await server.wait_closed()
         await engine.dispose()
+
+
+async def test_leadloop_mailbox_inbound_stores_while_temporal_is_down(tmp_path: Path) -> None:
+    """`leadloop mailbox --inbound` as a process: a reply to the From address is stored (left pending: Temporal is
+    not there to hear it); on a database without tables it refuses to start, saying what to run."""
+    import asyncio
+    import os
+    import sys
+
+    from leadloop.infra.migrate import upgrade_database
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'leadloop.db'}"
+    await upgrade_database(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    port = free_port()
+    env = {
+        **os.environ,
+        "LEADLOOP_DATABASE_URL": url,
+        "LEADLOOP_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",  # nothing listens there
+        "LEADLOOP_BOUNCE_DOMAIN": BOUNCES,
+        "LEADLOOP_DEMO": "true",
+    }
+    leadloop = [sys.executable, "-m", "starter.cli"]
+    proc = await asyncio.create_subprocess_exec(
+        *leadloop,
+        "mailbox",
+        "--inbound",
+        "--port",
+        str(port),
+        "--dir",
+        str(tmp_path / "mail"),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        lead = await add_lead(sessions, "anna@example.com")
+        sent = await add_send(sessions, lead, "welcome", "Welcome")
+        for _ in range(100):  # until it listens
+            try:
+                await smtp_send(port, reply(sent.message_id, "yes"), ["hello@leadloop.example"])
+                break
+            except (OSError, aiosmtplib.SMTPConnectError):
+                await asyncio.sleep(0.1)
+        (row,) = await rows(sessions)
+        assert (row.source, row.kind, row.lead_id, row.status) == ("mailbox", "human_reply", lead, "pending")
+    finally:
+        proc.terminate()
+        await proc.wait()
+        await engine.dispose()
+
+    empty = {**env, "LEADLOOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"}
+    refused = await asyncio.create_subprocess_exec(
+        *leadloop,
+        "mailbox",
+        "--inbound",
+        "--port",
+        str(free_port()),
+        env=empty,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(refused.communicate(), 60)
+    assert refused.returncode == 1 and "has no tables: run `leadloop db upgrade`" in " ".join(err.decode().split())
