@@ -25,6 +25,7 @@ from leadloop.infra.db import (
     Assignment,
     DispositionRow,
     EngagementEvent,
+    InboundMessage,
     Lead,
     Outbox,
     Rep,
@@ -178,6 +179,8 @@ class _Demo:
         self.policy = load_recycle(PROJECT_ROOT / "cadences" / "recycle.yaml")
         self.turn: dict[str, int] = dict.fromkeys(reps, 0)
         self.events = 0
+        self.mail_rng = random.Random(seed + 1)  # what came back: its own draws leave every other figure as it was
+        self.inbound = 0
 
     def at(self, start: datetime, hours: float) -> datetime:
         return start + timedelta(hours=hours)
@@ -197,6 +200,42 @@ class _Demo:
                     status="signalled",
                 )
             )
+
+    def came_back(self, lead: Lead, key: str | None, sent: datetime, engaged: bool) -> None:
+        """Now and then a reply (from readers), an auto-reply, a late bounce, a policy block or a complaint."""
+        rng = self.mail_rng
+        chances = (
+            ("human_reply", 0.06 if engaged else 0.0),
+            ("auto_reply", 0.04),
+            ("soft_bounce", 0.01),
+            ("hard_bounce", 0.006),
+            ("policy_block", 0.004),
+            ("complaint", 0.0025),
+        )
+        for kind, chance in chances:
+            when = self.at(sent, rng.uniform(0.1, 48))
+            if rng.random() < chance and when <= self.now:
+                self.inbound_message(kind, lead.id, key, when)
+
+    def inbound_message(self, kind: str, lead_id: int | None, key: str | None, when: datetime) -> None:
+        if when > self.now:
+            return
+        self.inbound += 1
+        self.session.add(
+            InboundMessage(
+                message_id=f"<in-{self.inbound}@demo>",
+                source="imap" if kind in ("human_reply", "auto_reply") else "webhook:ses",
+                source_key=f"demo:{self.inbound}",
+                received_at=when,
+                lead_id=lead_id,
+                outbox_key=key,
+                kind=kind,
+                evidence={"reasons": ["demo"]},
+                raw=None,
+                raw_size=0,
+                status="signalled" if key else "unmatched",
+            )
+        )
 
     def suppress(self, lead: Lead, reason: str, when: datetime) -> None:
         self.session.add(Suppression(email_hash=email_hash(lead.email), reason=reason, created_at=when))
@@ -235,6 +274,10 @@ class _Demo:
             if rng.random() < 0.3:  # a privacy prefetch at delivery
                 self.event(lead, "open", False, key, self.at(sent, 0.01))
             engaged = rng.random() < p_open
+            self.came_back(lead, key, sent, engaged)
+            if self.mail_rng.random() < 0.015:  # a message no send is found for
+                kind = self.mail_rng.choice(("auto_reply", "hard_bounce", "human_reply"))
+                self.inbound_message(kind, None, None, self.at(sent, 30))
             clicked = engaged and rng.random() < p_click
             read = self.at(sent, rng.uniform(0.3, 30))
             if engaged:

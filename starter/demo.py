@@ -15,13 +15,15 @@ from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import aiosmtplib
 import httpx
 import uvicorn
 from pydantic import SecretStr
 
 from leadloop import DATA_DIR
 from leadloop.domain.cadence import cadence_path, load_cadence
-from leadloop.domain.intake import parse_csv
+from leadloop.domain.intake import LeadIn, parse_csv
+from leadloop.domain.mail import parse_sender
 from leadloop.domain.recycle import current_recycle
 from leadloop.domain.routing import load_roster
 from leadloop.domain.scoring import current_scoring
@@ -32,8 +34,9 @@ from leadloop.infra.temporal import connect
 from leadloop.services.enrollment import enroll_leads
 from leadloop.services.roster import import_roster
 from starter.api import create_app
+from starter.demo_inbound import REPLY_TEXT, DemoLead, play_replies
 from starter.devserver import start_dev_server, stop_process, ui_codec_endpoint
-from starter.mailbox import serve_mailbox
+from starter.mailbox import InboundRoute, serve_mailbox
 from starter.output import plain_console, styled
 from starter.serving import uvicorn_options
 
@@ -108,13 +111,59 @@ class _EmbeddedServer(uvicorn.Server):
 
 console = plain_console()
 
+#: the demo's bounce domain (unless LEADLOOP_BOUNCE_DOMAIN names one): every send's envelope sender is a VERP
+#: address there, and the local mailbox takes its mail, so an out-of-office or a bounce names its send
+DEMO_BOUNCE_DOMAIN = "bounces.leadloop.example"
+#: who writes back in the demo (with the sample leads): she replies to her welcome email, he is out of the office
+REPLIER = "olivia.bennett@example.com"
+AWAY = "lukas.mueller@example.de"
+
 
 def demo_settings(settings: Settings) -> Settings:
     """The demo's settings: its HTTP service may use the published keys, and a rep's response deadline runs in
     real time (unless LEADLOOP_REP_TIME_SCALE says otherwise), so a person can act on the rep's email before the
     lead lapses to the next rep, while cadence days pass in seconds."""
     rep_scale = settings.rep_time_scale if settings.rep_time_scale is not None else 1.0
-    return settings.model_copy(update={"demo": True, "rep_time_scale": rep_scale})
+    bounce_domain = settings.bounce_domain or DEMO_BOUNCE_DOMAIN
+    return settings.model_copy(update={"demo": True, "rep_time_scale": rep_scale, "bounce_domain": bounce_domain})
+
+
+def writers_back(leads: list[LeadIn], started: set[str]) -> tuple[DemoLead, DemoLead] | None:
+    """Who replies and who is away: the sample's Olivia and Lukas, or (another CSV) its second and third leads;
+    only leads whose workflow this run started (a resumed demo does not write back twice). None: no such pair."""
+    fresh = [lead for lead in leads if lead.email in started]
+    by_email = {lead.email: lead for lead in fresh}
+    replier, away = by_email.get(REPLIER), by_email.get(AWAY)
+    if (replier is None or away is None) and len(fresh) >= 3:
+        replier, away = fresh[1], fresh[2]
+    if replier is None or away is None:
+        return None
+
+    def demo_lead(lead: LeadIn) -> DemoLead:
+        name = " ".join(part for part in (lead.first_name, lead.last_name) if part) or lead.email
+        return DemoLead(name=name, email=lead.email, locale=lead.locale or "en")
+
+    return demo_lead(replier), demo_lead(away)
+
+
+async def _demo_writers(settings: Settings, replier: DemoLead, away: DemoLead, stop: asyncio.Event) -> None:
+    """Plays two leads writing back to their welcome emails over SMTP, and says where to watch."""
+    try:
+        sent = await play_replies(settings.mail_dir, settings.smtp_host, settings.smtp_port, replier, away, stop)
+    except (aiosmtplib.SMTPException, OSError) as exc:  # the demo goes on without them
+        console.print(styled("demo replies", "yellow", f": could not be sent to the local mailbox: {exc}"))
+        return
+    if len(sent) < 2:
+        return
+    console.print(
+        styled(
+            "demo replies",
+            "bold",
+            f': {replier.email} answered her welcome email "{REPLY_TEXT}"; {away.email}\'s mail server sent an '
+            f"out-of-office with a return date. Watch them in `.venv/bin/leadloop inbound list`, "
+            "`.venv/bin/leadloop status <lead id>` (inbound: …) and the Temporal UI (the 'inbound' signals).",
+        )
+    )
 
 
 async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str) -> None:
@@ -134,12 +183,15 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
     mailbox = None
     http: asyncio.Task[None] | None = None
     api: _EmbeddedServer | None = None
+    inbound_engine = make_engine(settings.database_url)
     try:
-        mailbox = await serve_mailbox(settings.mail_dir, settings.smtp_host, settings.smtp_port)
         import worker as worker_module  # the worker is the one process allowed to load activities
 
         # the worker's Prometheus endpoint, as `python worker.py` serves it (the SDK runtime is per process)
         client = await connect(settings, runtime=worker_module.metrics_runtime(settings))
+        # mail for the From/Reply-To and bounce addresses goes through the inbound pipeline, as a real inbox would
+        route = InboundRoute.from_settings(settings, make_sessionmaker(inbound_engine), client)
+        mailbox = await serve_mailbox(settings.mail_dir, settings.smtp_host, settings.smtp_port, inbound=route)
         api = _EmbeddedServer(
             uvicorn.Config(
                 create_app(settings, client=client),
@@ -173,6 +225,7 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
             for error in parsed.errors:
                 console.print(styled(f"skipped row {error.row}", "yellow", f": {error.field}: {error.reason}"))
             day = 86400 / settings.time_scale
+            reply_to = parse_sender(settings.from_address)[1]
             encryption = (
                 f"on (key '{settings.encryption_key_id}'); the UI decodes through {settings.public_url}/codec/…"
                 if settings.encryption_keys
@@ -194,6 +247,8 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
                     f"  HTTP service  {settings.public_url}/docs (pixel, clicks, unsubscribe, beacon, POST /leads)\n"
                     f"  demo website  {settings.site_url}/pricing\n"
                     f"  lead state    .venv/bin/leadloop state <lead id>\n"
+                    f"  replies       .venv/bin/leadloop inbound list (mail to {reply_to} and to "
+                    f"bounces+…@{settings.bounce_domain} at the local mailbox goes inbound)\n"
                     f"  engage        open a link in an .eml file, or .venv/bin/leadloop event click 1 "
                     f"--url {settings.site_url}/pricing\n"
                     f"  reps          .venv/bin/leadloop reps list (from examples/reps.yaml)\n"
@@ -201,14 +256,17 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
                 )
             )
             first = report.results[0] if report.results else None
-            reader = None
+            players = []
             if first is not None and first.workflow == "started":
-                reader = asyncio.create_task(_demo_reader(settings, first.email, stop))
+                players.append(asyncio.create_task(_demo_reader(settings, first.email, stop)))
+            started = {result.email for result in report.results if result.workflow == "started"}
+            if (pair := writers_back(parsed.leads, started)) is not None:
+                players.append(asyncio.create_task(_demo_writers(settings, *pair, stop)))
             await stop.wait()
-            if reader is not None:
-                reader.cancel()
+            for player in players:
+                player.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await reader
+                    await player
             console.print("stopping: worker, HTTP service, mailbox, Temporal dev server ...")
     finally:
         if api is not None and http is not None:
@@ -217,6 +275,7 @@ async def run_demo(settings: Settings, leads_csv: Path | None, cadence_name: str
         if mailbox is not None:
             mailbox.close()
             await mailbox.wait_closed()
+        await inbound_engine.dispose()
         await stop_process(server)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -1,7 +1,7 @@
 """The HTTP service's /metrics: leadloop's counters and its own Temporal client's SDK metrics, in one registry."""
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import prometheus_client
 from prometheus_client.core import Metric
@@ -16,7 +16,9 @@ from temporalio.runtime import (
     TelemetryConfig,
 )
 
-from leadloop.domain.metrics import HTTP_COUNTERS, HTTP_REQUESTS, Counter
+from leadloop.domain.inbound import INBOUND_KINDS
+from leadloop.domain.metrics import HTTP_COUNTERS, HTTP_REQUESTS, INBOUND_MESSAGES, NOT_CLASSIFIED, Counter
+from leadloop.services.inbound import STATUSES
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 #: The SDK exporter's buckets for request latencies (seconds), so both services' histograms line up.
@@ -34,8 +36,21 @@ class HttpMetrics:
             for spec in HTTP_COUNTERS
         }
 
+        self._inbound = prometheus_client.Gauge(
+            INBOUND_MESSAGES.name, INBOUND_MESSAGES.help, INBOUND_MESSAGES.labels, registry=self.registry
+        )
+
     def inc(self, spec: Counter, **labels: str) -> None:
         self._counters[spec.name].labels(**spec.check(labels)).inc()
+
+    def set_inbound(self, counts: Mapping[tuple[str | None, str], int]) -> None:
+        """The stored inbound messages by kind and status (`count_inbound`); every known pair is shown, 0 when
+        there is none, so a rate over it starts from zero rather than from a missing series."""
+        values = {(kind, status): 0 for kind in (*INBOUND_KINDS, NOT_CLASSIFIED) for status in STATUSES}
+        for (kind, status), n in counts.items():
+            values[(kind or NOT_CLASSIFIED, status)] = values.get((kind or NOT_CLASSIFIED, status), 0) + n
+        for (kind, status), n in values.items():
+            self._inbound.labels(kind=kind, status=status).set(n)
 
     def render(self) -> bytes:
         return prometheus_client.generate_latest(self.registry)

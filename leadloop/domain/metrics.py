@@ -84,6 +84,27 @@ HTTP_REQUESTS = Counter(
 
 HTTP_COUNTERS = (ENGAGEMENT_EVENTS, INTAKES, UNSUBSCRIBES, REP_DECISIONS, TOKENS_REFUSED, HTTP_REQUESTS)
 
+
+@dataclass(frozen=True)
+class Gauge:
+    """A number read fresh at each scrape (from the database), with the only labels it takes."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+#: Every channel stores inbound mail (the IMAP reader, the webhooks, the demo's mailbox), each in its own process:
+#: the HTTP service counts the stored rows when it is scraped, so one endpoint shows them all.
+INBOUND_MESSAGES = Gauge(
+    "leadloop_inbound_messages",
+    "Inbound messages stored (replies, auto-replies, bounces, complaints), by kind and status, read from the "
+    "database at each scrape; kind not_classified: no verdict yet",
+    ("kind", "status"),
+)
+#: the label value of a stored message without a verdict
+NOT_CLASSIFIED = "not_classified"
+
 _READER_PROXIES = {why for _, why in READER_PROXIES}
 _SCANNERS = {why for _, why in SCANNER_AGENTS}
 _PREVIEWS = {why for _, why in CLICK_ONLY_AGENTS}

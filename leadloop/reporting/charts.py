@@ -4,8 +4,18 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from leadloop.reporting.definitions import THRESHOLDS
 from leadloop.reporting.formats import pct
-from leadloop.reporting.models import ENDED, OUTCOMES, FunnelPlan, ReportData, SalesStats, StepStats
+from leadloop.reporting.models import (
+    ENDED,
+    OUTCOMES,
+    CadenceCameBack,
+    FunnelPlan,
+    InboundSummary,
+    ReportData,
+    SalesStats,
+    StepStats,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -151,6 +161,41 @@ def chart_steps(steps: Sequence[StepStats]) -> bytes:
     return _png(fig)
 
 
+def chart_inbound(inbound: InboundSummary) -> bytes:
+    """Each cadence's bounce and complaint rates beside the thresholds providers publish (dashed lines)."""
+    fig = _figure(WIDE, max(2.6, 0.4 * (len(inbound.cadences) + 1) + 1.6))
+    rows: list[CadenceCameBack] = [*inbound.cadences, inbound.total] if inbound.cadences else []
+    for ax, metric, title in zip(
+        fig.subplots(1, 2),
+        ("bounce_rate", "complaint_rate"),
+        ("Bounce rate (hard bounces)", "Complaint rate (spam reports)"),
+        strict=True,
+    ):
+        if not rows:
+            _empty(ax, "no cadence emails in the period")
+            continue
+        names = [r.cadence or "all cadences" for r in rows][::-1]
+        values = [(getattr(r, metric) or 0) * 100 for r in rows][::-1]
+        levels = [{f.metric: f.level for f in r.flags}.get(metric) for r in rows][::-1]
+        colour = {"crossed": COLOURS["red"], "warning": COLOURS["amber"], None: COLOURS["teal"]}
+        bars = ax.barh(names, values, color=[colour[level] for level in levels], height=0.6)
+        digits = 2 if metric == "complaint_rate" else 1
+        ax.bar_label(bars, [pct(v / 100, digits) for v in values], padding=3, fontsize=9, color=INK)
+        for threshold in (t for t in THRESHOLDS if t.metric == metric):
+            ax.axvline(
+                threshold.rate * 100,
+                color=COLOURS["red" if threshold.level == "crossed" else "amber"],
+                ls="--",
+                label=f"{pct(threshold.rate, digits)}: {threshold.label}",
+            )
+        ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22))
+        top = max([*values, *(t.rate * 100 for t in THRESHOLDS if t.metric == metric)])
+        ax.set_xlim(0, top * 1.25)
+        ax.set_xlabel("% of sends", color=INK, fontsize=9)
+        _style(ax, title)
+    return _png(fig)
+
+
 def chart_reps(sales: SalesStats) -> bytes:
     fig = _figure(HALF, max(2.4, 0.42 * len(sales.reps) + 1.3))
     ax = fig.add_subplot()
@@ -226,6 +271,7 @@ def draw_charts(data: ReportData) -> dict[str, bytes]:
     charts = {
         "funnel": chart_funnel(data),
         "steps": chart_steps(data.steps),
+        "inbound": chart_inbound(data.inbound),
         "reps": chart_reps(data.sales),
         "reasons": chart_reasons(data.sales),
     }

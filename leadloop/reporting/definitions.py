@@ -1,5 +1,61 @@
 """What every number of the report counts: shown in the report next to its numbers, and in the README."""
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A rate a mailbox provider or relay publishes; the report flags a rate that reaches it (>=)."""
+
+    metric: str  # complaint_rate | bounce_rate
+    level: str  # warning | crossed
+    rate: float
+    text: str
+    label: str  # what the threshold means, in a few words (the chart's legend)
+
+
+#: The thresholds the report flags, as their publishers word them (checked 2026-12-01):
+#:
+#: - Google, "Email sender guidelines" (https://support.google.com/mail/answer/81126), for senders to Gmail:
+#:   "Keep spam rates reported in Postmaster Tools below 0.10% and avoid ever reaching a spam rate of 0.30% or
+#:   higher." Yahoo's sender best practices (https://senders.yahooinc.com/best-practices/) ask bulk senders to
+#:   keep their spam complaint rate below 0.3% as well.
+#: - Amazon SES (Developer Guide, "Amazon SES sending review process FAQs", and the AWS knowledge-center article
+#:   "Why is my Amazon SES sending account under review or paused?",
+#:   https://repost.aws/knowledge-center/ses-resolve-account-review-pause): an account whose bounce rate is 5% or
+#:   greater is placed under review; at a bounce rate of 10% or greater SES might pause its sending. SES counts
+#:   hard bounces only, as this report's bounce rate does.
+THRESHOLDS = (
+    Threshold(
+        "complaint_rate",
+        "crossed",
+        0.003,
+        "at or over 0.3%: Gmail's and Yahoo's limit for bulk senders",
+        "Gmail and Yahoo: never reach it",
+    ),
+    Threshold(
+        "complaint_rate",
+        "warning",
+        0.001,
+        "at or over 0.1%: above what Gmail asks senders to stay below",
+        "Gmail: stay below it",
+    ),
+    Threshold(
+        "bounce_rate",
+        "crossed",
+        0.10,
+        "at or over 10%: Amazon SES may pause the account's sending",
+        "Amazon SES: may pause sending",
+    ),
+    Threshold(
+        "bounce_rate",
+        "warning",
+        0.05,
+        "at or over 5%: Amazon SES puts the account under review",
+        "Amazon SES: account under review",
+    ),
+)
+
 #: What every number counts; shown in the report next to its numbers, and in the README.
 DEFINITIONS: dict[str, dict[str, str]] = {
     "period": {
@@ -51,8 +107,27 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "machine: privacy prefetches, security gateways, link scanners and previews. They never count as "
         "engagement.",
         "unsubscribes": "emails of the step through which the lead unsubscribed; rate ÷ sends.",
-        "bounces": "emails of the step the recipient's server refused for good (hard bounce); rate ÷ "
-        "(sends + bounces).",
+        "bounces": "emails of the step the recipient's server refused for good at the send itself; the rate "
+        "beside them is the step's bounce rate, with the hard bounces that came back later (below).",
+    },
+    "came back": {
+        "replies, auto-replies, hard bounces, soft bounces, policy blocks, complaints": "sent emails of the step "
+        "that got at least one inbound message of that kind, whenever it came — mailed to leadloop's mailbox (the "
+        "IMAP inbox, the VERP bounce address) or reported by a relay's webhook alike; the message is matched to "
+        "its email by In-Reply-To/References, the VERP address, or the sender and a 'Re:' subject. Two reports of "
+        "one bounce (a webhook and a mailed DSN) count once.",
+        "reply rate": "emails answered by a person ÷ sends.",
+        "bounce rate": "(emails refused for good at the send + sent emails that bounced for good afterwards) ÷ "
+        "(sends + emails refused at the send): hard bounces only, as Amazon SES counts them. Soft bounces and "
+        "policy blocks are shown, not counted in it.",
+        "complaint rate": "sent emails a recipient reported as spam (a feedback-loop report) ÷ sends.",
+        "thresholds": "flagged when a rate reaches them: complaint rate 0.1% (Gmail: keep it below) and 0.3% "
+        "(Gmail and Yahoo: never reach it); bounce rate 5% (Amazon SES reviews the account) and 10% (SES may "
+        "pause its sending). The providers measure a sender's whole traffic over days: a step with a handful of "
+        "sends crosses them with one message.",
+        "not matched to a send": "inbound messages received in the period that no rule tied to one of leadloop's "
+        "emails (kept, never guessed onto a lead; `leadloop inbound list --unmatched`). They cannot be placed in "
+        "a step or cadence, so --cadence does not limit them.",
     },
     "sales": {
         "hand-overs": "assignments of a lead to a rep made in the period; a lapse and the hand-over to the "

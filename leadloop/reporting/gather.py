@@ -1,4 +1,4 @@
-"""Every number of a report, gathered: the database's figures (funnel, steps, sales, suppressions) and Temporal's."""
+"""Every number of a report, gathered: the database's figures (funnel, steps, what came back, sales) and Temporal's."""
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -15,6 +15,7 @@ from leadloop.domain.rules import RuleFileError
 from leadloop.domain.times import as_utc
 from leadloop.infra.db import Lead, Outbox, Suppression
 from leadloop.reporting.funnel import gather_funnel
+from leadloop.reporting.inbound import gather_inbound
 from leadloop.reporting.live import live_stage_counts
 from leadloop.reporting.models import ReportData, ReportError
 from leadloop.reporting.sales import gather_sales
@@ -56,6 +57,7 @@ async def gather_report(
         data = ReportData(generated_at=generated, since=start, cadence=cadence)
         await gather_funnel(session, f, data)
         data.steps = await gather_steps(session, f, cadence_steps or {})
+        data.inbound = await gather_inbound(session, f, data.steps)
         data.sales = await gather_sales(session, f)
         data.suppressions = await _suppressions(session, f)
     data.live_stages, data.live_note = await live_stage_counts(client, cadence)

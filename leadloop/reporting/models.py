@@ -11,7 +11,9 @@ OUTCOMES = ("rejected", "recycled", "dormant", "suppressed")
 ACTIVITY = ("enrolled", "emailed", "engaged", "escalated", "converted", "rejected", "recycled", "dormant", "suppressed")
 #: the stages a lead's workflow ends in
 ENDED = FINAL_STAGES
-CHARTS = ("stages_now", "funnel", "steps", "reps", "reasons", "planner")
+CHARTS = ("stages_now", "funnel", "steps", "inbound", "reps", "reasons", "planner")
+#: what came back of a step's emails, as counted in the report (inbound kinds, the unsubscribe request apart)
+CAME_BACK = ("replies", "auto_replies", "hard_bounces", "soft_bounces", "policy_blocks", "complaints")
 
 
 class ReportError(ValueError):
@@ -29,12 +31,42 @@ class FunnelStage(BaseModel):
     of_top: float | None = None
 
 
-class StepStats(BaseModel):
+class Flag(BaseModel):
+    """A rate that reached a threshold a mailbox provider or relay publishes (`definitions.THRESHOLDS`)."""
+
+    metric: str = Field(description="complaint_rate or bounce_rate")
+    level: str = Field(description="'warning' (above the aim, or under review) or 'crossed' (the limit)")
+    threshold: float
+    text: str
+
+
+class CameBack(BaseModel):
+    """What came back of some sent emails (inbound messages matched to their send), with the complaint and
+    bounce rates the providers judge a sender by, flagged where they reach a published threshold."""
+
+    sends: int = 0
+    bounces: int = Field(default=0, description="refused for good at the send (outbox status bounced)")
+    replies: int = Field(default=0, description="emails answered by a person")
+    auto_replies: int = 0
+    hard_bounces: int = Field(default=0, description="sent emails that bounced for good afterwards (mailed, webhook)")
+    soft_bounces: int = 0
+    policy_blocks: int = 0
+    complaints: int = 0
+    reply_rate: float | None = None
+    bounce_rate: float | None = None
+    complaint_rate: float | None = None
+    flags: list[Flag] = Field(default_factory=list)
+
+    def add(self, other: "CameBack") -> None:
+        for name in ("sends", "bounces", *CAME_BACK):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class StepStats(CameBack):
     """One cadence step's emails in the period and what readers (and machines) did with them."""
 
     cadence: str
     step: str
-    sends: int = 0
     human_opened: int = Field(default=0, description="emails with a human open or click")
     human_clicked: int = 0
     open_events: int = 0
@@ -42,13 +74,29 @@ class StepStats(BaseModel):
     click_events: int = 0
     machine_clicks: int = 0
     unsubscribes: int = 0
-    bounces: int = 0
     open_rate: float | None = None
     click_rate: float | None = None
     machine_open_share: float | None = None
     machine_click_share: float | None = None
     unsubscribe_rate: float | None = None
-    bounce_rate: float | None = None
+
+
+class CadenceCameBack(CameBack):
+    """One cadence's emails in the period and what came back of them; cadence None: every cadence together."""
+
+    cadence: str | None = None
+
+
+class InboundSummary(BaseModel):
+    """What came back in the period, per cadence and in all, and what could not be placed on any send."""
+
+    cadences: list[CadenceCameBack] = Field(default_factory=list)
+    total: CadenceCameBack = Field(default_factory=CadenceCameBack)
+    unmatched: dict[str, int] = Field(default_factory=dict, description="messages matched to no send, by kind")
+
+    @property
+    def unmatched_total(self) -> int:
+        return sum(self.unmatched.values())
 
 
 class RepStats(BaseModel):
@@ -117,6 +165,7 @@ class ReportData(BaseModel):
     steps: list[StepStats] = Field(default_factory=list)
     sales: SalesStats = Field(default_factory=SalesStats)
     suppressions: dict[str, int] = Field(default_factory=dict)
+    inbound: InboundSummary = Field(default_factory=InboundSummary)
     plan: FunnelPlan | None = None
     plan_note: str | None = None
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadloop.domain.times import as_utc
 from leadloop.infra.db import EngagementEvent, Outbox
+from leadloop.reporting.inbound import finish, gather_came_back
 from leadloop.reporting.models import StepStats, ratio
 from leadloop.reporting.scope import ENGAGING, SENT, Scope, email_time, marketing
 
@@ -23,13 +24,14 @@ async def gather_steps(session: AsyncSession, f: Scope, order: Mapping[str, Sequ
         where.append(Outbox.cadence == f.cadence)
     stats, first = await _sends(session, where)
     await _engagement(session, where, stats)
+    await gather_came_back(session, where, stats)
     for item in stats.values():
         item.open_rate = ratio(item.human_opened, item.sends)
         item.click_rate = ratio(item.human_clicked, item.sends)
         item.machine_open_share = ratio(item.machine_opens, item.open_events)
         item.machine_click_share = ratio(item.machine_clicks, item.click_events)
         item.unsubscribe_rate = ratio(item.unsubscribes, item.sends)
-        item.bounce_rate = ratio(item.bounces, item.sends + item.bounces)
+        finish(item)
 
     volume = Counter[str]()
     for (name, _), item in stats.items():

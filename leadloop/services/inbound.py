@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadloop.domain.mail import email_hash
@@ -176,6 +176,16 @@ async def list_inbound(
     return list((await session.execute(query.limit(limit))).scalars())
 
 
+async def count_inbound(session: AsyncSession) -> dict[tuple[str | None, str], int]:
+    """How many inbound messages are stored, by (kind, status); kind None: not classified."""
+    rows = await session.execute(
+        select(InboundMessage.kind, InboundMessage.status, func.count()).group_by(
+            InboundMessage.kind, InboundMessage.status
+        )
+    )
+    return {(kind, status): int(n) for kind, status, n in rows.all()}
+
+
 async def get_inbound(session: AsyncSession, inbound_id: int) -> InboundMessage | None:
     """One stored inbound message by its id."""
     return await session.get(InboundMessage, inbound_id)
@@ -191,14 +201,26 @@ async def forget_inbound(session: AsyncSession, lead_id: int | None, hashes: Ite
     return len(done.all())
 
 
+#: what a message's evidence keeps of the person's own words, dropped with the raw body: the reply's text, and the
+#: "contact X instead" an auto-reply names (another person)
+PERSONAL_EVIDENCE = ("reply_text", "contact_hint")
+
+
 async def drop_old_raw(session: AsyncSession, retention_days: int, *, now: datetime | None = None) -> int:
-    """Drop the raw bodies of messages received more than `retention_days` ago (the caller commits); what was read
-    from them (kind, evidence, the lead) stays. How many bodies were dropped."""
+    """Drop what is personal in messages received more than `retention_days` ago (the caller commits): the raw
+    body, and the reply's own words kept in the evidence (`PERSONAL_EVIDENCE`). What was read from them (kind,
+    the lead and send, the return date, the verdict's reasons) stays. How many messages lost something."""
+    if retention_days < 1:
+        raise ValueError(f"retention_days {retention_days}: at least 1 day (LEADLOOP_INBOUND_RETENTION_DAYS)")
     before = (now or datetime.now(UTC)) - timedelta(days=retention_days)
-    done = await session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.received_at < before, InboundMessage.raw.is_not(None))
-        .values(raw=None)
-        .returning(InboundMessage.id)
+    m = InboundMessage
+    personal = [m.evidence[key].as_string().is_not(None) for key in PERSONAL_EVIDENCE]
+    rows = await session.execute(
+        select(m.id, m.evidence).where(m.received_at < before, or_(m.raw.is_not(None), *personal)).order_by(m.id)
     )
-    return len(done.all())
+    done = 0
+    for row_id, evidence in rows.all():
+        kept = {key: value for key, value in (evidence or {}).items() if key not in PERSONAL_EVIDENCE}
+        await session.execute(update(m).where(m.id == row_id).values(raw=None, evidence=kept))
+        done += 1
+    return done

@@ -60,6 +60,10 @@ def status(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
         f"recycled {s.recycles}x; dormant cycles {s.dormant_cycles}",
         highlight=False,
     )
+    came_back = {kind.replace("_", " "): n for kind, n in s.inbound.model_dump().items() if n}
+    if came_back:
+        shown = ", ".join(f"{kind} {n}" for kind, n in came_back.items())
+        console.print(f"inbound: {shown} (`leadloop inbound list`)", highlight=False)
     if s.last_disposition:
         console.print(f"last decision: {s.last_disposition}", highlight=False)
     inbound = inbound_line(s)

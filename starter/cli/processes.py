@@ -48,17 +48,37 @@ def mailbox(
     host: str = "127.0.0.1",
     port: int = 1025,
     folder: Annotated[Path | None, typer.Option("--dir", help="where .eml files go")] = None,
+    inbound: Annotated[
+        bool,
+        typer.Option(
+            "--inbound",
+            help="mail for the From address and bounces+…@LEADLOOP_BOUNCE_DOMAIN also goes through the inbound "
+            "pipeline: stored in the database, signalled to the lead's workflow (as `make demo` runs it)",
+        ),
+    ] = False,
 ) -> None:
     """Run the local SMTP catcher: every message kept as an .eml file, one log line each."""
     need_extra("demo", "`leadloop mailbox` (the local SMTP catcher)")
-    from starter.mailbox import serve_mailbox  # aiosmtpd: only the `demo` extra installs it
+    from starter.mailbox import InboundRoute, serve_mailbox  # aiosmtpd: only the `demo` extra installs it
 
     configure_logging()
+    settings = get_settings()
 
-    async def run() -> None:
-        smtp = await serve_mailbox(folder or get_settings().mail_dir, host, port)
+    async def serve(route: InboundRoute | None) -> None:
+        smtp = await serve_mailbox(folder or settings.mail_dir, host, port, inbound=route)
         async with smtp:
             await smtp.serve_forever()
+
+    async def run() -> None:
+        if not inbound:
+            await serve(None)
+            return
+        from starter.cli.connections import database, temporal
+
+        async with database(settings, migrated=True) as sessions:
+            # connected on first use: with Temporal down, messages are stored and signalled on a later delivery
+            client = await temporal(settings, lazy=True)
+            await serve(InboundRoute.from_settings(settings, sessions, client))
 
     try:
         asyncio.run(run())

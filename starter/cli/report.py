@@ -67,7 +67,7 @@ def report(
     partial.write_text(page, encoding="utf-8")
     partial.replace(out)
     charts = sorted(p.name for p in png_dir.glob("*.png"))
-    for text in (data.live_note, data.plan_note):
+    for text in (data.live_note, data.plan_note, *threshold_notes(data)):
         if text:
             note(text)
     console.print(summary(data))
@@ -95,8 +95,23 @@ async def gather(settings: Settings, start: date | None, cadence: str | None) ->
     return data
 
 
-def pct(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:.1f}%"
+def pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def threshold_notes(data: ReportData) -> list[str]:
+    """One line per cadence (and for all of them) whose complaint or bounce rate reached a provider's threshold."""
+    lines = []
+    for item in [*data.inbound.cadences, data.inbound.total]:
+        for flag in item.flags:
+            rate = getattr(item, flag.metric)
+            where = f"cadence {item.cadence}" if item.cadence else "all cadences"
+            lines.append(f"{where}: {flag.metric.replace('_', ' ')} {pct(rate, 2)} is {flag.text}")
+    return lines
+
+
+def _flagged(rate: float | None, digits: int, flags: list[str]) -> str:
+    return pct(rate, digits) + (f" ⚑ {flags[0]}" if flags else "")
 
 
 def summary(data: ReportData) -> Table:
@@ -120,6 +135,7 @@ def summary(data: ReportData) -> Table:
         ("emails sent, human open rate", sends, pct(ratio(opened, sends))),
         ("hand-overs, SLA lapses", f"{sales.handovers}, {sales.lapsed}", pct(sales.lapse_rate)),
         ("recycled, later converted", sales.recycled_converted, pct(sales.recycled_converted_rate)),
+        *_came_back_rows(data),
     ]
     if data.live_stages is not None:
         rows.insert(0, ("leads in Temporal now", sum(data.live_stages.values()), ""))
@@ -128,3 +144,19 @@ def summary(data: ReportData) -> Table:
     for label, number, rate in rows:
         table.add_row(label, str(number), rate)
     return table
+
+
+def _came_back_rows(data: ReportData) -> list[tuple[str, object, str]]:
+    """What came back of the period's emails, with the rates providers judge a sender by."""
+    total = data.inbound.total
+    flags = {flag.metric: [f"{flag.level}: {flag.text}"] for flag in total.flags}
+    return [
+        ("replies / auto-replies", f"{total.replies} / {total.auto_replies}", pct(total.reply_rate)),
+        (
+            "hard bounces (at the send + later), soft, policy blocks",
+            f"{total.bounces + total.hard_bounces}, {total.soft_bounces}, {total.policy_blocks}",
+            _flagged(total.bounce_rate, 1, flags.get("bounce_rate", [])),
+        ),
+        ("complaints", total.complaints, _flagged(total.complaint_rate, 2, flags.get("complaint_rate", []))),
+        ("inbound not matched to a send", data.inbound.unmatched_total, ""),
+    ]

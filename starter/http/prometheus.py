@@ -1,13 +1,17 @@
 """The /metrics route: Prometheus text, behind a bearer token when LEADLOOP_METRICS_TOKEN is set."""
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
+from sqlalchemy.exc import SQLAlchemyError
 
-from starter.http.deps import AppSettings, Metrics
+from leadloop.services.inbound import count_inbound
+from starter.http.deps import AppSettings, Metrics, Sessions
 from starter.http.keys import key_ok
 from starter.metrics import CONTENT_TYPE
 
+log = logging.getLogger("leadloop.api")
 router = APIRouter(tags=["ops"])
 _TEXT = {"text/plain": {"schema": {"type": "string"}}}
 
@@ -21,9 +25,10 @@ _TEXT = {"text/plain": {"schema": {"type": "string"}}}
     },
 )
 async def prometheus(
-    settings: AppSettings, metrics: Metrics, authorization: Annotated[str | None, Header()] = None
+    settings: AppSettings, metrics: Metrics, sessions: Sessions, authorization: Annotated[str | None, Header()] = None
 ) -> Response:
-    """Prometheus text: leadloop's counters and the SDK metrics of the service's Temporal client."""
+    """Prometheus text: leadloop's counters, the inbound messages stored (by kind and status, from the database)
+    and the SDK metrics of the service's Temporal client."""
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
     scheme, _, given = (authorization or "").partition(" ")
     if token and not (scheme.lower() == "bearer" and key_ok(given.strip(), [token])):
@@ -33,4 +38,9 @@ async def prometheus(
             media_type="text/plain",
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
+    try:
+        async with sessions() as session:
+            metrics.set_inbound(await count_inbound(session))
+    except (SQLAlchemyError, OSError) as exc:  # the rest is still worth serving; the gauge keeps its last values
+        log.warning("metrics: the inbound messages could not be counted: %s", " ".join(str(exc).split())[:200])
     return Response(metrics.render(), media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})

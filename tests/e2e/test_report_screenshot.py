@@ -21,7 +21,7 @@ from tests.leadloop.reporting.test_report import NOW, SINCE, seed
 
 SCRIPT = str(Path(__file__).parents[2] / "scripts" / "report_screenshot.py")
 ENV = dict(os.environ)
-CHARTS = {"chart-funnel", "chart-steps", "chart-reps", "chart-reasons", "chart-planner"}
+CHARTS = {"chart-funnel", "chart-steps", "chart-inbound", "chart-reps", "chart-reasons", "chart-planner"}
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ async def test_the_script_writes_a_png_and_refuses_bad_input(report: Path, tmp_p
     out = tmp_path / "shots" / "report.png"
     code, stdout, err = await run(python, SCRIPT, str(report), "-o", str(out), "--crop", "1200", env=ENV)
     assert code == 0, err
-    assert stdout == f"{out}: 1280x1200 px, 5 charts loaded\n"
+    assert stdout == f"{out}: 1280x1200 px, 6 charts loaded\n"
     assert png_size(out.read_bytes()) == (1280, 1200)
 
     # a page that fetches something is not a self-contained report (its policy dropped, which would block it)
@@ -120,7 +120,7 @@ async def test_the_demo_report_screenshot(tmp_path: Path) -> None:
         env=ENV,
     )
     assert code == 0, err
-    assert stdout == f"{out}: 1280x1600 px, 6 charts loaded\n"  # the demo has stage counts: one chart more
+    assert stdout == f"{out}: 1280x1600 px, 7 charts loaded\n"  # the demo has stage counts: one chart more
     assert (tmp_path / "demo" / "report_files" / "stages_now.png").exists()
     page = (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")
     assert "http://" not in page and "https://" not in page

@@ -154,3 +154,66 @@ async def test_an_app_given_a_client_serves_leadloops_counters_only(settings, se
     async with running(settings, sessionmaker, client=object()) as http:
         text = (await http.get("/metrics")).text
     assert "leadloop_http_requests_total" in text and "temporal_request" not in text
+
+
+async def test_inbound_messages_are_counted_by_kind_and_status_from_the_database(http, sessionmaker) -> None:
+    """Messages stored by any channel (another process: here, straight into the database) show at the next scrape;
+    an erased one leaves the count; the sender's address never appears."""
+    from leadloop.domain.matching import Match
+    from leadloop.services.erasure import erase_in_database
+    from leadloop.services.inbound import store_inbound
+
+    lead = await add_lead(sessionmaker)
+    matched = Match(reason="In-Reply-To", lead_id=lead, outbox_key=f"lead-{lead}.c0.tips", rule="in_reply_to")
+    stored = [
+        ("human_reply", "signalled", matched, "Μαρία <maria@example.gr>"),
+        ("human_reply", "pending", matched, "maria@example.gr"),
+        ("hard_bounce", "signalled", matched, "MAILER-DAEMON@mx.example"),
+        ("complaint", "unmatched", None, "fbl@yahoo.example"),
+        (None, "unmatched", None, "who@nowhere.example"),
+    ]
+    async with sessionmaker() as session:
+        for n, (kind, status, match, sender) in enumerate(stored):
+            await store_inbound(
+                session,
+                source="imap" if n % 2 else "webhook:ses",
+                source_key=str(n),
+                raw=b"x",
+                message_id=f"<i{n}@x>",
+                sender=sender,
+                match=match,
+                kind=kind,
+                status=status,
+            )
+        await session.commit()
+
+    text = (await http.get("/metrics")).text
+    gauge = "leadloop_inbound_messages"
+    assert value(text, gauge, kind="human_reply", status="signalled") == 1
+    assert value(text, gauge, kind="human_reply", status="pending") == 1
+    assert value(text, gauge, kind="hard_bounce") == 1 and value(text, gauge, kind="complaint", status="unmatched") == 1
+    assert value(text, gauge, kind="not_classified", status="unmatched") == 1
+    assert value(text, gauge) == 5
+    # every kind and status is a series from the start, at 0 until a message comes
+    assert f'{gauge}{{kind="policy_block",status="ignored"}} 0.0' in text
+    assert "maria@example.gr" not in text and "yahoo.example" not in text
+
+    async with sessionmaker() as session:
+        await erase_in_database(session, None, lead)
+        await session.commit()
+    text = (await http.get("/metrics")).text
+    assert value(text, gauge, kind="human_reply") == 0 and value(text, gauge) == 2  # a gauge: it goes down too
+
+
+async def test_metrics_are_served_when_the_inbound_count_fails(settings, tmp_path) -> None:
+    """A database that cannot be read (here: one without leadloop's tables) still gives the rest of the metrics."""
+    from leadloop.infra.db import make_engine, make_sessionmaker
+
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    try:
+        async with running(settings, make_sessionmaker(engine)) as http:
+            reply = await http.get("/metrics")
+    finally:
+        await engine.dispose()
+    assert reply.status_code == 200 and "leadloop_http_requests_total" in reply.text
+    assert "leadloop_inbound_messages{" not in reply.text  # nothing counted: no series made up

@@ -53,6 +53,7 @@ def test_the_report_renders_without_temporal_and_says_so(seeded: Path) -> None:
     assert written(seeded) == [
         "out/report.html",
         "out/report_files/funnel.png",
+        "out/report_files/inbound.png",
         "out/report_files/planner.png",
         "out/report_files/reasons.png",
         "out/report_files/reps.png",
@@ -71,7 +72,7 @@ def test_the_report_renders_without_temporal_and_says_so(seeded: Path) -> None:
     assert "converted │ 2 │ 40.0%" in summary and "recycled / dormant / suppressed │ 2 / 2 / 2" in summary
     assert "hand-overs, SLA lapses │ 8, 1 │ 14.3%" in summary
     assert "plan: new leads for 4 conversions │ 20" in summary
-    assert f"wrote {out} and 5 charts in {out.parent / 'report_files'}/" in summary
+    assert f"wrote {out} and 6 charts in {out.parent / 'report_files'}/" in summary
 
 
 def test_a_cadence_filter_and_no_period(seeded: Path) -> None:
@@ -123,3 +124,29 @@ def test_a_database_without_tables_is_refused(tmp_path: Path, monkeypatch: pytes
         get_settings.cache_clear()
     assert result.exit_code == 1 and "run `leadloop db upgrade`" in result.stderr
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_summary_shows_what_came_back_and_warns_of_crossed_thresholds(seeded: Path) -> None:
+    from tests.leadloop.reporting.test_report_inbound import came_back
+
+    async def add_inbound() -> None:
+        engine = make_engine(get_settings().database_url)
+        try:
+            await came_back(make_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(add_inbound())
+    out = seeded / "report.html"
+    result = runner.invoke(app, ["report", "--since", "2026-11-01", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = " ".join(result.stdout.split())
+    assert "replies / auto-replies │ 1 / 1 │ 6.7%" in summary
+    assert "hard bounces (at the send + later), soft, policy blocks │ 3, 1, 1 │ 18.8% ⚑ crossed" in summary
+    assert "inbound not matched to a send │ 2" in summary
+    warnings = " ".join(result.stderr.split())
+    assert "note: all cadences: bounce rate 18.75% is at or over 10%: Amazon SES may pause the account's sending" in (
+        warnings
+    )
+    assert "note: cadence welcome: complaint rate 15.38% is at or over 0.3%" in warnings
+    assert (seeded / "report_files" / "inbound.png").exists()

@@ -472,7 +472,8 @@ async def test_the_html_is_self_contained_and_shows_the_numbers(sessionmaker: Ma
     assert "cohort leads with at least one human open or human click" in page
 
     charts = {p.name: p.read_bytes() for p in png_dir.iterdir()}
-    assert set(charts) == {"funnel.png", "steps.png", "reps.png", "reasons.png", "planner.png"}  # stale one gone
+    # the stale one is gone
+    assert set(charts) == {"funnel.png", "steps.png", "inbound.png", "reps.png", "reasons.png", "planner.png"}
     for name, png in charts.items():
         width, height = png_size(png)
         assert width >= 400 and height >= 200 and len(png) > 10_000, name
@@ -496,6 +497,7 @@ async def test_a_report_of_an_empty_database_renders(sessionmaker: Maker, tmp_pa
     assert "No cadence emails in the period." in page and 'id="note-plan"' in page
     assert sorted(p.name for p in (tmp_path / "files").iterdir()) == [
         "funnel.png",
+        "inbound.png",
         "reasons.png",
         "reps.png",
         "steps.png",

@@ -23,6 +23,7 @@ from leadloop.services.inbound import (
     match_message,
     store_inbound,
 )
+from leadloop.services.inbound_delivery import signal_of
 
 SIGNER = Signer(["k1"])
 NOW = datetime.now(UTC)
@@ -160,6 +161,46 @@ async def test_raw_bodies_older_than_the_retention_are_dropped_and_the_rest_stay
     assert old.raw is None and old.raw_size == len(RAW) and old.kind == "auto_reply"
     assert old.return_date == date(2026, 12, 8) and old.evidence == {"header": "Auto-Submitted"}
     assert new.raw == RAW
+
+
+async def test_the_retention_drops_the_replys_own_words_with_the_body(sessionmaker: Any) -> None:
+    """A reply's text (and the 'contact X instead' an auto-reply names) is personal data: it goes with the raw body;
+    the verdict's reasons, the kind and the return date stay. A message whose body went before this rule loses
+    its text on the next pass; a recent one keeps everything."""
+    words = {"reply_text": "yes, call me on Tuesday at +30 210 1234567", "contact_hint": "Eleni, eleni@example.gr"}
+    reasons = {"confidence": "high", "reasons": ["In-Reply-To names leadloop's email"], "subject": "Re: Welcome"}
+    await store(
+        sessionmaker,
+        source_key="old",
+        message_id="<old@x>",
+        received_at=NOW - timedelta(days=40),
+        kind="human_reply",
+        evidence={**reasons, **words},
+    )
+    await store(
+        sessionmaker,
+        source_key="body-gone",
+        message_id="<gone@x>",
+        raw=None,
+        received_at=NOW - timedelta(days=90),
+        kind="auto_reply",
+        return_date=date(2026, 9, 1),
+        evidence={**reasons, "contact_hint": words["contact_hint"]},
+    )
+    await store(
+        sessionmaker, source_key="new", message_id="<new@x>", received_at=NOW - timedelta(days=2), evidence=words
+    )
+    async with sessionmaker() as session:
+        with pytest.raises(ValueError, match="at least 1 day"):
+            await drop_old_raw(session, 0)
+        assert await drop_old_raw(session, 30) == 2
+        await session.commit()
+        assert await drop_old_raw(session, 30) == 0
+    old, gone, new = await rows(sessionmaker)
+    assert old.raw is None and old.evidence == reasons and old.kind == "human_reply"
+    assert signal_of(old).reply_text == ""  # a late signal carries no words either
+    assert gone.evidence == reasons and gone.return_date == date(2026, 9, 1)
+    assert new.raw == RAW and new.evidence == words
 
 
 # ---------------------------------------------------------------- matching against the database's sends
