@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from leadloop.domain.metrics import WEBHOOK_EVENTS, WEBHOOKS_REFUSED
 from leadloop.domain.webhooks import ProviderName
 from leadloop.services.webhooks import WebhookError, store_events
 from starter.http.answers import Answers, json_answer
@@ -70,10 +71,13 @@ async def _take(provider: ProviderName, request: Request, state: AppState) -> We
         verified = await state.webhooks.verify(provider, body, request.headers)
     except WebhookError as exc:
         log.warning("webhook %s refused (%s): %s", provider, exc.problem, exc.reason)
+        state.metrics.inc(WEBHOOKS_REFUSED, provider=provider, problem=exc.problem)
         status = STATUS[exc.problem]
         return JSONResponse({"detail": exc.reason}, status, headers=CHALLENGE if status == 401 else None)
     stored = await store_events(state.sessionmaker, verified, body, state.signer)
     new = [row.id for row in stored if row.new]
+    for event, row in zip(verified.events, stored, strict=True):
+        state.metrics.inc(WEBHOOK_EVENTS, provider=provider, kind=event.kind, result="new" if row.new else "repeat")
     state.inbound.notify(new)  # committed: signalled now, or by the relay if Temporal cannot take it
     return WebhookAnswer(events=len(verified.events), stored=len(new), note=verified.note)
 

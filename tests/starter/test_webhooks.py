@@ -355,6 +355,10 @@ async def test_a_signed_hard_bounce_is_stored_once_and_suppresses_the_address(
     assert again.status_code == 200 and again.json()["stored"] == 0
     assert [r.id for r in await inbound(sessionmaker)] == [row.id]
     assert await suppressed(sessionmaker) == {email_hash("anna@example.com"): "hard_bounce"}
+    metrics = (await http.get("/metrics")).text
+    for result in ("new", "repeat"):
+        labels = f'kind="hard_bounce",provider="{provider}",result="{result}"'
+        assert f"leadloop_webhook_events_total{{{labels}}} 1.0" in metrics
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -366,6 +370,9 @@ async def test_a_forged_or_altered_request_is_refused_and_nothing_is_stored(
     answer = await post(http, provider, forged(provider, "anna@example.com", msg_id))
     assert answer.status_code == refused, answer.text
     assert answer.json()["detail"]
+    problem = "unauthenticated" if provider == "postmark" else "refused"
+    refusals = f'leadloop_webhooks_refused_total{{problem="{problem}",provider="{provider}"}} 1.0'
+    assert refusals in (await http.get("/metrics")).text
     if provider in ("ses", "sendgrid"):  # the signature covers the body (Mailgun's, Postmark's do not: see below)
         altered = await post(http, provider, changed_byte(valid(provider, "anna@example.com", msg_id)))
         assert altered.status_code == 403 and "signature" in altered.json()["detail"]
