@@ -11,11 +11,13 @@ be fetched just now; SNS tries again).
 import asyncio
 import json
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -36,6 +38,8 @@ Fetch = Callable[[str], Awaitable[bytes]]
 #: An SNS signing certificate or confirmation answer is a few kilobytes; anything far larger is not SNS's.
 FETCH_MAX_BYTES = 64 * 1024
 FETCH_TIMEOUT_SECONDS = 10.0
+#: The path of SNS's signing certificates (the host is checked by the domain's reader).
+_SNS_CERT_PATH = re.compile(r"/SimpleNotificationService-[A-Za-z0-9]{1,128}\.pem")
 #: Certificates kept in memory; SNS signs with a handful per region, each for years.
 CERTIFICATES_KEPT = 32
 
@@ -124,6 +128,9 @@ class Webhooks:
             raise WebhookError("unconfigured", "ses: LEADLOOP_SES_TOPIC_ARNS is not set, so no SNS topic is taken")
         _json(body, "ses")
         message = _refused_unless(lambda: ses.read_message(body, topics))
+        if not _SNS_CERT_PATH.fullmatch(urlsplit(message.signing_cert_url).path):
+            # as AWS's own validators: only SNS's certificate files are fetched, not any page on its hosts
+            raise WebhookError("refused", f"ses: SigningCertURL {message.signing_cert_url!r} is no SNS certificate")
         try:
             certificate = await self.certificates.get(message.signing_cert_url)
         except (httpx.HTTPError, ValueError, OSError) as exc:

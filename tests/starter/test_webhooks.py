@@ -99,8 +99,8 @@ class TemporalDown:
 Request = tuple[bytes, dict[str, str]]
 
 
-def ses_request(doc: dict[str, Any], key: rsa.RSAPrivateKey = SNS_KEY) -> Request:
-    fields = {**doc, "SignatureVersion": "2", "SigningCertURL": CERT_URL}
+def ses_request(doc: dict[str, Any], key: rsa.RSAPrivateKey = SNS_KEY, cert_url: str = CERT_URL) -> Request:
+    fields = {**doc, "SignatureVersion": "2", "SigningCertURL": cert_url}
     signature = key.sign(ses.SnsMessage(fields).string_to_sign(), padding.PKCS1v15(), hashes.SHA256())
     body = json.dumps({**fields, "Signature": base64.b64encode(signature).decode()}).encode()
     return body, {"content-type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": doc["Type"]}
@@ -131,7 +131,9 @@ def ses_bounce(address: str, msg_id: str, feedback: str = "0100018c-bounce-1") -
     )
 
 
-def ses_confirmation(kind: str = "SubscriptionConfirmation", url: str = SUBSCRIBE_URL, topic: str = TOPIC) -> Request:
+def ses_confirmation(
+    kind: str = "SubscriptionConfirmation", url: str = SUBSCRIBE_URL, topic: str = TOPIC, cert_url: str = CERT_URL
+) -> Request:
     return ses_request(
         {
             "Type": kind,
@@ -141,7 +143,8 @@ def ses_confirmation(kind: str = "SubscriptionConfirmation", url: str = SUBSCRIB
             "Message": "You have chosen to subscribe to the topic.",
             "SubscribeURL": url,
             "Timestamp": datetime.now(UTC).isoformat(),
-        }
+        },
+        cert_url=cert_url,
     )
 
 
@@ -534,15 +537,17 @@ async def test_sns_subscription_is_confirmed_by_visiting_its_link_and_stores_not
     [
         lambda: ses_confirmation(url="https://evil.example/?Action=ConfirmSubscription"),
         lambda: ses_confirmation(topic="arn:aws:sns:eu-west-1:999999999999:not-ours"),
+        lambda: ses_confirmation(cert_url="https://evil.example/SimpleNotificationService-0.pem"),
+        lambda: ses_confirmation(cert_url="https://sns.eu-west-1.amazonaws.com/?Action=Publish&evil=1"),
     ],
-    ids=["subscribe-url-off-sns", "topic-not-allowed"],
+    ids=["subscribe-url-off-sns", "topic-not-allowed", "certificate-off-sns", "certificate-not-a-certificate"],
 )
 async def test_sns_visits_no_link_off_sns_and_takes_no_other_topic(
     http: httpx.AsyncClient, sessionmaker: Any, sns: Sns, request_of: Callable[[], Request]
 ) -> None:
     answer = await post(http, "ses", request_of())
     assert answer.status_code == 403
-    assert not any("evil" in url for url in sns.visited)
+    assert sns.visited in ([], [CERT_URL])  # the certificate only, when the message got as far as its signature
     await nothing_stored(sessionmaker)
 
 
