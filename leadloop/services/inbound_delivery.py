@@ -210,7 +210,7 @@ def event_evidence(event: ProviderEvent) -> dict[str, Any]:
         "answers": _clean(event.message_id, 998),
         "occurred_at": event.occurred_at.isoformat(),
         "confidence": "high",
-        "reasons": [f"{event.provider} reported {_clean(event.raw_type, 200)} (signature verified)"],
+        "reasons": [f"{event.provider} reported {_clean(event.raw_type, 200)} (its webhook verified)"],
     }
     return {name: value for name, value in kept.items() if value is not None}
 
