@@ -165,7 +165,7 @@ class Webhooks:
         events = _readable(lambda: sendgrid.events(body))
         # each row keeps its own event, not the whole batch with other people's addresses
         items = {str(item.get("sg_event_id")): item for item in batch if isinstance(item, dict)}
-        raws = {e.event_id: json.dumps(items[e.event_id], ensure_ascii=False).encode() for e in events}
+        raws = {e.event_id: json.dumps(items[e.event_id]).encode() for e in events}  # ASCII: lone surrogates escaped
         return Verified(events=events, raws=raws)
 
     def _mailgun(self, body: bytes) -> Verified:

@@ -73,7 +73,8 @@ async def _take(provider: ProviderName, request: Request, state: AppState) -> We
         log.warning("webhook %s refused (%s): %s", provider, exc.problem, exc.reason)
         state.metrics.inc(WEBHOOKS_REFUSED, provider=provider, problem=exc.problem)
         status = STATUS[exc.problem]
-        return JSONResponse({"detail": exc.reason}, status, headers=CHALLENGE if status == 401 else None)
+        detail = exc.reason.encode("utf-8", "backslashreplace").decode()  # a lone surrogate quoted, never a 500
+        return JSONResponse({"detail": detail}, status, headers=CHALLENGE if status == 401 else None)
     stored = await store_events(state.sessionmaker, verified, body, state.signer)
     new = [row.id for row in stored if row.new]
     for event, row in zip(verified.events, stored, strict=True):

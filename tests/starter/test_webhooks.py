@@ -587,3 +587,17 @@ async def test_a_pending_webhook_event_is_signalled_by_the_relay_once_temporal_i
     [row] = await inbound(sessionmaker)
     assert row.status == "signalled"
     assert [(s.id, s.kind) for s in signals] == [(f"inbound-{row.id}", "hard_bounce")]
+
+
+async def test_a_signed_batch_with_half_characters_is_stored_not_a_crash(
+    http: httpx.AsyncClient, sessionmaker: Any
+) -> None:
+    anna, msg_id = await add_lead(sessionmaker, "anna@example.com")
+    event = sendgrid_event("anna@example.com", msg_id) | {"reason": "550 5.1.1 unknown \udc00 user\x00"}
+    body, headers = sendgrid_request([event])
+    assert b"\\udc00" in body  # JSON carries the half character as an escape
+    answer = await post(http, "sendgrid", (body, headers))
+    assert answer.status_code == 200 and answer.json()["stored"] == 1
+    [row] = await inbound(sessionmaker)
+    assert row.lead_id == anna and row.evidence["diagnostic"] == "550 5.1.1 unknown   user "
+    assert row.raw is not None and b"\\udc00" in row.raw
