@@ -66,6 +66,7 @@ def _body(description: str, schema: dict[str, Any], *types: str) -> dict[str, An
 
 
 async def _take(provider: ProviderName, request: Request, state: AppState) -> WebhookAnswer | JSONResponse:
+    """Verify, then store and signal; a refusal is answered with its status and reason, nothing stored."""
     body = await request.body()
     try:
         verified = await state.webhooks.verify(provider, body, request.headers)
