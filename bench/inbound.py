@@ -5,6 +5,7 @@ commit) then `signal_pending` (the lead's workflow). Throughput is measured on a
 mid-cadence (out-of-office replies, hard bounces, replies), against the classifier alone as its floor.
 """
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -85,6 +86,15 @@ async def first_sends(database_url: str, lead_ids: list[int]) -> list[tuple[str,
             return [(message_id, email) for message_id, email in rows]
     finally:
         await engine.dispose()
+
+
+async def wait_for_first_sends(database_url: str, lead_ids: list[int], within: float) -> None:
+    """Until every lead's first email is sent (other leads' mail reaches the sink meanwhile, so it is read here)."""
+    deadline = time.perf_counter() + within
+    while len(await first_sends(database_url, lead_ids)) < len(lead_ids):
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"the first emails of {len(lead_ids)} leads not all sent within {within:.0f} s")
+        await asyncio.sleep(0.2)
 
 
 async def inbound_throughput(database_url: str, client: Client, signer: Signer, lead_ids: list[int]) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from temporalio.service import RPCError
 
 from activities.email import SmtpConfig, SmtpPool
 from bench.floor import Floor
-from bench.inbound import ReplyTrigger, inbound_throughput
+from bench.inbound import ReplyTrigger, inbound_throughput, wait_for_first_sends
 from leadloop import PROJECT_ROOT
 from leadloop.domain.intake import parse_csv
 from leadloop.domain.routing import load_roster
@@ -816,11 +816,10 @@ async def run_config(
                 await trigger.close()
             if inbound:
                 print(f"[{dev_mode} / {db}] inbound: {inbound} messages for leads mid-cadence", flush=True)
-                since = len(stack.sink.arrivals)
                 _, waiting = await enroll(
                     stack, client, write_csv(stack.tmp / "inbound.csv", 7_000_000, inbound, "inb"), "idle"
                 )
-                await stack.sink.wait_for(inbound, since, within=600)
+                await wait_for_first_sends(stack.database_url, waiting, within=600)
                 signer = Signer(stack.settings().signing_keys())
                 result["inbound"] = await inbound_throughput(stack.database_url, client, signer, waiting)
             result["memory_kib"] = stack.memory()

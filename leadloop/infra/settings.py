@@ -254,18 +254,20 @@ class Settings(BaseSettings):
 
     ses_topic_arns: list[str] = Field(
         default_factory=list,
-        description="the SNS topics (ARNs) whose Amazon SES bounce and complaint notices are taken; empty: none",
+        description="the SNS topics (ARNs) whose Amazon SES bounce and complaint notices are taken; empty: none "
+        "(POST /webhooks/ses answers 503, so SNS retries)",
     )
     sendgrid_webhook_public_key: str | None = Field(
         default=None,
         description="the verification key of SendGrid's signed Event Webhook (base64, as SendGrid shows it); "
-        "unset: SendGrid's webhook is refused",
+        "unset: POST /webhooks/sendgrid answers 503 (SendGrid retries)",
     )
     mailgun_signing_key: SecretStr | None = Field(
-        default=None, description="Mailgun's HTTP webhook signing key; unset: Mailgun's webhooks are refused"
+        default=None, description="Mailgun's HTTP webhook signing key; unset: POST /webhooks/mailgun answers 503"
     )
     postmark_webhook_user: str | None = Field(
-        default=None, description="the Basic user name set on Postmark's webhook URL; unset: Postmark's refused"
+        default=None,
+        description="the Basic user name set on Postmark's webhook URL; unset: /webhooks/postmark answers 503",
     )
     postmark_webhook_password: SecretStr | None = Field(
         default=None, description="the Basic password set on Postmark's webhook URL"

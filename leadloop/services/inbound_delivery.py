@@ -3,18 +3,20 @@
 Every channel (the IMAP reader, the provider webhooks, the demo's mailbox) ends here, in two steps with a
 commit between them, the same at-least-once, applied-once contract as engagement events:
 
-1. `ingest_message` (or a webhook's own ingest) stores the message with its verdict and match; a hard
-   bounce, complaint or unsubscribe request puts the address on the suppression list in the same
-   transaction, so the very next send stops even before the workflow hears of it;
+1. `ingest_message` (raw mail) or `ingest_event` (a provider's verified webhook event) stores the message
+   with its verdict and match; a hard bounce, complaint or unsubscribe request puts the address on the
+   suppression list in the same transaction, so the very next send stops even before the workflow hears of it;
 2. `signal_pending` signals each stored, matched message to its lead's workflow (`LeadClient.inbound`,
    applied once by the row's id) and marks it signalled. A crash between the two re-signals on the next
-   pass; the workflow ignores the repeat.
+   pass (`InboundRelay`, which the HTTP service runs); the workflow ignores the repeat.
 """
 
+import asyncio
+import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -24,11 +26,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from leadloop.domain.inbound import InboundVerdict, classify
 from leadloop.domain.inbound import message as mime
+from leadloop.domain.intake import normalise_email
 from leadloop.domain.mail import email_hash
 from leadloop.domain.matching import InboundHeaders, Match
 from leadloop.domain.models import REPLY_TEXT_CHARS, InboundInput
+from leadloop.domain.text import REQUEST_CONTROL
+from leadloop.domain.times import as_utc
 from leadloop.domain.tokens import Signer
-from leadloop.infra.db import InboundMessage, Lead, suppress
+from leadloop.domain.webhooks import ProviderEvent
+from leadloop.infra.db import FormerAddress, InboundMessage, Lead, Outbox, suppress
 from leadloop.services.inbound import Stored, match_message, store_inbound
 from leadloop.services.lead_client import LeadClient
 
@@ -38,6 +44,10 @@ log = logging.getLogger("leadloop.inbound")
 SUPPRESSING = frozenset({"hard_bounce", "complaint", "unsubscribe_request"})
 #: rows signalled per pass of `signal_pending`
 BATCH = 200
+#: how far back a provider's event may name a send by the recipient's address alone
+MATCH_WINDOW_DAYS = 30
+#: a send minutes "after" the provider's event is clock skew between leadloop and the provider
+SEND_SKEW = timedelta(minutes=10)
 
 
 def headers_of(raw: bytes, *, received_at: datetime, envelope_recipients: Sequence[str] = ()) -> InboundHeaders:
@@ -103,7 +113,8 @@ async def ingest_message(
         status = "ignored"
         evidence["ignored"] = "a challenge-response system's challenge: leadloop never answers one"
     if status == "pending":
-        status = await _suppress_at_once(session, verdict, match, evidence)
+        bounced = verdict.lead_email if verdict.kind == "hard_bounce" else None
+        status = await _suppress_at_once(session, verdict.kind, match, evidence, bounced=bounced, code=verdict.status)
     return await store_inbound(
         session,
         source=source,
@@ -120,27 +131,154 @@ async def ingest_message(
     )
 
 
+async def ingest_event(
+    session: AsyncSession,
+    event: ProviderEvent,
+    *,
+    raw: bytes,
+    signer: Signer,
+    received_at: datetime | None = None,
+    window_days: int = MATCH_WINDOW_DAYS,
+) -> Stored:
+    """Match and store one verified provider event (a bounce, block or complaint), suppressing at once as a
+    mailed DSN would (the caller commits). Stored under `webhook:<provider>` and the provider's event id, so a
+    replayed event finds its row and changes nothing more; a matched event is left `pending` for
+    `signal_pending`, one no send can be tied to is kept `unmatched`, never guessed onto a lead.
+
+    Args:
+        raw: what is kept as the message: the request body, or the one event's JSON of a batch.
+        received_at: when leadloop received it (now by default); the matching window counts from when the
+            provider says the event happened.
+    """
+    source, key = f"webhook:{event.provider}", event_key(event.event_id)
+    already = await session.scalar(
+        select(InboundMessage.id).where(InboundMessage.source == source, InboundMessage.source_key == key)
+    )
+    if already is not None:  # a provider's retry or a replay: stored and applied once
+        return Stored(id=already, new=False)
+    address = usable_address(event.recipient)
+    match = await match_event(session, event, address, signer, window_days=window_days)
+    evidence = event_evidence(event)
+    status = "pending" if match.matched else "unmatched"
+    if status == "pending":
+        status = await _suppress_at_once(session, event.kind, match, evidence, bounced=address, code=event.status_code)
+    return await store_inbound(
+        session,
+        source=source,
+        source_key=key,
+        raw=raw,
+        message_id=None,  # the provider's event is no message of its own; the send's Message-ID is in evidence
+        sender=address,  # the person the event is about: `leadloop forget` finds it by this address's hash
+        received_at=received_at or datetime.now(UTC),
+        match=match,
+        kind=event.kind,
+        evidence=evidence,
+        status=status,
+    )
+
+
+def event_key(event_id: str) -> str:
+    """The provider's event id as the row's source key; an id too long or unstorable is kept as its hash."""
+    if 0 < len(event_id) <= 255 and not REQUEST_CONTROL.search(event_id):
+        return event_id
+    digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"sha256:{digest}"
+
+
+def usable_address(recipient: str) -> str | None:
+    """The event's recipient normalised as leads' addresses are, or None when it is no address."""
+    if REQUEST_CONTROL.search(recipient):
+        return None
+    try:
+        return normalise_email(recipient)
+    except ValueError:
+        return None
+
+
+def _clean(text: str | None, limit: int) -> str | None:
+    """Text a provider sent, as it can be stored in any database (no control characters, no half characters)."""
+    return REQUEST_CONTROL.sub(" ", text)[:limit] if text else None
+
+
+def event_evidence(event: ProviderEvent) -> dict[str, Any]:
+    """What is kept of a provider's event beside its raw JSON: who reported what, and the send it names."""
+    kept: dict[str, Any] = {
+        "provider": event.provider,
+        "raw_type": _clean(event.raw_type, 200),
+        "status": _clean(event.status_code, 32),
+        "diagnostic": _clean(event.diagnostic, 2000),
+        "answers": _clean(event.message_id, 998),
+        "occurred_at": event.occurred_at.isoformat(),
+        "confidence": "high",
+        "reasons": [f"{event.provider} reported {_clean(event.raw_type, 200)} (its webhook verified)"],
+    }
+    return {name: value for name, value in kept.items() if value is not None}
+
+
+async def match_event(
+    session: AsyncSession, event: ProviderEvent, address: str | None, signer: Signer, *, window_days: int
+) -> Match:
+    """The send a provider's event is about: by leadloop's Message-ID, which providers pass on; else by the
+    recipient's address, when exactly one lead has (or had) it and an email went to that lead within
+    `window_days` before the event. Anything less certain is no match."""
+    if event.message_id:
+        headers = InboundHeaders(received_at=event.occurred_at, references=event.message_id)
+        found = await match_message(session, headers, signer, window_days=window_days)
+        if found.matched or found.reason.startswith("ambiguous"):
+            return found
+    if address is None:
+        return Match(reason="no match: the provider named no send of leadloop's, and no usable recipient address")
+    leads = set((await session.execute(select(Lead.id).where(Lead.email == address))).scalars())
+    former = select(FormerAddress.lead_id).where(FormerAddress.email_hash == email_hash(address))
+    leads |= set((await session.execute(former)).scalars())
+    if not leads:
+        return Match(reason="no match: no send of leadloop's is named, and no lead has the recipient's address")
+    if len(leads) > 1:
+        return Match(reason=f"ambiguous: the recipient's address is that of leads {', '.join(map(str, sorted(leads)))}")
+    (lead_id,) = leads
+    at = as_utc(event.occurred_at).astimezone(UTC)  # SQLite compares text: both sides in UTC
+    sends = select(Outbox.key).where(
+        Outbox.lead_id == lead_id,
+        Outbox.sent_at >= at - timedelta(days=window_days),
+        Outbox.sent_at <= at + SEND_SKEW,
+    )
+    last = await session.scalar(sends.order_by(Outbox.sent_at.desc()).limit(1))
+    if last is None:
+        return Match(reason=f"no match: lead {lead_id} has the address, but no email went to it in {window_days} days")
+    return Match(
+        reason=f"the recipient's address is lead {lead_id}'s, last sent {last}", outbox_key=last, lead_id=lead_id
+    )
+
+
 def _with_reference(headers: InboundHeaders, message_id: str) -> InboundHeaders:
     return replace(headers, references=f"{headers.references or ''} {message_id}".strip())
 
 
 async def _suppress_at_once(
-    session: AsyncSession, verdict: InboundVerdict, match: Match, evidence: dict[str, Any]
+    session: AsyncSession,
+    kind: str,
+    match: Match,
+    evidence: dict[str, Any],
+    *,
+    bounced: str | None = None,
+    code: str | None = None,
 ) -> str:
     """Suppress the address a hard bounce, complaint or unsubscribe request is about; the row's status.
 
-    A bounce naming another address than the lead's current one (the lead changed it since that send) suppresses
-    the bounced address and leaves the lead alone: the row is `ignored`, with the reason in its evidence.
+    A hard bounce suppresses the address that bounced (`bounced`, when the report names it), anything else the
+    lead's current address. A bounce naming another address than the lead's current one (the lead changed it
+    since that send) suppresses the bounced address and leaves the lead alone: the row is `ignored`, with the
+    reason in its evidence.
     """
-    if verdict.kind not in SUPPRESSING or match.lead_id is None:
+    if kind not in SUPPRESSING or match.lead_id is None:
         return "pending"
     lead = await session.get(Lead, match.lead_id)
     if lead is None or lead.erased_at is not None:
         evidence["ignored"] = "the lead is erased"
         return "ignored"
-    address = verdict.lead_email if verdict.kind == "hard_bounce" and verdict.lead_email else lead.email
-    detail = f"{verdict.kind.replace('_', ' ')}" + (f" {verdict.status}" if verdict.status else "")
-    await suppress(session, address, verdict.kind, detail[:500])
+    address = bounced if kind == "hard_bounce" and bounced else lead.email
+    detail = f"{kind.replace('_', ' ')}" + (f" {code}" if code else "")
+    await suppress(session, address, kind, detail[:500])
     if email_hash(address) != email_hash(lead.email):
         evidence["ignored"] = "the bounced address is no longer the lead's: suppressed, the lead goes on"
         return "ignored"
@@ -195,3 +333,60 @@ async def signal_pending(
             await session.commit()
             log.info("inbound %s (%s) for lead %s: %s", row.id, row.kind, row.lead_id, row.status)
         return done
+
+
+async def has_pending(sessions: async_sessionmaker[AsyncSession]) -> bool:
+    """Whether any stored, matched message still waits for its signal."""
+    async with sessions() as session:
+        query = select(InboundMessage.id).where(InboundMessage.status == "pending", InboundMessage.lead_id.is_not(None))
+        return await session.scalar(query.limit(1)) is not None
+
+
+class InboundRelay:
+    """Signals stored inbound messages to their leads' workflows: right after they are stored, and every
+    `interval` seconds whatever is still pending (Temporal was down, or the process stopped in between).
+
+    The HTTP service runs one for its provider webhooks; a message stays `pending` in the database until its
+    signal went through, so an outage loses nothing.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], client: Callable[[], Awaitable[Client]]) -> None:
+        self.sessions = sessions
+        self._client = client
+        self._tasks: set[asyncio.Task[int]] = set()
+
+    def notify(self, ids: Sequence[int]) -> None:
+        """These rows were just stored and committed: signal them now, without holding up the caller."""
+        if not ids:
+            return
+        task = asyncio.get_running_loop().create_task(self.signal(ids))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def signal(self, ids: Sequence[int] | None = None) -> int:
+        """Signal pending rows (these, or all); a failure is logged and leaves them pending for the next round."""
+        try:
+            return await signal_pending(self.sessions, await self._client(), ids=ids)
+        except Exception as exc:  # Temporal down, the database busy: the rows stay pending
+            log.warning("inbound messages stay pending, to be signalled again (%s: %s)", type(exc).__name__, exc)
+            return 0
+
+    async def relay(self, interval: float, stop: asyncio.Event) -> None:
+        """Signal what is pending every `interval` seconds until `stop` is set."""
+        while not stop.is_set():
+            try:
+                if await has_pending(self.sessions):
+                    sent = await self.signal()
+                    if sent:
+                        log.info("relay signalled %d pending inbound message(s)", sent)
+            except Exception:  # the relay must outlive a database hiccup
+                log.exception("inbound relay round failed")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+
+    async def drain(self) -> None:
+        """Wait for the signals under way (shutdown, tests)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -18,11 +18,13 @@ if TYPE_CHECKING:
 def relay(
     once: Annotated[bool, typer.Option("--once", help="one round, then exit")] = False,
 ) -> None:
-    """Signal stored events that their workflows have not heard of yet (Temporal was unreachable).
+    """Signal stored events and inbound messages (bounces, replies) that their workflows have not heard of yet
+    (Temporal was unreachable).
 
     Outside the demo it refuses the published or a short secret, as the HTTP service it relays for does.
     """
     from leadloop.services.events import EventSignaller
+    from leadloop.services.inbound_delivery import InboundRelay
 
     settings = get_settings()
     try:
@@ -41,16 +43,19 @@ def relay(
                 return client
 
             signaller = EventSignaller(sessions, get_client, settings.coalesce_seconds)
+            inbound = InboundRelay(sessions, get_client)
             if once:
-                return await signaller.sweep()
-            await signaller.relay(settings.relay_interval)
+                return await signaller.sweep() + await inbound.signal()
+            await asyncio.gather(
+                signaller.relay(settings.relay_interval), inbound.relay(settings.relay_interval, asyncio.Event())
+            )
             return 0
 
     try:
         sent = asyncio.run(run())
     except KeyboardInterrupt:
         return
-    console.print(f"{sent} pending event(s) signalled")
+    console.print(f"{sent} pending event(s) and inbound message(s) signalled")
 
 
 def inject(kind: Literal["open", "click", "visit"], lead_id: int, url: str | None, machine: bool) -> None:

@@ -1,4 +1,4 @@
-"""The HTTP service's startup and shutdown: its state, the event relay, and its own client's SDK metrics."""
+"""The HTTP service's startup and shutdown: its state, the event and inbound relays, its own client's SDK metrics."""
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from leadloop.infra.db import make_engine, make_sessionmaker
 from leadloop.infra.settings import Settings
+from leadloop.services.webhooks import Fetch
 from starter.http.rate_limit import RateLimiter
 from starter.http.state import State
 from starter.metrics import HttpMetrics, SdkMetrics
@@ -33,8 +34,9 @@ def lifespan(
     limiter: RateLimiter,
     sessionmaker: async_sessionmaker[AsyncSession] | None,
     client: Client | None,
+    fetch: Fetch | None = None,
 ) -> Lifespan:
-    """The app's lifespan; `sessionmaker` and `client` given by tests, built from settings otherwise."""
+    """The app's lifespan; `sessionmaker`, `client` and `fetch` given by tests, built from settings otherwise."""
 
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
@@ -47,19 +49,25 @@ def lifespan(
         if client is None:  # the app's own client: its SDK metrics are served with leadloop's
             sdk = SdkMetrics()
             metrics.registry.register(sdk)
-        state = State(settings, maker, metrics, limiter, client=client, runtime=sdk.runtime if sdk else None)
+        state = State(
+            settings, maker, metrics, limiter, client=client, runtime=sdk.runtime if sdk else None, fetch=fetch
+        )
         app.state.leadloop = state
         stop = asyncio.Event()
         relay = asyncio.create_task(state.signaller.relay(settings.relay_interval, stop))
+        # webhook events Temporal could not take when they were stored are signalled by this relay
+        inbound_relay = asyncio.create_task(state.inbound.relay(settings.relay_interval, stop))
         drain = asyncio.create_task(drain_every(sdk, 1.0, stop)) if sdk else None
         try:
             yield
         finally:
             stop.set()
             await relay
+            await inbound_relay
             if drain is not None:
                 await drain
             await state.signaller.drain()
+            await state.inbound.drain()
             if engine is not None:
                 await engine.dispose()
             if sdk is not None:

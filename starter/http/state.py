@@ -1,4 +1,5 @@
-"""What the HTTP service holds for its lifetime: settings, database, Temporal client, signer, pages, codec, counters."""
+"""What the HTTP service holds for its lifetime: settings, database, Temporal client, signer, pages, codec, counters,
+the provider webhooks' verification and the inbound relay."""
 
 from typing import Any
 
@@ -11,7 +12,9 @@ from leadloop.domain.tokens import Signer
 from leadloop.infra.settings import Settings
 from leadloop.infra.temporal import connect
 from leadloop.services.events import EventSignaller
+from leadloop.services.inbound_delivery import InboundRelay
 from leadloop.services.tracking import store_hit
+from leadloop.services.webhooks import Fetch, Webhooks
 from starter.codec_server import CodecServer
 from starter.http.links import Links
 from starter.http.pages import Pages
@@ -55,9 +58,10 @@ class State:
         *,
         client: Client | None = None,
         runtime: Runtime | None = None,
+        fetch: Fetch | None = None,
     ) -> None:
         """`client` given by tests; else one is built on first use, on `runtime` (the SDK runtime whose
-        metrics the app serves)."""
+        metrics the app serves). `fetch` gets SNS certificates and subscription links (tests give their own)."""
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.metrics = metrics
@@ -72,6 +76,8 @@ class State:
         self._runtime = runtime
         self.signaller = EventSignaller(sessionmaker, self.client, settings.coalesce_seconds)
         self.recorder = EventRecorder(sessionmaker, self.signaller, metrics)
+        self.webhooks = Webhooks(settings, fetch)
+        self.inbound = InboundRelay(sessionmaker, self.client)
 
     async def client(self) -> Client:
         """The Temporal client, connected lazily on first use."""
