@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from leadloop.domain.cadence import Step
 from leadloop.domain.mail import (
+    REP_NOTIFICATION_CADENCE,
     Envelope,
     build_message,
     classify_reply,
@@ -291,7 +292,9 @@ class EmailActivities:
             team = await session.get(Team, assignment.team) if assignment.team else None
             if rep is None:
                 raise ApplicationError(f"rep of {input.assignment_key} is gone", type="LeadMissing", non_retryable=True)
-            row = await self._claim(session, key, lead.id, input.cycle, f"{kind}-a{input.attempt}", "_sales", msg_id)
+            row = await self._claim(
+                session, key, lead.id, input.cycle, f"{kind}-a{input.attempt}", REP_NOTIFICATION_CADENCE, msg_id
+            )
             earlier = await self._resume(session, row)
             if earlier is not None:
                 return NotifyRepResult(status=earlier, outbox_key=key)

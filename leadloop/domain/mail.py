@@ -19,6 +19,8 @@ from leadloop.domain.text import CONTROL_RE
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 Verdict = Literal["retry", "bounce", "refuse"]
+#: the outbox's "cadence" of the notifications to reps (kept under the lead they are about, sent to the rep)
+REP_NOTIFICATION_CADENCE = "_sales"
 
 
 def outbox_key(lead_id: int, cycle: int, step_id: str) -> str:

@@ -27,21 +27,24 @@ from temporalio.service import RPCError, RPCStatusCode
 from leadloop.domain.inbound import InboundVerdict, classify
 from leadloop.domain.inbound import message as mime
 from leadloop.domain.intake import normalise_email
-from leadloop.domain.mail import email_hash
-from leadloop.domain.matching import InboundHeaders, Match
+from leadloop.domain.mail import REP_NOTIFICATION_CADENCE, email_hash
+from leadloop.domain.matching import InboundHeaders, Match, sender_address
 from leadloop.domain.models import REPLY_TEXT_CHARS, InboundInput
 from leadloop.domain.text import REQUEST_CONTROL
 from leadloop.domain.times import as_utc
 from leadloop.domain.tokens import Signer
 from leadloop.domain.webhooks import ProviderEvent
 from leadloop.infra.db import FormerAddress, InboundMessage, Lead, Outbox, suppress
-from leadloop.services.inbound import Stored, match_message, store_inbound
+from leadloop.services.inbound import Stored, clean_message_id, match_message, store_inbound
 from leadloop.services.lead_client import LeadClient
 
 log = logging.getLogger("leadloop.inbound")
 
 #: kinds that put the address on the suppression list as soon as they are stored
 SUPPRESSING = frozenset({"hard_bounce", "complaint", "unsubscribe_request"})
+#: kinds about one address (a bounce's or complaint's recipient, an unsubscribe request's sender): whose it is
+#: decides whether the lead is acted on
+NAMED_KINDS = SUPPRESSING | {"soft_bounce"}
 #: rows signalled per pass of `signal_pending`
 BATCH = 200
 #: how far back a provider's event may name a send by the recipient's address alone
@@ -102,8 +105,11 @@ async def ingest_message(
     for `signal_pending`; a challenge-response is kept but `ignored` (leadloop never answers one); a message
     no rule ties to a lead is kept `unmatched`, never guessed onto one."""
     received_at = received_at or datetime.now(UTC)
-    verdict = classify(raw)
     headers = headers_of(raw, received_at=received_at, envelope_recipients=envelope_recipients)
+    already = await stored_before(session, source, source_key, headers.message_id)
+    if already is not None:  # read again (a crash before the mark, a second copy): stored and acted on once
+        return Stored(id=already, new=False)
+    verdict = classify(raw)
     if verdict.answers:  # a DSN or ARF report names the original in its attached headers
         headers = _with_reference(headers, verdict.answers)
     match = await match_message(session, headers, signer, bounce_domain=bounce_domain)
@@ -113,8 +119,10 @@ async def ingest_message(
         status = "ignored"
         evidence["ignored"] = "a challenge-response system's challenge: leadloop never answers one"
     if status == "pending":
-        bounced = verdict.lead_email if verdict.kind == "hard_bounce" else None
-        status = await _suppress_at_once(session, verdict.kind, match, evidence, bounced=bounced, code=verdict.status)
+        named = sender_address(headers.sender) if verdict.kind == "unsubscribe_request" else verdict.lead_email
+        status = await _act_at_once(
+            session, verdict.kind, match, evidence, named=named, code=verdict.status, trusted=match.rule == "verp"
+        )
     return await store_inbound(
         session,
         source=source,
@@ -161,7 +169,9 @@ async def ingest_event(
     evidence = event_evidence(event)
     status = "pending" if match.matched else "unmatched"
     if status == "pending":
-        status = await _suppress_at_once(session, event.kind, match, evidence, bounced=address, code=event.status_code)
+        status = await _act_at_once(
+            session, event.kind, match, evidence, named=address, code=event.status_code, verified=True
+        )
     return await store_inbound(
         session,
         source=source,
@@ -239,6 +249,7 @@ async def match_event(
     at = as_utc(event.occurred_at).astimezone(UTC)  # SQLite compares text: both sides in UTC
     sends = select(Outbox.key).where(
         Outbox.lead_id == lead_id,
+        Outbox.cadence != REP_NOTIFICATION_CADENCE,
         Outbox.sent_at >= at - timedelta(days=window_days),
         Outbox.sent_at <= at + SEND_SKEW,
     )
@@ -254,35 +265,87 @@ def _with_reference(headers: InboundHeaders, message_id: str) -> InboundHeaders:
     return replace(headers, references=f"{headers.references or ''} {message_id}".strip())
 
 
-async def _suppress_at_once(
+async def stored_before(session: AsyncSession, source: str, source_key: str, message_id: str | None) -> int | None:
+    """The row a message was stored in before: under where it was read, or under its Message-ID."""
+    found = await session.scalar(
+        select(InboundMessage.id).where(InboundMessage.source == source, InboundMessage.source_key == source_key)
+    )
+    if found is None and (cleaned := clean_message_id(message_id)) is not None:
+        found = await session.scalar(select(InboundMessage.id).where(InboundMessage.message_id == cleaned))
+    return found
+
+
+async def _act_at_once(
     session: AsyncSession,
     kind: str,
     match: Match,
     evidence: dict[str, Any],
     *,
-    bounced: str | None = None,
+    named: str | None,
     code: str | None = None,
+    trusted: bool = False,
+    verified: bool = False,
 ) -> str:
-    """Suppress the address a hard bounce, complaint or unsubscribe request is about; the row's status.
+    """What a matched message does before its workflow hears of it, and the row's status (`pending`: signal it;
+    `ignored`: keep it, touch no lead, the reason in its evidence).
 
-    A hard bounce suppresses the address that bounced (`bounced`, when the report names it), anything else the
-    lead's current address. A bounce naming another address than the lead's current one (the lead changed it
-    since that send) suppresses the bounced address and leaves the lead alone: the row is `ignored`, with the
-    reason in its evidence.
+    A hard bounce, complaint or unsubscribe request suppresses the lead's address in the same transaction. Mail
+    about a notification to a rep is no lead's mail. The address a report names (`named`: a bounce's or
+    complaint's recipient, an unsubscribe request's sender) decides whose it is:
+
+    - the lead's current address, or none named (a feedback loop that redacts it): the lead's;
+    - one of the lead's former addresses, or any other address a provider's verified webhook names (`verified`:
+      the provider knows which recipient bounced): that address is suppressed, the lead goes on;
+    - an address the lead never had, in a report tied to the send by the VERP recipient leadloop signed
+      (`trusted`): the lead's — her mail was forwarded to where it bounced; any other such report is ignored,
+      so a forged one that names a guessed Message-ID suppresses no one.
     """
-    if kind not in SUPPRESSING or match.lead_id is None:
+    if match.lead_id is None:
         return "pending"
     lead = await session.get(Lead, match.lead_id)
     if lead is None or lead.erased_at is not None:
         evidence["ignored"] = "the lead is erased"
         return "ignored"
-    address = bounced if kind == "hard_bounce" and bounced else lead.email
-    detail = f"{kind.replace('_', ' ')}" + (f" {code}" if code else "")
-    await suppress(session, address, kind, detail[:500])
-    if email_hash(address) != email_hash(lead.email):
-        evidence["ignored"] = "the bounced address is no longer the lead's: suppressed, the lead goes on"
+    if match.outbox_key and await _about_rep_mail(session, match.outbox_key):
+        evidence["ignored"] = f"about {match.outbox_key}, a notification to a rep: not the lead's mail"
         return "ignored"
-    return "pending"
+    if kind not in NAMED_KINDS:
+        return "pending"
+    detail = f"{kind.replace('_', ' ')}" + (f" {code}" if code else "")
+    named_hash = email_hash(named) if named else None
+    if kind == "unsubscribe_request" and named_hash is None:
+        evidence["ignored"] = "an unsubscribe request without a usable sender address: nothing suppressed"
+        return "ignored"
+    if named_hash is None or named_hash == email_hash(lead.email):
+        if kind in SUPPRESSING:
+            await suppress(session, lead.email, kind, detail[:500])
+        return "pending"
+    assert named is not None
+    if verified or named_hash in await _former_hashes(session, lead.id):
+        if kind in SUPPRESSING:
+            await suppress(session, named, kind, detail[:500])
+        evidence["ignored"] = "about an address the lead no longer has: " + (
+            "that address suppressed, the lead goes on" if kind in SUPPRESSING else "the lead goes on"
+        )
+        return "ignored"
+    if trusted and kind in ("hard_bounce", "soft_bounce", "complaint"):
+        evidence["forwarded"] = "the report names an address the lead never had; the send it names went to the lead"
+        if kind in SUPPRESSING:
+            await suppress(session, lead.email, kind, detail[:500])
+        return "pending"
+    evidence["ignored"] = "names an address that is not the lead's, and nothing signed ties it to the send"
+    return "ignored"
+
+
+async def _about_rep_mail(session: AsyncSession, outbox_key: str) -> bool:
+    """True when the send is a notification to a rep (kept in the outbox under the lead, sent to the rep)."""
+    cadence = await session.scalar(select(Outbox.cadence).where(Outbox.key == outbox_key))
+    return cadence == REP_NOTIFICATION_CADENCE
+
+
+async def _former_hashes(session: AsyncSession, lead_id: int) -> set[str]:
+    rows = await session.execute(select(FormerAddress.email_hash).where(FormerAddress.lead_id == lead_id))
+    return set(rows.scalars())
 
 
 def signal_of(row: InboundMessage) -> InboundInput:

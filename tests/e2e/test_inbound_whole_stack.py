@@ -1,7 +1,8 @@
 """The whole stack hears back: real dev server, real worker process, the SMTP catcher, `leadloop enroll` and
 `leadloop reps import`. Leads get the welcome email; the mail that comes back (built here as the raw RFC 5322
 messages mail servers deliver, each answering the welcome's Message-ID) goes through the inbound pipeline
-(`ingest_message`, then `signal_pending`): a reply reaches the rep in her words and no further nurture email
+(delivered into a real IMAP mailbox, Debian's dovecot, and read by `leadloop inbox --once`: classify, match,
+store, signal, then flag): a reply reaches the rep in her words and no further nurture email
 goes out, an out-of-office pauses the drip until its return date, a hard bounce and a complaint suppress."""
 
 import asyncio
@@ -23,18 +24,19 @@ from temporalio.testing import WorkflowEnvironment
 
 from leadloop.domain.mail import email_hash
 from leadloop.domain.models import LeadNurtureResult, LeadState
-from leadloop.domain.tokens import Signer
 from leadloop.infra.db import InboundMessage, Suppression, make_engine, make_sessionmaker
 from leadloop.infra.migrate import upgrade_database
-from leadloop.services.inbound_delivery import ingest_message, signal_pending
 from starter.mailbox import serve_mailbox
 from tests.conftest import client_address, free_port, with_pydantic
+from tests.dovecot import Dovecot
 from tests.e2e.test_drip_whole_stack import BIN, run, start_worker
+from tests.leadloop.services.test_imap_reader import STORED
 
 SECRET = "an-e2e-test-secret-of-32-bytes++"
 ZONE = "Europe/Athens"
-#: a cadence day lasts two seconds; the second email follows the welcome after three days (six seconds)
-SCALE = 43200
+#: a cadence day lasts three seconds; the second email follows the welcome after three days (nine seconds): each
+#: message goes through a `leadloop inbox --once` process of its own, a second or two each
+SCALE = 28800
 FAST = f"""\
 name: fast
 version: 1
@@ -145,7 +147,7 @@ def complaint(welcome: EmailMessage) -> bytes:
 
 @pytest.mark.e2e
 async def test_replies_out_of_office_bounces_and_complaints_act_on_the_leads(
-    dev_env: WorkflowEnvironment, tmp_path: Path
+    dev_env: WorkflowEnvironment, dovecot: Dovecot, tmp_path: Path
 ) -> None:
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'leadloop.db'}"
     await upgrade_database(db_url)
@@ -169,6 +171,7 @@ async def test_replies_out_of_office_bounces_and_complaints_act_on_the_leads(
         "LEADLOOP_TIME_SCALE": str(SCALE),
         "LEADLOOP_SECRET_KEY": SECRET,
         "COLUMNS": "200",
+        **dovecot.env("none"),
     }
     csv = tmp_path / "leads.csv"
     csv.write_text("email,first_name,timezone\n" + "".join(f"{a},{n.title()},{ZONE}\n" for n, a in LEADS.items()))
@@ -178,15 +181,14 @@ async def test_replies_out_of_office_bounces_and_complaints_act_on_the_leads(
     engine = make_engine(db_url)
     sessions = make_sessionmaker(engine)
     client = await connect_namespace(dev_env, "e2e-inbound")
-    signer = Signer([SECRET])
-    source_keys = iter(range(1, 100))
 
-    async def deliver(raw: bytes) -> None:
-        """What `leadloop inbox` does with one message: store it (verdict, match, suppression), then signal."""
-        async with sessions() as session:
-            await ingest_message(session, raw, source="imap", source_key=f"1:{next(source_keys)}", signer=signer)
-            await session.commit()
-        await signal_pending(sessions, client)
+    async def deliver(*raws: bytes) -> None:
+        """The messages land in the IMAP mailbox; one `leadloop inbox --once` reads them (store, signal, flag)."""
+        uids = [dovecot.append(raw) for raw in raws]
+        code, out, err = await run(str(BIN / "leadloop"), "inbox", "--once", env=env)
+        assert code == 0, out + err
+        flags = dovecot.flags()
+        assert all(STORED in flags[uid] for uid in uids)  # flagged once stored and signalled, never before
 
     async def state(lead_id: int) -> LeadState:
         result: LeadState = await client.get_workflow_handle(f"lead-{lead_id}").query("state", result_type=LeadState)
@@ -198,39 +200,44 @@ async def test_replies_out_of_office_bounces_and_complaints_act_on_the_leads(
         welcomes = {name: (await mail_to(mail, address))[0] for name, address in LEADS.items()}
         ids = {name: number for number, name in enumerate(LEADS, start=1)}
 
-        # her reply, "yes, call me on Tuesday": the drip stops, the rep reads her words
+        # what came back, all in the mailbox before one pass of the reader: an out-of-office back in five days
+        # and a policy block for one lead, her reply for another, a hard bounce and a complaint for two more
+        sent_at, away = welcomes["away"]
         _, welcome = welcomes["reply"]
-        await deliver(reply(welcome, "Yes, call me on Tuesday. Μαρία"))
-        [(_, note)] = await mail_to(mail, "nikos@sales.example", within=30)
-        body = note.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-        assert "Yes, call me on Tuesday. Μαρία" in body and "wrote:" not in body  # her words, the quote stripped
-        assert str(welcome["Message-ID"]) in body and "<reply-1@mail.example.gr>" in body
-        assert (await state(ids["reply"])).stage == "with_sales"
-
-        # a hard bounce and a complaint: suppressed at once, before the next email was due
-        await deliver(hard_bounce(welcomes["bounce"][1]))
-        await deliver(complaint(welcomes["complaint"][1]))
-
-        # an out-of-office back in five days: nothing until the business day after, then the drip goes on
-        sent_at, welcome = welcomes["away"]
         back = (datetime.now(ZoneInfo(ZONE)) + timedelta(days=5)).date()
-        await deliver(out_of_office(welcome, back))
+        await deliver(
+            out_of_office(away, back),
+            hard_bounce(away, LEADS["away"], "5.7.1"),
+            reply(welcome, "Yes, call me on Tuesday. Μαρία"),
+            hard_bounce(welcomes["bounce"][1]),
+            complaint(welcomes["complaint"][1]),
+        )
+
+        # the out-of-office: nothing until the business day after her return, then the drip goes on
         paused = await until(lambda: state(ids["away"]), lambda s: s.back_at is not None)
         assert paused.next_send_at is not None and paused.stage == "nurturing"
         assert paused.back_at is not None and paused.back_at.astimezone(ZoneInfo(ZONE)).date() > back
         assert "out of office" in paused.waiting_for
-        # the tips email was due three cadence days (6 s) after the welcome; it waits at least five days (10 s)
-        (tips_at, tips), *_ = (await mail_to(mail, LEADS["away"], 2, within=60))[1:]
-        assert str(tips["Subject"]) == "Tips" and tips_at - sent_at >= 5 * 86400 / SCALE
-
-        # operators see it: status counts the mail by kind (a policy block is our problem, the address is kept),
-        # history lists each message
-        await deliver(hard_bounce(welcome, LEADS["away"], "5.7.1"))
+        # the policy block: counted and shown, her address kept (the refusal is about our sending)
         shown = await until(lambda: state(ids["away"]), lambda s: s.inbound.policy_block == 1)
         assert shown.stage == "nurturing"
         code, out, err = await run(str(BIN / "leadloop"), "status", str(ids["away"]), env=env)
         assert code == 0, err
         assert "inbound: auto reply 1, policy block 1" in out and "not the address" in out, out
+
+        # her reply, "yes, call me on Tuesday": the drip stops, the rep reads her words
+        (_, note), *later = await mail_to(mail, "nikos@sales.example", within=30)  # later: the SLA's reminders
+        assert str(note["Subject"]).endswith("(replied)") and all("Reminder" in str(m["Subject"]) for _, m in later)
+        body = note.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "Yes, call me on Tuesday. Μαρία" in body and "wrote:" not in body  # her words, the quote stripped
+        assert str(welcome["Message-ID"]) in body and "<reply-1@mail.example.gr>" in body
+        assert (await state(ids["reply"])).stage == "with_sales"
+
+        # the tips email was due three cadence days (9 s) after the welcome; it waits at least five days (15 s)
+        (tips_at, tips), *_ = (await mail_to(mail, LEADS["away"], 2, within=60))[1:]
+        assert str(tips["Subject"]) == "Tips" and tips_at - sent_at >= 5 * 86400 / SCALE
+
+        # operators see it: history lists each message
         code, out, err = await run(str(BIN / "leadloop"), "history", str(ids["reply"]), "--json", env=env)
         assert code == 0, err
         lines = [json.loads(line) for line in out.splitlines()]

@@ -14,7 +14,7 @@ import worker as worker_module
 from leadloop.domain.mail import email_hash
 from leadloop.infra.db import InboundMessage, Lead, Outbox, Suppression, make_engine, make_sessionmaker
 from leadloop.infra.migrate import upgrade_database
-from leadloop.services.inbound_delivery import InboundRelay, signal_of
+from leadloop.services.inbound_delivery import InboundRelay, signal_pending
 from leadloop.services.lead_client import LeadClient
 from starter.api import create_app
 from tests.conftest import with_pydantic
@@ -56,9 +56,9 @@ async def test_a_webhook_hard_bounce_reaches_the_leads_workflow_once(parts: dict
         suppression = await session.get(Suppression, email_hash(address))
     assert (row.lead_id, row.kind, row.status) == (lead_id, "hard_bounce", "signalled")
     assert suppression is not None and suppression.reason == "hard_bounce"
-    # a second signal of the same row (a relay racing the request) is not counted again
-    await LeadClient(parts["client"], lead_id).inbound(signal_of(row))
-    assert (await until(handle, lambda s: True)).inbound.hard_bounce == 1
+    # the hard bounce ended the lead's nurture, and nothing is left to signal
+    assert (await LeadClient(parts["client"], lead_id).handle.result()).stage == "suppressed"
+    assert await signal_pending(parts["sessionmaker"], parts["client"]) == 0
 
 
 async def test_a_bounce_stored_while_temporal_was_down_reaches_the_workflow_by_the_relay(parts: dict[str, Any]) -> None:

@@ -3,12 +3,12 @@
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from leadloop.domain.mail import email_hash, message_id
 from leadloop.domain.models import Carry, InboundInput
 from leadloop.domain.verp import bounce_address
-from leadloop.infra.db import InboundMessage, Suppression
+from leadloop.infra.db import FormerAddress, InboundMessage, Outbox, Suppression
 from leadloop.services.inbound_delivery import ingest_message, signal_of
 from tests.leadloop.services.test_inbound import NOW, SIGNER, add_lead, add_send
 
@@ -95,3 +95,99 @@ def test_a_signal_is_applied_once_and_counted_by_kind() -> None:
     assert memory.inbound.soft_bounce == 1
     carried = Carry.begin(memory.next_cycle("cycle 0", reset_engagement=True))
     assert carried.inbound.soft_bounce == 1 and not carried.first_inbound(message)
+
+
+def bounce_for(to: str, original_id: str, final_recipient: str, status: str = "5.1.1") -> bytes:
+    return (
+        bounce(to, original_id)
+        .replace(b"rfc822; anna@example.com", f"rfc822; {final_recipient}".encode())
+        .replace(b"Status: 5.1.1", f"Status: {status}".encode())
+    )
+
+
+async def test_mail_about_a_rep_notification_is_no_lead_mail(sessionmaker: Any) -> None:
+    lead = await add_lead(sessionmaker, "anna@example.com")
+    key = f"lead-{lead}.c0.a1.notify"
+    notification = Outbox(
+        key=key,
+        lead_id=lead,
+        cycle=0,
+        step_id="notify-a1",
+        cadence="_sales",
+        status="sent",
+        message_id=message_id(key, "hello@leadloop.example"),
+        subject="New lead: Anna",
+        attempts=1,
+        created_at=NOW,
+        sent_at=NOW,
+    )
+    async with sessionmaker() as session:
+        session.add(notification)
+        await session.commit()
+    # the rep answers the notification, and the rep's mailbox later bounces one
+    answer = reply(notification.message_id, "On it", sender="Bob <bob@sales.example>")
+    row = await ingest(sessionmaker, answer, "INBOX:7:1")
+    assert (row.lead_id, row.status) == (lead, "ignored") and "notification to a rep" in row.evidence["ignored"]
+    verp = bounce_address(SIGNER, key, "bounces.leadloop.example")
+    bounced = bounce_for(verp, notification.message_id, "bob@sales.example", "4.2.2")
+    row = await ingest(sessionmaker, bounced, "INBOX:7:2", bounce_domain="bounces.leadloop.example")
+    assert (row.kind, row.status) == ("soft_bounce", "ignored")
+    assert await suppressed(sessionmaker) == {}
+
+
+async def test_a_forged_unsubscribe_naming_a_guessed_message_id_suppresses_no_one(sessionmaker: Any) -> None:
+    lead = await add_lead(sessionmaker, "anna@example.com")
+    sent = await add_send(sessionmaker, lead, "welcome", "Welcome")
+    forged = reply(sent.message_id, "Please remove me from this list.", sender="m@evil.example")
+    row = await ingest(sessionmaker, forged, "INBOX:7:1")
+    assert (row.kind, row.lead_id, row.status) == ("unsubscribe_request", lead, "ignored")
+    assert await suppressed(sessionmaker) == {}
+    # the same words from her own address unsubscribe her
+    mine = reply(sent.message_id, "Please remove me from this list.").replace(b"<r1@", b"<r2@")
+    row = await ingest(sessionmaker, mine, "INBOX:7:2")
+    assert (row.kind, row.status) == ("unsubscribe_request", "pending")
+    assert await suppressed(sessionmaker) == {email_hash("anna@example.com"): "unsubscribe_request"}
+
+
+async def test_a_bounce_naming_an_address_the_lead_never_had(sessionmaker: Any) -> None:
+    lead = await add_lead(sessionmaker, "anna@example.com")
+    sent = await add_send(sessionmaker, lead, "welcome", "Welcome")
+    # tied to the send only by a Message-ID anyone can guess: nothing suppressed, the lead left alone
+    row = await ingest(sessionmaker, bounce_for("hello@leadloop.example", sent.message_id, "x@other.example"), "I:1:1")
+    assert (row.kind, row.lead_id, row.status) == ("hard_bounce", lead, "ignored")
+    assert await suppressed(sessionmaker) == {}
+    # tied by the VERP address leadloop signed: her mail was forwarded to where it bounced, so her address is dead
+    verp = bounce_address(SIGNER, sent.key, "bounces.leadloop.example")
+    forwarded = bounce_for(verp, sent.message_id, "anna.old@forward.example").replace(b"<b1@", b"<b2@")
+    row = await ingest(sessionmaker, forwarded, "I:1:2", bounce_domain="bounces.leadloop.example")
+    assert (row.status, "forwarded" in row.evidence) == ("pending", True)
+    assert await suppressed(sessionmaker) == {email_hash("anna@example.com"): "hard_bounce"}
+
+
+async def test_a_bounce_for_a_former_address_suppresses_that_address_and_the_lead_goes_on(sessionmaker: Any) -> None:
+    lead = await add_lead(sessionmaker, "anna@example.com")
+    sent = await add_send(sessionmaker, lead, "welcome", "Welcome")
+    async with sessionmaker() as session:
+        session.add(FormerAddress(email_hash=email_hash("anna@old.example"), lead_id=lead))
+        await session.commit()
+    soft = bounce_for("hello@leadloop.example", sent.message_id, "anna@old.example", "4.2.2")
+    row = await ingest(sessionmaker, soft, "I:1:1")
+    assert (row.kind, row.status) == ("soft_bounce", "ignored") and "no longer has" in row.evidence["ignored"]
+    hard = bounce_for("hello@leadloop.example", sent.message_id, "anna@old.example").replace(b"<b1@", b"<b2@")
+    row = await ingest(sessionmaker, hard, "I:1:2")
+    assert (row.kind, row.status) == ("hard_bounce", "ignored")
+    assert await suppressed(sessionmaker) == {email_hash("anna@old.example"): "hard_bounce"}
+
+
+async def test_a_message_read_again_acts_no_more(sessionmaker: Any) -> None:
+    lead = await add_lead(sessionmaker, "anna@example.com")
+    sent = await add_send(sessionmaker, lead, "welcome", "Welcome")
+    verp = bounce_address(SIGNER, sent.key, "bounces.leadloop.example")
+    raw = bounce(verp, sent.message_id)
+    first = await ingest(sessionmaker, raw, "INBOX:7:1", bounce_domain="bounces.leadloop.example")
+    async with sessionmaker() as session:  # an operator lifts the suppression
+        await session.execute(delete(Suppression))
+        await session.commit()
+    again = await ingest(sessionmaker, raw, "INBOX:8:1", bounce_domain="bounces.leadloop.example")  # new UIDVALIDITY
+    assert again.id == first.id
+    assert await suppressed(sessionmaker) == {}
