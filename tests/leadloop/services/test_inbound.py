@@ -209,7 +209,14 @@ async def test_the_retention_keeps_a_reply_that_still_waits_for_its_signal(sessi
     lead_id = await add_lead(sessionmaker, "anna@example.com")
     words = {"reply_text": "yes, call me on Tuesday", "subject": "Re: Welcome"}
     matched = Match(reason="In-Reply-To", outbox_key="k", lead_id=lead_id)
-    await store(sessionmaker, source_key="waiting", received_at=NOW - timedelta(days=40), match=matched, evidence=words)
+    await store(
+        sessionmaker,
+        source_key="waiting",
+        received_at=NOW - timedelta(days=40),
+        match=matched,
+        kind="human_reply",
+        evidence=words,
+    )
     async with sessionmaker() as session:
         assert await drop_old_raw(session, 30) == 0
         await session.commit()
