@@ -173,6 +173,19 @@ class InboundMessage(Base):
     signalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class WebhookToken(Base):
+    """A provider's signature token already taken (Mailgun's signature covers its token, not the body): shared
+    by every replica and kept across restarts, so a captured signature on a forged body is refused; kept only
+    as long as a signature stays fresh, then deleted."""
+
+    __tablename__ = "webhook_tokens"
+    __table_args__ = (Index("ix_webhook_tokens_seen_at", "seen_at"),)
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the token, any length
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Team(Base):
     """A sales team: how it shares leads, how fast it must answer, who its manager is."""
 

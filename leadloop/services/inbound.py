@@ -206,21 +206,34 @@ async def forget_inbound(session: AsyncSession, lead_id: int | None, hashes: Ite
 PERSONAL_EVIDENCE = ("reply_text", "contact_hint")
 
 
-async def drop_old_raw(session: AsyncSession, retention_days: int, *, now: datetime | None = None) -> int:
+#: rows read and cleared per round of `drop_old_raw`, so an old backlog is never loaded at once
+RETENTION_BATCH = 500
+
+
+async def drop_old_raw(
+    session: AsyncSession, retention_days: int, *, now: datetime | None = None, batch: int = RETENTION_BATCH
+) -> int:
     """Drop what is personal in messages received more than `retention_days` ago (the caller commits): the raw
     body, and the reply's own words kept in the evidence (`PERSONAL_EVIDENCE`). What was read from them (kind,
-    the lead and send, the return date, the verdict's reasons) stays. How many messages lost something."""
+    the lead and send, the return date, the verdict's reasons) stays. A message still waiting for its signal
+    keeps everything until it is signalled, so the lead's workflow and the rep get the reply's words. Works
+    `batch` rows at a time. How many messages lost something."""
     if retention_days < 1:
         raise ValueError(f"retention_days {retention_days}: at least 1 day (LEADLOOP_INBOUND_RETENTION_DAYS)")
+    if batch < 1:
+        raise ValueError(f"batch {batch}: at least 1 row")
     before = (now or datetime.now(UTC)) - timedelta(days=retention_days)
     m = InboundMessage
     personal = [m.evidence[key].as_string().is_not(None) for key in PERSONAL_EVIDENCE]
-    rows = await session.execute(
-        select(m.id, m.evidence).where(m.received_at < before, or_(m.raw.is_not(None), *personal)).order_by(m.id)
-    )
-    done = 0
-    for row_id, evidence in rows.all():
-        kept = {key: value for key, value in (evidence or {}).items() if key not in PERSONAL_EVIDENCE}
-        await session.execute(update(m).where(m.id == row_id).values(raw=None, evidence=kept))
-        done += 1
-    return done
+    not_waiting = or_(m.status != "pending", m.lead_id.is_(None))  # what `signal_pending` would still signal
+    old = select(m.id, m.evidence).where(m.received_at < before, not_waiting, or_(m.raw.is_not(None), *personal))
+    done, after = 0, 0
+    while True:
+        chunk = (await session.execute(old.where(m.id > after).order_by(m.id).limit(batch))).all()
+        for row_id, evidence in chunk:
+            kept = {key: value for key, value in (evidence or {}).items() if key not in PERSONAL_EVIDENCE}
+            await session.execute(update(m).where(m.id == row_id).values(raw=None, evidence=kept))
+        done += len(chunk)
+        if len(chunk) < batch:
+            return done
+        after = chunk[-1].id

@@ -19,6 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -349,11 +350,14 @@ async def _former_hashes(session: AsyncSession, lead_id: int) -> set[str]:
 
 
 def signal_of(row: InboundMessage) -> InboundInput:
-    """The workflow's signal for one stored, matched message."""
+    """The workflow's signal for one stored, matched message; ValueError when the row cannot be one (no kind:
+    a message nobody classified is never taken for a human reply, which would hand the lead over)."""
+    if not row.kind:
+        raise ValueError("it was never classified: no kind to signal")
     evidence = row.evidence or {}
     return InboundInput(
         id=f"inbound-{row.id}",
-        kind=row.kind or "human_reply",
+        kind=row.kind,  # pydantic checks it is one of the kinds the workflow knows
         received_at=row.received_at if row.received_at.tzinfo else row.received_at.replace(tzinfo=UTC),
         source=row.source,
         outbox_key=row.outbox_key,
@@ -369,12 +373,33 @@ def signal_of(row: InboundMessage) -> InboundInput:
     )
 
 
+#: RPC statuses that say Temporal (or the way to it) is unwell, not the message: the pass stops and the rows stay
+#: pending for the next one. Any other refusal is the row's own (its signal will never go through): it is set aside.
+TEMPORAL_UNWELL = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.ABORTED,
+        RPCStatusCode.UNKNOWN,
+        RPCStatusCode.INTERNAL,
+        RPCStatusCode.UNIMPLEMENTED,
+        RPCStatusCode.DATA_LOSS,
+        RPCStatusCode.UNAUTHENTICATED,  # leadloop's credentials, not the message: every row would fail alike
+        RPCStatusCode.PERMISSION_DENIED,
+    }
+)
+
+
 async def signal_pending(
     sessions: async_sessionmaker[AsyncSession], client: Client, *, ids: Sequence[int] | None = None, limit: int = BATCH
 ) -> int:
     """Signal stored, matched messages to their leads' workflows, oldest first; each row is marked signalled
     after its signal went through (a crash in between signals it again, and the workflow applies it once).
-    A lead without a workflow is marked `ignored`. How many were signalled."""
+    A row that can never be signalled (no running workflow, never classified, refused by Temporal for itself)
+    is marked `ignored` with why in its evidence, and the pass goes on; Temporal being unreachable stops the
+    pass (RPCError) with the rest left pending. How many were signalled."""
     async with sessions() as session:
         query = select(InboundMessage).where(InboundMessage.status == "pending", InboundMessage.lead_id.is_not(None))
         if ids is not None:
@@ -382,20 +407,39 @@ async def signal_pending(
         rows = list((await session.execute(query.order_by(InboundMessage.id).limit(limit))).scalars())
         done = 0
         for row in rows:
-            assert row.lead_id is not None
-            try:
-                await LeadClient(client, row.lead_id).inbound(signal_of(row))
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    raise
-                row.status = "ignored"
-                row.evidence = {**(row.evidence or {}), "ignored": "the lead has no running workflow"}
-            else:
+            why_not = await _deliver(client, row)
+            if why_not is None:
                 row.status, row.signalled_at = "signalled", datetime.now(UTC)
                 done += 1
+            else:
+                row.status = "ignored"
+                row.evidence = {**(row.evidence or {}), "ignored": why_not}
             await session.commit()
             log.info("inbound %s (%s) for lead %s: %s", row.id, row.kind, row.lead_id, row.status)
         return done
+
+
+async def _deliver(client: Client, row: InboundMessage) -> str | None:
+    """Signal one row to its lead's workflow: None when it went through, else why it never will. Raises the
+    RPCError of a Temporal that is unwell (`TEMPORAL_UNWELL`), which is no fault of the row."""
+    assert row.lead_id is not None
+    try:
+        message = signal_of(row)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())  # no input values
+        return f"cannot be signalled: {problems}"[:1000]
+    except ValueError as exc:
+        return f"cannot be signalled: {exc}"[:1000]
+    try:
+        await LeadClient(client, row.lead_id).inbound(message)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return "the lead has no running workflow"
+        if exc.status in TEMPORAL_UNWELL:
+            raise
+        log.warning("inbound %s: Temporal refused its signal (%s: %s)", row.id, exc.status.name, exc.message)
+        return f"Temporal refused its signal ({exc.status.name}: {exc.message})"[:1000]
+    return None
 
 
 async def has_pending(sessions: async_sessionmaker[AsyncSession]) -> bool:

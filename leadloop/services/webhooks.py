@@ -9,6 +9,7 @@ be fetched just now; SNS tries again).
 """
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
@@ -20,11 +21,13 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadloop.domain.tokens import Signer
 from leadloop.domain.webhooks import ProviderEvent, ProviderName, WebhookRefused, mailgun, postmark, sendgrid, ses
 from leadloop.domain.webhooks.events import parse_json
+from leadloop.infra.db import WebhookToken, insert_new
 from leadloop.infra.settings import Settings
 from leadloop.services.inbound import Stored
 from leadloop.services.inbound_delivery import ingest_event
@@ -42,6 +45,10 @@ FETCH_TIMEOUT_SECONDS = 10.0
 _SNS_CERT_PATH = re.compile(r"/SimpleNotificationService-[A-Za-z0-9]{1,128}\.pem")
 #: Certificates kept in memory; SNS signs with a handful per region, each for years.
 CERTIFICATES_KEPT = 32
+#: How long a Mailgun token is remembered once taken: its signature verifies up to MAX_AGE either side of its
+#: timestamp, so a token taken now stops verifying within 2 x MAX_AGE; one MAX_AGE more for replicas' clocks.
+TOKENS_KEPT = 3 * mailgun.MAX_AGE
+TOKEN_USED = "mailgun: this signature's token was used before (a replay?)"
 
 
 class WebhookError(Exception):
@@ -60,6 +67,7 @@ class Verified:
     events: list[ProviderEvent] = field(default_factory=list)
     raws: dict[str, bytes] = field(default_factory=dict)  # by event id: the one event's JSON of a batch
     note: str | None = None
+    token: str | None = None  # Mailgun's signature token: taken for good when the request is stored
 
 
 async def https_get(url: str) -> bytes:
@@ -110,7 +118,8 @@ class Webhooks:
         self._fetch = fetch or https_get
         self.certificates = Certificates(self._fetch)
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._mailgun_tokens: dict[str, datetime] = {}  # in this process; several replicas each keep their own
+        # a fast path in this process; the database decides for every replica and across restarts (store_events)
+        self._mailgun_tokens: dict[str, datetime] = {}
 
     async def verify(self, provider: ProviderName, body: bytes, headers: Mapping[str, str]) -> Verified:
         """The events of a request whose signature holds; WebhookError otherwise (nothing is to be stored)."""
@@ -177,19 +186,21 @@ class Webhooks:
             raise WebhookError("malformed", "mailgun: body is not an object with a 'signature' object")
         now = self._clock()
         _refused_unless(lambda: mailgun.verify(body, key.get_secret_value(), now))
-        self._first_use(doc["signature"].get("token"), now)
-        return Verified(events=_readable(lambda: mailgun.events(body)))
+        token = str(doc["signature"].get("token"))
+        self._first_use(token, now)
+        return Verified(events=_readable(lambda: mailgun.events(body)), token=token)
 
-    def _first_use(self, token: Any, now: datetime) -> None:
-        """Refuse a Mailgun token seen before: its signature covers timestamp and token, not the body, so a copy
-        of a signed request with another body would verify again within MAX_AGE. Mailgun signs every delivery
-        (its retries too) afresh, so a token comes once; tokens are kept twice MAX_AGE, then age out."""
-        horizon = now - 2 * mailgun.MAX_AGE
+    def _first_use(self, token: str, now: datetime) -> None:
+        """Refuse a Mailgun token this process saw before: its signature covers timestamp and token, not the
+        body, so a copy of a signed request with another body would verify again within MAX_AGE. Mailgun signs
+        every delivery (its retries too) afresh, so a token comes once. Tokens age out after TOKENS_KEPT. Only a
+        fast path: `store_events` takes the token in the database, which every replica shares."""
+        horizon = now - TOKENS_KEPT
         for seen in [t for t, at in self._mailgun_tokens.items() if at < horizon]:
             del self._mailgun_tokens[seen]
-        if str(token) in self._mailgun_tokens:
-            raise WebhookError("refused", "mailgun: this signature's token was used before (a replay?)")
-        self._mailgun_tokens[str(token)] = now
+        if token in self._mailgun_tokens:
+            raise WebhookError("refused", TOKEN_USED)
+        self._mailgun_tokens[token] = now
 
     def _postmark(self, body: bytes, headers: Mapping[str, str]) -> Verified:
         user, password = self.settings.postmark_webhook_user, self.settings.postmark_webhook_password
@@ -236,11 +247,15 @@ async def store_events(
     sessions: async_sessionmaker[AsyncSession], verified: Verified, body: bytes, signer: Signer
 ) -> list[Stored]:
     """Store a verified request's events in one transaction (all or none: the provider retries a failure),
-    each suppressing at once what a mailed DSN would. A replayed event finds its row and is not stored again."""
-    if not verified.events:
+    each suppressing at once what a mailed DSN would. A replayed event finds its row and is not stored again.
+    A Mailgun request's token is taken in the same transaction, events or not: one whose token was taken before
+    (by this replica or another, before a restart or after) is refused with WebhookError and stores nothing."""
+    if not verified.events and verified.token is None:
         return []
     received_at = datetime.now(UTC)
     async with sessions() as session:
+        if verified.token is not None:
+            await take_token(session, "mailgun", verified.token, now=received_at)
         stored = [
             await ingest_event(
                 session, event, raw=verified.raws.get(event.event_id, body), signer=signer, received_at=received_at
@@ -249,3 +264,13 @@ async def store_events(
         ]
         await session.commit()
     return stored
+
+
+async def take_token(session: AsyncSession, provider: str, token: str, *, now: datetime) -> None:
+    """Record a provider's signature token as used (the caller commits); WebhookError `refused` when it was used
+    before. The database's primary key decides, so two replicas taking one token at once cannot both succeed.
+    Tokens older than TOKENS_KEPT are deleted first: their signatures no longer verify anyway."""
+    await session.execute(delete(WebhookToken).where(WebhookToken.seen_at < now - TOKENS_KEPT))
+    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+    if not await insert_new(session, WebhookToken, provider=provider, token_hash=digest, seen_at=now):
+        raise WebhookError("refused", TOKEN_USED)

@@ -7,7 +7,8 @@ workflow; `InboundRelay` signals again what Temporal could not take). What each 
 - 200: verified and taken; a replayed event is stored once (`stored` counts only new ones);
 - 400: the body is not JSON, a header the provider always sends is missing, or a verified body cannot be read;
 - 401: Postmark's Basic credentials are missing or wrong (with a `WWW-Authenticate` challenge, as Basic asks);
-- 403: the signature does not hold, is stale, or the message is not from an allowed SNS topic or host;
+- 403: the signature does not hold, is stale, its Mailgun token was used before (by any replica, before a
+  restart too), or the message is not from an allowed SNS topic or host;
 - 413: the body is larger than a provider sends (4 MiB);
 - 503: the provider's secret is not set (LEADLOOP_SES_TOPIC_ARNS, _SENDGRID_WEBHOOK_PUBLIC_KEY,
   _MAILGUN_SIGNING_KEY, _POSTMARK_WEBHOOK_USER/_PASSWORD), or SNS's certificate could not be fetched: every
@@ -70,13 +71,13 @@ async def _take(provider: ProviderName, request: Request, state: AppState) -> We
     body = await request.body()
     try:
         verified = await state.webhooks.verify(provider, body, request.headers)
+        stored = await store_events(state.sessionmaker, verified, body, state.signer)  # refuses a used token
     except WebhookError as exc:
         log.warning("webhook %s refused (%s): %s", provider, exc.problem, exc.reason)
         state.metrics.inc(WEBHOOKS_REFUSED, provider=provider, problem=exc.problem)
         status = STATUS[exc.problem]
         detail = exc.reason.encode("utf-8", "backslashreplace").decode()  # a lone surrogate quoted, never a 500
         return JSONResponse({"detail": detail}, status, headers=CHALLENGE if status == 401 else None)
-    stored = await store_events(state.sessionmaker, verified, body, state.signer)
     new = [row.id for row in stored if row.new]
     for event, row in zip(verified.events, stored, strict=True):
         state.metrics.inc(WEBHOOK_EVENTS, provider=provider, kind=event.kind, result="new" if row.new else "repeat")

@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -201,6 +201,47 @@ async def test_the_retention_drops_the_replys_own_words_with_the_body(sessionmak
     assert signal_of(old).reply_text == ""  # a late signal carries no words either
     assert gone.evidence == reasons and gone.return_date == date(2026, 9, 1)
     assert new.raw == RAW and new.evidence == words
+
+
+async def test_the_retention_keeps_a_reply_that_still_waits_for_its_signal(sessionmaker: Any) -> None:
+    """A matched reply not yet signalled (Temporal was down for weeks) keeps its body and words, so the rep still
+    reads them when it is signalled; once signalled, the next pass drops them."""
+    lead_id = await add_lead(sessionmaker, "anna@example.com")
+    words = {"reply_text": "yes, call me on Tuesday", "subject": "Re: Welcome"}
+    matched = Match(reason="In-Reply-To", outbox_key="k", lead_id=lead_id)
+    await store(
+        sessionmaker,
+        source_key="waiting",
+        received_at=NOW - timedelta(days=40),
+        match=matched,
+        kind="human_reply",
+        evidence=words,
+    )
+    async with sessionmaker() as session:
+        assert await drop_old_raw(session, 30) == 0
+        await session.commit()
+    (waiting,) = await rows(sessionmaker)
+    assert waiting.raw == RAW and signal_of(waiting).reply_text == "yes, call me on Tuesday"
+    async with sessionmaker() as session:
+        await session.execute(update(InboundMessage).values(status="signalled"))
+        assert await drop_old_raw(session, 30) == 1
+        await session.commit()
+    (done,) = await rows(sessionmaker)
+    assert done.raw is None and done.evidence == {"subject": "Re: Welcome"}
+
+
+async def test_the_retention_works_through_a_backlog_in_batches(sessionmaker: Any) -> None:
+    """Every old message is cleared however many there are, a few rows at a time; recent ones are left alone."""
+    for n in range(7):
+        await store(sessionmaker, source_key=f"old-{n}", message_id=f"<old{n}@x>", received_at=NOW - timedelta(days=31))
+    await store(sessionmaker, source_key="new", message_id="<new@x>", received_at=NOW - timedelta(days=1))
+    async with sessionmaker() as session:
+        with pytest.raises(ValueError, match="at least 1 row"):
+            await drop_old_raw(session, 30, batch=0)
+        assert await drop_old_raw(session, 30, batch=3) == 7
+        await session.commit()
+    kept = await rows(sessionmaker)
+    assert [row.raw for row in kept] == [None] * 7 + [RAW]
 
 
 # ---------------------------------------------------------------- matching against the database's sends
