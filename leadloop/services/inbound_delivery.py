@@ -48,6 +48,8 @@ SUPPRESSING = frozenset({"hard_bounce", "complaint", "unsubscribe_request"})
 NAMED_KINDS = SUPPRESSING | {"soft_bounce"}
 #: rows signalled per pass of `signal_pending`
 BATCH = 200
+#: leads signalled at once in a pass (each lead's messages one after another, in the order they came)
+SIGNALS_AT_ONCE = 16
 #: how far back a provider's event may name a send by the recipient's address alone
 MATCH_WINDOW_DAYS = 30
 #: a send minutes "after" the provider's event is clock skew between leadloop and the provider
@@ -395,8 +397,9 @@ TEMPORAL_UNWELL = frozenset(
 async def signal_pending(
     sessions: async_sessionmaker[AsyncSession], client: Client, *, ids: Sequence[int] | None = None, limit: int = BATCH
 ) -> int:
-    """Signal stored, matched messages to their leads' workflows, oldest first; each row is marked signalled
-    after its signal went through (a crash in between signals it again, and the workflow applies it once).
+    """Signal stored, matched messages to their leads' workflows, oldest first and up to `SIGNALS_AT_ONCE` leads
+    at a time; rows are marked signalled after their signals went through (a crash in between signals them again,
+    and the workflow applies each once).
     A row that can never be signalled (no running workflow, never classified, refused by Temporal for itself)
     is marked `ignored` with why in its evidence, and the pass goes on; Temporal being unreachable stops the
     pass (RPCError) with the rest left pending. How many were signalled."""
@@ -405,18 +408,38 @@ async def signal_pending(
         if ids is not None:
             query = query.where(InboundMessage.id.in_(list(ids)))
         rows = list((await session.execute(query.order_by(InboundMessage.id).limit(limit))).scalars())
-        done = 0
+        outcomes: dict[int, str | None] = {}  # row id -> None (signalled) or why it never will be
+        gate = asyncio.Semaphore(SIGNALS_AT_ONCE)
+
+        async def one_lead(theirs: list[InboundMessage]) -> None:
+            async with gate:
+                for row in theirs:  # one lead's messages in the order they came
+                    outcomes[row.id] = await _deliver(client, row)
+
+        by_lead: dict[int, list[InboundMessage]] = {}
         for row in rows:
-            why_not = await _deliver(client, row)
-            if why_not is None:
-                row.status, row.signalled_at = "signalled", datetime.now(UTC)
-                done += 1
-            else:
-                row.status = "ignored"
-                row.evidence = {**(row.evidence or {}), "ignored": why_not}
+            by_lead.setdefault(row.lead_id or 0, []).append(row)
+        try:
+            failed = [
+                exc
+                for exc in await asyncio.gather(*map(one_lead, by_lead.values()), return_exceptions=True)
+                if isinstance(exc, BaseException)
+            ]
+        finally:  # what went through is marked even when Temporal went away part way
+            for row in rows:
+                if row.id not in outcomes:
+                    continue
+                why_not = outcomes[row.id]
+                if why_not is None:
+                    row.status, row.signalled_at = "signalled", datetime.now(UTC)
+                else:
+                    row.status = "ignored"
+                    row.evidence = {**(row.evidence or {}), "ignored": why_not}
+                log.info("inbound %s (%s) for lead %s: %s", row.id, row.kind, row.lead_id, row.status)
             await session.commit()
-            log.info("inbound %s (%s) for lead %s: %s", row.id, row.kind, row.lead_id, row.status)
-        return done
+        if failed:
+            raise failed[0]
+        return sum(1 for why_not in outcomes.values() if why_not is None)
 
 
 async def _deliver(client: Client, row: InboundMessage) -> str | None:
