@@ -37,6 +37,10 @@ def test_there_are_saved_histories() -> None:
         "inbound-auto-reply-paused",
         "inbound-hard-bounce-suppressed",
         "inbound-soft-bounces-suppressed",
+        # recorded after mail coming as the next cycle loads was acted on ("inbound-pending-before-new-run") and an
+        # out-of-office paused in cadence time ("out-of-office-cadence-time")
+        "inbound-reply-while-next-cycle-loads",
+        "inbound-out-of-office-demo-speed-while-next-cycle-loads",
     } <= names
 
 
@@ -139,4 +143,23 @@ async def test_inbound_effects_are_guarded_by_their_patch(name: str, monkeypatch
         workflow, "patched", lambda patch_id: False if patch_id == INBOUND_EFFECTS_PATCH else real(patch_id)
     )
     failure = await replay(name)
+    assert failure is not None and "nondetermin" in str(failure).lower(), failure
+
+
+async def test_a_reply_while_the_next_cycle_loads_is_guarded_by_its_patch() -> None:
+    """A lead whose run went on into its next cycle with a reply pending (no "inbound-pending-before-new-run"
+    marker) must go on continuing as new when it replays; this history has the marker, and without the guard's
+    answer its hand-over no longer matches the continue-as-new the old code would command."""
+    from temporalio import workflow
+
+    from workflows.lead_nurture import PENDING_BEFORE_NEW_RUN_PATCH
+
+    name = "inbound-reply-while-next-cycle-loads"
+    assert await replay(name) is None
+    real = workflow.patched
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            workflow, "patched", lambda patch_id: False if patch_id == PENDING_BEFORE_NEW_RUN_PATCH else real(patch_id)
+        )
+        failure = await replay(name)
     assert failure is not None and "nondetermin" in str(failure).lower(), failure
