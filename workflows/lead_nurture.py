@@ -264,6 +264,7 @@ class LeadNurtureWorkflow:
         """Wait, visibly, for the lead's data to be fixed; then nurture resumes with the same cadence."""
         life = self.life
         life.enter(event)
+        life.hold_for = None  # acted on: the next cycle starts without it
         self.next_send_at = None
         self.waiting_for = "the lead's data to be fixed (`leadloop lead update`, PATCH /leads/{id})"
         if event == "left_company":

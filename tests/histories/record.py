@@ -364,6 +364,8 @@ async def main() -> None:
         len(sys.argv) == 1 and not (HERE / "continue-as-new-suggested.json").exists()
     ):
         await record_suggested_continue_as_new()
+    if PAUSED_HOLD in sys.argv[1:] or (len(sys.argv) == 1 and not (HERE / f"{PAUSED_HOLD}.json").exists()):
+        await record_paused_hold_fresh_history()
 
 
 def inbound(kind: str, number: int, **fields: object) -> InboundInput:
@@ -461,6 +463,54 @@ async def record_suggested_continue_as_new() -> None:
         while (await handle.describe()).run_id == first_run:
             await asyncio.sleep(0.1)
         await save(client, 9, first_run, "continue-as-new-suggested")
+        await handle.terminate("recorded")
+    await env.shutdown()
+
+
+#: recorded on a server that suggests a fresh history early (patch "inbound-pending-before-new-run")
+PAUSED_HOLD = "inbound-left-company-paused-fresh-history"
+
+
+async def record_paused_hold_fresh_history() -> None:
+    """An operator pauses a lead, its out-of-office says it left the company, signals grow the history until
+    Temporal suggests a fresh one: the lead is held in this run; its data fixed, the next cycle."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        search_attributes=list(SEARCH_ATTRIBUTES),
+        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
+    )
+    config = env.client.config()
+    config["data_converter"] = pydantic_data_converter
+    client = Client(**config)
+    queue = f"record-{uuid.uuid4()}"
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[LeadNurtureWorkflow],
+        activities=[send_email, load_cycle],
+        workflow_runner=workflow_runner(),
+    ):
+        lead = Lead(id=22, email="x@example.com", timezone="Europe/Athens", company="Acme", industry="software")
+        await start_lead(client, lead, LONG, task_queue=queue, time_scale=1.0, source="record")
+        handle = client.get_workflow_handle(workflow_id(22))
+        first_run = (await handle.describe()).run_id
+        while (await handle.describe()).search_attributes.get("CadenceStep") != ["two"]:
+            await asyncio.sleep(0.05)
+        await handle.signal("pause", PauseInput(note="asked for a break"))
+        while (await handle.describe()).search_attributes.get("LeadStage") != ["paused"]:
+            await asyncio.sleep(0.05)
+        await handle.signal("inbound", inbound("auto_reply", 1, left_company=True, contact_hint="anna@acme.example"))
+        for i in range(60):
+            if (await handle.describe()).search_attributes.get("LeadStage") == ["held"]:
+                break
+            event = EngagementEvent(id=f"o{i}", kind="open", human=False, at=datetime.now(UTC), reason="Apple MPP")
+            await handle.signal("engagement", EngagementInput(events=[event]))
+        while (await handle.describe()).search_attributes.get("LeadStage") != ["held"]:
+            await asyncio.sleep(0.1)
+        await handle.signal("profile_updated", ProfileUpdatedInput(fields=["email"]))
+        while (await handle.describe()).run_id == first_run:
+            await asyncio.sleep(0.1)
+        await save(client, 22, first_run, PAUSED_HOLD)
         await handle.terminate("recorded")
     await env.shutdown()
 

@@ -7,10 +7,12 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from pydantic import ValidationError
 from temporalio import activity
 from temporalio.client import WorkflowHandle
@@ -19,7 +21,13 @@ from activities.leads import LeadActivities
 from leadloop.domain.cadence import Cadence, Escalation
 from leadloop.domain.inbound_effects import pause_until
 from leadloop.domain.mail import email_hash
-from leadloop.domain.models import InboundInput, LeadNurtureResult, LoadCycleInput, LoadCycleResult
+from leadloop.domain.models import (
+    InboundInput,
+    LeadNurtureResult,
+    LoadCycleInput,
+    LoadCycleResult,
+    ProfileUpdatedInput,
+)
 from leadloop.infra.db import Lead, Outbox, Suppression
 from leadloop.services.enrollment import start_lead, workflow_id
 from tests.workflows import test_escalation as escalation
@@ -307,7 +315,7 @@ async def test_an_out_of_office_as_a_dormant_lead_wakes_up_pauses_her_next_cycle
 
 @pytest.mark.parametrize("left", [False, True], ids=["reply", "left-company"])
 async def test_a_reply_or_a_left_company_as_a_dormant_lead_wakes_up_is_acted_on(
-    load_gate: LoadGate, stack: Stack, left: bool
+    load_gate: LoadGate, stack: Stack, left: bool, tmp_path: Path
 ) -> None:
     await stack.import_roster(ROSTER)
     lead = await stack.lead()
@@ -322,14 +330,20 @@ async def test_a_reply_or_a_left_company_as_a_dormant_lead_wakes_up_is_acted_on(
     if left:
         state = await stack.until(handle, lambda s: s.stage == "held")
         assert "it says to contact the new buyer, Jo" in state.waiting_for
+        assert state.cycle == 0  # acted on in this run, not dropped by a new one
+        cold = yaml.safe_dump(COLD.model_dump(mode="json"), allow_unicode=True)
+        (tmp_path / "cadences" / "cold.yaml").write_text(cold)  # the stack's cadence folder: the cycle reloads it
+        await handle.signal("profile_updated", ProfileUpdatedInput(fields=["email"]))  # the new buyer's address
+        state = await stack.until(handle, lambda s: s.cycle == 1)
+        assert state.stage == "nurturing" and state.cadence == "cold"  # the next cycle, as after any hold
     else:
         state = await stack.until(handle, lambda s: s.assigned_rep is not None)
         assert state.stage == "with_sales"
         [note] = await stack.mail_to(str(state.assigned_rep).replace("Rep ", "rep") + "@sales.example")
         assert "Sorry for the silence: interested now" in note.get_body(("plain",)).get_content()
-    assert state.cycle == 0  # acted on in this run, not dropped by a new one
-    await stack.env.sleep(timedelta(days=3))
-    assert len(mails_to(stack, lead.email)) == 3  # no re-engagement email
+        assert state.cycle == 0  # acted on in this run, not dropped by a new one
+        await stack.env.sleep(timedelta(days=3))
+        assert len(mails_to(stack, lead.email)) == 3  # no re-engagement email
 
 
 #: a day a second, as the demo runs; the second email 25 cadence days after the first

@@ -41,6 +41,7 @@ def test_there_are_saved_histories() -> None:
         # out-of-office paused in cadence time ("out-of-office-cadence-time")
         "inbound-reply-while-next-cycle-loads",
         "inbound-out-of-office-demo-speed-while-next-cycle-loads",
+        "inbound-left-company-paused-fresh-history",
     } <= names
 
 
@@ -146,15 +147,16 @@ async def test_inbound_effects_are_guarded_by_their_patch(name: str, monkeypatch
     assert failure is not None and "nondetermin" in str(failure).lower(), failure
 
 
-async def test_a_reply_while_the_next_cycle_loads_is_guarded_by_its_patch() -> None:
-    """A lead whose run went on into its next cycle with a reply pending (no "inbound-pending-before-new-run"
-    marker) must go on continuing as new when it replays; this history has the marker, and without the guard's
-    answer its hand-over no longer matches the continue-as-new the old code would command."""
+@pytest.mark.parametrize("name", ["inbound-reply-while-next-cycle-loads", "inbound-left-company-paused-fresh-history"])
+async def test_mail_pending_before_a_new_run_is_guarded_by_its_patch(name: str) -> None:
+    """A lead whose run went on into a new one with a reply or a left-company hold pending (no
+    "inbound-pending-before-new-run" marker) must go on continuing as new when it replays; these histories have the
+    marker, and without the guard's answer their hand-over or hold no longer matches the continue-as-new the old
+    code would command."""
     from temporalio import workflow
 
     from workflows.lead_nurture import PENDING_BEFORE_NEW_RUN_PATCH
 
-    name = "inbound-reply-while-next-cycle-loads"
     assert await replay(name) is None
     real = workflow.patched
     with pytest.MonkeyPatch.context() as patch:
