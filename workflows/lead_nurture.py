@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.leads import LeadActivities
     from leadloop.domain.cadence import BigBang
-    from leadloop.domain.inbound_effects import effect_of, hold_reason, pause_until, suppression
+    from leadloop.domain.inbound_effects import back_at, effect_of, hold_reason, pause_until, suppression
     from leadloop.domain.lifecycle import Event, Lifecycle, NextEmail, escalates, format_wait, next_email, send_failure
     from leadloop.domain.metrics import (
         BIG_BANGS,
@@ -47,6 +47,12 @@ with workflow.unsafe.imports_passed_through():
 
 #: workflow.patched id: inbound messages act (hand over, pause, hold, suppress); before it they were only counted
 INBOUND_EFFECTS_PATCH = "inbound-effects"
+#: workflow.patched id: a reply's hand-over or a left-company hold noted as the run was about to go on in a new one
+#: (the next cycle loading, a fresh history) is acted on; before it the new run dropped it
+PENDING_BEFORE_NEW_RUN_PATCH = "inbound-pending-before-new-run"
+#: workflow.patched id: an out-of-office pauses for its span on the cadence's clock, from when the message came;
+#: before it the return date was compared with cadence time as it was (at demo speed long past) at the signal
+OUT_OF_OFFICE_CADENCE_TIME_PATCH = "out-of-office-cadence-time"
 
 
 @workflow.defn
@@ -258,6 +264,7 @@ class LeadNurtureWorkflow:
         """Wait, visibly, for the lead's data to be fixed; then nurture resumes with the same cadence."""
         life = self.life
         life.enter(event)
+        life.hold_for = None  # acted on: the next cycle starts without it
         self.next_send_at = None
         self.waiting_for = "the lead's data to be fixed (`leadloop lead update`, PATCH /leads/{id})"
         if event == "left_company":
@@ -301,6 +308,8 @@ class LeadNurtureWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self.life.unsubscribed:
             return await self._leave()
+        if self._pending_in_this_run():
+            return await self._act_on_pending()
         carry = self.memory.same_cycle()
         workflow.continue_as_new(
             self.input.model_copy(update={"carry": carry, "origin": self.clock.origin, "start_after": timedelta(0)})
@@ -320,7 +329,10 @@ class LeadNurtureWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self.life.unsubscribed:  # checked in the same task as the continue-as-new: nothing slips between
             return await self._leave()
+        if self._pending_in_this_run():  # she replied (or her out-of-office said she left) while it loaded
+            return await self._act_on_pending()
         line = f"cycle {lead.cycle} ('{lead.cadence.name}'): {self.memory.cycle_sends} sent, {why}"
+        now = workflow.now()
         workflow.continue_as_new(
             LeadNurtureInput(
                 lead_id=lead.lead_id,
@@ -332,11 +344,34 @@ class LeadNurtureWorkflow:
                 scoring=loaded.scoring,
                 profile=loaded.profile,
                 recycle=loaded.recycle or lead.recycle,
-                carry=self.memory.next_cycle(line, reset_engagement=reset_engagement),
+                carry=self.memory.next_cycle(line, reset_engagement=reset_engagement, back_at=self._still_away(now)),
                 start_after=start_after,
                 sales_task_queue=lead.sales_task_queue,
+                origin=now,  # the next cycle's cadence clock starts now: the carried return is on it
             )
         )
+
+    def _pending_in_this_run(self) -> bool:
+        """A hand-over (a reply, a score) or a left-company hold that handlers noted while the run was about to go on
+        in a new one, which would drop it: acted on in this run. Leads that went on regardless before this change
+        (no patch marker) still do; the marker is asked for only when there is something to act on."""
+        life = self.life
+        return bool(life.escalate or life.hold_for) and workflow.patched(PENDING_BEFORE_NEW_RUN_PATCH)
+
+    async def _act_on_pending(self) -> LeadNurtureResult:
+        life = self.life
+        if life.escalate:
+            return await self._with_sales()
+        assert life.hold_for is not None
+        return await self._hold(life.hold_for, "left_company")
+
+    def _still_away(self, now: datetime) -> datetime | None:
+        """An out-of-office's return that lies ahead, moved onto a cadence clock that starts at `now` (the next
+        cycle's); None when the lead is back (or never was away)."""
+        back = self.memory.back_at
+        if back is None or back <= self.clock.cadence_time(now):
+            return None
+        return now + (back - self.clock.cadence_time(now))
 
     async def _leave(self, details: str = "unsubscribed") -> LeadNurtureResult:
         """The lead leaves for good: unsubscribed, or suppressed by inbound mail (too many soft bounces put the
@@ -432,9 +467,7 @@ class LeadNurtureWorkflow:
                 life.escalate = life.replied = True
                 life.retry = True  # a blocked send gives way to sales
         elif effect == "pause":
-            now = self.clock.cadence_time(workflow.now())
-            pause = self.input.cadence.auto_reply_pause
-            memory.back_at = pause_until(message.return_date, now, self.input.timezone, pause)
+            memory.back_at = self._back_from(message)
             life.replan = True
         elif effect == "hold":
             life.hold_for = hold_reason(message)
@@ -450,6 +483,14 @@ class LeadNurtureWorkflow:
             if policy.exceeded(memory.soft_bounces, message.received_at):
                 why = f"suppressed: {policy.suppress_after} soft bounces within {format_wait(policy.within)}"
                 life.suppress("soft_bounced", why)
+
+    def _back_from(self, message: InboundInput) -> datetime:
+        """When an out-of-office lead is back, in cadence time (`inbound_effects.back_at`). Leads paused before
+        that (no patch marker) keep the return they computed then: the date against cadence time at the signal."""
+        pause, zone = self.input.cadence.auto_reply_pause, self.input.timezone
+        if workflow.patched(OUT_OF_OFFICE_CADENCE_TIME_PATCH):
+            return back_at(message, self.clock, zone, pause)
+        return pause_until(message.return_date, self.clock.cadence_time(workflow.now()), zone, pause)
 
     @workflow.update
     async def accept(self, input: RepActionInput) -> RepActionResult:

@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 from leadloop.domain.cadence import MAX_AUTO_REPLY_PAUSE
 from leadloop.domain.lifecycle import ESCALATING_STAGES, FINAL_STAGES, LEFT_COMPANY_HOLDS, Event
 from leadloop.domain.models import InboundInput, Stage
+from leadloop.domain.schedule import DemoClock
+from leadloop.domain.times import as_utc
 
 Effect = Literal[
     "hand_over",  # a human reply: the drip stops, the lead goes to its rep (or through routing)
@@ -73,3 +75,16 @@ def pause_until(return_date: date | None, now: datetime, timezone: str, default:
         day += timedelta(days=1)
     back = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(timezone)).astimezone(UTC)
     return min(back, latest)
+
+
+def back_at(message: InboundInput, clock: DemoClock, timezone: str, default: timedelta) -> datetime:
+    """When the drip may go on after an out-of-office, in cadence time (`clock`'s).
+
+    The lead is away from when the message came (`received_at`) until `pause_until` of its return date, a real
+    calendar date; that span is laid on the cadence's clock from the moment the message came. At real speed this is
+    the real date; at demo speed (a day a second) "back in 9 days" pauses nine cadence days, where the real date
+    would already lie in the cadence's past.
+    """
+    received = as_utc(message.received_at)
+    away = pause_until(message.return_date, received, timezone, default) - received
+    return clock.cadence_time(received) + away

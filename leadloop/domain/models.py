@@ -275,8 +275,9 @@ class Carry(BaseModel):
             return kept
         return cls(**{name: getattr(kept, name) for name in _LIFELONG})
 
-    def next_cycle(self, line: str, *, reset_engagement: bool) -> "Carry":
-        """What the next cycle (a new run) starts from, `line` added to the lead's history."""
+    def next_cycle(self, line: str, *, reset_engagement: bool, back_at: datetime | None = None) -> "Carry":
+        """What the next cycle (a new run) starts from, `line` added to the lead's history; `back_at`: an
+        out-of-office's return still ahead, on the next run's cadence clock."""
         return Carry(
             recycles=self.recycles,
             dormant_cycles=self.dormant_cycles,
@@ -288,6 +289,7 @@ class Carry(BaseModel):
             history=[*self.history, line][-HISTORY_LINES:],
             scored=[] if reset_engagement else self.scored,
             soft_bounces=self.soft_bounces,
+            back_at=back_at,
         )
 
     def same_cycle(self) -> "Carry":
@@ -370,6 +372,7 @@ _LIFELONG = {
     "history",
     "scored",
     "soft_bounces",
+    "back_at",  # `next_cycle` keeps it only while the lead is still away
 }
 
 

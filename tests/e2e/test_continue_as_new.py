@@ -1,5 +1,6 @@
 """Continue-as-new when Temporal suggests it, on the real dev server with a low suggestion threshold, while
-signals keep arriving: none is lost, the lead stays on its step, and its counts carry over."""
+signals keep arriving: none is lost, the lead stays on its step, and its counts carry over; a left-company hold noted
+while an operator had paused the lead is not dropped by the fresh history."""
 
 import asyncio
 import uuid
@@ -12,7 +13,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from leadloop.domain.cadence import Cadence
-from leadloop.domain.models import EngagementEvent, EngagementInput, LeadState, SendEmailInput, SendEmailResult
+from leadloop.domain.models import (
+    EngagementEvent,
+    EngagementInput,
+    InboundInput,
+    LeadState,
+    PauseInput,
+    SendEmailInput,
+    SendEmailResult,
+)
 from leadloop.domain.search import SEARCH_ATTRIBUTES
 from leadloop.infra.db import Lead
 from leadloop.infra.temporal import workflow_runner
@@ -85,6 +94,64 @@ async def test_suggested_continue_as_new_loses_no_signal(tmp_path: Path) -> None
             assert len(runs) >= 3
             history = await handle.fetch_history()
             assert len(history.events) < 100  # the current run's history stays short
+            await handle.terminate("test over")
+    finally:
+        await env.shutdown()
+
+
+@pytest.mark.e2e
+async def test_a_left_company_hold_noted_while_paused_is_kept_when_a_fresh_history_is_suggested() -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=_which("temporal"),
+        search_attributes=list(SEARCH_ATTRIBUTES),
+        dev_server_log_level="error",
+        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
+        ui=False,
+    )
+    sends.clear()
+    try:
+        client = with_pydantic(env.client)
+        queue = f"can-{uuid.uuid4()}"
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[LeadNurtureWorkflow],
+            activities=[send_email],
+            workflow_runner=workflow_runner(),
+        ):
+            lead = Lead(id=7002, email="y@example.com", timezone="Europe/Athens")
+            await start_lead(client, lead, CADENCE, task_queue=queue, time_scale=1.0, source="test")
+            handle = client.get_workflow_handle(workflow_id(7002))
+            first_run = (await handle.describe()).run_id
+            while sends != ["first"]:
+                await asyncio.sleep(0.05)
+
+            async def state() -> LeadState:
+                return await handle.query("state", result_type=LeadState)
+
+            await handle.signal("pause", PauseInput(note="asked for a break"))
+            while (await state()).stage != "paused":
+                await asyncio.sleep(0.05)
+            left = InboundInput(
+                id="inbound-1",
+                kind="auto_reply",
+                received_at=datetime.now(UTC),
+                left_company=True,
+                contact_hint="anna@acme.example",
+            )
+            await handle.signal("inbound", left)
+            current = await state()
+            assert current.stage == "paused"  # paused by an operator: it stays so until resumed, or a fresh history
+            for i in range(60):  # the history grows until Temporal suggests a fresh one
+                if current.stage != "paused":
+                    break
+                event = EngagementEvent(id=f"o{i}", kind="open", human=False, at=datetime.now(UTC), reason="MPP")
+                await handle.signal("engagement", EngagementInput(events=[event]))
+                current = await state()
+            assert current.stage == "held", current  # not dropped by the fresh history: the lead left
+            assert "has left the company" in current.waiting_for and "anna@acme.example" in current.waiting_for
+            assert (await handle.describe()).run_id == first_run  # held in this run, not continued without it
+            assert sends == ["first"]
             await handle.terminate("test over")
     finally:
         await env.shutdown()

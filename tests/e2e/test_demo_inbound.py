@@ -1,12 +1,13 @@
 """The demo's leads writing back, on the real dev server with the real worker and the demo's mailbox: Olivia answers
 her welcome email "Yes, call me on Tuesday", Lukas's mail server sends a German out-of-office to the send's VERP
-address; each message is stored, matched to its send, signalled, and counted in the lead's workflow."""
+address; each message is stored, matched to its send, signalled, and counted in the lead's workflow: at the demo's
+speed (a day a second) Olivia goes to sales and Lukas's drip waits his time away, counted in the cadence's days."""
 
 import asyncio
 import contextlib
 import os
 import re
-from datetime import date
+from datetime import UTC, date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,11 @@ from temporalio.testing import WorkflowEnvironment
 from leadloop import PROJECT_ROOT
 from leadloop.domain.cadence import load_cadence
 from leadloop.domain.intake import LeadIn
+from leadloop.domain.models import LeadState
 from leadloop.domain.recycle import current_recycle
+from leadloop.domain.schedule import DemoClock
 from leadloop.domain.scoring import current_scoring
+from leadloop.domain.times import as_utc
 from leadloop.infra.db import InboundMessage, make_engine, make_sessionmaker
 from leadloop.infra.migrate import upgrade_database
 from leadloop.services.enrollment import enroll_leads
@@ -42,6 +46,8 @@ steps:
 """
 NAMESPACE = "e2e-demo"
 OLIVIA = LeadIn(email="olivia.bennett@example.com", first_name="Olivia", last_name="Bennett", locale="en")
+#: the demo's speed: a cadence day a second
+DEMO_SPEED = 86400.0
 LUKAS = LeadIn(email="lukas.mueller@example.de", first_name="Lukas", last_name="Müller", locale="de")
 
 
@@ -88,6 +94,7 @@ async def test_the_demo_reply_and_out_of_office_reach_their_leads_workflows(
             cadence_dir=rules,
             temporal_address=client_address(dev_env.client),
             temporal_namespace=NAMESPACE,
+            time_scale=DEMO_SPEED,
         )
     )
     # its own namespace: workflow ids are lead-<id>, and other tests' leads 1 and 2 live in the default one
@@ -128,7 +135,14 @@ async def test_the_demo_reply_and_out_of_office_reach_their_leads_workflows(
                 return found if len(found) == 2 and all(r.status == "signalled" for r in found) else []
 
             reply_row, away_row = await until(signalled)
+
+            async def with_sales() -> LeadState | None:
+                state = await LeadClient(client, ids[OLIVIA.email]).state()
+                return state if state.stage == "with_sales" else None
+
+            olivia_state = await until(with_sales, 30)
             states = {email: await LeadClient(client, lead).state() for email, lead in ids.items()}
+            lukas_started = (await client.get_workflow_handle(f"lead-{ids[LUKAS.email]}").describe()).start_time
             # where the README says to watch them
             env = {
                 **os.environ,
@@ -164,5 +178,13 @@ async def test_the_demo_reply_and_out_of_office_reach_their_leads_workflows(
     # the workflows heard them: the state query counts each once, by kind
     assert states[OLIVIA.email].inbound.human_reply == 1 and states[OLIVIA.email].inbound.auto_reply == 0
     assert states[LUKAS.email].inbound.auto_reply == 1 and states[LUKAS.email].inbound.human_reply == 0
+    # her reply took Olivia to sales (whatever her score); Lukas's drip waits until he is back, in cadence days
+    assert olivia_state is not None and olivia_state.stage == "with_sales", states[OLIVIA.email]
+    lukas = states[LUKAS.email]
+    assert lukas.back_at is not None and lukas.stage == "nurturing"
+    assert lukas_started is not None
+    clock = DemoClock(lukas_started.astimezone(UTC), DEMO_SPEED)  # his cadence clock (it starts with his workflow)
+    came = clock.cadence_time(as_utc(away_row.received_at))
+    assert AWAY <= lukas.back_at - came <= AWAY + timedelta(days=4), (lukas.back_at, came)
     assert status[0] == 0 and "inbound: human reply 1 (`leadloop inbound list`)" in status[1], status
     assert listed[0] == 0 and listed[1].count("signalled") == 2 and "auto_reply" in listed[1], listed

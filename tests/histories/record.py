@@ -29,6 +29,7 @@ from leadloop.domain.models import (
     EngagementEvent,
     EngagementInput,
     InboundInput,
+    LeadState,
     LoadCycleInput,
     LoadCycleResult,
     NotifyRepInput,
@@ -98,6 +99,11 @@ AWAY = CADENCE.model_copy(
         "steps": [CADENCE.steps[0], CADENCE.steps[1].model_copy(update={"wait": timedelta(days=2)})],
     }
 )
+#: a cadence that chains to the next (HOT, from load_cycle) when it is complete
+CHAINED = CADENCE.model_copy(update={"name": "replay-chained", "next_cadence": "replay-hot"})
+#: leads whose next cycle's load is held until the recorder lets it go: their mail comes while it loads
+loading: dict[int, asyncio.Event] = {}
+released: dict[int, asyncio.Event] = {}
 SCORING = ScoringConfig.model_validate(
     {
         "version": 1,
@@ -141,6 +147,9 @@ async def close_assignment(input: CloseAssignmentInput) -> None:
 
 @activity.defn(name="load_cycle")
 async def load_cycle(input: LoadCycleInput) -> LoadCycleResult:
+    if input.lead_id in released:
+        loading[input.lead_id].set()
+        await released[input.lead_id].wait()
     return LoadCycleResult(
         cadence=HOT,
         scoring=SCORING,
@@ -195,11 +204,18 @@ async def main() -> None:
         17: "inbound-auto-reply-paused",
         18: "inbound-hard-bounce-suppressed",
         19: "inbound-soft-bounces-suppressed",
+        # recorded after mail that comes while the next cycle loads is acted on (workflow.patched
+        # "inbound-pending-before-new-run") and an out-of-office pauses in cadence time ("out-of-office-cadence-time")
+        20: "inbound-reply-while-next-cycle-loads",
+        21: "inbound-out-of-office-demo-speed-while-next-cycle-loads",
     }
     # only what is asked for (default: what is missing); saved histories are never re-recorded
     wanted = {
         i: n for i, n in runs.items() if n in sys.argv[1:] or (len(sys.argv) == 1 and not (HERE / f"{n}.json").exists())
     }
+    for lead_id in (20, 21):
+        if lead_id in wanted:
+            loading[lead_id], released[lead_id] = asyncio.Event(), asyncio.Event()
     async with Worker(
         client,
         task_queue=queue,
@@ -230,9 +246,12 @@ async def main() -> None:
                 if lead_id in (16, 18, 19)
                 else (AWAY, None)
                 if lead_id == 17
+                else (CHAINED, SCORING)
+                if lead_id in (20, 21)
                 else (CADENCE, None)
             )
-            recycle = RECYCLE if lead_id in (6, 11, 13, 14, 15, 16, 19) else FAST_DORMANCY if lead_id == 7 else None
+            recycled = (6, 11, 13, 14, 15, 16, 19, 20, 21)
+            recycle = RECYCLE if lead_id in recycled else FAST_DORMANCY if lead_id == 7 else None
             for _ in range(2):
                 await start_lead(
                     client,
@@ -241,8 +260,8 @@ async def main() -> None:
                     task_queue=queue,
                     source="record",
                     # 10: a 2 h SLA lasts 2 s; 17: a day a second, the out-of-office's week a few seconds
-                    time_scale=3600 if lead_id == 10 else 86400 if lead_id == 17 else 86400 * 2,
-                    rep_time_scale=1.0 if lead_id in (11, 16) else None,
+                    time_scale=3600 if lead_id == 10 else 86400 if lead_id in (17, 21) else 86400 * 2,
+                    rep_time_scale=1.0 if lead_id in (11, 16, 20) else None,
                     scoring=scoring,
                     recycle=recycle,
                 )
@@ -283,6 +302,16 @@ async def main() -> None:
             await handle.signal("engagement", EngagementInput(events=[unsubscribe]))
         for lead_id in [i for i in (16, 17, 18, 19) if i in wanted]:
             await record_inbound(client, lead_id)
+        for lead_id in [i for i in (20, 21) if i in wanted]:
+            first_run = (await client.get_workflow_handle(workflow_id(lead_id)).describe()).run_id
+            await record_while_loading(client, lead_id)
+            if lead_id == 21:  # the next cycle, the return carried into it: the first run is what replays
+                handle = client.get_workflow_handle(workflow_id(21))
+                while (await handle.describe()).run_id == first_run:
+                    await asyncio.sleep(0.1)
+                await save(client, 21, first_run, runs[21])
+                await handle.terminate("recorded")
+                del wanted[21]
         if 14 in wanted:  # the rep accepts: converted, the decision recorded as data
             handle = client.get_workflow_handle(workflow_id(14))
             await handover(client, 14)
@@ -335,6 +364,8 @@ async def main() -> None:
         len(sys.argv) == 1 and not (HERE / "continue-as-new-suggested.json").exists()
     ):
         await record_suggested_continue_as_new()
+    if PAUSED_HOLD in sys.argv[1:] or (len(sys.argv) == 1 and not (HERE / f"{PAUSED_HOLD}.json").exists()):
+        await record_paused_hold_fresh_history()
 
 
 def inbound(kind: str, number: int, **fields: object) -> InboundInput:
@@ -366,6 +397,25 @@ async def record_inbound(client: Client, lead_id: int) -> None:
         await handle.signal("inbound", inbound("policy_block", 1, status="5.7.1"))
         for n in (2, 3, 4):
             await handle.signal("inbound", inbound("soft_bounce", n, status="4.2.2"))
+
+
+async def record_while_loading(client: Client, lead_id: int) -> None:
+    """Mail that comes as the cadence is complete and the next one loads: a reply (then the rep accepts), or an
+    out-of-office at demo speed with a return date."""
+    handle = client.get_workflow_handle(workflow_id(lead_id))
+    await asyncio.wait_for(loading[lead_id].wait(), 60)
+    if lead_id == 20:
+        await handle.signal("inbound", inbound("human_reply", 1, subject="Re: Three", reply_text="yes, call me"))
+    else:
+        back = datetime.now(UTC).date() + timedelta(days=4)
+        await handle.signal("inbound", inbound("auto_reply", 1, return_date=back))
+    while sum((await handle.query("state", result_type=LeadState)).inbound.model_dump().values()) < 1:
+        await asyncio.sleep(0.05)
+    released[lead_id].set()
+    if lead_id == 20:
+        while (await handle.describe()).search_attributes.get("AssignedRep") != ["rep-1"]:
+            await asyncio.sleep(0.1)
+        await handle.execute_update("accept", RepActionInput(rep_id=1, opportunity_id="OPP-20"))
 
 
 async def handover(client: Client, lead_id: int) -> None:
@@ -413,6 +463,54 @@ async def record_suggested_continue_as_new() -> None:
         while (await handle.describe()).run_id == first_run:
             await asyncio.sleep(0.1)
         await save(client, 9, first_run, "continue-as-new-suggested")
+        await handle.terminate("recorded")
+    await env.shutdown()
+
+
+#: recorded on a server that suggests a fresh history early (patch "inbound-pending-before-new-run")
+PAUSED_HOLD = "inbound-left-company-paused-fresh-history"
+
+
+async def record_paused_hold_fresh_history() -> None:
+    """An operator pauses a lead, its out-of-office says it left the company, signals grow the history until
+    Temporal suggests a fresh one: the lead is held in this run; its data fixed, the next cycle."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        search_attributes=list(SEARCH_ATTRIBUTES),
+        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
+    )
+    config = env.client.config()
+    config["data_converter"] = pydantic_data_converter
+    client = Client(**config)
+    queue = f"record-{uuid.uuid4()}"
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[LeadNurtureWorkflow],
+        activities=[send_email, load_cycle],
+        workflow_runner=workflow_runner(),
+    ):
+        lead = Lead(id=22, email="x@example.com", timezone="Europe/Athens", company="Acme", industry="software")
+        await start_lead(client, lead, LONG, task_queue=queue, time_scale=1.0, source="record")
+        handle = client.get_workflow_handle(workflow_id(22))
+        first_run = (await handle.describe()).run_id
+        while (await handle.describe()).search_attributes.get("CadenceStep") != ["two"]:
+            await asyncio.sleep(0.05)
+        await handle.signal("pause", PauseInput(note="asked for a break"))
+        while (await handle.describe()).search_attributes.get("LeadStage") != ["paused"]:
+            await asyncio.sleep(0.05)
+        await handle.signal("inbound", inbound("auto_reply", 1, left_company=True, contact_hint="anna@acme.example"))
+        for i in range(60):
+            if (await handle.describe()).search_attributes.get("LeadStage") == ["held"]:
+                break
+            event = EngagementEvent(id=f"o{i}", kind="open", human=False, at=datetime.now(UTC), reason="Apple MPP")
+            await handle.signal("engagement", EngagementInput(events=[event]))
+        while (await handle.describe()).search_attributes.get("LeadStage") != ["held"]:
+            await asyncio.sleep(0.1)
+        await handle.signal("profile_updated", ProfileUpdatedInput(fields=["email"]))
+        while (await handle.describe()).run_id == first_run:
+            await asyncio.sleep(0.1)
+        await save(client, 22, first_run, PAUSED_HOLD)
         await handle.terminate("recorded")
     await env.shutdown()
 

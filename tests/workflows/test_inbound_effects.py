@@ -1,20 +1,33 @@
 """What mail read back from a lead does, on the time-skipping server with the real activities, SQLite and a real SMTP
 server: a reply hands the lead to a rep with her words, an out-of-office pauses the drip, bounces and complaints
-suppress, each message applied once, and a signal with a kind leadloop does not know is refused."""
+suppress, each message applied once, and a signal with a kind leadloop does not know is refused; mail that comes while
+the lead's next cycle loads is not lost, and an out-of-office at demo speed pauses for its time away in cadence time."""
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from pydantic import ValidationError
+from temporalio import activity
 from temporalio.client import WorkflowHandle
 
-from leadloop.domain.cadence import Escalation
+from activities.leads import LeadActivities
+from leadloop.domain.cadence import Cadence, Escalation
+from leadloop.domain.inbound_effects import pause_until
 from leadloop.domain.mail import email_hash
-from leadloop.domain.models import InboundInput, LeadNurtureResult
+from leadloop.domain.models import (
+    InboundInput,
+    LeadNurtureResult,
+    LoadCycleInput,
+    LoadCycleResult,
+    ProfileUpdatedInput,
+)
 from leadloop.infra.db import Lead, Outbox, Suppression
 from leadloop.services.enrollment import start_lead, workflow_id
 from tests.workflows import test_escalation as escalation
@@ -25,10 +38,10 @@ stack = escalation.stack  # the escalation tests' stack: real activities, SQLite
 COLD = CADENCE.model_copy(update={"name": "cold", "escalation": Escalation(threshold=500)})
 
 
-async def start(stack: Stack, lead: Lead) -> WorkflowHandle[Any, Any]:
+async def start(stack: Stack, lead: Lead, cadence: Cadence = COLD, time_scale: float = 1.0) -> WorkflowHandle[Any, Any]:
     await start_lead(
-        stack.client, lead, COLD, task_queue=stack.task_queue, time_scale=1.0, source="test", scoring=SCORING,
-        recycle=stack.recycle,
+        stack.client, lead, cadence, task_queue=stack.task_queue, time_scale=time_scale, source="test",
+        scoring=SCORING, recycle=stack.recycle,
     )  # fmt: skip
     handle = stack.client.get_workflow_handle(workflow_id(lead.id), result_type=LeadNurtureResult)
     stack.started.append(handle)
@@ -44,7 +57,8 @@ async def welcomed(stack: Stack) -> tuple[Lead, WorkflowHandle[Any, Any], str]:
 
 
 def inbound(kind: str, number: int = 1, **fields: Any) -> InboundInput:
-    return InboundInput(id=f"inbound-{number}", kind=kind, received_at=datetime.now(UTC), **fields)  # type: ignore[arg-type]
+    fields.setdefault("received_at", datetime.now(UTC))
+    return InboundInput(id=f"inbound-{number}", kind=kind, **fields)
 
 
 def mails_to(stack: Stack, address: str) -> list[Any]:
@@ -210,3 +224,151 @@ async def test_a_dormant_lead_that_left_is_held_and_a_dormant_lead_that_replies_
     assert state.stage == "with_sales"
     [note] = await stack.mail_to(str(state.assigned_rep).replace("Rep ", "rep") + "@sales.example")
     assert "Sorry for the silence: interested now" in note.get_body(("plain",)).get_content()
+
+
+#: COLD, then the "hot" cadence (in the stack's cadence folder) as its next cycle
+CHAINED = COLD.model_copy(update={"name": "chained", "next_cadence": "hot"})
+
+
+class LoadGate:
+    """Holds every `load_cycle` until the test opens it: the moment a lead's next cycle loads, made to last."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.opened = asyncio.Event()
+
+
+@pytest.fixture
+def load_gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoadGate]:
+    """Asked for before `stack`, so the stack's worker registers the held `load_cycle` (the real one, held)."""
+    gate = LoadGate()
+    load = LeadActivities.load_cycle
+
+    @activity.defn(name="load_cycle")
+    async def held(self, input: LoadCycleInput) -> LoadCycleResult:  # type: ignore[no-untyped-def]  # self unannotated: the SDK then skips it
+        gate.entered.set()
+        await gate.opened.wait()
+        return await load(self, input)
+
+    monkeypatch.setattr(LeadActivities, "load_cycle", held)
+    yield gate
+    gate.opened.set()
+
+
+async def next_cycle_loading(stack: Stack, gate: LoadGate) -> None:
+    """Let the server's time run (skipping) until a lead's next cycle starts loading, and hold it there."""
+    async with stack.env.time_skipping_unlocked():
+        await asyncio.wait_for(gate.entered.wait(), 30)
+
+
+async def test_a_reply_as_the_cadence_chains_to_the_next_hands_her_over_and_the_next_cadence_never_starts(
+    load_gate: LoadGate, stack: Stack
+) -> None:
+    await stack.import_roster(ROSTER)
+    lead = await stack.lead()
+    handle = await start(stack, lead, CHAINED)
+    await stack.until(handle, lambda s: s.sends == 2, skip=timedelta(days=1))
+    await next_cycle_loading(stack, load_gate)  # the third email went out: 'hot' is loading
+    assert len(mails_to(stack, lead.email)) == 3
+    await handle.signal("inbound", inbound("human_reply", subject="Re: hello", reply_text="Yes, call me on Tuesday."))
+    await stack.until(handle, lambda s: s.inbound.human_reply == 1)
+    load_gate.opened.set()
+    state = await stack.until(handle, lambda s: s.assigned_rep is not None)
+    assert (state.stage, state.cycle, state.cadence) == ("with_sales", 0, "chained")  # not continued into 'hot'
+    assert ("reply", 30) in [(i.rule, i.points) for i in state.score.items]
+    [note] = await stack.mail_to("rep1@sales.example")
+    assert "(replied)" in str(note["Subject"]) and "Yes, call me on Tuesday." in note.get_body(("plain",)).get_content()
+    await stack.env.sleep(timedelta(days=3))
+    assert len(mails_to(stack, lead.email)) == 3  # no welcome of 'hot'
+
+
+async def dormant_and_waking(stack: Stack, gate: LoadGate, lead: Lead) -> WorkflowHandle[Any, Any]:
+    """A lead that went quiet, slept, and whose re-engagement cadence is loading (held) now."""
+    handle = await start(stack, lead)
+    await stack.until(handle, lambda s: s.stage == "dormant", skip=timedelta(days=1))
+    await stack.env.sleep(timedelta(days=170))  # recycle.yaml: re-engaged after 180 days
+    await next_cycle_loading(stack, gate)
+    return handle
+
+
+async def test_an_out_of_office_as_a_dormant_lead_wakes_up_pauses_her_next_cycle(
+    load_gate: LoadGate, stack: Stack
+) -> None:
+    lead = await stack.lead()
+    handle = await dormant_and_waking(stack, load_gate, lead)
+    now = await stack.env.get_current_time()
+    back = (now + timedelta(days=10)).date()
+    await handle.signal(
+        "inbound", inbound("auto_reply", received_at=now, return_date=back)
+    )  # the server's months later
+    away = await stack.until(handle, lambda s: s.back_at is not None)
+    load_gate.opened.set()
+    state = await stack.until(handle, lambda s: s.cycle == 1)
+    assert state.cadence == "reengage" and state.stage == "nurturing" and state.sends == 0
+    assert state.back_at == away.back_at  # carried into the new cycle
+    assert state.next_send_at is not None and "out of office" in state.waiting_for
+    assert state.next_send_at.astimezone(ZoneInfo(lead.timezone)).date() > back
+    await stack.env.sleep(timedelta(days=9))
+    assert (await stack.state(handle)).sends == 0 and len(mails_to(stack, lead.email)) == 3  # COLD's three only
+    await stack.until(handle, lambda s: s.sends == 1, skip=timedelta(days=1))  # after her return
+
+
+@pytest.mark.parametrize("left", [False, True], ids=["reply", "left-company"])
+async def test_a_reply_or_a_left_company_as_a_dormant_lead_wakes_up_is_acted_on(
+    load_gate: LoadGate, stack: Stack, left: bool, tmp_path: Path
+) -> None:
+    await stack.import_roster(ROSTER)
+    lead = await stack.lead()
+    handle = await dormant_and_waking(stack, load_gate, lead)
+    if left:
+        message = inbound("auto_reply", left_company=True, contact_hint="the new buyer, Jo")
+    else:
+        message = inbound("human_reply", reply_text="Sorry for the silence: interested now")
+    await handle.signal("inbound", message)
+    await stack.until(handle, lambda s: sum(s.inbound.model_dump().values()) == 1)
+    load_gate.opened.set()
+    if left:
+        state = await stack.until(handle, lambda s: s.stage == "held")
+        assert "it says to contact the new buyer, Jo" in state.waiting_for
+        assert state.cycle == 0  # acted on in this run, not dropped by a new one
+        cold = yaml.safe_dump(COLD.model_dump(mode="json"), allow_unicode=True)
+        (tmp_path / "cadences" / "cold.yaml").write_text(cold)  # the stack's cadence folder: the cycle reloads it
+        await handle.signal("profile_updated", ProfileUpdatedInput(fields=["email"]))  # the new buyer's address
+        state = await stack.until(handle, lambda s: s.cycle == 1)
+        assert state.stage == "nurturing" and state.cadence == "cold"  # the next cycle, as after any hold
+    else:
+        state = await stack.until(handle, lambda s: s.assigned_rep is not None)
+        assert state.stage == "with_sales"
+        [note] = await stack.mail_to(str(state.assigned_rep).replace("Rep ", "rep") + "@sales.example")
+        assert "Sorry for the silence: interested now" in note.get_body(("plain",)).get_content()
+        assert state.cycle == 0  # acted on in this run, not dropped by a new one
+        await stack.env.sleep(timedelta(days=3))
+        assert len(mails_to(stack, lead.email)) == 3  # no re-engagement email
+
+
+#: a day a second, as the demo runs; the second email 25 cadence days after the first
+SLOW = COLD.model_copy(
+    update={"name": "slow", "steps": [COLD.steps[0], COLD.steps[1].model_copy(update={"wait": timedelta(days=25)})]}
+)
+DEMO_SPEED = 86400
+
+
+async def test_at_demo_speed_an_out_of_office_pauses_for_its_time_away_counted_from_when_it_came(stack: Stack) -> None:
+    lead = await stack.lead()
+    handle = await start(stack, lead, SLOW, time_scale=DEMO_SPEED)
+    await stack.until(handle, lambda s: s.sends == 1)
+    await stack.env.sleep(timedelta(seconds=20))  # 20 cadence days: the real return date is long past in cadence time
+    now = await stack.env.get_current_time()
+    received = now - timedelta(seconds=2)  # read from the mailbox two cadence days before it was signalled
+    back = (received + timedelta(days=10)).date()
+    await handle.signal("inbound", inbound("auto_reply", received_at=received, return_date=back))
+    state = await stack.until(handle, lambda s: s.back_at is not None)
+    away = pause_until(back, received, lead.timezone, SLOW.auto_reply_pause) - received  # 10-13 days
+    assert timedelta(days=10) < away < timedelta(days=14)
+    assert state.next_send_at is not None and "out of office" in state.waiting_for
+    # the next email waits her time away, on the cadence's clock, from when her message came
+    assert abs(state.next_send_at - (received + away / DEMO_SPEED)) < timedelta(seconds=1)
+    await stack.env.sleep(state.next_send_at - timedelta(seconds=1) - await stack.env.get_current_time())
+    assert (await stack.state(handle)).sends == 1  # day 25 of the cadence has passed: step 2 waited for her
+    await stack.until(handle, lambda s: s.sends == 2, skip=timedelta(seconds=0.5))
+    assert len(mails_to(stack, lead.email)) == 2

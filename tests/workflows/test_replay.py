@@ -37,6 +37,11 @@ def test_there_are_saved_histories() -> None:
         "inbound-auto-reply-paused",
         "inbound-hard-bounce-suppressed",
         "inbound-soft-bounces-suppressed",
+        # recorded after mail coming as the next cycle loads was acted on ("inbound-pending-before-new-run") and an
+        # out-of-office paused in cadence time ("out-of-office-cadence-time")
+        "inbound-reply-while-next-cycle-loads",
+        "inbound-out-of-office-demo-speed-while-next-cycle-loads",
+        "inbound-left-company-paused-fresh-history",
     } <= names
 
 
@@ -139,4 +144,24 @@ async def test_inbound_effects_are_guarded_by_their_patch(name: str, monkeypatch
         workflow, "patched", lambda patch_id: False if patch_id == INBOUND_EFFECTS_PATCH else real(patch_id)
     )
     failure = await replay(name)
+    assert failure is not None and "nondetermin" in str(failure).lower(), failure
+
+
+@pytest.mark.parametrize("name", ["inbound-reply-while-next-cycle-loads", "inbound-left-company-paused-fresh-history"])
+async def test_mail_pending_before_a_new_run_is_guarded_by_its_patch(name: str) -> None:
+    """A lead whose run went on into a new one with a reply or a left-company hold pending (no
+    "inbound-pending-before-new-run" marker) must go on continuing as new when it replays; these histories have the
+    marker, and without the guard's answer their hand-over or hold no longer matches the continue-as-new the old
+    code would command."""
+    from temporalio import workflow
+
+    from workflows.lead_nurture import PENDING_BEFORE_NEW_RUN_PATCH
+
+    assert await replay(name) is None
+    real = workflow.patched
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            workflow, "patched", lambda patch_id: False if patch_id == PENDING_BEFORE_NEW_RUN_PATCH else real(patch_id)
+        )
+        failure = await replay(name)
     assert failure is not None and "nondetermin" in str(failure).lower(), failure

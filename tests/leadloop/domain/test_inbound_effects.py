@@ -9,11 +9,12 @@ from pydantic import ValidationError
 
 from leadloop import PROJECT_ROOT
 from leadloop.domain.cadence import Cadence, CadenceError, load_cadence
-from leadloop.domain.inbound_effects import effect_of, hold_reason, pause_until, suppression
+from leadloop.domain.inbound_effects import back_at, effect_of, hold_reason, pause_until, suppression
 from leadloop.domain.lifecycle import FINAL_STAGES
 from leadloop.domain.models import Carry, InboundInput, Stage
 from leadloop.domain.recycle import RecyclePolicy, SoftBounces, load_recycle
 from leadloop.domain.rules import RuleFileError
+from leadloop.domain.schedule import DemoClock
 from leadloop.domain.scoring import DEFAULT_REPLY_POINTS, Engagement, LeadProfile, ScoringConfig, compute_score
 
 NOW = datetime(2027, 3, 26, 8, 0, tzinfo=UTC)  # Friday 10:00 in Athens
@@ -79,6 +80,49 @@ def test_out_of_office_pauses_until_the_first_business_day_after_the_return_date
     assert pause_until(date(2031, 1, 1), NOW, "Europe/Athens", week) == NOW + timedelta(days=90)
     # a date already past: no pause worth the name (the drip goes on at once)
     assert pause_until(date(2027, 3, 1), NOW, "Europe/Athens", week) < NOW
+
+
+def test_at_real_speed_an_out_of_office_lead_is_back_on_the_real_date() -> None:
+    week = timedelta(days=7)
+    real = DemoClock(NOW - timedelta(days=40), 1.0)
+    ooo = message("auto_reply", return_date=date(2027, 3, 29))
+    assert back_at(ooo, real, "Europe/Athens", week) == datetime(2027, 3, 29, 21, 0, tzinfo=UTC)
+    assert back_at(message("auto_reply"), real, "Europe/Athens", week) == NOW + week
+
+
+def test_at_demo_speed_the_time_away_passes_on_the_cadences_clock_from_when_the_message_came() -> None:
+    week = timedelta(days=7)
+    # a day a second, the lead enrolled 20 s (20 cadence days) before her out-of-office came
+    demo = DemoClock(NOW - timedelta(seconds=20), 86400)
+    came = demo.cadence_time(NOW)
+    assert came == NOW - timedelta(seconds=20) + timedelta(days=20)
+    ooo = message("auto_reply", return_date=date(2027, 3, 29))  # back Monday: Tuesday 00:00 Athens, 3 d 13 h away
+    back = back_at(ooo, demo, "Europe/Athens", week)
+    assert back == came + timedelta(days=3, hours=13)
+    # the real date would already lie 20 cadence days in the past: no pause at all
+    assert pause_until(ooo.return_date, came, "Europe/Athens", week) < came
+    assert back_at(message("auto_reply"), demo, "Europe/Athens", week) == came + week  # no date: the default
+    # received 5 s (5 cadence days) before another: its time away starts 5 cadence days earlier
+    earlier = ooo.model_copy(update={"received_at": NOW - timedelta(seconds=5)})
+    sooner = came - timedelta(days=5) + timedelta(days=3, hours=13, seconds=5)  # (and 5 real seconds longer away)
+    assert back_at(earlier, demo, "Europe/Athens", week) == sooner
+
+
+def test_a_received_time_without_a_zone_is_read_as_utc() -> None:
+    naive = message("auto_reply", return_date=date(2027, 3, 29)).model_copy(
+        update={"received_at": NOW.replace(tzinfo=None)}
+    )
+    clock = DemoClock(NOW, 1.0)
+    assert back_at(naive, clock, "Europe/Athens", timedelta(days=7)) == datetime(2027, 3, 29, 21, 0, tzinfo=UTC)
+
+
+def test_an_out_of_office_return_ahead_is_carried_into_the_next_cycle_and_nothing_else_is() -> None:
+    memory = Carry(back_at=NOW, step_index=2)
+    assert Carry.begin(memory.next_cycle("cycle 0", reset_engagement=True)).back_at is None  # back: not carried
+    ahead = Carry.begin(memory.next_cycle("cycle 0", reset_engagement=True, back_at=NOW + timedelta(days=3)))
+    assert ahead.back_at == NOW + timedelta(days=3) and ahead.step_index == 0
+    assert Carry.begin(memory.same_cycle()).back_at == NOW  # a fresh history of the same cycle keeps it as it is
+    assert Carry.model_validate({"recycles": 1}).back_at is None  # a carry from before the field
 
 
 def test_soft_bounces_suppress_after_n_within_the_window() -> None:
