@@ -90,6 +90,22 @@ def fold(rows: list[EngagementEvent]) -> list[EventModel]:
     return list(folded.values())
 
 
+async def every(interval: float, stop: asyncio.Event, sweep: Callable[[], Awaitable[int]], what: str) -> None:
+    """Run `sweep` every `interval` seconds until `stop` is set, logging how many `what` it signalled; a round
+    that fails is logged and the next one goes on (a relay must outlive a database or Temporal hiccup)."""
+    while not stop.is_set():
+        try:
+            sent = await sweep()
+            if sent:
+                log.info("relay signalled %d %s", sent, what)
+        except Exception:
+            log.exception("relay round (%s) failed", what)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass
+
+
 class EventSignaller:
     """Signals stored events to their workflows: at once for the first event of a lead, then at most
     once per `coalesce` seconds, so a burst of hits becomes a few signals rather than a storm."""
@@ -197,18 +213,7 @@ class EventSignaller:
 
     async def relay(self, interval: float, stop: asyncio.Event | None = None) -> None:
         """Sweep every `interval` seconds until stopped; what Temporal missed is signalled later."""
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            try:
-                sent = await self.sweep()
-                if sent:
-                    log.info("relay signalled %d pending event(s)", sent)
-            except Exception:  # the relay must outlive a database hiccup
-                log.exception("relay round failed")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-            except TimeoutError:
-                pass
+        await every(interval, stop or asyncio.Event(), self.sweep, "pending event(s)")
 
     async def drain(self) -> None:
         """Run every scheduled flush now (shutdown, tests)."""

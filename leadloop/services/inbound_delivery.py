@@ -36,6 +36,7 @@ from leadloop.domain.times import as_utc
 from leadloop.domain.tokens import Signer
 from leadloop.domain.webhooks import ProviderEvent
 from leadloop.infra.db import FormerAddress, InboundMessage, Lead, Outbox, suppress
+from leadloop.services.events import every
 from leadloop.services.inbound import Stored, clean_message_id, match_message, store_inbound
 from leadloop.services.lead_client import LeadClient
 
@@ -503,18 +504,10 @@ class InboundRelay:
 
     async def relay(self, interval: float, stop: asyncio.Event) -> None:
         """Signal what is pending every `interval` seconds until `stop` is set."""
-        while not stop.is_set():
-            try:
-                if await has_pending(self.sessions):
-                    sent = await self.signal()
-                    if sent:
-                        log.info("relay signalled %d pending inbound message(s)", sent)
-            except Exception:  # the relay must outlive a database hiccup
-                log.exception("inbound relay round failed")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-            except TimeoutError:
-                pass
+        await every(interval, stop, self._round, "pending inbound message(s)")
+
+    async def _round(self) -> int:
+        return await self.signal() if await has_pending(self.sessions) else 0
 
     async def drain(self) -> None:
         """Wait for the signals under way (shutdown, tests)."""
