@@ -16,10 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.service import RPCError, RPCStatusCode
@@ -28,6 +26,7 @@ from leadloop.domain.mail import email_hash, message_id
 from leadloop.domain.webhooks import ses
 from leadloop.infra.db import InboundMessage, Lead, Outbox, Suppression
 from starter.api import create_app
+from tests.leadloop.domain.test_webhooks_ses import _certificate as certificate
 
 SENDER = "hello@leadloop.example"
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-bounces"
@@ -37,24 +36,8 @@ MAILGUN_KEY = "key-mailgun-signing-0123456789abcdef"
 POSTMARK = ("postmark-hook", "a-long-postmark-password")
 
 
-def _certificate(key: rsa.RSAPrivateKey) -> bytes:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 SNS_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-SNS_CERT = _certificate(SNS_KEY)
+SNS_CERT = certificate(SNS_KEY)
 OTHER_RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 SENDGRID_KEY = ec.generate_private_key(ec.SECP256R1())
 OTHER_EC = ec.generate_private_key(ec.SECP256R1())

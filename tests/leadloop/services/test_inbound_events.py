@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadloop.domain.mail import email_hash
@@ -17,6 +16,7 @@ from leadloop.services.inbound_delivery import event_key, ingest_event
 from leadloop.services.webhooks import FETCH_MAX_BYTES, Certificates, https_get
 from tests.conftest import free_port
 from tests.leadloop.services.test_inbound import SIGNER, add_lead, add_send
+from tests.leadloop.services.test_inbound_delivery import suppressed
 
 
 def bounce(recipient: str, message_id: str | None = None, event_id: str = "e1", **fields: Any) -> ProviderEvent:
@@ -41,11 +41,6 @@ async def ingest(sessionmaker: async_sessionmaker[AsyncSession], event: Provider
         row = await session.get(InboundMessage, stored.id)
         assert row is not None
         return row
-
-
-async def suppressed(sessionmaker: Any) -> dict[str, str]:
-    async with sessionmaker() as session:
-        return {row.email_hash: row.reason for row in (await session.execute(select(Suppression))).scalars()}
 
 
 async def test_the_send_named_by_its_message_id_wins_over_the_address(sessionmaker: Any) -> None:
