@@ -13,13 +13,13 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from temporalio.client import Client
 
 from leadloop.domain.inbound import classify
 from leadloop.domain.tokens import Signer
-from leadloop.infra.db import Outbox, make_engine, make_sessionmaker
-from leadloop.services.inbound_delivery import ingest_message, signal_pending
+from leadloop.infra.db import InboundMessage, Outbox, make_engine, make_sessionmaker
+from leadloop.services.inbound_delivery import has_pending, ingest_message, signal_pending
 
 
 def reply_to(message_id: str, address: str, text: str, *, subject: str = "Re: Welcome", **headers: str) -> bytes:
@@ -113,15 +113,26 @@ async def inbound_throughput(database_url: str, client: Client, signer: Signer, 
                 await ingest_message(session, raw, source="imap", source_key=f"BENCH:1:{n}", signer=signer)
                 await session.commit()
         stored_at = time.perf_counter()
-        signalled = 0
-        while batch := await signal_pending(sessions, client):
-            signalled += batch
+        # the HTTP service's relay signals pending rows too: the phase ends when none of them is left pending
+        while True:
+            await signal_pending(sessions, client)
+            if not await has_pending(sessions):
+                break
         done = time.perf_counter()
+        async with sessions() as session:
+            counted = await session.execute(
+                select(InboundMessage.kind, InboundMessage.status, func.count())
+                .where(InboundMessage.source_key.like("BENCH:%"))
+                .group_by(InboundMessage.kind, InboundMessage.status)
+            )
+            statuses = {f"{kind}/{status}": number for kind, status, number in counted}
+        signalled = sum(number for key, number in statuses.items() if key.endswith("/signalled"))
     finally:
         await engine.dispose()
     count = len(messages)
     return {
         "messages": count,
+        "statuses": statuses,
         "signalled": signalled,
         "classify_per_s": count / classify_took,
         "store_per_s": count / (stored_at - began),

@@ -72,7 +72,7 @@ def test_a_small_run_writes_every_figure_of_the_table(tmp_path: Path) -> None:
     reply = config["reply_latency"]  # a reply handed over to the rep, each within the bound
     assert reply["samples"] == 3 and reply["over_60_s"] == 0 and 0 < reply["p50_s"] <= reply["p99_s"] < 60
     inbound = config["inbound"]  # the mix of 20: every message stored and signalled to its waiting lead
-    assert inbound["messages"] == inbound["signalled"] == 20
+    assert inbound["messages"] == inbound["signalled"] == 20 and inbound["statuses"]["human_reply/signalled"] == 2
     assert inbound["classify_per_s"] > 0 and 0 < inbound["end_to_end_per_s"] <= inbound["store_per_s"]
     for process in ("worker", "sales worker", "http", "dev server"):
         assert config["memory_kib"][process]["VmHWM"] > 0
