@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from temporalio.common import MetricMeter
 
-from leadloop.domain.classify import CLICK_ONLY_AGENTS, MACHINE_NETWORKS, READER_PROXIES, SCANNER_AGENTS
+from leadloop.domain.classify import CLICK_ONLY_AGENTS, READER_PROXIES, SCANNER_AGENTS
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,6 @@ NOT_CLASSIFIED = "not_classified"
 _READER_PROXIES = {why for _, why in READER_PROXIES}
 _SCANNERS = {why for _, why in SCANNER_AGENTS}
 _PREVIEWS = {why for _, why in CLICK_ONLY_AGENTS}
-_NETWORKS = {why for _, why in MACHINE_NETWORKS}
 _EXACT = {
     "no user agent": "no_user_agent",
     "browser navigation": "browser",
@@ -156,7 +155,7 @@ def verdict_rule(reason: str) -> str:
         return "link_scanner"
     if reason in _PREVIEWS:
         return "link_preview"
-    if reason in _NETWORKS:
+    if reason.endswith(")") and (" (gateway, " in reason or " (cloud, " in reason):
         return "machine_network"
     if reason.endswith("after the send: faster than a reader"):
         return "too_soon"

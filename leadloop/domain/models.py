@@ -79,6 +79,23 @@ class EngagementEvent(Engagement):
     outbox_key: str | None = None
     count: int = Field(default=1, ge=1)
     also: list[str] = Field(default_factory=list, description="ids of the identical repeats folded into this one")
+    # the classifier's verdict beyond human or not; None in events stored before verdicts carried it (they count
+    # as they always did)
+    confidence: float | None = Field(default=None, ge=0, le=1, description="how sure the verdict is (0.5 to 1)")
+    machine_class: str | None = Field(default=None, description="gateway | cloud | prefetch | mpp | scanner")
+    confirmed: bool | None = Field(
+        default=None,
+        description="a human click: True once the landing page's beacon reported the visitor; False: "
+        "not yet (it counts with scoring.yaml's unconfirmed_click_weight); None: not a click, or stored before",
+    )
+    confirms: str | None = Field(
+        default=None,
+        description="the id of the earlier click (kind click) or of the click proving an email opened (kind open) "
+        "that this event confirms: the landing page's beacon reported the visitor the click sent",
+    )
+    was_human: bool | None = Field(
+        default=None, description="with `confirms`: the confirmed click had counted as a human (unconfirmed) click"
+    )
 
 
 class EngagementInput(BaseModel):
@@ -93,6 +110,8 @@ class EngagementCounts(BaseModel):
     human_clicks: int = 0
     machine_clicks: int = 0
     visits: int = 0
+    unconfirmed_clicks: int = Field(default=0, description="human clicks no landing page confirmed (yet)")
+    confirmed_clicks: int = Field(default=0, description="clicks the landing page's beacon confirmed")
 
 
 #: Characters of a reply's own text a signal carries (the rep's notification shows it; the database keeps it whole).

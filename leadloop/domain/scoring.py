@@ -22,6 +22,11 @@ SCORING_SHAPE = "a scoring file must be a YAML mapping (version, half_life, prof
 DEFAULT_REPLY_POINTS = 30
 #: What a scoring file that does not say gets: a page's views count once a day.
 VISITS_ONCE_PER_PAGE = timedelta(days=1)
+#: What a scoring file that does not say gets: an unconfirmed click earns 30% of its rule's points ...
+UNCONFIRMED_CLICK_WEIGHT = 0.3
+#: ... and only confirmed or high-confidence human evidence hands a lead to sales.
+ESCALATE_ON: Literal["confirmed", "any"] = "confirmed"
+ESCALATION_CONFIDENCE = 0.9
 
 
 class Size(Strict):
@@ -108,6 +113,23 @@ class ScoringConfig(Strict):
         description="a lead's views of one page (address without query) count once within this; 0: every view",
     )
 
+    # None in snapshots taken before clicks needed the landing page's word: those leads score and escalate as they
+    # always did; the loader gives a file that does not say UNCONFIRMED_CLICK_WEIGHT, ESCALATE_ON, ...CONFIDENCE
+    unconfirmed_click_weight: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="the share of its points a human click gets until the landing page's beacon confirms it",
+    )
+    escalate_on: Literal["confirmed", "any"] | None = Field(
+        default=None,
+        description="confirmed: only a confirmed click, a site visit, a reply or a human hit of at least "
+        "escalation_confidence may hand the lead to sales; any: every human hit may",
+    )
+    escalation_confidence: float | None = Field(
+        default=None, ge=0.5, le=1, description="the confidence a human hit needs to hand a lead to sales"
+    )
+
     @field_validator("visits_once_per_page")
     @classmethod
     def _a_real_window(cls, value: timedelta | None) -> timedelta | None:
@@ -151,6 +173,10 @@ class Engagement(BaseModel):
     kind: EventKind
     at: datetime
     url: str = ""
+    id: str | None = Field(default=None, description="the event's id (a click's, so its confirmation finds it)")
+    confirmed: bool | None = Field(
+        default=None, description="a click: False until the landing page confirms it (reduced weight); None: full"
+    )
 
 
 class ScoreItem(BaseModel):
@@ -266,6 +292,8 @@ def compute_score(
         if rule is None and event.kind != "reply":
             continue
         points = float(rule.points if rule else DEFAULT_REPLY_POINTS)
+        if event.kind == "click" and event.confirmed is False and config.unconfirmed_click_weight is not None:
+            points *= config.unconfirmed_click_weight  # no landing page said a person arrived (yet)
         if config.half_life is not None:
             age = max((now - event.at).total_seconds(), 0.0) * time_scale
             points *= 0.5 ** (age / config.half_life.total_seconds())
@@ -305,9 +333,14 @@ def page_of(url: str) -> str:
 
 def _file_defaults(config: ScoringConfig) -> ScoringConfig:
     """What a file leaves unsaid and a snapshot must not (a snapshot's missing field means 'as before')."""
-    if "visits_once_per_page" not in config.model_fields_set:
-        return config.model_copy(update={"visits_once_per_page": VISITS_ONCE_PER_PAGE})
-    return config
+    defaults = {
+        "visits_once_per_page": VISITS_ONCE_PER_PAGE,
+        "unconfirmed_click_weight": UNCONFIRMED_CLICK_WEIGHT,
+        "escalate_on": ESCALATE_ON,
+        "escalation_confidence": ESCALATION_CONFIDENCE,
+    }
+    unsaid = {name: value for name, value in defaults.items() if name not in config.model_fields_set}
+    return config.model_copy(update=unsaid) if unsaid else config
 
 
 def parse_scoring_lines(text: str, path: Path) -> tuple[ScoringConfig, Lines]:

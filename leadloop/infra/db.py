@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -98,6 +99,7 @@ class Outbox(Base):
     error: Mapped[str | None] = mapped_column(Text)  # why not sent; once sent, a note on how (or None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    tracked_links: Mapped[int | None] = mapped_column(Integer)  # links rewritten through /c/ (honeypot not counted)
 
 
 class Suppression(Base):
@@ -141,6 +143,14 @@ class EngagementEvent(Base):
     # pending -> signalled | no_workflow (the lead's workflow had ended)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     signalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the classifier's verdict beyond human or not (NULL in events stored before it said more)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    machine_class: Mapped[str | None] = mapped_column(String(16))  # gateway | cloud | prefetch | mpp | scanner
+    evidence: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # [{name, seen, says, weight}]
+    # a click: when the landing page's beacon reported the visitor it sent (NULL: unconfirmed)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # an event that confirms an earlier click (a click's confirmation, or the open it proves): that click's id
+    confirms: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class InboundMessage(Base):

@@ -219,6 +219,17 @@ class Settings(BaseSettings):
         default=100, ge=1, le=1_000_000, description="how many may come at once before the per-minute pace holds"
     )
     machine_min_delay: float = Field(default=5.0, ge=0, description="hits sooner than this after a send are machines")
+    machine_ranges_file: Path | None = Field(
+        default=None,
+        description="the published address ranges of gateways, clouds and mail proxies (`leadloop ranges update` "
+        "writes one); unset: the file shipped in the package",
+    )
+    click_confirm_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=86_400,
+        description="a click counts as confirmed when the landing page's beacon reports its visitor within this",
+    )
     coalesce_seconds: float = Field(default=0.5, ge=0, description="events of one lead within this go as one signal")
     relay_interval: float = Field(default=5.0, gt=0, description="how often pending events are signalled again")
     # the shipped samples by default; a real deployment points these at its own marketers' files

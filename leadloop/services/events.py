@@ -38,6 +38,10 @@ async def record_event(
     client_ip: str | None = None,
     event_id: str | None = None,
     at: datetime | None = None,
+    confidence: float | None = None,
+    machine_class: str | None = None,
+    evidence: list[dict[str, Any]] | None = None,
+    confirms: str | None = None,
 ) -> bool:
     """Store one event (the caller commits); False when the lead is unknown or the id was stored before.
 
@@ -63,6 +67,10 @@ async def record_event(
         client_ip=client_ip,
         occurred_at=now,
         status="pending",
+        confidence=confidence,
+        machine_class=machine_class,
+        evidence=evidence,
+        confirms=confirms,
     )
     if kind == "unsubscribe":
         await suppress(session, lead.email, "unsubscribe", reason[:500], at=now)
@@ -73,7 +81,11 @@ def fold(rows: list[EngagementEvent]) -> list[EventModel]:
     """Identical repeats (same kind, verdict, email and URL) become one event with a count."""
     folded: dict[tuple[Any, ...], EventModel] = {}
     for row in rows:
-        key = (row.kind, row.human, row.outbox_key, row.url)
+        # a human click stored with a verdict's confidence waits for its landing page's word (confirmed False), and a
+        # confirmation names that click by id: neither folds into another event
+        pending_word = row.kind == "click" and row.human and row.confirms is None and row.confidence is not None
+        apart = row.id if pending_word or row.confirms else ""
+        key = (row.kind, row.human, row.outbox_key, row.url, row.machine_class, apart)
         if key in folded:
             folded[key].count += 1
             folded[key].also.append(row.id)  # every id travels, so each is applied exactly once
@@ -86,6 +98,12 @@ def fold(rows: list[EngagementEvent]) -> list[EventModel]:
             outbox_key=row.outbox_key,
             url=row.url or "",
             at=as_utc(row.occurred_at),
+            confidence=row.confidence,
+            # a confirmation's row keeps in machine_class the verdict it overturns (NULL: the click was human)
+            machine_class=None if row.confirms else row.machine_class,
+            confirmed=False if pending_word else (True if row.confirms and row.kind == "click" else None),
+            confirms=row.confirms,
+            was_human=(row.machine_class is None) if row.confirms else None,
         )
     return list(folded.values())
 

@@ -1,11 +1,12 @@
 """What the tracking links read before they judge a hit, and how a judged hit is stored."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from leadloop.domain.classify import PriorHit
 from leadloop.domain.times import as_utc
 from leadloop.infra.db import EngagementEvent, Lead, Outbox
 from leadloop.services.events import record_event
@@ -17,17 +18,24 @@ async def sent_at(session: AsyncSession, outbox_key: str) -> datetime | None:
     return as_utc(outbox.sent_at) if outbox and outbox.sent_at else None
 
 
-async def other_link_clicks(session: AsyncSession, outbox_key: str, url: str, since: datetime) -> tuple[datetime, ...]:
-    """Clicks on the email's other links since `since`: a scanner follows them all at once."""
+#: How far back a click looks at the same email's earlier hits (a link walker's pace, a re-check hours later).
+MESSAGE_HITS_WINDOW = timedelta(days=2)
+
+
+async def message_hits(session: AsyncSession, outbox_key: str, since: datetime) -> tuple[PriorHit, ...]:
+    """The email's opens and clicks since `since`, oldest first (confirmations of clicks left out)."""
     rows = await session.execute(
-        select(EngagementEvent.occurred_at).where(
+        select(EngagementEvent.kind, EngagementEvent.occurred_at, EngagementEvent.url, EngagementEvent.human)
+        .where(
             EngagementEvent.outbox_key == outbox_key,
-            EngagementEvent.kind == "click",
-            EngagementEvent.url != url,
+            EngagementEvent.kind.in_(("open", "click")),
+            EngagementEvent.confirms.is_(None),
             EngagementEvent.occurred_at >= since,
         )
+        .order_by(EngagementEvent.occurred_at)
+        .limit(500)
     )
-    return tuple(as_utc(t) for t in rows.scalars())
+    return tuple(PriorHit(kind, as_utc(at), url or "", human) for kind, at, url, human in rows.all())
 
 
 async def earlier_visits(session: AsyncSession, lead_id: int, since: datetime) -> tuple[datetime, ...]:

@@ -1,5 +1,6 @@
 """What a hit on a link tells about its sender, and the engagement event it becomes."""
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -34,5 +35,8 @@ def event(token: Token, kind: str, verdict: Verdict, request: Request, at: datet
         "user_agent": plain(request.headers.get("user-agent")),
         "client_ip": client_ip(request),
         "at": at,
+        "confidence": verdict.confidence,
+        "machine_class": verdict.machine_class,
+        "evidence": [asdict(e) for e in verdict.evidence] or None,
         **extra,
     }

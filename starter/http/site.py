@@ -143,7 +143,9 @@ async def visit(
     async with state.sessionmaker() as session:
         earlier = await earlier_visits(session, parsed.lead_id, now - VISIT_BURST_WINDOW)
     ua = request.headers.get("user-agent", "")
-    verdict = classify(Hit("visit", ua, client_ip(request), headers_of(request), now, earlier_visits=earlier))
+    verdict = classify(
+        Hit("visit", ua, client_ip(request), headers_of(request), now, earlier_visits=earlier), ranges=state.ranges
+    )
     stored = await recorder.record(
         **event(parsed, "visit", verdict, request, now, url=page, title=title, outbox_key=None)
     )

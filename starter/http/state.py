@@ -8,6 +8,7 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 
 from leadloop.domain.metrics import ENGAGEMENT_EVENTS, verdict_rule
+from leadloop.domain.ranges import PACKAGED_RANGES, load_ranges
 from leadloop.domain.tokens import Signer
 from leadloop.infra.settings import Settings
 from leadloop.infra.temporal import connect
@@ -66,6 +67,8 @@ class State:
         self.sessionmaker = sessionmaker
         self.metrics = metrics
         self.limiter = limiter
+        # a broken ranges file stops the start with its error: hits judged without it would escalate scanners
+        self.ranges = load_ranges(settings.machine_ranges_file or PACKAGED_RANGES)
         self.signer = Signer(settings.signing_keys())
         self.links = Links(settings, self.signer, metrics)
         self.site_origins = settings.site_origins()

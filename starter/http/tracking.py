@@ -10,9 +10,9 @@ from fastapi.responses import RedirectResponse, Response
 from leadloop.domain.classify import Hit, classify
 from leadloop.domain.tokens import Token
 from leadloop.domain.visits import site_origin
-from leadloop.services.tracking import other_link_clicks, sent_at
+from leadloop.services.tracking import MESSAGE_HITS_WINDOW, message_hits, sent_at
 from starter.http.answers import RATE_LIMITED, html_answer
-from starter.http.deps import PUBLIC, AppSettings, AppState, HtmlPages, Recorder, Sessions, SignedLinks
+from starter.http.deps import PUBLIC, AppState, HtmlPages, Recorder
 from starter.http.hits import client_ip, event, headers_of
 from starter.http.pages import NO_CACHE
 
@@ -47,19 +47,18 @@ def with_visitor(url: str, visitor: str) -> str:
         **RATE_LIMITED,
     },
 )
-async def open_pixel(
-    token: str, request: Request, links: SignedLinks, sessions: Sessions, recorder: Recorder, settings: AppSettings
-) -> Response:
+async def open_pixel(token: str, request: Request, state: AppState, recorder: Recorder) -> Response:
     """The open pixel: always the same 1x1 GIF, at once, whatever the token; a valid token records an open."""
-    parsed = links.verify(token, "open")
+    parsed = state.links.verify(token, "open")
     if parsed is not None:
         try:
-            async with sessions() as session:
+            async with state.sessionmaker() as session:
                 sent = await sent_at(session, parsed.key)
             now = datetime.now(UTC)
             verdict = classify(
                 Hit("open", request.headers.get("user-agent", ""), client_ip(request), headers_of(request), now, sent),
-                min_delay=timedelta(seconds=settings.machine_min_delay),
+                ranges=state.ranges,
+                min_delay=timedelta(seconds=state.settings.machine_min_delay),
             )
             await recorder.record(**event(parsed, "open", verdict, request, now))
         except Exception:  # the pixel answers whatever happens behind it
@@ -85,7 +84,7 @@ async def click(token: str, request: Request, state: AppState, pages: HtmlPages,
     now = datetime.now(UTC)
     async with state.sessionmaker() as session:
         sent = await sent_at(session, parsed.key)
-        others = await other_link_clicks(session, parsed.key, parsed.url, now - BURST_WINDOW)
+        earlier = await message_hits(session, parsed.key, now - MESSAGE_HITS_WINDOW)
     hit = Hit(
         "click",
         request.headers.get("user-agent", ""),
@@ -94,9 +93,12 @@ async def click(token: str, request: Request, state: AppState, pages: HtmlPages,
         now,
         sent,
         honeypot=parsed.extra == "h",
-        other_link_clicks=others,
+        url=parsed.url,
+        message_hits=earlier,
     )
-    verdict = classify(hit, min_delay=timedelta(seconds=state.settings.machine_min_delay), burst=BURST_WINDOW)
+    verdict = classify(
+        hit, ranges=state.ranges, min_delay=timedelta(seconds=state.settings.machine_min_delay), burst=BURST_WINDOW
+    )
     await recorder.record(**event(parsed, "click", verdict, request, now, url=parsed.url))
     target = parsed.url
     if parsed.extra != "h" and on_site(parsed.url, state.all_site_origins):

@@ -4,7 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leadloop.domain.classify import Hit, classify
+from leadloop.domain.classify import Hit, PriorHit, classify
+from leadloop.domain.ranges import PACKAGED_RANGES, load_ranges
+
+RANGES = load_ranges(PACKAGED_RANGES)
 
 SENT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LATER = SENT + timedelta(minutes=20)
@@ -23,11 +26,12 @@ CASES = [
     ("thunderbird desktop", Hit("open", THUNDERBIRD, "203.0.113.9", {}, LATER, SENT), True),
     ("iphone mail app", Hit("open", IPHONE, "198.51.100.4", {}, LATER, SENT), True),
     ("apple mpp prefetch", Hit("open", "Mozilla/5.0", "17.58.1.2", {}, LATER, SENT), False),
-    ("apple network", Hit("open", IPHONE, "17.1.2.3", {}, LATER, SENT), False),
+    # Apple's own network with a full Mail user agent: a person at Apple, not Mail Privacy Protection
+    ("apple network", Hit("open", IPHONE, "17.1.2.3", {}, LATER, SENT), True),
     ("open seconds after send", Hit("open", THUNDERBIRD, "203.0.113.9", {}, SENT + timedelta(seconds=2), SENT), False),
     ("desktop browser click", Hit("click", CHROME, "203.0.113.9", BROWSER, LATER, SENT), True),
     ("mobile browser click", Hit("click", IPHONE, "198.51.100.4", {"accept": "text/html,*/*"}, LATER, SENT), True),
-    ("safe links scanner ip", Hit("click", CHROME, "40.94.12.3", BROWSER, LATER, SENT), False),
+    ("safe links scanner ip", Hit("click", CHROME, "40.93.12.3", BROWSER, LATER, SENT), False),
     ("barracuda ua", Hit("click", "Mozilla/5.0 Barracuda Sentinel", "203.0.113.1", BROWSER, LATER, SENT), False),
     ("mimecast ua", Hit("click", "Mimecast URL checker", "203.0.113.1", {}, LATER, SENT), False),
     ("proofpoint ip", Hit("click", CHROME, "148.163.130.10", BROWSER, LATER, SENT), False),
@@ -46,12 +50,28 @@ CASES = [
     ("honeypot", Hit("click", CHROME, "203.0.113.9", BROWSER, LATER, SENT, honeypot=True), False),
     (
         "burst of links",
-        Hit("click", CHROME, "203.0.113.9", BROWSER, LATER, SENT, other_link_clicks=(LATER - timedelta(seconds=1),)),
+        Hit(
+            "click",
+            CHROME,
+            "203.0.113.9",
+            BROWSER,
+            LATER,
+            SENT,
+            message_hits=(PriorHit("click", LATER - timedelta(seconds=1), "https://b.example/"),),
+        ),
         False,
     ),
     (
         "second link a minute later",
-        Hit("click", CHROME, "203.0.113.9", BROWSER, LATER, SENT, other_link_clicks=(LATER - timedelta(minutes=1),)),
+        Hit(
+            "click",
+            CHROME,
+            "203.0.113.9",
+            BROWSER,
+            LATER,
+            SENT,
+            message_hits=(PriorHit("click", LATER - timedelta(minutes=1), "https://b.example/"),),
+        ),
         True,
     ),
     ("too fast click", Hit("click", CHROME, "203.0.113.9", BROWSER, SENT + timedelta(seconds=1), SENT), False),
@@ -62,7 +82,7 @@ CASES = [
 
 @pytest.mark.parametrize(("label", "hit", "human"), CASES, ids=[c[0] for c in CASES])
 def test_verdicts(label: str, hit: Hit, human: bool) -> None:
-    verdict = classify(hit)
+    verdict = classify(hit, ranges=RANGES)
     assert verdict.human is human, verdict.reason
     assert verdict.reason  # every verdict says why
 

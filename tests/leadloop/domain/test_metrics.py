@@ -6,7 +6,8 @@ import pytest
 from temporalio.common import MetricMeter
 
 from leadloop.domain import metrics
-from leadloop.domain.classify import Hit, classify
+from leadloop.domain.classify import Hit, PriorHit, classify
+from leadloop.domain.ranges import PACKAGED_RANGES, load_ranges
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
@@ -44,17 +45,28 @@ def test_a_counter_takes_exactly_its_labels() -> None:
         (Hit("click", "Mimecast", "10.0.0.1", NAV, NOW), "link_scanner"),
         (Hit("click", "Microsoft Office/16.0", "10.0.0.1", NAV, NOW), "link_preview"),
         (Hit("click", "curl/8.5.0", "10.0.0.1", NAV, NOW), "automated_client"),
-        (Hit("open", CHROME, "17.58.1.2", {}, NOW), "machine_network"),
+        (Hit("open", CHROME, "40.93.1.2", {}, NOW), "machine_network"),
         (Hit("click", CHROME, "10.0.0.1", {"accept": "*/*"}, NOW), "not_navigation"),
         (Hit("click", CHROME, "10.0.0.1", {"accept": "text/html", "sec-fetch-mode": "no-cors"}, NOW), "not_navigation"),
-        (Hit("click", CHROME, "10.0.0.1", NAV, NOW, other_link_clicks=(NOW,)), "link_burst"),
+        (
+            Hit(
+                "click",
+                CHROME,
+                "10.0.0.1",
+                NAV,
+                NOW,
+                url="https://a.example/",
+                message_hits=(PriorHit("click", NOW, "https://b.example/"),),
+            ),
+            "link_burst",
+        ),
         (Hit("click", CHROME, "10.0.0.1", NAV, NOW), "browser"),
         (Hit("visit", CHROME, "10.0.0.1", {}, NOW), "beacon"),
         (Hit("open", CHROME, "10.0.0.1", {}, NOW), "mail_client"),
     ],
 )
 def test_each_classifier_rule_has_its_own_small_label(hit: Hit, rule: str) -> None:
-    assert metrics.verdict_rule(classify(hit).reason) == rule
+    assert metrics.verdict_rule(classify(hit, ranges=load_ranges(PACKAGED_RANGES)).reason) == rule
 
 
 def test_reasons_nobody_knows_are_other() -> None:

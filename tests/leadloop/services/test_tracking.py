@@ -6,7 +6,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from leadloop.infra.db import EngagementEvent, Lead, Outbox
-from leadloop.services.tracking import earlier_visits, other_link_clicks, sent_at, store_hit
+from leadloop.domain.classify import PriorHit
+from leadloop.services.tracking import earlier_visits, message_hits, sent_at, store_hit
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -49,7 +50,13 @@ async def test_the_emails_other_links_and_the_leads_visits_are_read_within_their
     async with sessionmaker() as session:
         assert await sent_at(session, key) == NOW - timedelta(hours=1)
         assert await sent_at(session, "lead-0.c0.none") is None
-        assert await other_link_clicks(session, key, "https://a.example/", NOW - timedelta(seconds=2)) == (NOW,)
+        assert await message_hits(session, key, NOW - timedelta(seconds=2)) == (
+            PriorHit("click", NOW, "https://a.example/"),
+            PriorHit("click", NOW, "https://b.example/"),
+        ) or await message_hits(session, key, NOW - timedelta(seconds=2)) == (
+            PriorHit("click", NOW, "https://b.example/"),
+            PriorHit("click", NOW, "https://a.example/"),
+        )
         assert await earlier_visits(session, lead_id, NOW - timedelta(seconds=2)) == (NOW,)
         assert await earlier_visits(session, lead_id, NOW + timedelta(seconds=1)) == ()
 
