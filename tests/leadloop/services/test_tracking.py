@@ -5,8 +5,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from leadloop.infra.db import EngagementEvent, Lead, Outbox
 from leadloop.domain.classify import PriorHit
+from leadloop.infra.db import EngagementEvent, Lead, Outbox
 from leadloop.services.tracking import earlier_visits, message_hits, sent_at, store_hit
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
