@@ -46,6 +46,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy leadloop workflows activities starter scripts worker.py
 
+## Rebuild the shipped ranges file (leadloop/data/ranges/machine-ranges.json) from the providers' lists it was built
+## from (scripts/ranges/README.md: where each copy comes from; the large ones go in scripts/ranges/downloads/).
+.PHONY: ranges
+ranges: $(STAMP)
+	PYTHONPATH=. $(BIN)/python scripts/build_ranges.py
+
 ## Screenshot a lead's workflow page in the Temporal UI with headless chromium; run `make demo` in another
 ## terminal first. LEAD=3 picks the lead, OUT=FILE.png the file, TAB=history the event history tab.
 LEAD ?= 1

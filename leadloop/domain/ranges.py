@@ -5,6 +5,7 @@ import ipaddress
 import itertools
 import json
 import re
+import socket
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -69,26 +70,55 @@ def address_of(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Addres
     return address
 
 
+#: A network as (IP version, first address, last address, canonical text).
+Span = tuple[int, int, int, str]
+_MAPPED_FIRST, _MAPPED_LAST = 0xFFFF_0000_0000, 0xFFFF_FFFF_FFFF  # ::ffff:0:0/96
+
+
+def span(net: str) -> Span:
+    """A network as (IP version, first address, last address, canonical text); ValueError when it is not one (host
+    bits set, no address, a prefix out of range). Parsed with the socket module's C functions: `ipaddress` makes
+    loading the shipped file's tens of thousands of networks take seconds."""
+    text, slash, length = net.strip().partition("/")
+    family, bits = (socket.AF_INET6, 128) if ":" in text else (socket.AF_INET, 32)
+    try:
+        packed = socket.inet_pton(family, text)
+    except OSError:
+        raise ValueError(f"{text!r} is not an IPv{4 if bits == 32 else 6} address") from None
+    if slash and not (length.isascii() and length.isdigit() and int(length) <= bits):
+        raise ValueError(f"{length!r} is not a prefix length (0 to {bits})")
+    prefix = int(length) if slash else bits
+    start, size = int.from_bytes(packed, "big"), 1 << (bits - prefix)
+    if start & (size - 1):
+        raise ValueError(f"{net.strip()} has host bits set")
+    return (4 if bits == 32 else 6), start, start + size - 1, f"{socket.inet_ntop(family, packed)}/{prefix}"
+
+
 class MachineRanges:
     """Non-overlapping networks, sorted by first address per IP version; a lookup is one binary search."""
 
     def __init__(
-        self, version: str, generated: date, sources: dict[str, Source], networks: list[tuple[str, str]]
+        self,
+        version: str,
+        generated: date,
+        sources: dict[str, Source],
+        networks: list[tuple[str, str]],
+        *,
+        spans: list[tuple[Span, str]] | None = None,
     ) -> None:
-        """`networks`: (network, source id) pairs, already checked (parse_ranges)."""
+        """`networks`: (network, source id) pairs, already checked (parse_ranges); `spans`: the same parsed, when
+        the caller has them (parsing is most of a load's time)."""
         self.version = version
         self.generated = generated
         self.sources = sources
         self._starts: dict[int, list[int]] = {4: [], 6: []}
         self._ends: dict[int, list[int]] = {4: [], 6: []}
         self._entries: dict[int, list[tuple[str, Source]]] = {4: [], 6: []}
-        for net, source in sorted(
-            networks, key=lambda n: (ipaddress.ip_network(n[0]).version, int(ipaddress.ip_network(n[0])[0]))
-        ):
-            network = ipaddress.ip_network(net)
-            self._starts[network.version].append(int(network.network_address))
-            self._ends[network.version].append(int(network.broadcast_address))
-            self._entries[network.version].append((str(network), sources[source]))
+        parsed = spans if spans is not None else [(span(net), sid) for net, sid in networks]
+        for (ip_version, start, end, network), source in sorted(parsed):
+            self._starts[ip_version].append(start)
+            self._ends[ip_version].append(end)
+            self._entries[ip_version].append((network, sources[source]))
 
     def __len__(self) -> int:
         return len(self._starts[4]) + len(self._starts[6])
@@ -100,6 +130,14 @@ class MachineRanges:
             for _, source in entries:
                 counted[source.id] = counted.get(source.id, 0) + 1
         return counted
+
+    def by_source(self) -> dict[str, list[str]]:
+        """Each source's networks, sources with none included."""
+        out: dict[str, list[str]] = {sid: [] for sid in self.sources}
+        for version in (4, 6):
+            for network, source in self._entries[version]:
+                out[source.id].append(network)
+        return out
 
     def lookup(self, ip: str | None) -> RangeMatch | None:
         """The range `ip` falls in, or None (not in any, or not an address)."""
@@ -167,30 +205,30 @@ def check_networks(
 ) -> list[tuple[str, str]]:
     """(network, source id) pairs as written, each a valid network (host bits clear) of a known source and
     none overlapping another; RangesError names the first problem."""
-    seen: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int]] = []
+    _checked(pairs, sources, where)
+    return pairs
+
+
+def _checked(pairs: list[tuple[str, str]], sources: dict[str, Source], where: str) -> list[tuple[Span, str]]:
+    seen: list[tuple[Span, int]] = []
     for index, (net, sid) in enumerate(pairs):
         if sid not in sources:
             raise RangesError(f"{where}[{index}]: source {sid!r} is not in sources")
         try:
-            network = ipaddress.ip_network(net)
+            parsed = span(net)
         except ValueError as exc:
             raise RangesError(f"{where}[{index}]: {net!r} is not a network ({exc})") from None
-        if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
+        if parsed[0] == 6 and _MAPPED_FIRST <= parsed[1] <= _MAPPED_LAST:
             raise RangesError(f"{where}[{index}]: {net}: write IPv4-mapped networks as IPv4")
-        seen.append((network, index))
-    for version in (4, 6):
-        ordered = sorted(
-            ((n, i) for n, i in seen if n.version == version),
-            key=lambda p: (int(p[0].network_address), -p[0].prefixlen),
-        )
-        for (low, li), (high, hi) in itertools.pairwise(ordered):
-            if int(high.network_address) <= int(low.broadcast_address):
-                first, second = sorted([(li, low), (hi, high)], key=lambda p: p[0])
-                raise RangesError(
-                    f"{where}[{first[0]}] {first[1]} and {where}[{second[0]}] {second[1]} overlap: "
-                    "an address must fall in one range"
-                )
-    return pairs
+        seen.append((parsed, index))
+    seen.sort(key=lambda p: (p[0][0], p[0][1], -p[0][2]))
+    for (low, li), (high, hi) in itertools.pairwise(seen):
+        if low[0] == high[0] and high[1] <= low[2]:
+            (first, fnet), (second, snet) = sorted([(li, low[3]), (hi, high[3])])
+            raise RangesError(
+                f"{where}[{first}] {fnet} and {where}[{second}] {snet} overlap: an address must fall in one range"
+            )
+    return [(parsed, pairs[index][1]) for parsed, index in seen]
 
 
 def parse_ranges(data: object, where: str = "ranges file") -> MachineRanges:
@@ -217,7 +255,7 @@ def parse_ranges(data: object, where: str = "ranges file") -> MachineRanges:
             if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
                 raise RangesError(f"ranges[{index}]: must be a [network, source id] pair of strings")
             pairs.append((item[0], item[1]))
-        return MachineRanges(version, generated, sources, check_networks(pairs, sources))
+        return MachineRanges(version, generated, sources, pairs, spans=_checked(pairs, sources, "ranges"))
     except RangesError as exc:
         raise RangesError(f"{where}: {exc}") from None
 

@@ -3,7 +3,19 @@
 import typer
 
 from leadloop.infra.process import run_and_exit
-from starter.cli import admin, cadence, enroll, events, inbound, lead_actions, lead_views, processes, report, reps
+from starter.cli import (
+    admin,
+    cadence,
+    enroll,
+    events,
+    inbound,
+    lead_actions,
+    lead_views,
+    processes,
+    ranges,
+    report,
+    reps,
+)
 
 __all__ = ["app", "main"]
 
@@ -14,6 +26,9 @@ reps_app = typer.Typer(help="Sales teams and reps.", no_args_is_help=True)
 event_app = typer.Typer(help="Inject an engagement event by hand (operators, demos).", no_args_is_help=True)
 lead_app = typer.Typer(help="One lead's data.", no_args_is_help=True)
 inbound_app = typer.Typer(help="Replies, auto-replies, bounces and complaints.", no_args_is_help=True)
+ranges_app = typer.Typer(
+    help="The published address ranges of mail gateways, clouds and mail proxies.", no_args_is_help=True
+)
 for group, group_name in (
     (cadence_app, "cadence"),
     (db_app, "db"),
@@ -21,6 +36,7 @@ for group, group_name in (
     (event_app, "event"),
     (lead_app, "lead"),
     (inbound_app, "inbound"),
+    (ranges_app, "ranges"),
 ):
     app.add_typer(group, name=group_name)
 
@@ -58,6 +74,9 @@ COMMANDS = (
     (inbound_app, "classify", inbound.inbound_classify),
     (inbound_app, "list", inbound.inbound_list),
     (inbound_app, "show", inbound.inbound_show),
+    (ranges_app, "update", ranges.ranges_update),
+    (ranges_app, "show", ranges.ranges_show),
+    (ranges_app, "check", ranges.ranges_check),
 )
 for group, command_name, command in COMMANDS:
     group.command(command_name)(command)

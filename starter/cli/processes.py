@@ -99,15 +99,18 @@ def api(
     # uvicorn and the HTTP service (FastAPI, sqlalchemy, temporalio) take a second to import: only when serving
     import uvicorn
 
+    from leadloop.domain.ranges import PACKAGED_RANGES, RangesError, load_ranges
     from starter.api import create_app
     from starter.serving import uvicorn_options
 
     try:
         settings = get_settings()
         web = create_app(settings)
+        # the app loads the ranges file as it starts; a broken one is said here in one line, before serving
+        load_ranges(settings.machine_ranges_file or PACKAGED_RANGES)
     except ValidationError as exc:  # one line per bad setting, no traceback
         raise fail("\n".join(setting_errors(exc))) from None
-    except InsecureSettings as exc:
+    except (InsecureSettings, RangesError) as exc:
         raise fail(str(exc)) from None
     configure_logging()
     uvicorn.run(
