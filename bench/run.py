@@ -12,7 +12,8 @@ dev server, an SMTP sink, leadloop's worker and HTTP service as their own proces
   end to end, each against its floor), the open-to-escalation latency (pixel request -> the rep's
   notification accepted by the sink) while a background drip runs at half of the measured top speed,
   history events per lead per cycle, database rows and bytes per lead, and every process's peak RSS;
-- once, the memory of every process with `--mem-leads` leads waiting mid-cadence.
+- once, the memory of every process with `--mem-leads` leads waiting mid-cadence;
+- once, before the configurations, µs per lookup in the shipped ranges file (`--range-hits`, bench/ranges.py).
 
 Writes bench/results/<date>-<host>.json and .md and prints the table. Run: `make bench`, or
 `PYTHONPATH=. .venv/bin/python bench/run.py --leads 2000 --steps 3`.
@@ -47,6 +48,7 @@ from temporalio.service import RPCError
 from activities.email import SmtpConfig, SmtpPool
 from bench.floor import Floor
 from bench.inbound import ReplyTrigger, inbound_throughput, wait_for_first_sends
+from bench.ranges import range_lookups
 from leadloop import PROJECT_ROOT
 from leadloop.domain.intake import parse_csv
 from leadloop.domain.routing import load_roster
@@ -933,6 +935,20 @@ def markdown(report: dict[str, Any]) -> str:
             )
             latency = f"{rl['p50_s']:.2f} / {rl['p95_s']:.2f} / {rl['p99_s']:.2f}" if rl else "-"
             lines.append(f"| {r['dev_server']} / {r['database']} | {rates} | {latency} |")
+    if "ranges" in report:
+        rg = report["ranges"]
+        us = rg["lookup_us"]
+        lines += [
+            "",
+            f"Range lookup in the shipped ranges file ({rg['networks']} networks, version {rg['version']}, loaded in "
+            f"{rg['load_s']:.2f} s), µs per hit, median of 5 batches of {rg['hits_per_sort']} (target < "
+            f"{rg['target_us']:.0f} µs):",
+            "",
+            "| in a range, IPv4 | IPv6 | IPv4-mapped | in none, IPv4 | IPv6 | linear scan over ipaddress networks |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| {us['in_v4']:.1f} | {us['in_v6']:.1f} | {us['in_v4_mapped']:.1f} | {us['out_v4']:.1f} | "
+            f"{us['out_v6']:.1f} | {rg['linear_scan_us']:.0f} |",
+        ]
     for r in report["configs"]:
         if "mid_cadence" in r:
             m = r["mid_cadence"]["memory_kib"]
@@ -954,6 +970,12 @@ def markdown(report: dict[str, Any]) -> str:
                 if "ratios" in r
             )
             for name, goal in TARGETS.items()
+        )
+        + (
+            f"; range lookup < {report['ranges']['target_us']:.0f} µs: {report['ranges']['lookup_us_worst']:.1f} "
+            f"{'met' if report['ranges']['lookup_us_worst'] < report['ranges']['target_us'] else 'NOT met'}"
+            if "ranges" in report
+            else ""
         ),
     ]
     lines += [
@@ -976,6 +998,13 @@ async def main() -> None:
         "--inbound", type=int, default=1000, help="inbound messages through classify + store + signal (0: skip)"
     )
     parser.add_argument("--mem-leads", type=int, default=10000, help="leads waiting mid-cadence (0: skip)")
+    parser.add_argument(
+        "--range-hits",
+        type=int,
+        default=10000,
+        help="client addresses of each sort looked up in the shipped ranges file, once, before the configurations "
+        "(0: skip)",
+    )
     parser.add_argument("--configs", default="sqlite-wal/sqlite,in-memory/sqlite,sqlite-wal/postgresql")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during the first drip")
     parser.add_argument(
@@ -1020,6 +1049,9 @@ async def main() -> None:
     }
     suffix = f"-{opts.name}" if opts.name else ""
     stem = opts.out / f"{report['date']}-{report['host']}{suffix}"
+    if opts.range_hits:  # no server involved: once per run, a few seconds
+        print(f"ranges: {opts.range_hits} lookups of each sort in the shipped file", flush=True)
+        report["ranges"] = range_lookups(opts.range_hits)
     for index, config in enumerate(opts.configs.split(",")):
         dev_mode, db = config.split("/")
         try:
@@ -1061,6 +1093,7 @@ def check_options(parser: argparse.ArgumentParser, opts: argparse.Namespace) -> 
         ("hot", 1),
         ("mem_leads", 0),
         ("inbound", 0),
+        ("range_hits", 0),
         ("cache", 0),
         ("activities", 1),
     ):

@@ -48,6 +48,8 @@ def test_a_small_run_writes_every_figure_of_the_table(tmp_path: Path) -> None:
         "30",
         "--inbound",
         "20",
+        "--range-hits",
+        "300",
         "--configs",
         "sqlite-wal/sqlite",
         "--out",
@@ -80,6 +82,20 @@ def test_a_small_run_writes_every_figure_of_the_table(tmp_path: Path) -> None:
     markdown = json_file.with_suffix(".md").read_text()
     assert "| sqlite-wal / sqlite |" in markdown and "Targets:" in markdown and "p99 open-to-escalation" in markdown
     assert "reply-to-rep p50 / p95 / p99" in markdown
+    ranges = report["ranges"]  # every sort of address looked up, agreeing with a linear scan
+    assert ranges["hits_per_sort"] == 300 and ranges["disagreements"] == [] and ranges["networks"] > 10_000
+    assert 0 < ranges["lookup_us_worst"] < ranges["linear_scan_us"]
+    assert "Range lookup in the shipped ranges file" in markdown and "range lookup < 20 µs" in markdown
+
+
+def test_the_range_lookup_agrees_with_a_linear_scan_and_is_far_faster() -> None:
+    from bench.ranges import range_lookups
+
+    figures = range_lookups(200, naive_hits=40)
+    assert figures["disagreements"] == [] and figures["linear_scan_hits"] == 40
+    assert set(figures["lookup_us"]) == {"in_v4", "in_v6", "in_v4_mapped", "out_v4", "out_v6"}
+    # the scan tries ~21,000 networks a hit; a hit's binary search is two orders of magnitude quicker at least
+    assert figures["lookup_us_worst"] * 100 < figures["linear_scan_us"]
 
 
 @pytest.mark.parametrize(
@@ -91,6 +107,7 @@ def test_a_small_run_writes_every_figure_of_the_table(tmp_path: Path) -> None:
         (["--hot", "0"], "--hot must be at least 1"),
         (["--activities", "0"], "--activities must be at least 1"),
         (["--inbound", "-1"], "--inbound must be at least 0"),
+        (["--range-hits", "-1"], "--range-hits must be at least 0"),
         (["--leads", "many"], "invalid int value"),
     ],
 )
