@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from leadloop.domain.ranges import PACKAGED_RANGES, MachineRanges, RangesError, load_ranges, parse_ranges
+from leadloop.domain.ranges import (
+    PACKAGED_RANGES,
+    MachineRanges,
+    RangesError,
+    address_of,
+    load_ranges,
+    parse_ranges,
+)
 
 SHIPPED = load_ranges(PACKAGED_RANGES)
 CLOUD_JSON = Path(__file__).resolve().parents[3] / "scripts" / "ranges" / "cloud.json"
@@ -203,3 +210,18 @@ def test_a_file_that_is_not_json_or_not_there_is_a_clear_error(tmp_path: Path) -
         load_ranges(broken)
     with pytest.raises(RangesError, match=r"missing.json: cannot be read"):
         load_ranges(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    "ip",
+    [" 40.92.1.1 ", "40.92.1.1%eth0", "01.2.3.4", "1.2.3", "::40.92.1.1", "::FFFF:17.1.2.3", "2A01:111:F403::1", "::"],
+)
+def test_lookup_reads_an_address_as_address_of_does(ip: str) -> None:
+    address = address_of(ip)
+    expected = None
+    if address is not None:
+        expected = next(
+            (n for nets in runs(SHIPPED).values() for n in nets if n.version == address.version and address in n), None
+        )
+    match = SHIPPED.lookup(ip)
+    assert (match.network if match else None) == (str(expected) if expected else None)
