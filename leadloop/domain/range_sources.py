@@ -55,7 +55,7 @@ def _network(text: object, where: str) -> Network:
     except ValueError as exc:
         raise RangesError(f"{where}: {text!r} is not a network ({exc})") from None
     if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
-        return ipaddress.ip_network(f"{network.network_address.ipv4_mapped}/{max(network.prefixlen - 96, 0)}")
+        raise RangesError(f"{where}: {text}: an IPv4-mapped network; no provider publishes one, write it as IPv4")
     return network
 
 

@@ -78,7 +78,12 @@ def ranges_update(
                 raise RangesError(f"{file}: cannot be read ({exc.strerror or exc})") from None
             given += read_source(str(file), raw, day)
         # the file being replaced is the base; a first update starts from the shipped one, so nothing is lost
-        base = None if fresh else load_ranges(target if target.exists() else PACKAGED_RANGES)
+        base = None
+        if not fresh:
+            try:
+                base = load_ranges(target if target.exists() else PACKAGED_RANGES)
+            except RangesError as exc:
+                raise RangesError(f"{exc} (--fresh builds the file from the given lists alone)") from None
         ranges = build(base, given, day)
         write_ranges(ranges, target)
     except RangesError as exc:

@@ -117,6 +117,12 @@ def test_bad_arguments_are_refused(downloads: Path) -> None:
     (downloads / "broken.json").write_text('{"format": 2}')
     broken = invoke("show", "--file", str(downloads / "broken.json"))
     assert broken.exit_code == 1 and "format: 2 is not 1" in error_lines(broken.output)[0]
+    # a broken file to update is left as it is, unless --fresh says to build from the given lists alone
+    kept = invoke("update", str(downloads / "ip-ranges.json"), "--out", str(downloads / "broken.json"))
+    assert kept.exit_code == 1 and "(--fresh builds the file from the given lists alone)" in error_lines(kept.output)[0]
+    assert (downloads / "broken.json").read_text() == '{"format": 2}'
+    fresh = invoke("update", str(downloads / "ip-ranges.json"), "--out", str(downloads / "broken.json"), "--fresh")
+    assert fresh.exit_code == 0 and list(load_ranges(downloads / "broken.json").sources) == ["aws"]
 
 
 def test_the_http_service_refuses_to_start_with_a_broken_ranges_file(

@@ -92,6 +92,11 @@ def test_each_providers_format_is_told_by_its_content() -> None:
         ("aws.json", json.dumps({**AWS, "createDate": "soon"}).encode(), "aws.json: createDate: 'soon' is not"),
         ("tags.json", json.dumps({**AZURE, "values": AZURE["values"][:1]}).encode(), "no AzureCloud tag"),
         (
+            "aws.json",
+            json.dumps({**AWS, "ipv6_prefixes": [{"ipv6_prefix": "::ffff:0:0/96"}]}).encode(),
+            "aws.json: ipv6_prefixes[0]: ::ffff:0:0/96: an IPv4-mapped network",
+        ),
+        (
             "documented.csv",
             b"network,kind,source,provider,url,checked\n1.2.3.0/24,robot,x,X,https://x,2026-12-01\n",
             "documented.csv: line 2: kind 'robot'",
