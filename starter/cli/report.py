@@ -142,7 +142,7 @@ def summary(data: ReportData) -> Table:
         ("converted", funnel["converted"].leads, pct(funnel["converted"].rate)),
         ("recycled / dormant / suppressed", outcomes, ""),
         ("emails sent, human open rate", sends, pct(ratio(opened, sends))),
-        ("click rate: raw / human / confirmed", "", _click_rates(data)),
+        ("emails clicked: by anything / a person / confirmed", *_clicked(data, sends)),
         ("hand-overs, SLA lapses", f"{sales.handovers}, {sales.lapsed}", pct(sales.lapse_rate)),
         ("recycled, later converted", sales.recycled_converted, pct(sales.recycled_converted_rate)),
         *_came_back_rows(data),
@@ -172,11 +172,10 @@ def _came_back_rows(data: ReportData) -> list[tuple[str, object, str]]:
     ]
 
 
-def _click_rates(data: ReportData) -> str:
-    """Emails clicked by anything, by a person, and confirmed by the landing page, ÷ sends: every step together."""
-    sends = sum(s.sends for s in data.steps)
-    clicked = (sum(getattr(s, n) for s in data.steps) for n in ("clicked", "human_clicked", "confirmed_clicked"))
-    return " / ".join(pct(ratio(n, sends)) for n in clicked)
+def _clicked(data: ReportData, sends: int) -> tuple[str, str]:
+    """Emails clicked by anything, by a person, and confirmed by the landing page, and each ÷ sends: every step."""
+    clicked = [sum(getattr(s, n) for s in data.steps) for n in ("clicked", "human_clicked", "confirmed_clicked")]
+    return " / ".join(map(str, clicked)), " / ".join(pct(ratio(n, sends)) for n in clicked)
 
 
 def _by_class(counts: dict[str, int], classes: list[str]) -> str:
@@ -190,11 +189,11 @@ def clicks_table(data: ReportData) -> Table:
     table = Table(title="cadence steps: how much of the click rate was real")
     table.add_column("cadence / step")
     table.add_column("sends", justify="right")
-    table.add_column("click rate raw / human / confirmed", justify="right")
-    table.add_column("clicks: confirmed, unconfirmed, machine", justify="right")
-    table.add_column("machine clicks by class")
-    table.add_column("open rate raw / human", justify="right")
-    table.add_column("machine opens by class")
+    table.add_column("click rate\nraw / human / confirmed", justify="right")
+    table.add_column("click events\nconfirmed, unconfirmed, machine", justify="right")
+    table.add_column("machine clicks\nby class")
+    table.add_column("open rate\nraw / human", justify="right")
+    table.add_column("machine opens\nby class")
     for s in data.steps:
         table.add_row(
             f"{s.cadence} / {s.step}",

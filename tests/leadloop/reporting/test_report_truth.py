@@ -18,7 +18,8 @@ CADENCE = "b2b"
 
 
 async def seed_truth(sessionmaker: Maker, first_lead: int = 1) -> None:
-    """Cadence b2b, leads enrolled in October (outside November's cohort), their emails sent on 10 Nov.
+    """Cadence b2b, leads enrolled in October (outside November's cohort), the intros sent on 10 Nov, the follow-ups
+    on 13 Nov.
 
     intro, 10 sends (E1..E10):
       E1  a security gateway opened it and followed its link 20 s after delivery: nothing else.
@@ -55,6 +56,7 @@ async def seed_truth(sessionmaker: Maker, first_lead: int = 1) -> None:
         for key in keys.values():
             lead = int(key.split(".")[0].removeprefix("lead-"))
             step = key.rsplit(".", 1)[1]
+            sent = SENT if step == "intro" else SENT + timedelta(days=3)
             session.add(
                 Outbox(
                     key=key,
@@ -64,8 +66,8 @@ async def seed_truth(sessionmaker: Maker, first_lead: int = 1) -> None:
                     cadence=CADENCE,
                     status="sent",
                     message_id=f"<{key}@x>",
-                    created_at=SENT,
-                    sent_at=SENT,
+                    created_at=sent,
+                    sent_at=sent,
                 )
             )
         await session.flush()
