@@ -176,13 +176,17 @@ async def test_the_page_shows_the_raw_click_rate_beside_the_real_ones(sessionmak
     heads = re.search(r'<h3 id="truth">.*?<thead>(.*?)</thead>', page, re.S)
     assert heads
     assert re.findall(r"<th[^>]*>(.*?)</th>", heads.group(1)) == [
+        "",
+        "emails clicked ÷ sends",
+        "click events: all, by people",
+        "machine click events, by class",
         "cadence",
         "step",
         "sends",
         "raw click rate",
         "human click rate",
         "confirmed click rate",
-        "click events",
+        "all",
         "confirmed",
         "unconfirmed",
         "gateway",
