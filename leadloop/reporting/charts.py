@@ -158,16 +158,18 @@ def chart_steps(steps: Sequence[StepStats]) -> bytes:
         xs = [x + (i - (len(series) - 1) / 2) * width for x in range(len(steps))]
         ax.bar(xs, [(getattr(s, field) or 0) * 100 for s in steps], width=width, label=label, color=colour)
     ticks = [f"{s.cadence}\n{s.step}\n{s.sends} sent" for s in steps]
-    ax.set_xticks(range(len(steps)), ticks, fontsize=8.5)
+    small = 8.5 if len(steps) <= 8 else 7.0  # many steps: their names stay apart
+    ax.set_xticks(range(len(steps)), ticks, fontsize=small)
     ax.set_ylabel("% of sends / of events", color=INK, fontsize=9)
     ax.set_ylim(0, 100)
     ax.legend(fontsize=9, ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     _style(ax)
-    _chart_clicks(clicks, steps, ticks)
+    ax.tick_params(axis="x", labelsize=small)
+    _chart_clicks(clicks, steps, ticks, small)
     return _png(fig)
 
 
-def _chart_clicks(ax: Any, steps: Sequence[StepStats], ticks: list[str]) -> None:
+def _chart_clicks(ax: Any, steps: Sequence[StepStats], ticks: list[str], small: float) -> None:
     """Each step's click events stacked by who made them, its raw, human and confirmed click rates above."""
     classes = machine_classes(steps)
     shades = [COLOURS["amber"], COLOURS["red"], COLOURS["violet"], COLOURS["grey"], "#52606d", "#cbd2d9"]
@@ -185,15 +187,16 @@ def _chart_clicks(ax: Any, steps: Sequence[StepStats], ticks: list[str]) -> None
             ax.bar(range(len(steps)), values, bottom=bottom, width=0.6, label=label, color=colour)
             bottom = [a + b for a, b in zip(bottom, values, strict=True)]
     for x, (s, top) in enumerate(zip(steps, bottom, strict=True)):
-        rates = f"raw {pct(s.raw_click_rate)}\nhuman {pct(s.click_rate)}\nconfirmed {pct(s.confirmed_click_rate)}"
+        rates = "\n".join(pct(r) for r in (s.raw_click_rate, s.click_rate, s.confirmed_click_rate))
         ax.text(x, top, rates, ha="center", va="bottom", fontsize=7.5, color=INK)
-    ax.set_xticks(range(len(steps)), ticks, fontsize=8.5)
+    ax.set_xticks(range(len(steps)), ticks, fontsize=small)
     ax.set_ylabel("click events", color=INK, fontsize=9)
     _whole_numbers(ax.yaxis)
     ax.set_ylim(0, max(max(bottom) * 1.45, 1))  # room for the rates above the tallest bar
     if any(bottom):
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    _style(ax, "Clicks by who made them: how much of the raw click rate was real")
+    _style(ax, "Click events by who made them; above each step its raw, human and confirmed click rates")
+    ax.tick_params(axis="x", labelsize=small)
 
 
 def chart_inbound(inbound: InboundSummary) -> bytes:
