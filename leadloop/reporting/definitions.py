@@ -76,8 +76,9 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "enrolled": "the cohort: leads in scope whose record was created in the period (their first "
         "enrolment; re-enrolling a known lead does not make it new).",
         "engaged": "cohort leads with at least one human open or human click of any of their emails, at any "
-        "time since. Machine opens and clicks (privacy prefetches, security scanners, link previews) never "
-        "count, site visits do not either. A lead that reached sales without one counts as engaged too, so "
+        "time since (a click the landing page confirmed is a person's, whatever the classifier had said). Machine "
+        "opens and clicks (privacy prefetches, security scanners, link previews) never count, site visits do not "
+        "either. A lead that reached sales without one counts as engaged too, so "
         "each stage holds the next.",
         "escalated": "cohort leads handed to sales at least once: their score reached the cadence's threshold "
         "(an assignment to a rep, or a wait for one).",

@@ -32,7 +32,7 @@ async def seed_truth(sessionmaker: Maker, first_lead: int = 1) -> None:
       E6  a machine open and a machine click stored before verdicts named a class.
       E7  a human click stored before clicks were confirmed.
       E8  opened by the reader, nothing clicked.
-      E9  a click the landing page confirmed (its time written on the click only).
+      E9  a click from a gateway's range that the landing page confirmed (its time written on the click only).
       E10 nothing.
     follow-up, 2 sends: F1 clicked by a security gateway only; F2 nothing.
     """
@@ -122,7 +122,7 @@ async def seed_truth(sessionmaker: Maker, first_lead: int = 1) -> None:
         event("E6", "click", False, legacy=True)
         event("E7", "click", True, legacy=True)
         event("E8", "open", True)
-        event("E9", "click", True, confirmed=True)
+        event("E9", "click", False, "gateway", confirmed=True)
         event("F1", "click", False, "gateway")
         await session.commit()
 
@@ -134,7 +134,7 @@ async def test_each_step_shows_raw_human_and_confirmed_clicks_and_machines_by_cl
     intro = steps["intro"]
 
     # clicked by anything: E1, E2, E3, E4, E6, E7, E9 = 7 of 10; by a person: E2, E3, E4, E7, E9 = 5 (E4's scanner
-    # verdict overturned by the landing page); confirmed: E2, E4, E9 = 3
+    # and E9's gateway verdicts overturned by the landing page); confirmed: E2, E4, E9 = 3
     assert (intro.sends, intro.clicked, intro.human_clicked, intro.confirmed_clicked) == (10, 7, 5, 3)
     assert (intro.raw_click_rate, intro.click_rate, intro.confirmed_click_rate) == (0.7, 0.5, 0.3)
     # 8 click events, the two confirmation rows are no clicks of their own: E2, E4, E9 confirmed; E3's and E7's
@@ -162,6 +162,11 @@ async def test_each_step_shows_raw_human_and_confirmed_clicks_and_machines_by_cl
 
     # the cadence's totals of what came back count the same sends
     assert data.inbound.total.sends == 12
+
+    # the leads a person engaged with in the period: E2, E3, E4, E7, E8 and E9 (its click confirmed by the landing
+    # page though its verdict said gateway)
+    b2b = await gather_report(sessionmaker, None, SINCE, CADENCE, now=NOW)
+    assert b2b.activity["engaged"] == 6 and b2b.activity["emailed"] == 12
 
 
 def rows(page: str, attr: str) -> dict[str, list[str]]:
