@@ -4,6 +4,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadloop.infra.db import EngagementEvent, Lead, Outbox
@@ -217,15 +218,45 @@ async def test_the_page_shows_the_raw_click_rate_beside_the_real_ones(sessionmak
     assert "stored before the classifier named classes" in page
 
 
-async def test_without_classified_events_no_unclassified_column(sessionmaker: Maker, tmp_path: Path) -> None:
+async def test_without_legacy_machine_events_no_unclassified_column(sessionmaker: Maker, tmp_path: Path) -> None:
     """A database whose every machine event names its class shows the five classes and no column for the rest."""
     await seed_truth(sessionmaker)
     async with sessionmaker() as session:
-        for event in (await session.execute(EngagementEvent.__table__.select())).all():
-            if event.human is False and event.machine_class is None:
-                await session.delete(await session.get(EngagementEvent, event.id))
+        legacy = (EngagementEvent.human.is_(False), EngagementEvent.machine_class.is_(None))
+        await session.execute(delete(EngagementEvent).where(*legacy))
         await session.commit()
     data = await gather_report(sessionmaker, None, SINCE, None, now=NOW)
     page = render_html(with_plan(data), tmp_path / "files")
     assert '<th class="num">unclassified</th>' not in page
     assert rows(page, "data-clicks")["b2b/intro"][9:] == ["1", "1", "0", "0", "0"]
+
+
+async def test_a_class_the_report_does_not_know_is_shown_under_its_own_name(
+    sessionmaker: Maker, tmp_path: Path
+) -> None:
+    """A newer classifier's class is neither lost nor folded into another: its own column, after the five."""
+    await seed_truth(sessionmaker)
+    async with sessionmaker() as session:
+        session.add(
+            EngagementEvent(
+                id="truth-proxy",
+                lead_id=10,
+                kind="click",
+                human=False,
+                reason="test",
+                outbox_key="lead-10.c0.intro",
+                occurred_at=SENT + timedelta(hours=1),
+                status="signalled",
+                confidence=0.8,
+                machine_class="proxy",
+            )
+        )
+        await session.commit()
+    data = await gather_report(sessionmaker, None, SINCE, None, now=NOW)
+    intro = next(s for s in data.steps if s.step == "intro")
+    assert intro.machine_clicks_by_class == {"gateway": 1, "cloud": 1, "unclassified": 1, "proxy": 1}
+    assert (intro.clicked, intro.raw_click_rate, intro.human_clicked, intro.machine_clicks) == (8, 0.8, 5, 4)
+    page = render_html(with_plan(data), tmp_path / "files")
+    heads = re.search(r'<h3 id="truth">.*?<thead>(.*?)</thead>', page, re.S)
+    assert heads and re.findall(r"<th[^>]*>(.*?)</th>", heads.group(1))[-3:] == ["scanner", "proxy", "unclassified"]
+    assert rows(page, "data-clicks")["b2b/intro"][-3:] == ["0", "1", "1"]
