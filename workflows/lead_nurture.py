@@ -14,7 +14,16 @@ with workflow.unsafe.imports_passed_through():
     from activities.leads import LeadActivities
     from leadloop.domain.cadence import BigBang
     from leadloop.domain.inbound_effects import back_at, effect_of, hold_reason, pause_until, suppression
-    from leadloop.domain.lifecycle import Event, Lifecycle, NextEmail, escalates, format_wait, next_email, send_failure
+    from leadloop.domain.lifecycle import (
+        Event,
+        Lifecycle,
+        NextEmail,
+        escalates,
+        format_wait,
+        next_email,
+        proves_interest,
+        send_failure,
+    )
     from leadloop.domain.metrics import (
         BIG_BANGS,
         ESCALATIONS,
@@ -423,7 +432,7 @@ class LeadNurtureWorkflow:
     def engagement(self, input: EngagementInput) -> None:
         """Events from the HTTP service, coalesced; each event id is applied once."""
         memory, life = self.memory, self.life
-        rescore = False
+        rescore = proven = False
         for event in input.events:
             fresh = memory.first_seen(event)
             if fresh is None:
@@ -434,10 +443,12 @@ class LeadNurtureWorkflow:
                 life.unsubscribed = True
                 continue
             rescore = memory.count(fresh) or rescore
+            proven = proven or proves_interest(fresh, self.input.scoring)
         memory.forget_old_ids()
         if rescore:
             self.score = self._compute_score()
-            if escalates(life.stage, self.score.total, self.threshold()):
+            # only evidence a person was there hands the lead over: an unconfirmed click waits for its landing page
+            if proven and escalates(life.stage, self.score.total, self.threshold()):
                 life.escalate = True
                 life.retry = True  # a blocked send gives way to sales
         self.publish()

@@ -5,10 +5,18 @@ from datetime import datetime, timedelta
 from typing import Literal, cast
 
 from leadloop.domain.cadence import BIG_BANG_STEP, BigBang
-from leadloop.domain.models import Carry, DispositionOutcome, LeadNurtureInput, SendEmailInput, Stage
+from leadloop.domain.models import (
+    Carry,
+    DispositionOutcome,
+    EngagementEvent,
+    LeadNurtureInput,
+    SendEmailInput,
+    Stage,
+)
 from leadloop.domain.outcomes import OUTCOME_STAGES
 from leadloop.domain.recycle import Disposition, RecyclePolicy
 from leadloop.domain.schedule import describe_local
+from leadloop.domain.scoring import ScoringConfig
 
 Event = Literal[
     "big_bang_sent",  # the last-chance email went out: its response window opens
@@ -108,6 +116,20 @@ def next_stage(stage: Stage, event: Event) -> Stage:
 def escalates(stage: Stage, score: int, threshold: int | None) -> bool:
     """A human engagement brought the score to the threshold in a stage from which sales takes over."""
     return threshold is not None and score >= threshold and stage in ESCALATING_STAGES
+
+
+def proves_interest(event: EngagementEvent, rules: ScoringConfig | None) -> bool:
+    """Whether a human event may hand the lead to sales when the score reaches the threshold: with scoring.yaml's
+    `escalate_on: confirmed` (files that do not say), only a click its landing page confirmed, or a hit judged human
+    with at least `escalation_confidence`; a scanner that passes for a browser cannot escalate a lead on its own.
+    Events stored before verdicts carried a confidence, and snapshots older than the rule, escalate as before."""
+    if not event.human:
+        return False
+    if rules is None or rules.escalate_on != "confirmed" or event.confidence is None:
+        return True
+    if event.kind == "click":
+        return event.confirmed is True or event.confidence >= (rules.escalation_confidence or 1.0)
+    return event.confidence >= (rules.escalation_confidence or 1.0)
 
 
 def send_failure(error_type: str | None) -> Event | None:

@@ -355,6 +355,8 @@ class Carry(BaseModel):
     def count(self, event: "EngagementEvent") -> bool:
         """Count an open, click or visit; True when it was human and so calls for a new score."""
         counts = self.counts
+        if event.confirms is not None and event.kind == "click":
+            return self._confirm_click(event)
         if event.kind == "open":
             if event.human:
                 counts.human_opens += event.count
@@ -363,6 +365,8 @@ class Carry(BaseModel):
         elif event.kind == "click":
             if event.human:
                 counts.human_clicks += event.count
+                if event.confirmed is False:
+                    counts.unconfirmed_clicks += event.count
             else:
                 counts.machine_clicks += event.count
         elif event.human:
@@ -372,8 +376,33 @@ class Carry(BaseModel):
         if event.kind in ("open", "click"):
             self.streak = 0  # machine hits never reach here: they do not count as opened
         self.last_engaged_at = max(event.at, self.last_engaged_at) if self.last_engaged_at else event.at
+        # a click still waiting for its landing page's word keeps its id and scores with reduced weight
+        waiting = event.kind == "click" and event.confirmed is False
         for _ in range(min(event.count, SCORED_EVENTS)):
-            self.scored.append(Engagement(kind=event.kind, at=event.at, url=event.url))
+            self.scored.append(
+                Engagement(kind=event.kind, at=event.at, url=event.url, id=event.id, confirmed=False)
+                if waiting
+                else Engagement(kind=event.kind, at=event.at, url=event.url)
+            )
+        del self.scored[:-SCORED_EVENTS]
+        return True
+
+    def _confirm_click(self, event: "EngagementEvent") -> bool:
+        """The landing page's beacon reported the visitor of an earlier click: the click scores in full; a click
+        judged machine before (a cloud desktop, an unpublished proxy) becomes a person's click."""
+        counts = self.counts
+        counts.confirmed_clicks += 1
+        if event.was_human:
+            counts.unconfirmed_clicks = max(counts.unconfirmed_clicks - 1, 0)
+            for index, scored in enumerate(self.scored):
+                if scored.id == event.confirms and scored.confirmed is False:
+                    self.scored[index] = scored.model_copy(update={"confirmed": True})
+            return True
+        counts.machine_clicks = max(counts.machine_clicks - 1, 0)
+        counts.human_clicks += 1
+        self.streak = 0
+        self.last_engaged_at = max(event.at, self.last_engaged_at) if self.last_engaged_at else event.at
+        self.scored.append(Engagement(kind="click", at=event.at, url=event.url, id=event.confirms, confirmed=True))
         del self.scored[:-SCORED_EVENTS]
         return True
 

@@ -54,9 +54,13 @@ def status(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
         console.print(f"rep: {s.assigned_rep} (team {s.team}){due}", highlight=False)
     console.print(score_table(s))
     e = s.engagement
+    # clicks a landing page has not confirmed (yet) score in part and cannot escalate: an operator sees how many
+    waiting = f", {e.unconfirmed_clicks} unconfirmed" if e.unconfirmed_clicks else ""
+    proven = f", {e.confirmed_clicks} confirmed by the landing page" if e.confirmed_clicks else ""
     console.print(
         f"sent {s.sends} ({s.uncertain_sends} uncertain); opens {e.human_opens} human / {e.machine_opens} machine; "
-        f"clicks {e.human_clicks} / {e.machine_clicks}; visits {e.visits}; unopened streak {s.unopened_streak}; "
+        f"clicks {e.human_clicks} human{waiting}{proven} / {e.machine_clicks} machine; visits {e.visits}; "
+        f"unopened streak {s.unopened_streak}; "
         f"recycled {s.recycles}x; dormant cycles {s.dormant_cycles}",
         highlight=False,
     )

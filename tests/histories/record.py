@@ -111,6 +111,10 @@ SCORING = ScoringConfig.model_validate(
         "engagement": [{"name": "click", "kind": "click", "points": 15}, {"name": "open", "kind": "open", "points": 2}],
     }
 )
+#: the rules as a scoring file that says nothing of clicks' evidence gets them
+CONFIRMING = SCORING.model_copy(
+    update={"unconfirmed_click_weight": 0.3, "escalate_on": "confirmed", "escalation_confidence": 0.9}
+)
 
 
 @activity.defn(name="assign_lead")
@@ -208,6 +212,8 @@ async def main() -> None:
         # "inbound-pending-before-new-run") and an out-of-office pauses in cadence time ("out-of-office-cadence-time")
         20: "inbound-reply-while-next-cycle-loads",
         21: "inbound-out-of-office-demo-speed-while-next-cycle-loads",
+        # recorded after clicks needed their landing page's word (scoring.yaml escalate_on, unconfirmed_click_weight)
+        23: "unconfirmed-clicks-wait-confirmed-click-escalates-accepted",
     }
     # only what is asked for (default: what is missing); saved histories are never re-recorded
     wanted = {
@@ -238,7 +244,9 @@ async def main() -> None:
             if lead_id == 9:
                 continue  # on its own server, below
             cadence, scoring = (
-                (HOT, SCORING)
+                (HOT, CONFIRMING)
+                if lead_id == 23
+                else (HOT, SCORING)
                 if lead_id in (5, 6, 10, 11, 13, 14, 15)
                 else (BIG, None)
                 if lead_id == 7
@@ -316,6 +324,37 @@ async def main() -> None:
             handle = client.get_workflow_handle(workflow_id(14))
             await handover(client, 14)
             await handle.execute_update("accept", RepActionInput(rep_id=1, opportunity_id="OPP-14", note="call Tue"))
+        if 23 in wanted:  # clicks no landing page confirmed wait; confirmations hand the lead over; accepted
+            handle = client.get_workflow_handle(workflow_id(23))
+            now = datetime.now(UTC)
+            unconfirmed = [
+                EngagementEvent(
+                    id=f"u{i}", kind="click", human=True, at=now, url=f"x{i}", confidence=0.75, confirmed=False
+                )
+                for i in range(3)
+            ]
+            gateway = EngagementEvent(
+                id="g", kind="click", human=False, at=now, url="x3", confidence=0.97, machine_class="gateway"
+            )
+            await handle.signal("engagement", EngagementInput(events=[*unconfirmed, gateway]))
+            while (await handle.query("state", result_type=LeadState)).engagement.machine_clicks != 1:
+                await asyncio.sleep(0.1)
+            for clicked in (unconfirmed[0], gateway):
+                confirmation = EngagementEvent(
+                    id=f"confirmed-{clicked.id}",
+                    kind="click",
+                    human=True,
+                    at=now,
+                    url=clicked.url,
+                    confidence=1.0,
+                    confirmed=True,
+                    confirms=clicked.id,
+                    was_human=clicked.human,
+                )
+                await handle.signal("engagement", EngagementInput(events=[confirmation]))
+            while (await handle.describe()).search_attributes.get("AssignedRep") != ["rep-1"]:
+                await asyncio.sleep(0.1)
+            await handle.execute_update("accept", RepActionInput(rep_id=1, opportunity_id="OPP-23", note="demo"))
         if 15 in wanted:  # the rep says the data is wrong: held until an operator fixes it, then a new cycle
             handle = client.get_workflow_handle(workflow_id(15))
             await handover(client, 15)

@@ -100,7 +100,7 @@ class Stack:
             await session.commit()
             return lead
 
-    async def start(self, lead: Lead) -> WorkflowHandle[Any, Any]:
+    async def start(self, lead: Lead, scoring: ScoringConfig = SCORING) -> WorkflowHandle[Any, Any]:
         await start_lead(
             self.client,
             lead,
@@ -108,7 +108,7 @@ class Stack:
             task_queue=self.task_queue,
             time_scale=1.0,
             source="test",
-            scoring=SCORING,
+            scoring=scoring,
             recycle=self.recycle,
         )
         handle = self.client.get_workflow_handle(workflow_id(lead.id), result_type=LeadNurtureResult)
@@ -229,6 +229,66 @@ async def test_threshold_pauses_the_drip_and_notifies_the_chosen_rep(stack: Stac
     await stack.env.sleep(timedelta(days=6))
     assert [m for m in stack.smtp.handler.messages if lead.email in str(m["To"])].__len__() == 1
     assert (await stack.state(handle)).sends == 1
+
+
+async def test_clicks_no_landing_page_confirmed_never_hand_the_lead_over_and_a_confirmed_one_does(
+    stack: Stack,
+) -> None:
+    await stack.import_roster(ROSTER)
+    # the rules as a scoring file that does not say gets them: unconfirmed clicks at 30%, escalate on confirmed
+    rules = SCORING.model_copy(
+        update={"unconfirmed_click_weight": 0.3, "escalate_on": "confirmed", "escalation_confidence": 0.9}
+    )
+    handle = await stack.start(await stack.lead(), scoring=rules)
+    state = await stack.until(handle, lambda s: s.sends == 1)
+    now = state.next_send_at
+    # a scanner behind an unpublished address passes for three browser clicks; one from Safe Links' range is machine
+    passing = [
+        EngagementEvent(
+            id=f"u{i}", kind="click", human=True, at=now, url=f"https://s.example/{i}", confidence=0.75, confirmed=False
+        )
+        for i in range(3)
+    ]
+    gateway = EngagementEvent(
+        id="g",
+        kind="click",
+        human=False,
+        at=now,
+        url="https://s.example/3",
+        confidence=0.97,
+        machine_class="gateway",
+        reason="Microsoft 365 (gateway, 40.92.0.0/15)",
+    )
+    await handle.signal("engagement", EngagementInput(events=[*passing, gateway]))
+    state = await stack.until(handle, lambda s: s.engagement.machine_clicks == 1)
+    # in full the three would make 55 (over 40): at 30% they make 24, and none of them may escalate
+    assert (state.stage, state.score.total, state.engagement.unconfirmed_clicks) == ("nurturing", 24, 3)
+    await stack.env.sleep(timedelta(days=2))
+    state = await stack.until(handle, lambda s: s.sends == 2)
+    assert state.stage == "nurturing" and state.assigned_rep is None
+    # the landing page's beacon reports the visitor of u0, then of the gateway's click (a person behind it after all)
+    confirmed = [
+        EngagementEvent(
+            id=f"confirmed-{c.id}",
+            kind="click",
+            human=True,
+            at=now,
+            url=c.url,
+            confidence=1.0,
+            confirmed=True,
+            confirms=c.id,
+            was_human=c.human,
+        )
+        for c in (passing[0], gateway)
+    ]
+    await handle.signal("engagement", EngagementInput(events=confirmed[:1]))
+    state = await stack.until(handle, lambda s: s.engagement.confirmed_clicks == 1)
+    assert (state.stage, state.score.total) == ("nurturing", 34)  # 10 + 15 + 2 x 4.5: still under 40
+    await handle.signal("engagement", EngagementInput(events=confirmed[1:]))
+    state = await stack.until(handle, lambda s: s.stage == "with_sales" and s.assigned_rep is not None)
+    assert state.score.total == 49 and state.engagement.human_clicks == 4 and state.engagement.machine_clicks == 0
+    notes = await stack.mail_to("rep1@sales.example")
+    assert len(notes) == 1 and "score 49" in str(notes[0]["Subject"])
 
 
 async def test_sla_lapse_moves_the_lead_on_and_copies_the_manager_after_two(stack: Stack) -> None:

@@ -18,11 +18,13 @@ from leadloop.domain.lifecycle import (
     format_wait,
     next_email,
     next_stage,
+    proves_interest,
     rejected,
     send_failure,
 )
 from leadloop.domain.models import STAGES, Carry, EngagementCounts, EngagementEvent, LeadNurtureInput, Stage
 from leadloop.domain.recycle import Dormancy, RecyclePolicy, load_recycle
+from leadloop.domain.scoring import LeadProfile, ScoringConfig, compute_score, load_scoring
 
 POLICY = load_recycle(PROJECT_ROOT / "cadences" / "recycle.yaml")
 NOW = datetime(2027, 3, 26, 8, 0, tzinfo=UTC)  # Friday 10:00 in Athens
@@ -213,6 +215,57 @@ def test_the_memory_applies_each_event_once_and_counts_only_what_is_new() -> Non
     assert memory.count(event("d")) is True
     assert memory.counts == EngagementCounts(human_clicks=1, machine_opens=1)
     assert memory.streak == 0 and memory.last_engaged_at == NOW and len(memory.scored) == 1
+
+
+def test_an_unconfirmed_click_scores_in_part_until_its_landing_page_confirms_it() -> None:
+    rules = load_scoring(PROJECT_ROOT / "cadences" / "scoring.yaml")  # says nothing: 0.3, confirmed, 0.9
+    memory = Carry(streak=2)
+    click = event("c1").model_copy(update={"confidence": 0.75, "confirmed": False, "url": "https://s.example/demo"})
+    assert memory.count(click) is True and not proves_interest(click, rules)
+    assert memory.counts == EngagementCounts(human_clicks=1, unconfirmed_clicks=1)
+    assert memory.streak == 0  # a click from a browser still says the email was seen
+
+    def engagement() -> int:
+        return compute_score(rules, LeadProfile(), memory.scored, NOW).engagement
+
+    assert engagement() == 8  # demo-click's 25 points at 0.3
+    confirmation = EngagementEvent(
+        id="confirmed-c1",
+        kind="click",
+        human=True,
+        at=NOW,
+        url=click.url,
+        confidence=1.0,
+        confirmed=True,
+        confirms="c1",
+        was_human=True,
+    )
+    assert memory.count(confirmation) is True and proves_interest(confirmation, rules)
+    assert engagement() == 25
+    assert memory.counts == EngagementCounts(human_clicks=1, confirmed_clicks=1)
+    # a click judged machine (a cloud desktop's address) that its landing page confirms becomes a person's click
+    memory.count(event("m1", human=False).model_copy(update={"confidence": 0.95, "machine_class": "cloud"}))
+    overturned = confirmation.model_copy(update={"id": "confirmed-m1", "confirms": "m1", "was_human": False})
+    assert memory.count(overturned) is True
+    assert memory.counts == EngagementCounts(human_clicks=2, confirmed_clicks=2)
+    assert [(s.id, s.confirmed) for s in memory.scored] == [("c1", True), ("m1", True)]
+
+
+def test_only_evidence_a_person_was_there_may_hand_the_lead_to_sales() -> None:
+    rules = load_scoring(PROJECT_ROOT / "cadences" / "scoring.yaml")
+    click = event("c").model_copy(update={"confidence": 0.75, "confirmed": False})
+    sure_open = event("o", kind="open").model_copy(update={"confidence": 0.92})
+    unsure_open = event("o", kind="open").model_copy(update={"confidence": 0.6})
+    machine = event("m", human=False).model_copy(update={"confidence": 0.99, "machine_class": "gateway"})
+    assert [proves_interest(e, rules) for e in (click, sure_open, unsure_open, machine)] == [False, True, False, False]
+    # a very sure click needs no landing page; the marketer may lower the bar or let any human hit escalate
+    assert proves_interest(click.model_copy(update={"confidence": 0.95}), rules)
+    assert proves_interest(click, rules.model_copy(update={"escalation_confidence": 0.7}))
+    assert proves_interest(click, rules.model_copy(update={"escalate_on": "any"}))
+    # events stored before verdicts had a confidence, and snapshots older than the rule, escalate as before
+    assert proves_interest(event("old"), rules)
+    old = ScoringConfig.model_validate({"version": 1, "engagement": [{"name": "c", "kind": "click", "points": 5}]})
+    assert old.escalate_on is None and proves_interest(click, old) and proves_interest(click, None)
 
 
 def test_the_next_cycle_keeps_the_leads_memory_and_drops_the_cycles_counters() -> None:

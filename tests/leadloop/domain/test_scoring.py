@@ -227,3 +227,46 @@ def test_a_page_written_another_way_is_the_same_page(again: str) -> None:
     assert compute_score(config, LeadProfile(), views, NOW + timedelta(minutes=5)).engagement == 15
     other = [views[0], visit("https://site.example:8443/pricing", NOW + timedelta(minutes=5))]  # another origin
     assert compute_score(config, LeadProfile(), other, NOW + timedelta(minutes=5)).engagement == 30
+
+
+CLICKS = """version: 1
+engagement:
+  - {name: click, kind: click, points: 10}
+"""
+
+
+def test_a_file_that_does_not_say_counts_unconfirmed_clicks_at_30_percent_and_escalates_on_confirmed_evidence() -> None:
+    config = parse_scoring_lines(CLICKS, Path("scoring.yaml"))[0]
+    assert (config.unconfirmed_click_weight, config.escalate_on, config.escalation_confidence) == (
+        0.3,
+        "confirmed",
+        0.9,
+    )
+    clicks = [
+        Engagement(kind="click", at=NOW, url="https://s.example/a", id="a", confirmed=False),
+        Engagement(kind="click", at=NOW, url="https://s.example/b", id="b", confirmed=True),
+        Engagement(kind="click", at=NOW, url="https://s.example/c"),  # stored before: full points
+    ]
+    assert compute_score(config, LeadProfile(), clicks, NOW).engagement == 23
+    full = parse_scoring_lines(CLICKS + "unconfirmed_click_weight: 1\nescalate_on: any\n", Path("scoring.yaml"))[0]
+    assert compute_score(full, LeadProfile(), clicks, NOW).engagement == 30 and full.escalate_on == "any"
+    # a running lead's snapshot from before the rule scores every click in full
+    from leadloop.domain.scoring import ScoringConfig
+
+    old = ScoringConfig.model_validate({"version": 1, "engagement": config.model_dump()["engagement"]})
+    assert old.unconfirmed_click_weight is None and compute_score(old, LeadProfile(), clicks, NOW).engagement == 30
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "message"),
+    [
+        ("unconfirmed_click_weight: 1.5", "unconfirmed_click_weight", "less than or equal to 1"),
+        ("unconfirmed_click_weight: lots", "unconfirmed_click_weight", "number"),
+        ("escalate_on: sometimes", "escalate_on", "'confirmed' or 'any'"),
+        ("escalation_confidence: 0.3", "escalation_confidence", "greater than or equal to 0.5"),
+    ],
+)
+def test_bad_evidence_settings_name_line_and_field(line: str, field: str, message: str) -> None:
+    with pytest.raises(RuleFileError) as caught:
+        parse_scoring_lines(CLICKS + line + "\n", Path("scoring.yaml"))
+    assert message in str(caught.value) and str(caught.value).startswith(f"scoring.yaml:4: {field}")
