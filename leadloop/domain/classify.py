@@ -89,11 +89,6 @@ class Hit:
     links_in_message: int | None = None  # tracked links in the email (the honeypot not counted); None: unknown
     earlier_visits: tuple[datetime, ...] = ()  # the lead's page views stored before this one (visits)
 
-    @property
-    def other_link_clicks(self) -> tuple[datetime, ...]:
-        """Clicks on *other* links of the same email."""
-        return tuple(h.at for h in self.message_hits if h.kind == "click" and h.url != self.url)
-
 
 @dataclass(frozen=True)
 class Evidence:
