@@ -58,6 +58,8 @@ WALK_EVENNESS = timedelta(seconds=1.5)
 WALK_WINDOW = timedelta(minutes=2)
 #: Gateways detonate links and prefetchers fetch images within about a minute of delivery.
 PREFETCH_WINDOW = timedelta(seconds=60)
+#: The user agents a machine fetching an image on delivery passes for.
+LOOKALIKES = frozenset({"browser", "other"})
 #: The most an unconfirmed click can be trusted: only the landing page's beacon proves a person clicked (below the
 #: 0.9 that scoring.yaml's escalation_confidence asks by default).
 CLICK_CEILING = 0.8
@@ -94,7 +96,9 @@ class Hit:
 class Evidence:
     """One thing the classifier saw, and which way it points (weight: how strongly, 0 to 1)."""
 
-    name: str  # range, user_agent, since_send, since_previous, links, fetch_headers, accept, honeypot, visits
+    # range, user_agent, since_send, since_previous, links, accept, sec_fetch_mode, sec_fetch_user, sec_fetch_site,
+    # purpose, honeypot, visits, beacon
+    name: str
     seen: str
     says: Says = "neutral"
     weight: float = 0.0
@@ -216,7 +220,7 @@ def _agent_piece(agent: Agent, hit: Hit) -> _Piece:
     return _human("user_agent", seen, 0.7, "an unrecognised client fetched the image", "mail_client")
 
 
-def _since_send_piece(hit: Hit, min_delay: timedelta) -> _Piece:
+def _since_send_piece(hit: Hit, min_delay: timedelta, agent: Agent) -> _Piece:
     if hit.kind == "visit":
         return _neutral("since_send", "a page view: not tied to one email")
     if hit.sent_at is None:
@@ -226,7 +230,9 @@ def _since_send_piece(hit: Hit, min_delay: timedelta) -> _Piece:
     if after < min_delay:
         why = f"{_seconds(after)} after the send: faster than a reader"
         return _machine("since_send", seen, 0.95, why, "too_soon", "scanner", decisive=True, identity=False)
-    if after < PREFETCH_WINDOW:
+    # gateways and prefetchers fetching on delivery pass for browsers (or name themselves); a mail program's own
+    # agent within the minute is a reader whose client is open. A min_delay of 0 turns timing off altogether.
+    if after < PREFETCH_WINDOW and min_delay > timedelta(0) and (hit.kind == "click" or agent.family in LOOKALIKES):
         why = f"{_seconds(after)} after the send: when gateways and prefetchers fetch"
         return _machine("since_send", seen, 0.6, why, "soon_after_send", "scanner", decisive=False, identity=False)
     return _neutral("since_send", seen)
@@ -390,7 +396,7 @@ def classify(
     """
     agent = agent_of(hit.user_agent)
     found = ranges.lookup(hit.client_ip) if ranges is not None else None
-    pieces = [_range_piece(found, agent, hit), _agent_piece(agent, hit), _since_send_piece(hit, min_delay)]
+    pieces = [_range_piece(found, agent, hit), _agent_piece(agent, hit), _since_send_piece(hit, min_delay, agent)]
     if hit.kind in ("open", "click"):
         if hit.honeypot:
             why = "honeypot link: invisible to readers, followed by scanners"

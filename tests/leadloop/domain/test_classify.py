@@ -277,11 +277,19 @@ def test_confidence_follows_the_escalation_guide() -> None:
     assert all(0.5 <= v.confidence <= 1 for v in (outlook, click, visit))
 
 
-def test_soon_after_the_send_lowers_a_readers_confidence_but_not_the_side() -> None:
-    soon = judge(Hit("open", THUNDERBIRD, "203.0.113.9", {}, at(30), SENT))
-    later = judge(Hit("open", THUNDERBIRD, "203.0.113.9", {}, at(3600), SENT))
-    assert soon.human and later.human and soon.confidence < later.confidence
-    assert next(e for e in soon.evidence if e.name == "since_send").says == "machine"
+def test_soon_after_the_send_counts_against_what_a_gateway_passes_for_not_a_mail_program() -> None:
+    browser_soon = judge(Hit("open", CHROME, "203.0.113.9", {}, at(30), SENT))
+    browser_later = judge(Hit("open", CHROME, "203.0.113.9", {}, at(3600), SENT))
+    assert browser_soon.human and browser_soon.confidence < browser_later.confidence
+    assert next(e for e in browser_soon.evidence if e.name == "since_send").says == "machine"
+    # Thunderbird within the minute is a reader with the client open: still enough to escalate
+    thunderbird = judge(Hit("open", THUNDERBIRD, "203.0.113.9", {}, at(10), SENT))
+    assert thunderbird.human and thunderbird.confidence >= 0.9
+    click = Hit("click", CHROME, "203.0.113.9", NAV, at(30), SENT, url=LINKS[0])
+    assert judge(click).confidence < judge(replace(click, at=at(3600))).confidence
+    # min_delay 0 turns timing off: nothing is judged by the time since the send
+    off = classify(replace(click, at=at(1)), ranges=RANGES, min_delay=timedelta(0))
+    assert off.human and off.confidence == judge(replace(click, at=at(3600))).confidence
 
 
 def test_the_honeypot_decides_but_a_range_names_the_machine() -> None:
