@@ -6,6 +6,7 @@ from leadloop.infra.process import run_and_exit
 from starter.cli import (
     admin,
     cadence,
+    classify_check,
     enroll,
     events,
     inbound,
@@ -77,6 +78,7 @@ COMMANDS = (
     (ranges_app, "update", ranges.ranges_update),
     (ranges_app, "show", ranges.ranges_show),
     (ranges_app, "check", ranges.ranges_check),
+    (app, "classify-check", classify_check.classify_check),
 )
 for group, command_name, command in COMMANDS:
     group.command(command_name)(command)

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 
-from leadloop.domain.metrics import ENGAGEMENT_EVENTS, verdict_rule
+from leadloop.domain.metrics import ENGAGEMENT_EVENTS
 from leadloop.domain.ranges import PACKAGED_RANGES, load_ranges
 from leadloop.domain.tokens import Signer
 from leadloop.infra.settings import Settings
@@ -35,6 +35,7 @@ class EventRecorder:
 
     async def record(self, **event: Any) -> bool:
         """Whether the event is new (stored, and its workflow to be told)."""
+        rule = event.pop("rule", "other")  # the verdict's label for the counter; not stored
         stored = await store_hit(self.sessionmaker, **event)
         if stored:
             self.signaller.notify(event["lead_id"])
@@ -42,7 +43,7 @@ class EventRecorder:
                 ENGAGEMENT_EVENTS,
                 kind=event["kind"],
                 human=str(event["human"]).lower(),
-                rule=verdict_rule(event["reason"]),
+                rule=rule,
             )
         return stored
 

@@ -22,7 +22,6 @@ PIXEL = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
     b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
-BURST_WINDOW = timedelta(seconds=2)
 
 router = APIRouter(tags=["tracking"], dependencies=PUBLIC)
 
@@ -96,9 +95,7 @@ async def click(token: str, request: Request, state: AppState, pages: HtmlPages,
         url=parsed.url,
         message_hits=earlier,
     )
-    verdict = classify(
-        hit, ranges=state.ranges, min_delay=timedelta(seconds=state.settings.machine_min_delay), burst=BURST_WINDOW
-    )
+    verdict = classify(hit, ranges=state.ranges, min_delay=timedelta(seconds=state.settings.machine_min_delay))
     await recorder.record(**event(parsed, "click", verdict, request, now, url=parsed.url))
     target = parsed.url
     if parsed.extra != "h" and on_site(parsed.url, state.all_site_origins):

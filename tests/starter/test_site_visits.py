@@ -95,7 +95,11 @@ async def parts(
             task_queue=settings.task_queue,
             time_scale=1.0,
             source="test",
-            scoring=load_scoring(PROJECT_ROOT / "cadences" / "scoring.yaml"),
+            # these tests are about the beacon's page views, not about clicks waiting for their landing page's word
+            # (a browser's click is an unconfirmed one, confidence at most 0.8): its points count in full here
+            scoring=load_scoring(PROJECT_ROOT / "cadences" / "scoring.yaml").model_copy(
+                update={"unconfirmed_click_weight": 1.0}
+            ),
         )
         handle = client.get_workflow_handle(workflow_id(lead.id))
         await until(handle, lambda s: s.sends == 1)
