@@ -52,7 +52,7 @@ MIMECAST = ["205.139.110.0/24", "207.211.30.0/24"]
 PROOFPOINT = ["148.163.128.0/19"]
 BARRACUDA = ["64.235.144.0/20"]
 AWS = ["3.0.0.0/15", "52.0.0.0/15", "54.64.0.0/11"]
-GOOGLE_CLOUD = ["34.64.0.0/10", "35.184.0.0/13"]
+GOOGLE_CLOUD = ["34.76.0.0/14", "35.184.0.0/16"]  # wholly in Google's cloud.json, as the shipped ranges file has it
 GOOGLE = ["66.102.0.0/20", "66.249.80.0/20", "74.125.0.0/16"]
 APPLE = ["17.0.0.0/8"]
 # documentation ranges and residential-looking networks outside every published range (checked below)
