@@ -41,7 +41,7 @@ from leadloop.domain.templates import (
     template_error_text,
 )
 from leadloop.domain.tokens import Signer, Token
-from leadloop.domain.tracking import TrackingLinks, track_html, track_text, urls_in
+from leadloop.domain.tracking import TrackingLinks, track_html, track_text, tracked_links, urls_in
 from leadloop.domain.verp import bounce_address
 from leadloop.domain.visits import shown_page
 from leadloop.infra.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, Team, insert_or_get, suppress
@@ -242,7 +242,7 @@ class EmailActivities:
                     _redact(f"lead {lead.id} bounced: {row.error}", lead.email), type="HardBounce", non_retryable=True
                 )
             # rendering is CPU work: keep it off the event loop that other sends' SMTP exchanges share
-            message = await asyncio.to_thread(
+            message, row.tracked_links = await asyncio.to_thread(
                 self._render, input, lead, msg_id, (sender_name, sender_address, reply_to)
             )
             # checked last, right before SMTP: an unsubscribe that lands meanwhile still stops this send
@@ -540,7 +540,8 @@ class EmailActivities:
 
     def _render(
         self, input: SendEmailInput, lead: Lead, msg_id: str, sender: tuple[str, str, str | None]
-    ) -> EmailMessage:
+    ) -> tuple[EmailMessage, int]:
+        """The message, and how many links it tracks (the click classifier's 'every link followed')."""
         sender_name, sender_address, reply_to = sender
         key = outbox_key(input.lead_id, input.cycle, input.step_id)
         links = TrackingLinks(self.signer, self.settings.public_url, lead.id, key, int(time.time()))
@@ -567,6 +568,7 @@ class EmailActivities:
         rendered = replace(
             rendered, html=track_html(rendered.html, links, typed), text=track_text(rendered.text, links, typed)
         )
+        tracked = tracked_links(links, rendered.html, rendered.text)
         name = " ".join(p for p in (lead.first_name, lead.last_name) if p)
         headers = {
             "List-Unsubscribe": f"<{links.unsubscribe_url}>",
@@ -576,7 +578,7 @@ class EmailActivities:
         if reply_to:
             headers["Reply-To"] = reply_to
         try:
-            return build_message(
+            message = build_message(
                 rendered,
                 sender_name=sender_name,
                 sender_address=sender_address,
@@ -586,6 +588,7 @@ class EmailActivities:
                 date=datetime.now(UTC),
                 headers=headers,
             )
+            return message, tracked
         except ValueError as exc:
             raise ApplicationError(
                 f"cannot build the message: {exc}", type="TemplateError", non_retryable=True
