@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import aiosmtplib
 from jinja2 import TemplateError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from temporalio import activity
@@ -301,7 +301,12 @@ class EmailActivities:
             events = (
                 await session.execute(
                     select(EngagementEvent)
-                    .where(EngagementEvent.lead_id == lead.id, EngagementEvent.human.is_(True))
+                    .where(
+                        EngagementEvent.lead_id == lead.id,
+                        EngagementEvent.human.is_(True),
+                        # a click's confirmation is that click again, already shown when it was judged human
+                        or_(EngagementEvent.confirms.is_(None), EngagementEvent.machine_class.is_not(None)),
+                    )
                     .order_by(EngagementEvent.occurred_at.desc())
                     .limit(10)
                 )

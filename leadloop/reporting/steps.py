@@ -78,9 +78,10 @@ async def _engagement(session: AsyncSession, where: list[Any], stats: dict[Step,
             func.count(distinct(case((human_engaged, Outbox.key)))),
             func.count(distinct(case((and_(e.human.is_(True), e.kind == "click"), Outbox.key)))),
             func.count(distinct(case((e.kind == "unsubscribe", Outbox.key)))),
-            func.sum(case((e.kind == "open", 1), else_=0)),
+            # a confirmation (of a click, or the open it proves) is no hit of its own
+            func.sum(case((and_(e.kind == "open", e.confirms.is_(None)), 1), else_=0)),
             func.sum(case((and_(e.kind == "open", e.human.is_(False)), 1), else_=0)),
-            func.sum(case((e.kind == "click", 1), else_=0)),
+            func.sum(case((and_(e.kind == "click", e.confirms.is_(None)), 1), else_=0)),
             func.sum(case((and_(e.kind == "click", e.human.is_(False)), 1), else_=0)),
         )
         .join(Outbox, Outbox.key == e.outbox_key)

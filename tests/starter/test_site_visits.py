@@ -196,6 +196,8 @@ async def test_a_forged_visit_changes_nothing_and_a_page_counts_once_a_day(parts
     text = note.get_body(("plain",)).get_content()
     html = note.get_body(("html",)).get_content()
     # the visits read as paths on the site, as text nothing turns into a link
+    # the click once, though its landing page's confirmation is stored beside it
+    assert text.count(f"click  {SITE}/pricing\r\n") == 1
     assert "visit  /pricing\r\n" in text and "visit  /www\u2024evil\u2024example/login\uff20bank\u2024example" in text
     assert "/www\u2024evil\u2024example/login\uff20bank\u2024example" in html
     # and a page title beside its path, one line of unlinkable text, cut short
