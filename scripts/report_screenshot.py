@@ -156,6 +156,12 @@ STEPS = {  # (step, day after the cycle starts, chance a reader opens it, chance
     "nurture-later": [("case-study", 0, 0.42, 0.45), ("tips", 21, 0.3, 0.3), ("checkin", 42, 0.25, 0.3)],
     "influencer": [("case-study", 0, 0.45, 0.45), ("checkin", 14, 0.3, 0.3)],
 }
+#: who makes a demo's machine opens and clicks, and how often: B2B mailboxes behind gateways and scanners
+MACHINE_OPENS = {"mpp": 50, "prefetch": 20, "gateway": 20, "cloud": 10}
+MACHINE_CLICKS = {"gateway": 55, "cloud": 20, "scanner": 25}
+#: how long before the demo's end its events carry machine classes and confirmations (older ones, September's in
+#: the report among them, were stored before the upgrade that brought them)
+CLASSES_SINCE = timedelta(days=60)
 BIG_BANG = ("big-bang", 3, 0.21, 0.45)
 REASONS = {
     "not_ready": 30,
@@ -180,12 +186,13 @@ class _Demo:
         self.turn: dict[str, int] = dict.fromkeys(reps, 0)
         self.events = 0
         self.mail_rng = random.Random(seed + 1)  # what came back: its own draws leave every other figure as it was
+        self.truth_rng = random.Random(seed + 2)  # machine classes and confirmations: their own draws too
         self.inbound = 0
 
     def at(self, start: datetime, hours: float) -> datetime:
         return start + timedelta(hours=hours)
 
-    def event(self, lead: Lead, kind: str, human: bool, key: str | None, when: datetime) -> None:
+    def event(self, lead: Lead, kind: str, human: bool, key: str | None, when: datetime, **verdict: Any) -> str:
         if when <= self.now:
             self.events += 1
             self.session.add(
@@ -198,8 +205,32 @@ class _Demo:
                     outbox_key=key,
                     occurred_at=when,
                     status="signalled",
+                    **verdict,
                 )
             )
+        return f"demo-{self.events}"
+
+    def machine(self, lead: Lead, kind: str, key: str, when: datetime) -> None:
+        """A machine's open or click: its class drawn from what B2B mailboxes see; none before verdicts named one."""
+        classes = MACHINE_OPENS if kind == "open" else MACHINE_CLICKS
+        drawn = self.truth_rng.choices(list(classes), weights=list(classes.values()))[0]
+        if when >= self.now - CLASSES_SINCE:
+            self.event(lead, kind, False, key, when, machine_class=drawn, confidence=0.9)
+        else:
+            self.event(lead, kind, False, key, when)
+
+    def click(self, lead: Lead, key: str, when: datetime) -> None:
+        """A reader's click; since verdicts said more, most are confirmed by the landing page's beacon seconds later
+        (the confirmation and the open it proves stored as rows of their own, as the tracking service does)."""
+        if when < self.now - CLASSES_SINCE:
+            self.event(lead, "click", True, key, when)
+            return
+        beacon = when + timedelta(seconds=3)
+        confirmed = self.truth_rng.random() < 0.65 and beacon <= self.now
+        click = self.event(lead, "click", True, key, when, confidence=0.7, confirmed_at=beacon if confirmed else None)
+        if confirmed:
+            self.event(lead, "click", True, key, beacon, confirms=click, confidence=1.0)
+            self.event(lead, "open", True, key, beacon, confirms=click, confidence=1.0)
 
     def came_back(self, lead: Lead, key: str | None, sent: datetime, engaged: bool) -> None:
         """Now and then a reply (from readers), an auto-reply, a late bounce, a policy block or a complaint."""
@@ -271,8 +302,8 @@ class _Demo:
             if bounced:
                 self.suppress(lead, "hard_bounce", sent)
                 return "suppressed"
-            if rng.random() < 0.3:  # a privacy prefetch at delivery
-                self.event(lead, "open", False, key, self.at(sent, 0.01))
+            if rng.random() < 0.3:  # a privacy prefetch or a gateway at delivery
+                self.machine(lead, "open", key, self.at(sent, 0.01))
             engaged = rng.random() < p_open
             self.came_back(lead, key, sent, engaged)
             if self.mail_rng.random() < 0.015:  # a message no send is found for
@@ -283,9 +314,9 @@ class _Demo:
             if engaged:
                 self.event(lead, "open", True, key, read)
             if rng.random() < 0.08:  # a link scanner
-                self.event(lead, "click", False, key, self.at(sent, 0.005))
+                self.machine(lead, "click", key, self.at(sent, 0.005))
             if clicked:
-                self.event(lead, "click", True, key, self.at(read, 0.05))
+                self.click(lead, key, self.at(read, 0.05))
             if rng.random() < 0.012:
                 self.event(lead, "unsubscribe", True, key, self.at(read, 0.1))
                 self.suppress(lead, "unsubscribe", self.at(read, 0.1))

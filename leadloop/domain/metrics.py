@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from temporalio.common import MetricMeter
 
-from leadloop.domain.classify import CLICK_ONLY_AGENTS, READER_PROXIES, SCANNER_AGENTS
+from leadloop.domain.classify import RULES
 
 
 @dataclass(frozen=True)
@@ -124,44 +124,6 @@ INBOUND_MESSAGES = Gauge(
 #: the label value of a stored message without a verdict
 NOT_CLASSIFIED = "not_classified"
 
-_READER_PROXIES = {why for _, why in READER_PROXIES}
-_SCANNERS = {why for _, why in SCANNER_AGENTS}
-_PREVIEWS = {why for _, why in CLICK_ONLY_AGENTS}
-_EXACT = {
-    "no user agent": "no_user_agent",
-    "browser navigation": "browser",
-    "page view from the site beacon": "beacon",
-    "mail client fetched the image": "mail_client",
-    "one-click unsubscribe": "one_click",
-}
-_PREFIXES = (
-    ("honeypot", "honeypot"),
-    ("Apple Mail Privacy Protection: bare", "apple_privacy_prefetch"),
-    ("automated client", "automated_client"),
-    ("no browser navigation headers", "not_navigation"),
-    ("not a navigation", "not_navigation"),
-    ("several links", "link_burst"),
-)
-
-
-def verdict_rule(reason: str) -> str:
-    """The classifier's rule behind a verdict's reason, as one of a few label values (reasons hold seconds,
-    user agents and URLs: too many values for a label)."""
-    if reason in _EXACT:
-        return _EXACT[reason]
-    if reason in _READER_PROXIES:
-        return "reader_proxy"
-    if reason in _SCANNERS:
-        return "link_scanner"
-    if reason in _PREVIEWS:
-        return "link_preview"
-    if reason.endswith(")") and (" (gateway, " in reason or " (cloud, " in reason):
-        return "machine_network"
-    if reason.endswith("after the send: faster than a reader"):
-        return "too_soon"
-    if " page views within " in reason:
-        return "visit_burst"
-    for prefix, rule in _PREFIXES:
-        if reason.startswith(prefix):
-            return rule
-    return "other"
+#: the values ENGAGEMENT_EVENTS' `rule` label takes: the classifier's stable label of the deciding evidence
+#: (Verdict.rule), never its reason (reasons hold seconds, user agents and URLs: too many values for a label)
+ENGAGEMENT_RULES = RULES

@@ -15,6 +15,8 @@ from leadloop.reporting.models import (
     ReportData,
     SalesStats,
     StepStats,
+    class_labels,
+    machine_classes,
 )
 
 if TYPE_CHECKING:
@@ -138,11 +140,13 @@ def chart_funnel(data: ReportData) -> bytes:
 
 
 def chart_steps(steps: Sequence[StepStats]) -> bytes:
-    fig = _figure(WIDE, 3.8)
-    ax = fig.add_subplot()
+    """Per step: the human rates and the machines' shares; below, its click events by who made them, under the raw,
+    human and confirmed click rates."""
+    fig = _figure(WIDE, 7.4)
     if not steps:
-        _empty(ax, "no cadence emails in the period")
+        _empty(fig.add_subplot(), "no cadence emails in the period")
         return _png(fig)
+    ax, clicks = fig.subplots(2, 1, height_ratios=[1, 1.1])
     series = (
         ("human open rate", "open_rate", COLOURS["blue"]),
         ("human click rate", "click_rate", COLOURS["teal"]),
@@ -153,12 +157,46 @@ def chart_steps(steps: Sequence[StepStats]) -> bytes:
     for i, (label, field, colour) in enumerate(series):
         xs = [x + (i - (len(series) - 1) / 2) * width for x in range(len(steps))]
         ax.bar(xs, [(getattr(s, field) or 0) * 100 for s in steps], width=width, label=label, color=colour)
-    ax.set_xticks(range(len(steps)), [f"{s.cadence}\n{s.step}\n{s.sends} sent" for s in steps], fontsize=8.5)
+    ticks = [f"{s.cadence}\n{s.step}\n{s.sends} sent" for s in steps]
+    small = 8.5 if len(steps) <= 8 else 7.0  # many steps: their names stay apart
+    ax.set_xticks(range(len(steps)), ticks, fontsize=small)
     ax.set_ylabel("% of sends / of events", color=INK, fontsize=9)
     ax.set_ylim(0, 100)
-    fig.legend(fontsize=9, ncols=4, loc="outside upper center", frameon=False)
+    ax.legend(fontsize=9, ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     _style(ax)
+    ax.tick_params(axis="x", labelsize=small)
+    _chart_clicks(clicks, steps, ticks, small)
     return _png(fig)
+
+
+def _chart_clicks(ax: Any, steps: Sequence[StepStats], ticks: list[str], small: float) -> None:
+    """Each step's click events stacked by who made them, its raw, human and confirmed click rates above."""
+    classes = machine_classes(steps)
+    shades = [COLOURS["amber"], COLOURS["red"], COLOURS["violet"], COLOURS["grey"], "#52606d", "#cbd2d9"]
+    layers = [
+        ("confirmed by the landing page", [s.confirmed_clicks for s in steps], COLOURS["green"]),
+        ("people, unconfirmed", [s.unconfirmed_clicks for s in steps], COLOURS["teal"]),
+        *(
+            (f"machine: {label}", [s.machine_clicks_by_class.get(c, 0) for s in steps], shades[i % len(shades)])
+            for i, (c, label) in enumerate(zip(classes, class_labels(classes), strict=True))
+        ),
+    ]
+    bottom = [0] * len(steps)
+    for label, values, colour in layers:
+        if any(values):
+            ax.bar(range(len(steps)), values, bottom=bottom, width=0.6, label=label, color=colour)
+            bottom = [a + b for a, b in zip(bottom, values, strict=True)]
+    for x, (s, top) in enumerate(zip(steps, bottom, strict=True)):
+        rates = "\n".join(pct(r) for r in (s.raw_click_rate, s.click_rate, s.confirmed_click_rate))
+        ax.text(x, top, rates, ha="center", va="bottom", fontsize=7.5, color=INK)
+    ax.set_xticks(range(len(steps)), ticks, fontsize=small)
+    ax.set_ylabel("click events", color=INK, fontsize=9)
+    _whole_numbers(ax.yaxis)
+    ax.set_ylim(0, max(max(bottom) * 1.45, 1))  # room for the rates above the tallest bar
+    if any(bottom):
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    _style(ax, "Click events by who made them; above each step its raw, human and confirmed click rates")
+    ax.tick_params(axis="x", labelsize=small)
 
 
 def chart_inbound(inbound: InboundSummary) -> bytes:

@@ -76,8 +76,9 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "enrolled": "the cohort: leads in scope whose record was created in the period (their first "
         "enrolment; re-enrolling a known lead does not make it new).",
         "engaged": "cohort leads with at least one human open or human click of any of their emails, at any "
-        "time since. Machine opens and clicks (privacy prefetches, security scanners, link previews) never "
-        "count, site visits do not either. A lead that reached sales without one counts as engaged too, so "
+        "time since (a click the landing page confirmed is a person's, whatever the classifier had said). Machine "
+        "opens and clicks (privacy prefetches, security scanners, link previews) never count, site visits do not "
+        "either. A lead that reached sales without one counts as engaged too, so "
         "each stage holds the next.",
         "escalated": "cohort leads handed to sales at least once: their score reached the cadence's threshold "
         "(an assignment to a rep, or a wait for one).",
@@ -101,11 +102,12 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "possibly sent, never sent twice). Refused and suppressed attempts are not sends; bounces are apart. "
         "An email's events count whenever they happened.",
         "human open rate": "emails with at least one human open or human click ÷ sends (a click proves an "
-        "open when images were blocked).",
+        "open when images were blocked; a click the landing page confirmed proves its email read by a person, "
+        "even where the only open was a machine's).",
         "human click rate": "emails with at least one human click ÷ sends.",
         "machine opens, machine clicks": "the share of the step's open (click) events the classifier marked "
-        "machine: privacy prefetches, security gateways, link scanners and previews. They never count as "
-        "engagement.",
+        "machine: privacy prefetches, security gateways, link scanners and previews (by class below). They never "
+        "count as engagement.",
         "unsubscribes": "emails of the step through which the lead unsubscribed; rate ÷ sends.",
         "bounces": "emails of the step the recipient's server refused for good at the send itself; the rate "
         "beside them is the step's bounce rate, with the hard bounces that came back later (below).",
@@ -128,6 +130,33 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "not matched to a send": "inbound messages received in the period that no rule tied to one of leadloop's "
         "emails (kept, never guessed onto a lead; `leadloop inbound list --unmatched`). They cannot be placed in "
         "a step or cadence, so --cadence does not limit them.",
+    },
+    "truth": {
+        "raw click rate": "emails with at least one click event of any kind — a person's, a security gateway's, a "
+        "scanner's — ÷ sends: the click rate a tracker that believes every hit shows. Counted per email like the "
+        "human and confirmed rates, so the three compare; the click events themselves are counted beside them.",
+        "human click rate": "emails with at least one human click, confirmed by the landing page or not, ÷ sends.",
+        "confirmed click rate": "emails with at least one click the landing page confirmed ÷ sends: its beacon "
+        "reported the visitor the click sent (it runs JavaScript, which scanners rarely do). The surest figure.",
+        "confirmed, unconfirmed clicks": "click events by people. Confirmed: the landing page's beacon reported the "
+        "visitor (a click the classifier had called machine counts here once the page confirmed it, and no longer "
+        "as a machine's). Unconfirmed: called human by the classifier and never confirmed, among them every click "
+        "stored before leadloop confirmed clicks. A confirmation is the click itself confirmed, never another "
+        "click; the open it proves makes its email opened by a person, never another open.",
+        "raw open rate": "emails with any open or click event, a person's or a machine's, ÷ sends; beside it the "
+        "human open rate, and the open events by people and by machine class.",
+        "gateway": "a mail security gateway checking the pixel or the links from its vendor's published address "
+        "ranges (Microsoft Defender Safe Links / Exchange Online Protection, Proofpoint, Mimecast, Barracuda, "
+        "Symantec), often with a browser's user agent.",
+        "cloud": "a scanner on a public cloud (AWS, Google Cloud, Azure published ranges) fetching the pixel or a "
+        "link.",
+        "prefetch": "a mailbox provider fetching images or links ahead of the reader (Gmail's image prefetch, "
+        "Yahoo's link fetch).",
+        "MPP": "Apple Mail Privacy Protection loading every image when the message arrives, read or not.",
+        "scanner": "link scanners and other automated clients: honeypot links, hits seconds after the send, every "
+        "link walked at an even pace, clients that name themselves or send no browser navigation.",
+        "unclassified": "machine events whose verdict named no class: those stored before the classifier named "
+        "classes (leadloop before migration 0010). Counted as machine, never guessed into a class.",
     },
     "sales": {
         "hand-overs": "assignments of a lead to a rep made in the period; a lapse and the hand-over to the "

@@ -13,7 +13,7 @@ from leadloop.domain.mail import email_hash
 from leadloop.domain.times import as_utc
 from leadloop.infra.db import Assignment, DispositionRow, EngagementEvent, Lead, Outbox, Suppression
 from leadloop.reporting.models import FUNNEL, OUTCOMES, FunnelStage, ReportData, ratio
-from leadloop.reporting.scope import ENGAGING, SENT, Scope, email_time, marketing
+from leadloop.reporting.scope import ENGAGING, SENT, Scope, by_person, email_time, marketing
 
 #: lead id -> the times something happened to it
 Times = dict[int, list[datetime]]
@@ -25,7 +25,7 @@ async def gather_funnel(session: AsyncSession, f: Scope, data: ReportData) -> No
     cohort = {lead_id for lead_id, _, created in leads if f.within(created)}
     sent = (Outbox.status.in_(SENT), marketing(Outbox.cadence))
     emailed = await _last_by_lead(session, f, Outbox.lead_id, email_time(), *sent)
-    human = (EngagementEvent.human.is_(True), EngagementEvent.kind.in_(ENGAGING))
+    human = (by_person(), EngagementEvent.kind.in_(ENGAGING))
     engaged = await _last_by_lead(session, f, EngagementEvent.lead_id, EngagementEvent.occurred_at, *human)
     handovers = await _last_by_lead(session, f, Assignment.lead_id, Assignment.assigned_at)
     decided = await _decisions(session, f)
@@ -132,7 +132,7 @@ async def _unanswered_big_bangs(session: AsyncSession, f: Scope) -> list[tuple[i
         await session.execute(
             select(EngagementEvent.lead_id, EngagementEvent.occurred_at).where(
                 EngagementEvent.lead_id.in_(big_bang_leads),
-                EngagementEvent.human.is_(True),
+                by_person(),
                 EngagementEvent.kind.in_(ENGAGING),
             )
         )

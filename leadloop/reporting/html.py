@@ -10,7 +10,17 @@ from leadloop import DATA_DIR
 from leadloop.reporting.charts import draw_charts
 from leadloop.reporting.definitions import DEFINITIONS
 from leadloop.reporting.formats import num, pct
-from leadloop.reporting.models import ACTIVITY, CHARTS, ENDED, OUTCOMES, FunnelStage, ReportData, ratio
+from leadloop.reporting.models import (
+    ACTIVITY,
+    CHARTS,
+    ENDED,
+    OUTCOMES,
+    FunnelStage,
+    ReportData,
+    class_labels,
+    machine_classes,
+    ratio,
+)
 
 TEMPLATES = DATA_DIR / "templates" / "report"
 
@@ -27,7 +37,15 @@ def templates() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(pct=pct, num=num)
-    env.globals.update(ratio=ratio, definitions=DEFINITIONS, outcomes=OUTCOMES, activity=ACTIVITY, ended=ENDED)
+    env.globals.update(
+        ratio=ratio,
+        definitions=DEFINITIONS,
+        outcomes=OUTCOMES,
+        activity=ACTIVITY,
+        ended=ENDED,
+        machine_classes=machine_classes,
+        class_labels=class_labels,
+    )
     return env
 
 

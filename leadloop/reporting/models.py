@@ -1,5 +1,6 @@
 """The report's numbers as plain models (counts and rates, nothing from the database attached) and its errors."""
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import BaseModel, Field
@@ -14,6 +15,12 @@ ENDED = FINAL_STAGES
 CHARTS = ("stages_now", "funnel", "steps", "inbound", "reps", "reasons", "planner")
 #: what came back of a step's emails, as counted in the report (inbound kinds, the unsubscribe request apart)
 CAME_BACK = ("replies", "auto_replies", "hard_bounces", "soft_bounces", "policy_blocks", "complaints")
+#: the classes the classifier names a machine by, in the order the report shows them
+MACHINE_CLASSES = ("gateway", "cloud", "prefetch", "mpp", "scanner")
+#: how the report names machine events whose verdict named no class (stored before verdicts named one)
+UNCLASSIFIED = "unclassified"
+#: a machine class as the report's tables and charts head it
+CLASS_LABELS = {"mpp": "MPP"}
 
 
 class ReportError(ValueError):
@@ -67,18 +74,29 @@ class StepStats(CameBack):
 
     cadence: str
     step: str
-    human_opened: int = Field(default=0, description="emails with a human open or click")
-    human_clicked: int = 0
-    open_events: int = 0
+    human_opened: int = Field(default=0, description="emails with a human open or click (a confirmed click's too)")
+    human_clicked: int = Field(default=0, description="emails with a human click, confirmed or not")
+    open_events: int = Field(default=0, description="open events, by people and machines (confirmations apart)")
     machine_opens: int = 0
-    click_events: int = 0
-    machine_clicks: int = 0
+    click_events: int = Field(default=0, description="click events, by people and machines (confirmations apart)")
+    machine_clicks: int = Field(default=0, description="machine click events no landing page confirmed")
     unsubscribes: int = 0
     open_rate: float | None = None
     click_rate: float | None = None
     machine_open_share: float | None = None
     machine_click_share: float | None = None
     unsubscribe_rate: float | None = None
+    opened: int = Field(default=0, description="emails with any open or click event, a person's or a machine's")
+    clicked: int = Field(default=0, description="emails with any click event, a person's or a machine's")
+    confirmed_clicked: int = Field(default=0, description="emails with a click the landing page confirmed")
+    human_opens: int = Field(default=0, description="open events by people")
+    confirmed_clicks: int = Field(default=0, description="click events the landing page's beacon confirmed")
+    unconfirmed_clicks: int = Field(default=0, description="human click events no landing page confirmed")
+    machine_opens_by_class: dict[str, int] = Field(default_factory=dict, description="machine open events by class")
+    machine_clicks_by_class: dict[str, int] = Field(default_factory=dict, description="machine click events by class")
+    raw_open_rate: float | None = Field(default=None, description="opened ÷ sends")
+    raw_click_rate: float | None = Field(default=None, description="clicked ÷ sends")
+    confirmed_click_rate: float | None = Field(default=None, description="confirmed_clicked ÷ sends")
 
 
 class CadenceCameBack(CameBack):
@@ -172,3 +190,16 @@ class ReportData(BaseModel):
 
 def ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
+
+
+def machine_classes(steps: Sequence[StepStats]) -> list[str]:
+    """The machine classes a table of steps shows: the classifier's five, then any other class the events
+    name, then the unclassified when some step has them."""
+    seen = {c for s in steps for c in (*s.machine_opens_by_class, *s.machine_clicks_by_class)}
+    others = sorted(seen - {*MACHINE_CLASSES, UNCLASSIFIED})
+    return [*MACHINE_CLASSES, *others, *([UNCLASSIFIED] if UNCLASSIFIED in seen else [])]
+
+
+def class_labels(classes: Sequence[str]) -> tuple[str, ...]:
+    """Machine classes as column heads."""
+    return tuple(CLASS_LABELS.get(c, c) for c in classes)

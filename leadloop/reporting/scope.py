@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, true
 
 from leadloop.domain.times import as_utc
-from leadloop.infra.db import Lead, Outbox
+from leadloop.infra.db import EngagementEvent, Lead, Outbox
 
 #: outbox statuses of an email handed to the relay: sent, or possibly sent and never sent twice
 SENT = ("sent", "uncertain")
@@ -48,6 +48,11 @@ class Scope:
 def marketing(column: Any) -> ColumnElement[bool]:
     """Cadence emails, not the rep notifications the outbox also keeps (cadence "_sales")."""
     return ~column.startswith("_", autoescape=True)  # type: ignore[no-any-return]
+
+
+def by_person() -> ColumnElement[bool]:
+    """An event a person made: called human, or a click the landing page confirmed whatever its verdict said."""
+    return or_(EngagementEvent.human.is_(True), EngagementEvent.confirmed_at.is_not(None))
 
 
 def email_time() -> ColumnElement[datetime]:

@@ -3,7 +3,19 @@
 import typer
 
 from leadloop.infra.process import run_and_exit
-from starter.cli import admin, cadence, enroll, events, inbound, lead_actions, lead_views, processes, report, reps
+from starter.cli import (
+    admin,
+    cadence,
+    classify_check,
+    enroll,
+    events,
+    inbound,
+    lead_actions,
+    lead_views,
+    processes,
+    report,
+    reps,
+)
 
 __all__ = ["app", "main"]
 
@@ -58,6 +70,7 @@ COMMANDS = (
     (inbound_app, "classify", inbound.inbound_classify),
     (inbound_app, "list", inbound.inbound_list),
     (inbound_app, "show", inbound.inbound_show),
+    (app, "classify-check", classify_check.classify_check),
 )
 for group, command_name, command in COMMANDS:
     group.command(command_name)(command)

@@ -10,7 +10,14 @@ import typer
 from rich.table import Table
 
 from leadloop.infra.settings import Settings, get_settings
-from leadloop.reporting.models import PlanError, ReportData, ReportError, ratio
+from leadloop.reporting.models import (
+    PlanError,
+    ReportData,
+    ReportError,
+    class_labels,
+    machine_classes,
+    ratio,
+)
 from leadloop.reporting.planner import check_plan_inputs, with_plan
 from starter.cli.connections import database
 from starter.cli.terminal import console, fail, need_extra, note
@@ -71,6 +78,8 @@ def report(
         if text:
             note(text)
     console.print(summary(data))
+    if data.steps:
+        console.print(clicks_table(data))
     console.print(f"wrote {out} and {len(charts)} charts in {png_dir}/ ({', '.join(charts)})", highlight=False)
 
 
@@ -133,6 +142,7 @@ def summary(data: ReportData) -> Table:
         ("converted", funnel["converted"].leads, pct(funnel["converted"].rate)),
         ("recycled / dormant / suppressed", outcomes, ""),
         ("emails sent, human open rate", sends, pct(ratio(opened, sends))),
+        ("emails clicked: by anything / a person / confirmed", *_clicked(data, sends)),
         ("hand-overs, SLA lapses", f"{sales.handovers}, {sales.lapsed}", pct(sales.lapse_rate)),
         ("recycled, later converted", sales.recycled_converted, pct(sales.recycled_converted_rate)),
         *_came_back_rows(data),
@@ -160,3 +170,38 @@ def _came_back_rows(data: ReportData) -> list[tuple[str, object, str]]:
         ("complaints", total.complaints, _flagged(total.complaint_rate, 2, flags.get("complaint_rate", []))),
         ("inbound not matched to a send", data.inbound.unmatched_total, ""),
     ]
+
+
+def _clicked(data: ReportData, sends: int) -> tuple[str, str]:
+    """Emails clicked by anything, by a person, and confirmed by the landing page, and each ÷ sends: every step."""
+    clicked = [sum(getattr(s, n) for s in data.steps) for n in ("clicked", "human_clicked", "confirmed_clicked")]
+    return " / ".join(map(str, clicked)), " / ".join(pct(ratio(n, sends)) for n in clicked)
+
+
+def _by_class(counts: dict[str, int], classes: list[str]) -> str:
+    named = zip(classes, class_labels(classes), strict=True)
+    return ", ".join(f"{label} {counts[c]}" for c, label in named if counts.get(c)) or "none"
+
+
+def clicks_table(data: ReportData) -> Table:
+    """Per step: how much of the raw click (and open) rate was people, confirmed by the landing page, or machines."""
+    classes = machine_classes(data.steps)
+    table = Table(title="cadence steps: how much of the click rate was real")
+    table.add_column("cadence / step")
+    table.add_column("sends", justify="right")
+    table.add_column("click rate\nraw / human / confirmed", justify="right")
+    table.add_column("click events\nconfirmed, unconfirmed, machine", justify="right")
+    table.add_column("machine clicks\nby class")
+    table.add_column("open rate\nraw / human", justify="right")
+    table.add_column("machine opens\nby class")
+    for s in data.steps:
+        table.add_row(
+            f"{s.cadence} / {s.step}",
+            str(s.sends),
+            " / ".join(pct(r) for r in (s.raw_click_rate, s.click_rate, s.confirmed_click_rate)),
+            f"{s.confirmed_clicks}, {s.unconfirmed_clicks}, {s.machine_clicks}",
+            _by_class(s.machine_clicks_by_class, classes),
+            f"{pct(s.raw_open_rate)} / {pct(s.open_rate)}",
+            _by_class(s.machine_opens_by_class, classes),
+        )
+    return table

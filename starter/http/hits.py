@@ -38,5 +38,6 @@ def event(token: Token, kind: str, verdict: Verdict, request: Request, at: datet
         "confidence": verdict.confidence,
         "machine_class": verdict.machine_class,
         "evidence": [asdict(e) for e in verdict.evidence] or None,
+        "rule": verdict.rule,
         **extra,
     }

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 
-from leadloop.domain.metrics import ENGAGEMENT_EVENTS, verdict_rule
+from leadloop.domain.metrics import ENGAGEMENT_EVENTS
 from leadloop.domain.ranges import PACKAGED_RANGES, load_ranges
 from leadloop.domain.tokens import Signer
 from leadloop.infra.settings import Settings
@@ -36,9 +36,10 @@ class EventRecorder:
 
     async def record(self, **event: Any) -> bool:
         """Whether the event is new (stored, and its workflow to be told)."""
+        rule = event.pop("rule", "other")  # the verdict's label for the counter; not stored
         stored = await store_hit(self.sessionmaker, **event)
         if stored:
-            self._told(event)
+            self._told(event, rule)
         return stored
 
     async def record_visit(
@@ -46,16 +47,15 @@ class EventRecorder:
     ) -> tuple[bool, bool]:
         """A page view, and the confirmation of the click that sent its visitor (`click`: outbox key and click id)
         when it brings one: (stored, confirmed)."""
+        rule = event.pop("rule", "other")
         stored, confirmed = await store_visit(self.sessionmaker, click=click, within=within, **event)
         if stored:
-            self._told(event)
+            self._told(event, rule)
         return stored, confirmed
 
-    def _told(self, event: dict[str, Any]) -> None:
+    def _told(self, event: dict[str, Any], rule: str) -> None:
         self.signaller.notify(event["lead_id"])
-        self.metrics.inc(
-            ENGAGEMENT_EVENTS, kind=event["kind"], human=str(event["human"]).lower(), rule=verdict_rule(event["reason"])
-        )
+        self.metrics.inc(ENGAGEMENT_EVENTS, kind=event["kind"], human=str(event["human"]).lower(), rule=rule)
 
 
 class State:

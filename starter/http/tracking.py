@@ -23,7 +23,6 @@ PIXEL = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
     b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
-BURST_WINDOW = timedelta(seconds=2)
 
 router = APIRouter(tags=["tracking"], dependencies=PUBLIC)
 
@@ -98,9 +97,7 @@ async def click(token: str, request: Request, state: AppState, pages: HtmlPages,
         message_hits=earlier,
         links_in_message=links,
     )
-    verdict = classify(
-        hit, ranges=state.ranges, min_delay=timedelta(seconds=state.settings.machine_min_delay), burst=BURST_WINDOW
-    )
+    verdict = classify(hit, ranges=state.ranges, min_delay=timedelta(seconds=state.settings.machine_min_delay))
     # the click's id is sealed in the visitor id, so the landing page's beacon can confirm this very click
     click_id = uuid.uuid4().hex
     await recorder.record(**event(parsed, "click", verdict, request, now, url=parsed.url, event_id=click_id))

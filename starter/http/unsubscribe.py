@@ -60,7 +60,7 @@ async def unsubscribe(
     async with sessions() as session:
         already = await already_unsubscribed(session, parsed.lead_id)
     # one event per lead: a replayed request finds it stored and changes nothing
-    verdict = Verdict(True, "one-click unsubscribe")
+    verdict = Verdict(True, "one-click unsubscribe", rule="one_click")
     now = datetime.now(UTC)
     await recorder.record(
         **event(parsed, "unsubscribe", verdict, request, now, event_id=f"unsubscribe-{parsed.lead_id}")

@@ -18,6 +18,7 @@ from scripts.ui_screenshot import png_size
 from tests.conftest import BIN
 from tests.e2e.test_drip_whole_stack import run
 from tests.leadloop.reporting.test_report import NOW, SINCE, seed
+from tests.leadloop.reporting.test_report_truth import seed_truth
 
 SCRIPT = str(Path(__file__).parents[2] / "scripts" / "report_screenshot.py")
 ENV = dict(os.environ)
@@ -26,13 +27,15 @@ CHARTS = {"chart-funnel", "chart-steps", "chart-inbound", "chart-reps", "chart-r
 
 @pytest.fixture
 async def report(tmp_path: Path) -> Path:
-    """The report of the hand-computed dataset (tests/leadloop/reporting/test_report.py), Temporal unreachable."""
+    """The report of the hand-computed dataset (tests/leadloop/reporting/test_report.py) with the b2b cadence's
+    clicks by people, the landing page and machines (test_report_truth.py), Temporal unreachable."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'leadloop.db'}"
     await upgrade_database(url)
     engine = make_engine(url)
     try:
         maker = make_sessionmaker(engine)
         await seed(maker)
+        await seed_truth(maker, first_lead=101)  # enrolled in October: November's cohort stays as it was
         data = with_plan(await gather_report(maker, None, SINCE, None, now=NOW), target_conversions=4)
     finally:
         await engine.dispose()
@@ -64,6 +67,14 @@ async def test_the_report_opens_in_chromium_with_every_chart_and_its_numbers(rep
             assert await page.get_by_text("1 of 2 (50.0%)").is_visible()  # recycled leads that converted later
             assert await page.get_by_text("Νίκος Αλεξίου").first.is_visible()
             assert await page.locator("#note-live").is_visible()  # no live stage counts, and the page says so
+            # how much of the b2b intro's raw click rate was real, and which machines made the rest
+            clicks = page.locator('tr[data-clicks="b2b/intro"]')
+            await clicks.scroll_into_view_if_needed()
+            assert await clicks.is_visible()
+            assert " ".join((await clicks.inner_text()).split()) == (
+                "b2b intro 10 70.0% (7) 50.0% (5) 30.0% (3) 8 3 2 1 1 0 0 0 1"
+            )
+            assert await page.get_by_text("How much of the click rate was real").is_visible()
         finally:
             await browser.close()
     assert [r for r in requests if not r.startswith(("file:", "data:"))] == []

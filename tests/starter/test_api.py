@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from leadloop.domain.classify import LINK_BURST
 from leadloop.domain.mail import email_hash
 from leadloop.domain.tokens import Signer, Token
 from leadloop.infra.db import EngagementEvent, Lead, Outbox, Suppression
@@ -180,9 +181,14 @@ async def test_scanner_burst_and_honeypot_clicks_are_machines(http, sessionmaker
     for url in ("https://site.example/a", "https://site.example/b"):
         await http.get(f"/c/{token('click', lead_id, url)}", headers=NAV)
     await http.get(f"/c/{token('click', lead_id, 'http://t.test/healthz', 'h')}", headers=NAV)
-    verdicts = [(e.url, e.human) for e in await events(sessionmaker)]
+    stored = await events(sessionmaker)
+    verdicts = [(e.url, e.human) for e in stored]
     assert verdicts[0] == ("https://site.example/a", True)
-    assert verdicts[1] == ("https://site.example/b", False)  # a second link within the burst window
+    # a second link faster than a person clicks is a machine's; a loaded machine may take longer between the two
+    # requests, and then they are a reader's two tabs
+    gap = stored[1].occurred_at - stored[0].occurred_at
+    assert verdicts[1] == ("https://site.example/b", gap >= LINK_BURST), gap
+    assert stored[1].human or stored[1].reason.startswith("two links of one email clicked")
     assert verdicts[2] == ("http://t.test/healthz", False)  # the invisible honeypot
 
 

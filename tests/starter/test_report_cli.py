@@ -150,3 +150,38 @@ def test_the_summary_shows_what_came_back_and_warns_of_crossed_thresholds(seeded
     )
     assert "note: cadence welcome: complaint rate 15.38% is at or over 0.3%" in warnings
     assert (seeded / "report_files" / "inbound.png").exists()
+
+
+def test_the_terminal_shows_how_much_of_each_steps_click_rate_was_real(seeded: Path) -> None:
+    from tests.leadloop.reporting.test_report_truth import seed_truth
+
+    async def add_truth() -> None:
+        engine = make_engine(get_settings().database_url)
+        try:
+            await seed_truth(make_sessionmaker(engine), first_lead=101)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(add_truth())
+    result = runner.invoke(app, ["report", "--since", "2026-11-01", "--out", str(seeded / "report.html")])
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    assert "cadence steps: how much of the click rate was real" in lines
+    # worked out in tests/leadloop/reporting/test_report_truth.py: 7, 5 and 3 of b2b's 10 intro emails clicked;
+    # 8 click events: 3 confirmed, 2 unconfirmed, 3 machines'
+    b2b_intro = (
+        "│ b2b / intro │ 10 │ 70.0% / 50.0% / 30.0% │ 3, 2, 3 │ gateway 1, cloud 1, unclassified 1 │ 90.0% / 60.0% │ "
+        "gateway 1, prefetch 1, MPP 1, unclassified 1 │"
+    )
+    assert b2b_intro in lines
+    assert "│ b2b / follow-up │ 2 │ 50.0% / 0.0% / 0.0% │ 0, 0, 1 │ gateway 1 │ 50.0% / 0.0% │ none │" in lines
+    # the welcome step's events were stored before classes and confirmations: the machine's click unclassified, the
+    # people's unconfirmed
+    welcome = (
+        "│ welcome / welcome │ 8 │ 37.5% / 25.0% / 0.0% │ 0, 2, 1 │ unclassified 1 │ 62.5% / 50.0% │ unclassified 1 │"
+    )
+    assert welcome in lines
+    # every step together, 27 sends: clicked by anything 3 (welcome) + 1 (tips) + 7 + 1 (b2b) = 12, by a person
+    # 2 + 1 + 5 = 8, confirmed 3
+    summary = " ".join(result.stdout.split())
+    assert "emails clicked: by anything / a person / confirmed │ 12 / 8 / 3 │ 44.4% / 29.6% / 11.1%" in summary

@@ -95,6 +95,7 @@ async def parts(
             task_queue=settings.task_queue,
             time_scale=1.0,
             source="test",
+            # the shipped rules: the click waits for its landing page's word, which the beacon's first view gives
             scoring=load_scoring(PROJECT_ROOT / "cadences" / "scoring.yaml"),
         )
         handle = client.get_workflow_handle(workflow_id(lead.id))

@@ -6,12 +6,16 @@ import pytest
 from temporalio.common import MetricMeter
 
 from leadloop.domain import metrics
-from leadloop.domain.classify import Hit, PriorHit, classify
+from leadloop.domain.classify import Hit, PriorHit, Verdict, classify
 from leadloop.domain.ranges import PACKAGED_RANGES, load_ranges
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 NAV = {"accept": "text/html", "sec-fetch-mode": "navigate"}
+GMAIL_PREFETCH = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/42.0.2311.135 "
+    "Safari/537.36 Edge/12.246 Mozilla/5.0"
+)
 
 
 def counters() -> list[metrics.Counter]:
@@ -66,9 +70,28 @@ def test_a_counter_takes_exactly_its_labels() -> None:
     ],
 )
 def test_each_classifier_rule_has_its_own_small_label(hit: Hit, rule: str) -> None:
-    assert metrics.verdict_rule(classify(hit, ranges=load_ranges(PACKAGED_RANGES)).reason) == rule
+    verdict = classify(hit, ranges=load_ranges(PACKAGED_RANGES))
+    assert verdict.rule == rule and rule in metrics.ENGAGEMENT_RULES
 
 
-def test_reasons_nobody_knows_are_other() -> None:
-    assert metrics.verdict_rule("one-click unsubscribe") == "one_click"
-    assert metrics.verdict_rule("injected by an operator: https://x.example/?lead=7") == "other"
+@pytest.mark.parametrize(
+    ("hit", "rule"),
+    [
+        (Hit("open", GMAIL_PREFETCH, "66.249.84.1", {}, NOW), "gmail_prefetch"),
+        (Hit("click", "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html", None, {}, NOW),
+         "yahoo_link_fetch"),
+        (Hit("click", "Mozilla/5.0", "10.0.0.1", NAV, NOW), "bare_user_agent"),
+        (Hit("visit", CHROME, "10.0.0.1", {}, NOW, earlier_visits=(NOW, NOW, NOW)), "visit_burst"),
+    ],
+)  # fmt: skip
+def test_the_new_evidence_has_labels_too(hit: Hit, rule: str) -> None:
+    assert classify(hit).rule == rule
+
+
+def test_the_label_is_the_verdicts_never_its_reason() -> None:
+    """Reasons hold seconds, addresses and URLs; the label stays one of a few values whatever the reason says."""
+    one = classify(Hit("open", CHROME, "10.0.0.1", {}, NOW, sent_at=NOW - timedelta(seconds=1)))
+    two = classify(Hit("open", CHROME, "10.0.0.2", {}, NOW, sent_at=NOW - timedelta(seconds=3)))
+    assert one.reason != two.reason and one.rule == two.rule == "too_soon"
+    assert Verdict(True, "injected by an operator: https://x.example/?lead=7").rule == "other"
+    assert len(metrics.ENGAGEMENT_RULES) == len(set(metrics.ENGAGEMENT_RULES)) <= 30
