@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import aiosmtplib
 from jinja2 import TemplateError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from temporalio import activity
@@ -41,7 +41,7 @@ from leadloop.domain.templates import (
     template_error_text,
 )
 from leadloop.domain.tokens import Signer, Token
-from leadloop.domain.tracking import TrackingLinks, track_html, track_text, urls_in
+from leadloop.domain.tracking import TrackingLinks, track_html, track_text, tracked_links, urls_in
 from leadloop.domain.verp import bounce_address
 from leadloop.domain.visits import shown_page
 from leadloop.infra.db import Assignment, EngagementEvent, Lead, Outbox, Rep, Suppression, Team, insert_or_get, suppress
@@ -242,7 +242,7 @@ class EmailActivities:
                     _redact(f"lead {lead.id} bounced: {row.error}", lead.email), type="HardBounce", non_retryable=True
                 )
             # rendering is CPU work: keep it off the event loop that other sends' SMTP exchanges share
-            message = await asyncio.to_thread(
+            message, row.tracked_links = await asyncio.to_thread(
                 self._render, input, lead, msg_id, (sender_name, sender_address, reply_to)
             )
             # checked last, right before SMTP: an unsubscribe that lands meanwhile still stops this send
@@ -301,7 +301,12 @@ class EmailActivities:
             events = (
                 await session.execute(
                     select(EngagementEvent)
-                    .where(EngagementEvent.lead_id == lead.id, EngagementEvent.human.is_(True))
+                    .where(
+                        EngagementEvent.lead_id == lead.id,
+                        EngagementEvent.human.is_(True),
+                        # a click's confirmation is that click again, already shown when it was judged human
+                        or_(EngagementEvent.confirms.is_(None), EngagementEvent.machine_class.is_not(None)),
+                    )
                     .order_by(EngagementEvent.occurred_at.desc())
                     .limit(10)
                 )
@@ -540,7 +545,8 @@ class EmailActivities:
 
     def _render(
         self, input: SendEmailInput, lead: Lead, msg_id: str, sender: tuple[str, str, str | None]
-    ) -> EmailMessage:
+    ) -> tuple[EmailMessage, int]:
+        """The message, and how many links it tracks (the click classifier's 'every link followed')."""
         sender_name, sender_address, reply_to = sender
         key = outbox_key(input.lead_id, input.cycle, input.step_id)
         links = TrackingLinks(self.signer, self.settings.public_url, lead.id, key, int(time.time()))
@@ -567,6 +573,7 @@ class EmailActivities:
         rendered = replace(
             rendered, html=track_html(rendered.html, links, typed), text=track_text(rendered.text, links, typed)
         )
+        tracked = tracked_links(links, rendered.html, rendered.text)
         name = " ".join(p for p in (lead.first_name, lead.last_name) if p)
         headers = {
             "List-Unsubscribe": f"<{links.unsubscribe_url}>",
@@ -576,7 +583,7 @@ class EmailActivities:
         if reply_to:
             headers["Reply-To"] = reply_to
         try:
-            return build_message(
+            message = build_message(
                 rendered,
                 sender_name=sender_name,
                 sender_address=sender_address,
@@ -586,6 +593,7 @@ class EmailActivities:
                 date=datetime.now(UTC),
                 headers=headers,
             )
+            return message, tracked
         except ValueError as exc:
             raise ApplicationError(
                 f"cannot build the message: {exc}", type="TemplateError", non_retryable=True

@@ -250,7 +250,7 @@ async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Wor
         dev_server_extra_args=[
             *("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"),
             *("--namespace", "e2e-enroll", "--namespace", "e2e-engage", "--namespace", "e2e-ops"),
-            *("--namespace", "e2e-inbound", "--namespace", "e2e-demo"),
+            *("--namespace", "e2e-inbound", "--namespace", "e2e-demo", "--namespace", "e2e-truth"),
         ],
         ui=False,
     )

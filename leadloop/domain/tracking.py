@@ -84,3 +84,10 @@ def track_text(body: str, links: TrackingLinks, skip: frozenset[str] = frozenset
         return url + tail if _ours(url, links) or url in skip else links.click_url(url) + tail
 
     return _TEXT_URL.sub(rewrite, body)
+
+
+def tracked_links(links: TrackingLinks, *parts: str) -> int:
+    """How many links the email's parts send through /c/ (one link in both parts counted once, the honeypot not
+    counted): what a link walker that follows every link would click."""
+    found = re.findall(re.escape(f"{links.public_url}/c/") + r"[A-Za-z0-9_-]+", "\n".join(parts))
+    return len(set(found) - {links.honeypot_url})

@@ -130,9 +130,7 @@ async def database_entries(sessionmaker: async_sessionmaker[AsyncSession], lead_
             why = f" — {o.error}" if o.error else ""  # a sent row's is a note (the owner's stand-in)
             entries.append(Entry(at, "email", f"cycle {o.cycle} step '{o.step_id}' {o.status}: {o.subject!r}{why}"))
         for e in await session.scalars(select(EngagementEvent).where(EngagementEvent.lead_id == lead_id)):
-            who = "human" if e.human else f"machine ({e.reason})"
-            where = f" {e.url}" if e.url else ""
-            entries.append(Entry(as_utc(e.occurred_at), "event", f"{e.kind}{where} — {who}"))
+            entries.append(Entry(as_utc(e.occurred_at), "event", event_line(e)))
         for m in await session.scalars(select(InboundMessage).where(InboundMessage.lead_id == lead_id)):
             entries.append(Entry(as_utc(m.received_at), "inbound", inbound_line(m)))
         reps = {r.id: r for r in await session.scalars(select(Rep))}
@@ -155,6 +153,28 @@ async def database_entries(sessionmaker: async_sessionmaker[AsyncSession], lead_
                 )
             )
         return entries
+
+
+def event_line(event: EngagementEvent) -> str:
+    """One hit as an operator reads it: where, human or machine (the class and the classifier's confidence), and
+    for a click whether its landing page confirmed it; a confirmation says what it proves."""
+    where = f" {event.url}" if event.url else ""
+    if event.confirms:
+        overturned = f", overturning the machine verdict ({event.machine_class})" if event.machine_class else ""
+        return f"{event.kind}{where} — confirmation of click {event.confirms[:12]}{overturned}: {event.reason}"
+    who = "human" if event.human else f"machine ({event.reason})"
+    verdict = [c for c in (None if event.human else event.machine_class, _confidence(event.confidence)) if c]
+    line = f"{event.kind}{where} — {who}" + (f" [{', '.join(verdict)}]" if verdict else "")
+    if event.kind == "click" and event.confirmed_at is not None:
+        after = (as_utc(event.confirmed_at) - as_utc(event.occurred_at)).total_seconds()
+        line += f" — confirmed by the landing page {after:.0f} s later"
+    elif event.kind == "click" and event.human and event.confidence is not None:
+        line += " — not confirmed by the landing page"  # it counts with reduced weight and cannot escalate alone
+    return line
+
+
+def _confidence(value: float | None) -> str | None:
+    return f"confidence {value:.2f}" if value is not None else None
 
 
 def inbound_line(message: InboundMessage) -> str:

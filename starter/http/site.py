@@ -1,7 +1,7 @@
 """The marketer's site: the beacon script, its page views (POST /v), and the demo company's own site."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -90,7 +90,14 @@ _VISIT_BODY = {
     "url": {"type": "string"},
     "title": {"type": "string", "description": f"the page's title (at most {MAX_TITLE} characters kept)"},
 }
-_RECORDED = {"type": "object", "properties": {"recorded": {"type": "boolean"}, "detail": {"type": "string"}}}
+_RECORDED = {
+    "type": "object",
+    "properties": {
+        "recorded": {"type": "boolean"},
+        "confirmed": {"type": "boolean", "description": "true: the view confirmed the click that sent its visitor"},
+        "detail": {"type": "string"},
+    },
+}
 
 
 @router.post(
@@ -146,10 +153,15 @@ async def visit(
     verdict = classify(
         Hit("visit", ua, client_ip(request), headers_of(request), now, earlier_visits=earlier), ranges=state.ranges
     )
-    stored = await recorder.record(
-        **event(parsed, "visit", verdict, request, now, url=page, title=title, outbox_key=None)
+    # a visitor id from a click names the email and the click (older ids name neither: a visit, confirming nothing)
+    click = (parsed.key, parsed.extra) if parsed.key and parsed.extra else None
+    stored, confirmed = await recorder.record_visit(
+        click=click,
+        within=timedelta(seconds=state.settings.click_confirm_seconds),
+        **event(parsed, "visit", verdict, request, now, url=page, title=title, outbox_key=None),
     )
-    return JSONResponse({"recorded": stored}, status_code=202, headers=CORS)
+    answer: dict[str, bool] = {"recorded": stored} | ({"confirmed": True} if confirmed else {})
+    return JSONResponse(answer, status_code=202, headers=CORS)
 
 
 @router.options("/v", include_in_schema=False)

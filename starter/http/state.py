@@ -1,6 +1,7 @@
 """What the HTTP service holds for its lifetime: settings, database, Temporal client, signer, pages, codec, counters,
 the provider webhooks' verification and the inbound relay."""
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,7 +15,7 @@ from leadloop.infra.settings import Settings
 from leadloop.infra.temporal import connect
 from leadloop.services.events import EventSignaller
 from leadloop.services.inbound_delivery import InboundRelay
-from leadloop.services.tracking import store_hit
+from leadloop.services.tracking import store_hit, store_visit
 from leadloop.services.webhooks import Fetch, Webhooks
 from starter.codec_server import CodecServer
 from starter.http.links import Links
@@ -38,14 +39,23 @@ class EventRecorder:
         rule = event.pop("rule", "other")  # the verdict's label for the counter; not stored
         stored = await store_hit(self.sessionmaker, **event)
         if stored:
-            self.signaller.notify(event["lead_id"])
-            self.metrics.inc(
-                ENGAGEMENT_EVENTS,
-                kind=event["kind"],
-                human=str(event["human"]).lower(),
-                rule=rule,
-            )
+            self._told(event, rule)
         return stored
+
+    async def record_visit(
+        self, *, click: tuple[str, str] | None, within: timedelta, **event: Any
+    ) -> tuple[bool, bool]:
+        """A page view, and the confirmation of the click that sent its visitor (`click`: outbox key and click id)
+        when it brings one: (stored, confirmed)."""
+        rule = event.pop("rule", "other")
+        stored, confirmed = await store_visit(self.sessionmaker, click=click, within=within, **event)
+        if stored:
+            self._told(event, rule)
+        return stored, confirmed
+
+    def _told(self, event: dict[str, Any], rule: str) -> None:
+        self.signaller.notify(event["lead_id"])
+        self.metrics.inc(ENGAGEMENT_EVENTS, kind=event["kind"], human=str(event["human"]).lower(), rule=rule)
 
 
 class State:

@@ -1,6 +1,7 @@
 """The email's tracking links: the open pixel and click redirects (to the marketer's site with a visitor id)."""
 
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -10,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from leadloop.domain.classify import Hit, classify
 from leadloop.domain.tokens import Token
 from leadloop.domain.visits import site_origin
-from leadloop.services.tracking import MESSAGE_HITS_WINDOW, message_hits, sent_at
+from leadloop.services.tracking import MESSAGE_HITS_WINDOW, message_hits, sent_at, sent_email
 from starter.http.answers import RATE_LIMITED, html_answer
 from starter.http.deps import PUBLIC, AppState, HtmlPages, Recorder
 from starter.http.hits import client_ip, event, headers_of
@@ -82,7 +83,7 @@ async def click(token: str, request: Request, state: AppState, pages: HtmlPages,
         return pages.page("invalid", 404, message="The link may have been changed or cut short.")
     now = datetime.now(UTC)
     async with state.sessionmaker() as session:
-        sent = await sent_at(session, parsed.key)
+        sent, links = await sent_email(session, parsed.key)
         earlier = await message_hits(session, parsed.key, now - MESSAGE_HITS_WINDOW)
     hit = Hit(
         "click",
@@ -94,13 +95,18 @@ async def click(token: str, request: Request, state: AppState, pages: HtmlPages,
         honeypot=parsed.extra == "h",
         url=parsed.url,
         message_hits=earlier,
+        links_in_message=links,
     )
     verdict = classify(hit, ranges=state.ranges, min_delay=timedelta(seconds=state.settings.machine_min_delay))
-    await recorder.record(**event(parsed, "click", verdict, request, now, url=parsed.url))
+    # the click's id is sealed in the visitor id, so the landing page's beacon can confirm this very click
+    click_id = uuid.uuid4().hex
+    await recorder.record(**event(parsed, "click", verdict, request, now, url=parsed.url, event_id=click_id))
     target = parsed.url
     if parsed.extra != "h" and on_site(parsed.url, state.all_site_origins):
         visitor = state.signer.sign(
-            Token(kind="visitor", lead_id=parsed.lead_id, key="", issued_at=int(now.timestamp()))
+            Token(
+                kind="visitor", lead_id=parsed.lead_id, key=parsed.key, issued_at=int(now.timestamp()), extra=click_id
+            )
         )
         target = with_visitor(parsed.url, visitor)
     return RedirectResponse(target, status_code=302, headers={**NO_CACHE, "Referrer-Policy": "no-referrer"})

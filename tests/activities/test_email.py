@@ -334,6 +334,9 @@ async def test_every_email_is_tracked_and_unsubscribable(
     assert unsubscribe in html and unsubscribe in text  # visible in both parts
     assert "1 Example St, Athens" in html and "1 Example St, Athens" in text
     assert f"{activities.settings.site_url}/pricing" not in text
+    # the click classifier reads how many links the email tracks (pricing, in both parts; the honeypot not)
+    [row] = await outbox(sessionmaker)
+    assert row.tracked_links == 1
 
 
 async def test_an_owned_lead_hears_from_its_owner(

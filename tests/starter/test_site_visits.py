@@ -95,11 +95,8 @@ async def parts(
             task_queue=settings.task_queue,
             time_scale=1.0,
             source="test",
-            # these tests are about the beacon's page views, not about clicks waiting for their landing page's word
-            # (a browser's click is an unconfirmed one, confidence at most 0.8): its points count in full here
-            scoring=load_scoring(PROJECT_ROOT / "cadences" / "scoring.yaml").model_copy(
-                update={"unconfirmed_click_weight": 1.0}
-            ),
+            # the shipped rules: the click waits for its landing page's word, which the beacon's first view gives
+            scoring=load_scoring(PROJECT_ROOT / "cadences" / "scoring.yaml"),
         )
         handle = client.get_workflow_handle(workflow_id(lead.id))
         await until(handle, lambda s: s.sends == 1)
@@ -143,7 +140,8 @@ async def test_a_forged_visit_changes_nothing_and_a_page_counts_once_a_day(parts
     )
     landing = await http.get(f"/c/{Signer(settings.signing_keys()).sign(click)}", headers=NAV)
     visitor = parse_qs(urlsplit(landing.headers["location"]).query)["ll"][0]
-    assert (await until(handle, lambda s: s.engagement.human_clicks == 1)).score.total == 25
+    # unconfirmed until the landing page's beacon reports the visitor: 30% of the pricing click's 25
+    assert (await until(handle, lambda s: s.engagement.human_clicks == 1)).score.total == 7
 
     # the attack: the visitor id from the redirect, the public site key, another host's "page", twice
     forged = {"site_key": SITE_KEY, "visitor": visitor, "url": "https://evil.example/pricing/reset-password"}
@@ -173,12 +171,12 @@ async def test_a_forged_visit_changes_nothing_and_a_page_counts_once_a_day(parts
 
     # the real reader views pricing, then the same page again by another address (a browser may send Referer only)
     again = {**NAV, "referer": f"{SITE}/pricing"}
-    for url, title, headers in (
-        (f"{SITE}/pricing", None, FROM_SITE),
-        (f"{SITE}/pricing/?plan=pro", "Plans\n &\tpricing", again),
+    for url, title, headers, answer in (
+        (f"{SITE}/pricing", None, FROM_SITE, {"recorded": True, "confirmed": True}),  # it proves the click
+        (f"{SITE}/pricing/?plan=pro", "Plans\n &\tpricing", again, {"recorded": True}),
     ):
         taken = await http.post("/v", json={**page, "url": url, "title": title}, headers=headers)
-        assert taken.status_code == 202 and taken.json() == {"recorded": True}
+        assert taken.status_code == 202 and taken.json() == answer
     state = await until(handle, lambda s: s.engagement.visits == 2)
     assert state.score.total == 40 and state.stage == "nurturing"  # 25 + the page once (not 25 + 30: escalated)
     assert rep_mail(smtp) == []
@@ -199,6 +197,8 @@ async def test_a_forged_visit_changes_nothing_and_a_page_counts_once_a_day(parts
     text = note.get_body(("plain",)).get_content()
     html = note.get_body(("html",)).get_content()
     # the visits read as paths on the site, as text nothing turns into a link
+    # the click once, though its landing page's confirmation is stored beside it
+    assert text.count(f"click  {SITE}/pricing\r\n") == 1
     assert "visit  /pricing\r\n" in text and "visit  /www\u2024evil\u2024example/login\uff20bank\u2024example" in text
     assert "/www\u2024evil\u2024example/login\uff20bank\u2024example" in html
     # and a page title beside its path, one line of unlinkable text, cut short

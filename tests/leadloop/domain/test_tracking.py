@@ -3,7 +3,7 @@
 import re
 
 from leadloop.domain.tokens import Signer
-from leadloop.domain.tracking import TrackingLinks, track_html, track_text
+from leadloop.domain.tracking import TrackingLinks, track_html, track_text, tracked_links
 
 LINKS = TrackingLinks(Signer(["k"]), "https://t.example", 5, "lead-5.c0.tips", 1_700_000_000)
 
@@ -31,6 +31,18 @@ def test_text_urls_are_rewritten_but_not_unsubscribe() -> None:
     assert "https://site.example/pricing" not in out
     assert out.count("https://t.example/c/") == 1 and out.splitlines()[0].endswith(".")
     assert LINKS.unsubscribe_url in out
+
+
+def test_tracked_links_counts_each_link_once_and_not_the_honeypot() -> None:
+    html = track_html(
+        '<body><a href="https://site.example/pricing">P</a><a href="https://site.example/demo">D</a>'
+        '<a href="https://site.example/pricing">P again</a></body>',
+        LINKS,
+    )
+    text = track_text("Pricing https://site.example/pricing\nDemo https://site.example/demo\n", LINKS)
+    # a link walker following every link clicks two: pricing and demo, in either part
+    assert tracked_links(LINKS, html, text) == 2
+    assert tracked_links(LINKS, track_html("<body>no links</body>", LINKS)) == 0  # the honeypot alone
 
 
 def test_urls_a_lead_typed_never_become_signed_redirects() -> None:
