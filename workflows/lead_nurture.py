@@ -405,11 +405,21 @@ class LeadNurtureWorkflow:
         escalation = self.input.cadence.escalation
         return escalation.threshold if escalation else None
 
-    def _compute_score(self) -> Score:
+    def _compute_score(self, proven: bool = False) -> Score:
         lead = self.input
         if lead.scoring is None:
             return Score()
-        return compute_score(lead.scoring, lead.profile, self.memory.scored, workflow.now(), time_scale=lead.time_scale)
+        return compute_score(
+            lead.scoring, lead.profile, self.memory.scored, workflow.now(), time_scale=lead.time_scale, proven=proven
+        )
+
+    def _escalation_score(self) -> int:
+        """What the threshold is compared with: with `escalate_on: confirmed`, the score without the clicks no
+        landing page confirmed (their part-points show in the score, but never hand a lead over)."""
+        rules = self.input.scoring
+        if rules is None or rules.escalate_on != "confirmed":
+            return self.score.total
+        return self._compute_score(proven=True).total
 
     def publish(self, details: str | None = None) -> None:
         """Keep search attributes and the UI's current details in step with the state."""
@@ -448,7 +458,7 @@ class LeadNurtureWorkflow:
         if rescore:
             self.score = self._compute_score()
             # only evidence a person was there hands the lead over: an unconfirmed click waits for its landing page
-            if proven and escalates(life.stage, self.score.total, self.threshold()):
+            if proven and escalates(life.stage, self._escalation_score(), self.threshold()):
                 life.escalate = True
                 life.retry = True  # a blocked send gives way to sales
         self.publish()

@@ -14,6 +14,8 @@ HitKind = Literal["open", "click", "visit"]
 #: cloud, a mail provider's prefetch (Gmail's image prefetch, Yahoo's link fetch), Apple Mail Privacy Protection,
 #: or any other scanner, bot or script.
 MachineClass = Literal["gateway", "cloud", "prefetch", "mpp", "scanner"]
+#: Machines known by who they are (an address range, a fetcher's signature), not only by how they behave.
+IDENTIFIED = frozenset({"gateway", "cloud", "prefetch", "mpp"})
 Says = Literal["machine", "human", "neutral"]
 #: The evidence that decided a verdict, as one of a few stable values (the engagement metric's `rule` label).
 Rule = Literal[
@@ -73,6 +75,7 @@ class PriorHit:
     at: datetime
     url: str = ""  # the clicked link ("" for opens)
     human: bool = True
+    machine_class: str | None = None  # the machine it was put down to, if any
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,12 @@ def _range_piece(found: RangeMatch | None, agent: Agent, hit: Hit) -> _Piece:
     if found.kind == "gateway":
         why = f"{found.source.provider}'s published range ({found.network}): a mail security gateway"
         return _machine("range", seen, 0.97, why, "machine_network", "gateway", decisive=True, identity=True)
+    if found.kind == "cloud" and hit.kind == "visit":
+        # the beacon ran in a browser there: people reach the web through cloud egress too (Azure NAT, cloud
+        # desktops, Prisma Access): it weighs against them but does not decide, so their page view can still be
+        # the later evidence that overturns a click judged a cloud scanner's
+        why = f"{found.source.provider}'s published range ({found.network}): a public cloud"
+        return _machine("range", seen, 0.6, why, "machine_network", "cloud", decisive=False, identity=True)
     if found.kind == "cloud":
         why = f"{found.source.provider}'s published range ({found.network}): a scanner on a public cloud"
         return _machine("range", seen, 0.95, why, "machine_network", "cloud", decisive=True, identity=True)
@@ -260,7 +269,11 @@ def _link_pieces(hit: Hit, burst: timedelta) -> list[_Piece]:
     """Evidence from the email's earlier hits: the time since the previous one, and the links touched."""
     if hit.kind == "visit":
         return []
-    earlier = sorted((h for h in hit.message_hits if h.at <= hit.at), key=lambda h: h.at)
+    # hits already put down to a known fetcher (a gateway's or a cloud's address, a prefetch, MPP) are someone
+    # else's: a reader clicking soon after the gateway walked every link is no walker
+    earlier = sorted(
+        (h for h in hit.message_hits if h.at <= hit.at and h.machine_class not in IDENTIFIED), key=lambda h: h.at
+    )
     pieces = []
     if earlier:
         previous = earlier[-1]

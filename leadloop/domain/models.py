@@ -358,6 +358,10 @@ class Carry(BaseModel):
         if event.confirms is not None and event.kind == "click":
             return self._confirm_click(event)
         if event.kind == "open":
+            if event.human and event.confirms is not None:
+                # the open a confirmed click proves (one per email): the machine-looking open it stands for was the
+                # reader's after all
+                counts.machine_opens = max(counts.machine_opens - 1, 0)
             if event.human:
                 counts.human_opens += event.count
             else:

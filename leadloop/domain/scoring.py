@@ -269,12 +269,14 @@ def compute_score(
     now: datetime,
     *,
     time_scale: float = 1.0,
+    proven: bool = False,
 ) -> Score:
     """The score at `now`: profile fit plus each human event's points, decayed, capped per rule.
 
     Args:
         time_scale: how many cadence seconds pass per real second (demo speed), so a half-life of
             14 days lasts 14 s at 86400.
+        proven: leave out clicks no landing page confirmed (what escalation reads with `escalate_on: confirmed`).
     """
     items = profile_items(config.profile, lead)
     earned: dict[str, float] = {}
@@ -282,6 +284,8 @@ def compute_score(
     once = config.visits_once_per_page.total_seconds() if config.visits_once_per_page else 0.0
     counted: dict[str, datetime] = {}  # page -> when a view of it last counted
     for event in events:
+        if proven and event.kind == "click" and event.confirmed is False:
+            continue
         if once and event.kind == "visit":
             page = page_of(event.url)
             last = counted.get(page)

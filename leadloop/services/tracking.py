@@ -29,22 +29,27 @@ async def sent_email(session: AsyncSession, outbox_key: str) -> tuple[datetime |
 
 #: How far back a click looks at the same email's earlier hits (a link walker's pace, a re-check hours later).
 MESSAGE_HITS_WINDOW = timedelta(days=2)
+#: ... and at most this many of them.
+MESSAGE_HITS = 500
 
 
 async def message_hits(session: AsyncSession, outbox_key: str, since: datetime) -> tuple[PriorHit, ...]:
-    """The email's opens and clicks since `since`, oldest first (confirmations of clicks left out)."""
+    """The email's latest MESSAGE_HITS opens and clicks since `since`, oldest first (confirmations left out): the
+    rules read the latest hits, so a busy email (a list address, a re-checking gateway) keeps the newest."""
+    e = EngagementEvent
     rows = await session.execute(
-        select(EngagementEvent.kind, EngagementEvent.occurred_at, EngagementEvent.url, EngagementEvent.human)
+        select(e.kind, e.occurred_at, e.url, e.human, e.machine_class)
         .where(
-            EngagementEvent.outbox_key == outbox_key,
-            EngagementEvent.kind.in_(("open", "click")),
-            EngagementEvent.confirms.is_(None),
-            EngagementEvent.occurred_at >= since,
+            e.outbox_key == outbox_key,
+            e.kind.in_(("open", "click")),
+            e.confirms.is_(None),
+            e.occurred_at >= since,
         )
-        .order_by(EngagementEvent.occurred_at)
-        .limit(500)
+        .order_by(e.occurred_at.desc())
+        .limit(MESSAGE_HITS)
     )
-    return tuple(PriorHit(kind, as_utc(at), url or "", human) for kind, at, url, human in rows.all())
+    latest = [PriorHit(kind, as_utc(at), url or "", human, cls) for kind, at, url, human, cls in rows.all()]
+    return tuple(reversed(latest))
 
 
 async def earlier_visits(session: AsyncSession, lead_id: int, since: datetime) -> tuple[datetime, ...]:

@@ -638,3 +638,21 @@ async def test_tracking_links_answer_the_same_whoever_is_behind_them(settings, s
     assert stored == {(lead, "open"), (lead, "click")}  # nothing for the erased person, nothing for a stranger
     async with sessionmaker() as session:
         assert await session.get(Suppression, email_hash("maria@example.gr")) is None
+
+
+async def test_hits_through_a_proxy_not_trusted_are_told_once_in_the_log(build, sessionmaker, caplog) -> None:
+    """Behind a load balancer missing from LEADLOOP_TRUSTED_PROXIES every reader has the balancer's (cloud)
+    address: the operator is told, once, instead of watching engagement vanish."""
+    from starter.http import hits
+
+    hits._warned.clear()
+    lead = await add_lead(sessionmaker)
+    pixel = f"/o/{sign('open', lead)}.gif"
+    behind = {**MAIL_CLIENT, "x-forwarded-for": "81.2.3.4"}
+    async with serving(build(), sessionmaker, FakeTemporal(), ip="3.5.140.10") as (_app, balancer):
+        with caplog.at_level("WARNING", logger="leadloop.api"):
+            for _ in range(3):
+                assert (await balancer.get(pixel, headers=behind)).status_code == 200
+            assert (await balancer.get(pixel, headers=MAIL_CLIENT)).status_code == 200
+    told = [r.getMessage() for r in caplog.records if "LEADLOOP_TRUSTED_PROXIES" in r.getMessage()]
+    assert len(told) == 1 and "3.5.140.10" in told[0]

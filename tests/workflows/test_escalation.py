@@ -291,6 +291,28 @@ async def test_clicks_no_landing_page_confirmed_never_hand_the_lead_over_and_a_c
     assert len(notes) == 1 and "score 49" in str(notes[0]["Subject"])
 
 
+async def test_part_points_of_unconfirmed_clicks_never_carry_a_lead_over_the_threshold(stack: Stack) -> None:
+    await stack.import_roster(ROSTER)
+    rules = SCORING.model_copy(
+        update={"unconfirmed_click_weight": 0.3, "escalate_on": "confirmed", "escalation_confidence": 0.9}
+    )
+    handle = await stack.start(await stack.lead(), scoring=rules)
+    now = (await stack.until(handle, lambda s: s.sends == 1)).next_send_at
+    passing = [
+        EngagementEvent(id=f"u{i}", kind="click", human=True, at=now, url=f"https://s.example/{i}", confidence=0.7,
+                        confirmed=False)
+        for i in range(7)
+    ]  # fmt: skip
+    await handle.signal("engagement", EngagementInput(events=passing))
+    state = await stack.until(handle, lambda s: s.engagement.unconfirmed_clicks == 7)
+    assert (state.stage, state.score.total) == ("nurturing", 42)  # 10 + 7 x 4.5: over 40 as shown, not proven
+    # an ordinary mail client's open is sure evidence, but of 2 points: 12 proven, not 40
+    opened = EngagementEvent(id="o1", kind="open", human=True, at=now, confidence=0.93)
+    await handle.signal("engagement", EngagementInput(events=[opened]))
+    state = await stack.until(handle, lambda s: s.engagement.human_opens == 1)
+    assert (state.stage, state.score.total, state.assigned_rep) == ("nurturing", 44, None)
+
+
 async def test_sla_lapse_moves_the_lead_on_and_copies_the_manager_after_two(stack: Stack) -> None:
     await stack.import_roster(ROSTER)
     lead = await stack.lead()

@@ -310,3 +310,32 @@ def test_classify_is_fast_enough_for_the_pixel() -> None:
     for _ in range(1000):
         judge(hit)
     assert (time.perf_counter() - started) / 1000 < 0.001  # under a millisecond a hit, with 49 earlier hits
+
+
+def test_a_reader_clicking_soon_after_the_gateway_walked_every_link_is_no_walker() -> None:
+    # Safe Links follows the email's four links 20-29 s after the send; the reader clicks one 90 s after it
+    gateway = tuple(PriorHit("click", at(20 + 3 * n), url, False, "gateway") for n, url in enumerate(LINKS[:4]))
+    reader = judge(Hit("click", CHROME, "81.2.3.4", NAV, at(90), SENT, url=LINKS[0], message_hits=gateway,
+                       links_in_message=4))  # fmt: skip
+    assert reader.human, reader.reason
+    # a walker already caught by its own pattern (a scanner, not a known fetcher) still counts against the next link
+    walker = tuple(PriorHit("click", at(40 + 3.3 * n), url, n < 2, None if n < 2 else "scanner")
+                   for n, url in enumerate(LINKS[:3]))  # fmt: skip
+    fourth = judge(Hit("click", CHROME, "198.51.100.8", BROWSER, at(40 + 3.3 * 3), SENT, url=LINKS[3],
+                       message_hits=walker, links_in_message=5))  # fmt: skip
+    assert not fourth.human and fourth.rule == "link_walker"
+
+
+@pytest.mark.parametrize("ip", ["20.50.2.1", "3.5.140.10", "34.80.2.2"])
+def test_a_page_view_through_cloud_egress_is_a_person_that_a_cloud_click_is_not(ip: str) -> None:
+    """People reach the web through Azure NAT, cloud desktops and cloud proxies: the beacon running in their
+    browser is the later evidence that can confirm a click the same address made, judged a cloud scanner's."""
+    click = judge(Hit("click", CHROME, ip, NAV, at(300), SENT, url=LINKS[0]))
+    assert (click.human, click.machine_class) == (False, "cloud")
+    view = judge(Hit("visit", CHROME, ip, {}, at(302)))
+    assert view.human and view.rule == "beacon", view.reason
+    cloud = next(e for e in view.evidence if e.name == "range")
+    assert cloud.says == "machine" and "cloud" in cloud.seen
+    # a gateway's sandbox detonating the landing page stays a machine's view
+    detonation = judge(Hit("visit", CHROME, "40.93.7.20", {}, at(302)))
+    assert (detonation.human, detonation.machine_class) == (False, "gateway")

@@ -249,6 +249,11 @@ def test_an_unconfirmed_click_scores_in_part_until_its_landing_page_confirms_it(
     assert memory.count(overturned) is True
     assert memory.counts == EngagementCounts(human_clicks=2, confirmed_clicks=2)
     assert [(s.id, s.confirmed) for s in memory.scored] == [("c1", True), ("m1", True)]
+    # the open a confirmed click proves stands for the machine-looking open (an MPP prefetch) the email had
+    memory.count(event("p", kind="open", human=False).model_copy(update={"machine_class": "mpp"}))
+    proven_open = event("opened-x", kind="open").model_copy(update={"confidence": 1.0, "confirms": "c1"})
+    assert memory.count(proven_open) is True
+    assert (memory.counts.human_opens, memory.counts.machine_opens) == (1, 0)
 
 
 def test_only_evidence_a_person_was_there_may_hand_the_lead_to_sales() -> None:

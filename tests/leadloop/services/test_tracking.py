@@ -73,3 +73,20 @@ async def test_an_erased_or_unknown_lead_and_a_repeated_event_id_leave_no_new_tr
     assert not await store_hit(sessionmaker, **hit(lead_id, "open", NOW))
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(EngagementEvent)) == 1
+
+
+async def test_a_busy_email_keeps_its_latest_hits_oldest_first(sessionmaker: Any, monkeypatch: Any) -> None:
+    import leadloop.services.tracking as tracking
+
+    lead_id = await add_lead(sessionmaker)
+    key = f"lead-{lead_id}.c0.tips"
+    for n in range(5):
+        at = NOW + timedelta(seconds=n)
+        extra = {"machine_class": "gateway", "human": False} if n == 4 else {}
+        assert await store_hit(sessionmaker, **{**hit(lead_id, "click", at, f"https://s.example/{n}"), **extra},
+                               outbox_key=key)  # fmt: skip
+    monkeypatch.setattr(tracking, "MESSAGE_HITS", 3)
+    async with sessionmaker() as session:
+        latest = await message_hits(session, key, NOW - timedelta(minutes=1))
+    assert [h.url for h in latest] == [f"https://s.example/{n}" for n in (2, 3, 4)]
+    assert (latest[-1].human, latest[-1].machine_class) == (False, "gateway")
