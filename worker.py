@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from activities.assignment import AssignmentActivities
 from activities.email import EmailActivities, SmtpConfig
 from activities.leads import LeadActivities
+from activities.lifecycle import LifecycleActivities
 from leadloop.domain.templates import EmailRenderer
 from leadloop.infra.db import make_engine, make_sessionmaker
 from leadloop.infra.process import run_and_exit
@@ -82,7 +83,10 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
     )
     sales = AssignmentActivities(email.sessionmaker, settings.routing_file)
     leads = LeadActivities(email.sessionmaker, settings.cadence_dir, settings.scoring_file)
+    lifecycle = LifecycleActivities(email.sessionmaker)
     sales_path: list[Callable[..., Any]] = [
+        lifecycle.announce,
+        lifecycle.record_goal,
         email.notify_rep,
         sales.assign_lead,
         sales.close_assignment,

@@ -72,6 +72,7 @@ class LeadActivities:
                 outcome_cadence=result.cadence,
                 outcome_stage=result.stage,
                 source=input.source,
+                recontact_on=input.recontact_on,
                 created_at=datetime.now(UTC),
             )
             await session.commit()

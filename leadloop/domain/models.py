@@ -167,6 +167,7 @@ class AssignLeadInput(BaseModel):
     score: int
     profile: LeadProfile
     exclude_rep_ids: list[int] = Field(default_factory=list)
+    prefer_rep_id: int | None = Field(default=None, description="keep in touch: this rep, if still active")
 
 
 class AssignLeadResult(BaseModel):
@@ -252,6 +253,15 @@ SOFT_BOUNCES_KEPT = 100
 HISTORY_LINES = 50
 
 
+class Recontact(BaseModel):
+    """Keep in touch: the rep who asked, and when (cadence time) the lead comes straight back to them."""
+
+    rep_id: int
+    at: datetime
+    day: date
+    note: str = ""
+
+
 class Carry(BaseModel):
     """A lead's memory: what its workflow counts in a cycle, and what it keeps from one run to the next.
 
@@ -279,6 +289,10 @@ class Carry(BaseModel):
     paused: bool = False
     soft_bounces: list[datetime] = Field(default_factory=list, description="when soft bounces came (lifelong)")
     back_at: datetime | None = Field(default=None, description="an out-of-office: no email before (cadence time)")
+    tags: list[str] = Field(default_factory=list, description="the lead's tags, shown as LeadTags")
+    recontact: Recontact | None = Field(default=None, description="keep in touch: back to this rep at this time")
+    announced: int = Field(default=0, description="lifecycle events announced in this run (their keys' counter)")
+    engaged_cycle: int | None = Field(default=None, description="the cycle whose first engagement was announced")
     _seen: set[str] = PrivateAttr(default_factory=set)
 
     def model_post_init(self, context: object, /) -> None:
@@ -425,6 +439,9 @@ _LIFELONG = {
     "scored",
     "soft_bounces",
     "back_at",  # `next_cycle` keeps it only while the lead is still away
+    "tags",
+    "recontact",
+    "engaged_cycle",
 }
 
 
@@ -448,6 +465,10 @@ class RepActionInput(BaseModel):
     note: str = Field(default="", max_length=2000)
     opportunity_id: str | None = Field(default=None, max_length=200)
     source: str = "api"
+    recontact_on: date | None = Field(
+        default=None, description="not_ready: the day the lead comes straight back to this rep (keep in touch)"
+    )
+    actor: str = Field(default="", max_length=100, description="who asked: the API key's name or --actor")
 
 
 class RepActionResult(BaseModel):
@@ -504,6 +525,7 @@ class DispositionInput(BaseModel):
     source: str = "api"
     #: None from a workflow started before outcomes were recorded as data: the activity reads `outcome`
     result: DispositionOutcome | None = None
+    recontact_on: date | None = None
 
 
 class LeadState(BaseModel):
@@ -542,6 +564,13 @@ class LeadState(BaseModel):
     last_disposition: str | None = None
     opportunity_id: str | None = None
     history: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    category: str | None = Field(default=None, description="scoring.yaml's category the lead falls in now")
+    owner: str | None = None
+    recontact_on: date | None = Field(default=None, description="keep in touch: the day it goes back to its rep")
+    recontact_rep_id: int | None = None
+    moving_to: str | None = Field(default=None, description="a move asked for: the cadence it goes on with")
+    goal: str | None = None
 
 
 class SendEmailInput(BaseModel):
@@ -568,3 +597,82 @@ class SendEmailResult(BaseModel):
 
 
 LeadNurtureInput.model_rebuild()
+
+
+class ChangeInput(BaseModel):
+    """Who asked for a change from outside (the CRM's API key's name, or `--actor`) and why."""
+
+    actor: str = Field(default="", max_length=100)
+    reason: str = Field(default="", max_length=500)
+
+
+class GoalInput(ChangeInput):
+    """Update: a goal reached outside leadloop (converted, meeting booked, opportunity created) ends nurture the way
+    an accept does; `reference` (the CRM's deal or meeting id) makes the same goal applied once."""
+
+    kind: Literal["converted", "meeting_booked", "opportunity_created"]
+    source: str = Field(default="api", max_length=40)
+    reference: str | None = Field(default=None, max_length=200)
+
+
+class StopInput(ChangeInput):
+    """Update: stop the lead's nurture for good, with a reason (recorded; the lead can be re-enrolled later)."""
+
+
+class OwnerInput(ChangeInput):
+    """Update: the lead's owner rep (their address), who gets its next hand-over; None: no owner, routing decides."""
+
+    owner: str | None = Field(default=None, max_length=320)
+
+
+class MoveInput(ChangeInput):
+    """Update: go on with another cadence from its first step, at the next step boundary."""
+
+    cadence: str = Field(min_length=1, max_length=64)
+
+
+class TagsInput(ChangeInput):
+    """Signal: the lead's tags as they now stand in the database (a set: applying it twice changes nothing)."""
+
+    tags: list[str] = Field(default_factory=list, max_length=20)
+
+
+class ChangeResult(BaseModel):
+    """What a change from outside did: the stage now, and in words."""
+
+    stage: Stage
+    outcome: str
+    applied: bool = True  # False: it was already so (a goal with the same reference, the same owner)
+
+
+class LifecycleInput(BaseModel):
+    """Activity: one lifecycle event of a lead, recorded once by `key` and delivered to the CRM's webhooks."""
+
+    key: str = Field(description="unique per event: lead-<id>.r<run>.<type>.<n>; the webhook-id derives from it")
+    lead_id: int
+    type: str
+    cycle: int
+    stage: Stage
+    score: Score | None = None
+    cadence: str | None = None
+    rep_id: int | None = None
+    actor: str = ""
+    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    occurred_at: datetime
+
+
+class LifecycleResult(BaseModel):
+    recorded: bool
+    deliveries: int = 0
+
+
+class RecordGoalInput(BaseModel):
+    """Activity: record a goal reached outside leadloop; (lead, kind, reference) makes a retry a no-op."""
+
+    lead_id: int
+    kind: str
+    source: str
+    reference: str | None = None
+    actor: str = ""
+    note: str = ""
+    stage_before: str | None = None

@@ -17,6 +17,8 @@ ASSIGNED_REP = SearchAttributeKey.for_keyword("AssignedRep")  # "rep-<id>": no n
 LAST_ENGAGED_AT = SearchAttributeKey.for_datetime("LastEngagedAt")
 UNOPENED_STREAK = SearchAttributeKey.for_int("UnopenedStreak")
 RECYCLE_COUNT = SearchAttributeKey.for_int("RecycleCount")
+LEAD_TAGS = SearchAttributeKey.for_keyword_list("LeadTags")  # the marketer's and CRM's tags (no personal data)
+LEAD_CATEGORY = SearchAttributeKey.for_keyword("LeadCategory")  # scoring.yaml's category, named by the marketer
 
 #: Every custom search attribute leadloop upserts; servers must know them before a lead starts.
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
@@ -28,6 +30,8 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     LAST_ENGAGED_AT,
     UNOPENED_STREAK,
     RECYCLE_COUNT,
+    LEAD_TAGS,
+    LEAD_CATEGORY,
 )
 
 
@@ -35,7 +39,7 @@ def dev_server_search_attribute_args() -> list[str]:
     """`--search-attribute Name=Type` arguments for `temporal server start-dev`."""
     args: list[str] = []
     for key in SEARCH_ATTRIBUTES:
-        kind = {"KEYWORD": "Keyword", "INT": "Int", "DATETIME": "Datetime"}[
+        kind = {"KEYWORD": "Keyword", "INT": "Int", "DATETIME": "Datetime", "KEYWORD_LIST": "KeywordList"}[
             key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_")
         ]
         args += ["--search-attribute", f"{key.name}={kind}"]
