@@ -1,12 +1,14 @@
 """What routes are given through FastAPI's Depends: the app's state and the shared objects it holds."""
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from leadloop.domain.crm import Scope, allows
 from leadloop.infra.settings import Settings
 from starter.http.keys import key_ok
 from starter.http.links import Links
@@ -78,3 +80,33 @@ async def api_key(settings: AppSettings, x_api_key: Annotated[str | None, Header
 PUBLIC = [Depends(limited)]
 #: The dependencies of every route for CRMs and integrations.
 KEYED = [Depends(api_key)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who called a keyed route: the key's name (recorded as the actor of what it changes) and its scopes."""
+
+    name: str
+    scopes: tuple[Scope, ...]
+
+
+def _settings_caller(settings: Settings, given: str | None) -> Caller | None:
+    """A key from LEADLOOP_API_KEYS: every scope, named by its place in the list (api-key-1, api-key-2...)."""
+    for index, key in enumerate(settings.api_keys, start=1):
+        if key_ok(given, [key.get_secret_value()]):
+            return Caller(f"api-key-{index}", ("admin",))
+    return None
+
+
+def scoped(scope: Scope) -> Callable[..., Awaitable[Caller]]:
+    """A keyed route's dependency: the caller, when its key carries `scope` (403 otherwise, nothing changed)."""
+
+    async def caller(settings: AppSettings, x_api_key: Annotated[str | None, Header()] = None) -> Caller:
+        found = _settings_caller(settings, x_api_key)
+        if found is None:
+            raise HTTPException(401, "missing or wrong X-API-Key")
+        if not allows(found.scopes, scope):
+            raise HTTPException(403, f"the key '{found.name}' lacks the '{scope}' scope; nothing changed")
+        return found
+
+    return caller
