@@ -143,6 +143,13 @@ class Settings(BaseSettings):
         default_factory=list, description="keys rotated out: their tokens still verify, nothing new is signed"
     )
     api_keys: list[SecretStr] = Field(default_factory=lambda: [SecretStr(DEMO_API_KEY)])
+    api_key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="how long the HTTP service trusts its last look-up of a `leadloop keys` key (a revoked key "
+        "stops working within this time; 0: every request looks it up)",
+    )
     site_keys: list[str] = Field(default_factory=lambda: ["demo-site-key"])
     site_hosts: dict[str, list[str]] = Field(
         default_factory=dict,
