@@ -325,8 +325,9 @@ class Settings(BaseSettings):
         api_keys = [k.get_secret_value() for k in self.api_keys]
         if DEMO_API_KEY in api_keys:
             problems.append(f"LEADLOOP_API_KEYS holds the published demo key '{DEMO_API_KEY}': set your own keys")
-        elif not any(api_keys):
-            problems.append("LEADLOOP_API_KEYS is empty: set at least one key for the intake and CRM endpoints")
+        elif not all(api_keys):
+            # an empty list is fine: the service then takes only `leadloop keys` keys (named, scoped, in the database)
+            problems.append("LEADLOOP_API_KEYS holds an empty key: drop it, or set a long random value")
         return problems
 
     def refuse_unsafe_secrets(self, who: str, *, api_keys: bool = False) -> None:

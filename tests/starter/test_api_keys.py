@@ -145,6 +145,15 @@ async def test_an_admin_key_from_the_database_may_do_everything(settings, sessio
         assert seen.status_code == 200 and seen.json() == []
 
 
+async def test_without_settings_keys_the_service_takes_only_stored_keys(build, sessionmaker) -> None:
+    """LEADLOOP_API_KEYS='[]' outside the demo: no all-powerful key in the environment, the stored keys work."""
+    keys = await make_keys(sessionmaker, "intake")
+    async with serving(build(api_keys=[]), sessionmaker, FakeTemporal()) as (_, http):
+        lead = {"email": "ana@example.com"}
+        assert (await http.post("/leads", json=lead, headers={"x-api-key": API_KEY})).status_code == 401
+        assert (await http.post("/leads", json=lead, headers={"x-api-key": keys["intake"]})).status_code == 201
+
+
 async def test_a_revoked_or_unknown_key_is_refused_with_401_and_changes_nothing(build, sessionmaker) -> None:
     settings = build(api_key_cache_seconds=0)
     keys = await make_keys(sessionmaker, "intake")
