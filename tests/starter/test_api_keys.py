@@ -145,6 +145,18 @@ async def test_an_admin_key_from_the_database_may_do_everything(settings, sessio
         assert seen.status_code == 200 and seen.json() == []
 
 
+async def test_settings_keys_are_named_by_their_place_in_the_list(build, sessionmaker) -> None:
+    lead = await add_lead(sessionmaker)
+    reps = await add_reps(sessionmaker)
+    await assign(sessionmaker, lead, 1, reps["anna"], "assigned", timedelta(hours=1))
+    temporal = FakeTemporal()
+    async with serving(build(api_keys=[API_KEY, "second-crm-key"]), sessionmaker, temporal) as (_, http):
+        body = {"rep": "anna@sales.example"}
+        accepted = await http.post(f"/leads/{lead}/accept", json=body, headers={"x-api-key": "second-crm-key"})
+        assert accepted.status_code == 200, accepted.text
+    assert [arg.actor for _, arg in temporal.changes] == ["api-key-2"]
+
+
 async def test_without_settings_keys_the_service_takes_only_stored_keys(build, sessionmaker) -> None:
     """LEADLOOP_API_KEYS='[]' outside the demo: no all-powerful key in the environment, the stored keys work."""
     keys = await make_keys(sessionmaker, "intake")
