@@ -18,6 +18,7 @@ from leadloop.services.inbound_delivery import InboundRelay
 from leadloop.services.tracking import store_hit, store_visit
 from leadloop.services.webhooks import Fetch, Webhooks
 from starter.codec_server import CodecServer
+from starter.http.callers import KeyRing
 from starter.http.links import Links
 from starter.http.pages import Pages
 from starter.http.rate_limit import RateLimiter
@@ -92,6 +93,7 @@ class State:
         self.recorder = EventRecorder(sessionmaker, self.signaller, metrics)
         self.webhooks = Webhooks(settings, fetch)
         self.inbound = InboundRelay(sessionmaker, self.client)
+        self.callers = KeyRing(settings, sessionmaker)
 
     async def client(self) -> Client:
         """The Temporal client, connected lazily on first use."""
