@@ -52,7 +52,7 @@ from bench.ranges import range_lookups
 from leadloop import PROJECT_ROOT
 from leadloop.domain.intake import parse_csv
 from leadloop.domain.routing import load_roster
-from leadloop.domain.search import SEARCH_ATTRIBUTES
+from leadloop.domain.search import dev_server_search_attribute_args
 from leadloop.domain.tokens import Signer
 from leadloop.infra.db import make_engine, make_sessionmaker
 from leadloop.infra.migrate import upgrade_database
@@ -246,9 +246,7 @@ class Stack:
             args += ["--db-filename", str(self.tmp / "temporal.db")]
             for pragma in SQLITE_PRAGMAS:
                 args += ["--sqlite-pragma", pragma]
-        for key in SEARCH_ATTRIBUTES:
-            kind = key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_").title()
-            args += ["--search-attribute", f"{key.name}={kind}"]
+        args += dev_server_search_attribute_args()
         self.server_args = args
         self.server = await start_dev_server(None, port=self.temporal_port, args=args)
         await self.sink.start(self.smtp_port)

@@ -2,6 +2,7 @@
 CLI read it all, the HTTP service's codec server decodes it for the UI, and keys rotate."""
 
 import base64
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -26,14 +27,15 @@ from leadloop.services.enrollment import start_lead, workflow_id
 from starter.api import create_app
 from tests.e2e.test_operator_cli import CADENCE, SCORING, send_email
 from tests.lifecycle_log import announce_lifecycle
-from workflows.lead_nurture import LeadNurtureWorkflow
+from workflows.lead_nurture import LIFECYCLE_PATCH, LeadNurtureWorkflow
 
 SECRETS = ("maria@example.gr", "olga.owner@example.com", "+30 210 555 0100", "call me after the summer")
 K1, K2 = base64.b64encode(os.urandom(32)).decode(), base64.b64encode(os.urandom(32)).decode()
 
 
 def payloads_of(history: Any) -> list[Payload]:
-    """Every payload in a history (inputs, results, signals, summaries, ...), found by walking the protos."""
+    """Every payload in a history (inputs, results, signals, summaries, ...) or one event, found by walking the
+    protos."""
     found: list[Payload] = []
 
     def walk(message: Any) -> None:
@@ -53,7 +55,7 @@ def payloads_of(history: Any) -> list[Payload]:
                 if hasattr(item, "ListFields"):
                     walk(item)
 
-    for event in history.events:
+    for event in getattr(history, "events", [history]):
         walk(event)
     return found
 
@@ -133,7 +135,16 @@ async def test_history_holds_no_plaintext_and_the_codec_server_opens_it(
         keys = {p.metadata[KEY_ID] for p in sealed}
         assert keys == {b"k1", b"k2"}, keys
         plain = [p for p in payloads_of(history) if p.metadata.get("encoding") != b"binary/encrypted"]
-        assert plain and all("type" in p.metadata for p in plain)  # only search attributes stay readable
+        # only search attributes stay readable, and the markers of workflow.patched, which the SDK's core writes
+        # itself: they hold a patch's id, never the lead's data
+        markers = [
+            p
+            for e in history.events
+            if e.HasField("marker_recorded_event_attributes")
+            for p in payloads_of(e.marker_recorded_event_attributes)
+        ]
+        assert markers and all(json.loads(p.data)["id"] == LIFECYCLE_PATCH for p in markers), markers
+        assert plain and all("type" in p.metadata or p in markers for p in plain)
 
         # the codec server (as the UI calls it) opens every one of them
         body = MessageToDict(history.events[0].workflow_execution_started_event_attributes.input)
