@@ -1,5 +1,7 @@
 """The classifier's edge rules (RFC 3463 codes, headers, negations, matching) and bad input that must not crash it."""
 
+import email
+import email.policy
 import time
 from email.message import EmailMessage
 
@@ -128,10 +130,96 @@ def test_the_signature_is_cut() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    ["Don't unsubscribe me, please.", "Bitte nicht abmelden!", "Nie wypisuj mnie, dziękuję.", "Ne iratkoztassanak ki."],
+    [
+        "Don't unsubscribe me, please.",
+        "Bitte nicht abmelden!",
+        "Nie wypisuj mnie, dziękuję.",
+        "Ne iratkoztassanak ki.",
+        # a negation a few words before the request words, in each language
+        "I don't want to unsubscribe, just call me.",
+        "I won't unsubscribe, send more.",
+        "I really do not think I want you to remove me from the list.",
+        "No need to remove me, keep sending.",
+        "Ich möchte mich nicht abmelden, rufen Sie mich an.",
+        "Bitte melden Sie mich nicht ab.",
+        "No quiero darme de baja.",
+        "No es necesario darme de baja, me interesa.",
+        "Nie chcę się wypisać.",
+        "Nie ma potrzeby mnie wypisać, czytam wszystko.",
+        "Nem szeretnék leiratkozni.",
+        "Δεν θέλω διαγραφή.",
+        "Μην με διαγράψετε, ενδιαφέρομαι.",
+    ],
 )
 def test_negated_requests_stay_replies(body: str) -> None:
+    verdict = classify(message(body))
+    assert verdict.kind == "human_reply"
+    assert any("not as a request" in reason and "negated" in reason for reason in verdict.evidence)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Why would I unsubscribe? Call me Tuesday.",
+        "Warum sollte ich mich abmelden? Rufen Sie mich an.",
+        "¿Por qué iba a darme de baja? Llámeme el martes.",
+        "Γιατί να ζητήσω διαγραφή; Καλέστε με την Τρίτη.",
+    ],
+)
+def test_a_question_asking_why_is_no_request(body: str) -> None:
     assert classify(message(body)).kind == "human_reply"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Yes, call me on Tuesday. The unsubscribe link in your last email looks broken.",
+        "Der Link zum Abmelden funktioniert nicht. Rufen Sie mich an.",
+        "El enlace para darme de baja no carga. Llámeme.",
+        "A leiratkozási link nem működik. Hívjon fel.",
+        "Ο σύνδεσμος διαγραφής δεν λειτουργεί. Καλέστε με.",
+    ],
+)
+def test_naming_the_unsubscribe_link_is_no_request(body: str) -> None:
+    verdict = classify(message(body))
+    assert verdict.kind == "human_reply"
+    assert any("link" in reason for reason in verdict.evidence)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Bitte melden Sie mich ab",
+        "Melden Sie mich bitte vom Newsletter ab.",
+        "No, please remove me.",
+        "Can you remove me from this list?",
+        "I don't read these. Unsubscribe me.",
+        "I have no interest, please remove me.",
+        "No more emails please, unsubscribe me.",
+        "No me envíen más correos.",
+        "Nie, proszę wypisz mnie.",
+        "Kérem, ne küldjenek több levelet.",
+        "Παρακαλώ διαγράψτε με.",
+    ],
+)
+def test_requests_near_other_negations_still_ask(body: str) -> None:
+    verdict = classify(message(body))
+    assert verdict.kind == "unsubscribe_request", verdict.evidence
+
+
+def test_a_long_reply_mostly_about_something_else_is_a_reply() -> None:
+    """A wrongly suppressed lead is lost for good; a missed request is still covered by the one-click link."""
+    body = (
+        "Thanks for the pricing sheet. We compared it with two other vendors last week and yours fits our budget "
+        "for the first year, but we need the API access tier and single sign-on for about forty people. Could you "
+        "send the contract terms for that and a reference customer in logistics? Our procurement team meets on "
+        "Thursday and I would like to bring a proposal. My colleague in finance may write to you too; please "
+        "remove me from the newsletter though."
+    )
+    verdict = classify(message(body))
+    assert verdict.kind == "human_reply"
+    assert any("long reply mostly about something else" in reason for reason in verdict.evidence)
+    assert classify(message("Please remove me from the newsletter.")).kind == "unsubscribe_request"
 
 
 def test_a_challenge_carries_no_return_date_and_the_flag() -> None:
@@ -195,7 +283,10 @@ def test_a_broken_encoded_word_in_a_header_does_not_crash() -> None:
 
 
 def test_a_20_mb_message_is_cut_and_still_classified() -> None:
-    raw = message("Remove me from your list.\n" + "padding line of an enormous attachment\n" * 520_000)
+    msg = email.message_from_bytes(message("Remove me from your list."), policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    msg.add_attachment(b"an enormous attachment\n" * 680_000, maintype="application", subtype="octet-stream")
+    raw = msg.as_bytes()
     assert len(raw) > 20_000_000
     started = time.monotonic()
     verdict = classify(raw)
