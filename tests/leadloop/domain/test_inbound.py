@@ -329,3 +329,41 @@ def test_a_base64_delivery_status_part_is_read() -> None:
     )
     verdict = classify(raw)
     assert (verdict.kind, verdict.status, verdict.lead_email) == ("hard_bounce", "5.1.1", "gone@example.net")
+
+
+def raw_8bit(subject: str, body: str, *, charset: str = "utf-8", sender: str = "Tóth Anna <anna@ceg.example>") -> bytes:
+    """A message whose headers carry raw 8-bit text, not RFC 2047 encoded words (as many clients send them)."""
+    head = f"From: {sender}\r\nTo: maria@acme.example\r\nSubject: {subject}\r\n"
+    head += "Date: Tue, 01 Dec 2026 09:15:00 +0000\r\n"
+    return (head + "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n").encode(charset) + (
+        body.encode() + b"\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Automatikus válasz: Üdvözöljük",
+        "Αυτόματη απάντηση: Καλώς ήρθατε",
+        "Respuesta automática: Bienvenido",
+        "Automatyczna odpowiedź: Witamy",
+    ],
+)
+def test_an_auto_reply_known_only_by_its_raw_8bit_subject(subject: str) -> None:
+    verdict = classify(raw_8bit(subject, "Thank you for your message."))
+    assert verdict.kind == "auto_reply", verdict.evidence
+    assert any(subject.split(":")[0] in reason for reason in verdict.evidence)
+
+
+def test_a_raw_latin1_subject_is_read_as_latin1() -> None:
+    verdict = classify(raw_8bit("Respuesta automática: Bienvenido", "Gracias.", charset="latin-1"))
+    assert verdict.kind == "auto_reply" and any("automática" in reason for reason in verdict.evidence)
+
+
+def test_raw_8bit_text_and_encoded_words_in_one_header_are_both_read() -> None:
+    from leadloop.domain.inbound import message as mime
+
+    raw = raw_8bit("Re: Üdvözöljük =?utf-8?q?a_k=C3=A9r=C3=A9s?=", "Köszönöm.", sender="Tóth <anna@ceg.example>")
+    msg = mime.parse(raw, [])
+    assert mime.header(msg, "Subject") == "Re: Üdvözöljük a kérés"
+    assert mime.header(msg, "From") == "Tóth <anna@ceg.example>" and mime.address(msg, "From") == "anna@ceg.example"
