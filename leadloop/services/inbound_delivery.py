@@ -37,7 +37,7 @@ from leadloop.domain.tokens import Signer
 from leadloop.domain.webhooks import ProviderEvent
 from leadloop.infra.db import FormerAddress, InboundMessage, Lead, Outbox, suppress
 from leadloop.services.events import every
-from leadloop.services.inbound import Stored, clean_message_id, match_message, store_inbound
+from leadloop.services.inbound import REPORT_KINDS, Stored, clean_message_id, match_message, store_inbound
 from leadloop.services.lead_client import LeadClient
 
 log = logging.getLogger("leadloop.inbound")
@@ -140,6 +140,7 @@ async def ingest_message(
         evidence=evidence,
         return_date=verdict.return_date,
         status=status,
+        about=verdict.lead_email if verdict.kind in REPORT_KINDS else None,
     )
 
 
@@ -188,6 +189,7 @@ async def ingest_event(
         kind=event.kind,
         evidence=evidence,
         status=status,
+        about=address,
     )
 
 
