@@ -52,6 +52,15 @@ class Finding:
     evidence: list[str] = field(default_factory=list)
 
 
+_MASKABLE = re.compile(r"[\w.+=-]+@([\w-]+(?:\.[\w-]+)+)")
+
+
+def mask_addresses(text: str) -> str:
+    """`text` with each address's mailbox hidden (`jane@example.net` -> `…@example.net`): a report's reasons
+    outlive its raw body, and the domain is what tells operators which provider answered."""
+    return _MASKABLE.sub(r"…@\1", text)
+
+
 def status_kind(status: str | None, diagnostic: str) -> tuple[InboundKind, Confidence, str]:
     """RFC 3463: what an enhanced status code (helped by the diagnostic words) says about the address."""
     if status is None or status.startswith("5.0.") or status == "5.1.0":
@@ -140,8 +149,8 @@ def read_dsn(msg: Message, text: str, sent_ids: Collection[str] | None) -> Findi
         kind, why = "soft_bounce", "Action: delayed (still being retried)"
     recipient = _typed_address(str(chosen.get("Original-Recipient") or chosen.get("Final-Recipient") or ""))
     evidence = [f"RFC 3464 delivery status, Action: {action or 'missing'}", why]
-    if diagnostic:
-        evidence.append(f"diagnostic: {diagnostic[:160]}")
+    if diagnostic:  # kept past the retention period: the recipient's address masked
+        evidence.append(f"diagnostic: {mask_addresses(diagnostic)[:160]}")
     answers = mime.pick_answered(original_ids(msg, text), sent_ids)
     return Finding(kind, confidence, status, recipient, answers, evidence)
 

@@ -367,3 +367,10 @@ def test_raw_8bit_text_and_encoded_words_in_one_header_are_both_read() -> None:
     msg = mime.parse(raw, [])
     assert mime.header(msg, "Subject") == "Re: Üdvözöljük a kérés"
     assert mime.header(msg, "From") == "Tóth <anna@ceg.example>" and mime.address(msg, "From") == "anna@ceg.example"
+
+
+def test_a_dsns_diagnostic_is_kept_with_the_recipients_mailbox_masked() -> None:
+    verdict = classify(dsn("5.1.1", "550 5.1.1 <Jane@Example.net>: Recipient address rejected"))
+    assert (verdict.kind, verdict.lead_email) == ("hard_bounce", "jane@example.net")  # read, for matching
+    assert "diagnostic: smtp; 550 5.1.1 <…@Example.net>: Recipient address rejected" in verdict.evidence
+    assert not any("jane@" in reason.lower() for reason in verdict.evidence)

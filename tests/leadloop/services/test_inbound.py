@@ -1,5 +1,6 @@
 """Inbound messages on SQLite and PostgreSQL: stored once, matched to the send they answer, listed, aged, forgotten."""
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -391,3 +392,16 @@ async def test_forgetting_scrubs_the_address_from_other_peoples_messages(session
         "contact_hint": "[erased address]",
         "reasons": ["says the person has left; contact: [erased address]"],
     }
+
+
+async def test_what_retention_keeps_of_a_bounce_does_not_name_its_recipient(sessionmaker: Any) -> None:
+    async with sessionmaker() as session:
+        stored = await ingest_message(
+            session, POSTFIX_DSN, source="imap", source_key="INBOX:1:1", signer=SIGNER, received_at=NOW - timedelta(40)
+        )
+        assert await drop_old_raw(session, 30) == 1
+        await session.commit()
+    (row,) = await rows(sessionmaker)
+    assert row.id == stored.id and row.raw is None and row.kind == "hard_bounce"
+    kept = json.dumps([row.evidence, row.match_reason, row.message_id, row.outbox_key], ensure_ascii=False)
+    assert "jane@" not in kept.lower() and "…@example.net" in kept
