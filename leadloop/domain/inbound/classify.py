@@ -64,7 +64,10 @@ def _classify(msg: Message, text: str, sent_ids: Collection[str] | None, evidenc
     left, hint = replies.left_company(own) if kind == "auto_reply" and not challenge else (False, None)
     if left:
         evidence.append("says the person has left the company" + (f"; contact: {hint}" if hint else ""))
-    back = replies.return_date(own, mime.sent_at(msg), evidence) if kind == "auto_reply" and not challenge else None
+    back = None
+    if kind == "auto_reply" and not challenge:
+        language = mime.header(msg, "Content-Language") or None
+        back = replies.return_date(own, mime.sent_at(msg), evidence, content_language=language)
     if sender is None:
         evidence.append("no sender address")
     if not own.strip():

@@ -170,9 +170,9 @@ OUTLOOK_SENT = _any(r"^\*?(sent|date|gesendet|enviado|fecha|wysłano|data|elkül
 RETURN_CUE = _any(
     r"\b(until|till|back|return(ing)?|returns|from)\b",
     r"\b(bis|zur[üu]ck|wieder|ab)\b",
-    r"\b(hasta|regres\w*|vuelv\w*|volver\w*|a partir)\b",
+    r"\b(hasta|regres\w*|vuelv\w*|volver\w*|vuelta|a partir)\b",
     r"\b(do|powr[oó]t\w*|wracam|od)\b",
     r"\w+-?ig\b",
     r"\b(vissza\w*)\b",
-    r"(έως|μέχρι|επιστρέφω|επιστροφή|από)",
+    r"(έως|μέχρι|επιστρ\w*|από)",
 )

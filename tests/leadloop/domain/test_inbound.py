@@ -374,3 +374,59 @@ def test_a_dsns_diagnostic_is_kept_with_the_recipients_mailbox_masked() -> None:
     assert (verdict.kind, verdict.lead_email) == ("hard_bounce", "jane@example.net")  # read, for matching
     assert "diagnostic: smtp; 550 5.1.1 <…@Example.net>: Recipient address rejected" in verdict.evidence
     assert not any("jane@" in reason.lower() for reason in verdict.evidence)
+
+
+def away(body: str, *, sent: str = "Tue, 01 Dec 2026 09:15:00 +0000", language: str | None = None) -> str | None:
+    raw = message(body, Auto_Submitted="auto-replied")
+    header = f"Date: {sent}" + (f"\nContent-Language: {language}" if language else "")
+    raw = raw.replace(b"Date: Tue, 01 Dec 2026 09:15:00 +0000", header.encode())
+    verdict = classify(raw)
+    assert verdict.kind == "auto_reply"
+    return verdict.return_date.isoformat() if verdict.return_date else None
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("Ich bin ab dem 14.12. wieder im Büro.", "2026-12-14"),
+        ("Ich bin bis zum 10. nicht im Büro.", "2026-12-10"),
+        ("Estaré de vuelta el 9/12.", "2026-12-09"),
+        ("Estoy fuera hasta el día 10.", "2026-12-10"),
+        ("Θα επιστρέψω στις 10/12.", "2026-12-10"),
+        ("Jestem na urlopie do 10.12.", "2026-12-10"),
+        ("Jestem na urlopie do 10-go.", "2026-12-10"),
+        ("Szabadságon vagyok 12.10-ig.", "2026-12-10"),  # Hungarian writes the month first
+        ("Szabadságon vagyok 01.05-ig.", "2027-01-05"),
+        ("I'm out of the office, back on 12/08.", "2026-12-08"),
+        ("I am on leave until the 10th.", "2026-12-10"),
+        ("Ich bin ab 5.1. wieder da.", "2027-01-05"),  # past the year's end: the next 5 January
+    ],
+)
+def test_a_return_date_without_a_year_is_the_next_one_after_the_message(body: str, expected: str) -> None:
+    assert away(body) == expected
+
+
+def test_a_day_of_the_month_already_past_is_next_months() -> None:
+    assert away("Out of office until the 3rd.", sent="Tue, 15 Dec 2026 09:00:00 +0000") == "2027-01-03"
+    assert away("Out of office until the 31st.", sent="Mon, 01 Feb 2027 09:00:00 +0000") == "2027-03-31"
+
+
+def test_english_numbers_are_month_first_unless_the_message_says_otherwise() -> None:
+    """02/01 sent on 1 December: 1 February in the US order, 2 January day first; both are near enough."""
+    assert away("Out of office, back on 02/01.") == "2027-02-01"
+    assert away("Out of office, back on 02/01.", language="en-US") == "2027-02-01"
+    assert away("Out of office, back on 02/01.", language="en-GB") == "2027-01-02"
+    # another date in the text written day first (28 is no month) shows the writer's order
+    assert away("Out of office from 28/12, back on 02/01.") == "2027-01-02"
+    # a number over 12 is the day whatever the order
+    assert away("Out of office, back on 14/12.", language="en-US") == "2026-12-14"
+
+
+def test_a_reading_too_far_ahead_gives_way_to_the_other_order_or_to_none() -> None:
+    # 9/12 as 12 September 2027 is no holiday; 9 December is
+    assert away("I'm out of the office, back on 9/12.", language="en-US") == "2026-12-09"
+    # 30 November, a day before the message: next year's is where an absence began, not where it ends
+    assert away("Ich bin bis 30.11. im Urlaub.") is None
+    assert away("Ich bin vom 30.11. bis 14.12. im Urlaub.") == "2026-12-14"
+    # the hour is not a date
+    assert away("Out of office, back at 10.30.") is None
