@@ -20,7 +20,8 @@ _ADDRESS = re.compile(r"<?([\w.+=-]+@[\w-]+(?:\.[\w-]+)+)>?")
 _DEAD_WORDS = re.compile(
     r"user unknown|unknown user|no such (user|mailbox|recipient)|does not exist|doesn't exist|"
     r"recipient (address )?(rejected|not found)|invalid (recipient|mailbox)|mailbox (unavailable|not found)|"
-    r"address (rejected|not found|couldn't be found)|RecipientNotFound|account (has been )?disabled",
+    r"address (rejected|not found|couldn't be found)|RecipientNotFound|account (has been )?disabled|"
+    r"unrout(e)?able address|no such domain|host or domain name not found",
     re.IGNORECASE,
 )
 _POLICY_WORDS = re.compile(
