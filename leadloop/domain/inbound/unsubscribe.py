@@ -58,7 +58,8 @@ def _not_a_request(text: str, match: re.Match[str]) -> str | None:
     start, end = _sentence(text, match.start(), match.end())
     clause = _CLAUSE_BREAK.split(text[start : match.start()])[-1]
     before = _WORDS.findall(clause)
-    window = " ".join(before[-NEGATION_WINDOW:])
+    opened = max((i + 1 for i, word in enumerate(before) if wording.CLAUSE_WORD.search(word)), default=0)
+    window = " ".join(before[opened:][-NEGATION_WINDOW:])
     negation = wording.NEGATION.search(window)
     if negation is not None:
         return f"negated by {negation.group(0)!r}"

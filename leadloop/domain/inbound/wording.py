@@ -133,6 +133,16 @@ NEGATION = _any(
     r"\b(nem|ne|sem|soha|sose|nincs|semmi)\b",
     r"(?<!\w)(δεν|δε|μην|μη|ούτε|όχι|ποτέ|ποτε)(?!\w)",
 )
+#: Words that open a new clause, so a negation before them does not reach a request after them: "I never signed
+#: up for this so unsubscribe me", "Ich will das nicht, bitte abmelden".
+CLAUSE_WORD = _any(
+    r"^(so|and|but|then|therefore|please|pls|just|instead)$",
+    r"^(und|aber|also|bitte|sondern|deshalb|daher)$",
+    r"^(y|pero|entonces|favor|as[ií]|sino)$",
+    r"^(ale|wi[eę]c|prosz[eę]|dlatego|tylko)$",
+    r"^(és|ez[eé]rt|k[eé]rem|k[eé]rj[uü]k|ink[aá]bb)$",  # not "es", which is Spanish "is"
+    r"^(και|αλλά|οπότε|παρακαλώ|γι'αυτό)$",
+)
 #: A question that asks why: "Why would I unsubscribe?" is no request, whatever its words.
 WHY = _any(
     r"\b(why|warum|wieso|weshalb|wozu|dlaczego|czemu|mi[eé]rt|minek)\b",
@@ -142,6 +152,8 @@ WHY = _any(
 #: The unsubscribe link or button named as a thing ("the unsubscribe link looks broken", "Link zum Abmelden",
 #: "leiratkozási link", "σύνδεσμος διαγραφής"): a mention, not a request.
 LINK_WORD = _any(
+    r"^(https?|www|mailto)$",  # leadloop's own footer, "Unsubscribe: https://…", quoted without markers
+    r"^(click\w*|klick\w*|clic\w*|haga|klikn\w*|kattint\w*|πατήστε|κάντε|κλικ)$",
     r"^(links?|button|page|url|footer|option|form|process)$",
     r"^(knopf|schaltfl[äa]che|seite|formular)$",
     r"^(enlaces?|v[ií]nculos?|bot[oó]n|p[aá]gina)$",

@@ -178,6 +178,9 @@ def test_a_question_asking_why_is_no_request(body: str) -> None:
         "El enlace para darme de baja no carga. Llámeme.",
         "A leiratkozási link nem működik. Hívjon fel.",
         "Ο σύνδεσμος διαγραφής δεν λειτουργεί. Καλέστε με.",
+        # leadloop's own footer, quoted without any mark a quote-stripper knows
+        "Sounds good, call me.\nUnsubscribe: https://acme.example/u/abc",
+        "Interesting. Click here to unsubscribe from these emails, it said; I won't.",
     ],
 )
 def test_naming_the_unsubscribe_link_is_no_request(body: str) -> None:
@@ -200,6 +203,13 @@ def test_naming_the_unsubscribe_link_is_no_request(body: str) -> None:
         "Nie, proszę wypisz mnie.",
         "Kérem, ne küldjenek több levelet.",
         "Παρακαλώ διαγράψτε με.",
+        # a negation in an earlier clause: "so", "bitte", "pero"... open a new one
+        "I never signed up for this so unsubscribe me.",
+        "I don't read these please unsubscribe me",
+        "Ich habe das nie bestellt, also bitte abmelden.",
+        "No pedí esto pero quiero darme de baja.",
+        "Nie zamawiałem tego więc proszę wypisz mnie.",
+        "Δεν το ζήτησα οπότε διαγράψτε με.",
     ],
 )
 def test_requests_near_other_negations_still_ask(body: str) -> None:
