@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email import message_from_bytes
-from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from leadloop.domain.cadence import load_cadence
+from leadloop.domain.inbound import message as mime
 from leadloop.domain.mail import ascii_domain, parse_sender
 from leadloop.domain.rules import RuleFileError
 from leadloop.domain.tokens import Signer
@@ -165,7 +165,7 @@ class MailboxHandler:
         safe = re.sub(r"[^A-Za-z0-9._@-]+", "_", msg_id)[:120]
         return_path = f"Return-Path: <{envelope.mail_from or ''}>\r\n".encode("utf-8", "replace")
         (self.folder / f"{self.count:06d}-{safe}.eml").write_bytes(return_path + content)
-        subject = str(make_header(decode_header(message.get("Subject", ""))))
+        subject = mime.header(message, "Subject")  # raw 8-bit or broken encoded words: read, never raised
         log.info("mail %d to %s: %s%s", self.count, ", ".join(envelope.rcpt_tos), subject, note)
         return "250 2.0.0 Message accepted"
 
