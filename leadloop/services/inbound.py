@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Text, cast, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadloop.domain.inbound.reports import mask_addresses
 from leadloop.domain.mail import email_hash
 from leadloop.domain.matching import (
     InboundHeaders,
@@ -203,7 +204,7 @@ REPORT_KINDS = ("hard_bounce", "soft_bounce", "policy_block", "complaint")
 ERASED_ADDRESS = "[erased address]"
 _ANY_ADDRESS = re.compile(r"[\w.+=-]+@[\w-]+(?:\.[\w-]+)+")
 #: rows read per round when looking for a person in what was stored
-_SCAN_BATCH = 500
+_SCAN_BATCH = 100
 
 
 async def forget_inbound(
@@ -275,6 +276,19 @@ def _without(value: Any, address: str) -> Any:
 PERSONAL_EVIDENCE = ("reply_text", "contact_hint")
 
 
+def _masked(evidence: dict[str, Any]) -> dict[str, Any]:
+    """Evidence with the recipient's mailbox masked in a diagnostic (messages stored before reports masked it)."""
+    if isinstance(evidence.get("diagnostic"), str):
+        evidence["diagnostic"] = mask_addresses(evidence["diagnostic"])
+    reasons = evidence.get("reasons")
+    if isinstance(reasons, list):
+        evidence["reasons"] = [
+            mask_addresses(reason) if isinstance(reason, str) and reason.startswith("diagnostic:") else reason
+            for reason in reasons
+        ]
+    return evidence
+
+
 #: rows read and cleared per round of `drop_old_raw`, so an old backlog is never loaded at once
 RETENTION_BATCH = 500
 
@@ -283,7 +297,8 @@ async def drop_old_raw(
     session: AsyncSession, retention_days: int, *, now: datetime | None = None, batch: int = RETENTION_BATCH
 ) -> int:
     """Drop what is personal in messages received more than `retention_days` ago (the caller commits): the raw
-    body, and the reply's own words kept in the evidence (`PERSONAL_EVIDENCE`). What was read from them (kind,
+    body, the reply's own words kept in the evidence (`PERSONAL_EVIDENCE`), and the recipient's mailbox in a
+    bounce's diagnostic (masked). What was read from them (kind,
     the lead and send, the return date, the verdict's reasons) stays. A message still waiting for its signal
     keeps everything until it is signalled, so the lead's workflow and the rep get the reply's words. Works
     `batch` rows at a time. How many messages lost something."""
@@ -300,7 +315,7 @@ async def drop_old_raw(
     while True:
         chunk = (await session.execute(old.where(m.id > after).order_by(m.id).limit(batch))).all()
         for row_id, evidence in chunk:
-            kept = {key: value for key, value in (evidence or {}).items() if key not in PERSONAL_EVIDENCE}
+            kept = _masked({key: value for key, value in (evidence or {}).items() if key not in PERSONAL_EVIDENCE})
             await session.execute(update(m).where(m.id == row_id).values(raw=None, evidence=kept))
         done += len(chunk)
         if len(chunk) < batch:

@@ -405,3 +405,22 @@ async def test_what_retention_keeps_of_a_bounce_does_not_name_its_recipient(sess
     assert row.id == stored.id and row.raw is None and row.kind == "hard_bounce"
     kept = json.dumps([row.evidence, row.match_reason, row.message_id, row.outbox_key], ensure_ascii=False)
     assert "jane@" not in kept.lower() and "…@example.net" in kept
+
+
+async def test_the_retention_masks_the_recipient_in_a_diagnostic_stored_unmasked(sessionmaker: Any) -> None:
+    """A bounce stored before diagnostics were masked: what retention keeps of it no longer names the address."""
+    evidence = {
+        "reasons": ["answers <lead-1.c0.welcome@acme.example>", "diagnostic: 550 5.1.1 <jane@example.net> unknown"],
+        "diagnostic": "smtp; 550 5.1.1 <jane@example.net>",
+        "answers": "<lead-1.c0.welcome@acme.example>",
+    }
+    await store(sessionmaker, received_at=NOW - timedelta(days=31), kind="hard_bounce", evidence=evidence)
+    async with sessionmaker() as session:
+        assert await drop_old_raw(session, 30) == 1
+        await session.commit()
+    (row,) = await rows(sessionmaker)
+    assert row.evidence == {
+        "reasons": ["answers <lead-1.c0.welcome@acme.example>", "diagnostic: 550 5.1.1 <…@example.net> unknown"],
+        "diagnostic": "smtp; 550 5.1.1 <…@example.net>",
+        "answers": "<lead-1.c0.welcome@acme.example>",
+    }
