@@ -8,6 +8,7 @@ The rule, for a message sent on day D:
   (which writes year, month, day: "12.10-ig" is until 10 December); in English month first (the US order)
   unless the message says otherwise: Content-Language en-GB (or any English but en-US), or another date in the
   text whose first number is over 12 (`28/11`). A number over 12 always decides which one is the day;
+- a time written with a dot (`8.30`, `9.00 Uhr`) is no date;
 - a reading that lands further than MAX_AHEAD from D gives way to the other order when that one lands inside
   it (out-of-office notes announce short absences), and is dropped when neither does.
 """
@@ -22,7 +23,11 @@ Order = Literal["dmy", "mdy"]
 #: absence began, not where it ends.
 MAX_AHEAD = timedelta(days=183)
 #: `14.12.`, `12/08`, `9/12`: a day and a month (either order) with no year after them.
-NUMERIC = re.compile(r"(?<![\d./])(\d{1,2})[./](\d{1,2})(?![\d]|[./]\d)\.?")
+NUMERIC = re.compile(r"(?<![\d./])(\d{1,2})([./])(\d{1,2})(?![\d]|[./]\d)\.?")
+#: `8.30`, `9.00 Uhr`, `17.45h`: a time of day written with a dot, not a date.
+_TIME = re.compile(
+    r"\d{1,2}\.(?:00|15|30|45)(?!\.\d)|\d{1,2}\.\d{2}\s*(?:uhr|h\b|hrs?\b|am\b|pm\b|óra|órá|godz|ώρα)", re.I
+)
 #: The start of a month's name in the six languages, after which a day is no day of the month alone.
 _MONTH = (
     r"(?:of\s+|de\s+)?(?:jan|feb|m[aä]r|apr|abr|ma[iyj]|jun|jul|aug|ago|sep|o[ck]t|nov|de[cz]|dic|ene|stycz|lut|"
@@ -73,7 +78,7 @@ def numeric_order(text: str, content_language: str | None = None) -> Order:
         return "dmy"
     if _ENGLISH_BUT_US.match(tag):
         return "dmy"
-    for first, second in NUMERIC.findall(text):  # a date the writer wrote unambiguously shows their order
+    for first, _, second in NUMERIC.findall(text):  # a date the writer wrote unambiguously shows their order
         if int(first) > 12 >= int(second):
             return "dmy"
         if int(second) > 12 >= int(first):
@@ -121,7 +126,11 @@ def next_day_of_month(day: int, sent: date) -> date | None:
 
 def yearless(line: str, order: Order, sent: date) -> list[date]:
     """Every date without a year in one line, read against `sent`."""
-    found = [day_month(int(a), int(b), order, sent) for a, b in NUMERIC.findall(line)]
+    found = [
+        day_month(int(match.group(1)), int(match.group(3)), order, sent)
+        for match in NUMERIC.finditer(line)
+        if not _TIME.match(line, match.start())
+    ]
     for match in ORDINAL_DAY.finditer(line):
         number = next(group for group in match.groups() if group)
         found.append(next_day_of_month(int(number), sent))

@@ -438,5 +438,7 @@ def test_a_reading_too_far_ahead_gives_way_to_the_other_order_or_to_none() -> No
     # 30 November, a day before the message: next year's is where an absence began, not where it ends
     assert away("Ich bin bis 30.11. im Urlaub.") is None
     assert away("Ich bin vom 30.11. bis 14.12. im Urlaub.") == "2026-12-14"
-    # the hour is not a date
+    # the hour is not a date, in May either (when 30 August would be near enough)
     assert away("Out of office, back at 10.30.") is None
+    assert away("Ich bin ab 9.10 Uhr wieder da.", sent="Mon, 03 May 2027 09:00:00 +0000") is None
+    assert away("Ich bin ab 8.30 wieder im Büro.", sent="Mon, 03 May 2027 09:00:00 +0000") is None
