@@ -85,7 +85,6 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
     leads = LeadActivities(email.sessionmaker, settings.cadence_dir, settings.scoring_file)
     lifecycle = LifecycleActivities(email.sessionmaker)
     sales_path: list[Callable[..., Any]] = [
-        lifecycle.announce,
         lifecycle.record_goal,
         email.notify_rep,
         sales.assign_lead,
@@ -101,7 +100,7 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
                 client,
                 task_queue=task_queue or settings.task_queue,
                 workflows=[LeadNurtureWorkflow],
-                activities=[email.send_email, leads.load_cycle, *sales_path],
+                activities=[email.send_email, leads.load_cycle, lifecycle.announce, *sales_path],
                 workflow_runner=workflow_runner(),
                 max_cached_workflows=settings.worker_cached_workflows,
                 max_concurrent_activities=settings.worker_max_activities,

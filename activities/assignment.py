@@ -73,6 +73,10 @@ class AssignmentActivities:
     ) -> tuple[Rep | None, str | None, str, str]:
         """(rep, team, rule, why nobody) for a new assignment."""
         excluded = set(input.exclude_rep_ids)
+        if input.prefer_rep_id is not None:
+            asked = await session.get(Rep, input.prefer_rep_id)
+            if asked is not None and asked.active and asked.id not in excluded:
+                return asked, asked.team, "keep in touch (the rep asked to call back)", ""
         if input.profile.owner:
             owner = (
                 await session.execute(select(Rep).where(func.lower(Rep.email) == input.profile.owner.strip().lower()))

@@ -1,5 +1,6 @@
 """LeadNurtureWorkflow: one durable workflow per lead that drips its cadence inside send windows."""
 
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -12,9 +13,13 @@ from workflows.view import View, lead_state
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.leads import LeadActivities
+    from activities.lifecycle import LifecycleActivities
     from leadloop.domain.cadence import BigBang
+    from leadloop.domain.crm import CrmInputError, check_actor, normalise_tags
     from leadloop.domain.inbound_effects import back_at, effect_of, hold_reason, pause_until, suppression
     from leadloop.domain.lifecycle import (
+        ESCALATING_STAGES,
+        FINAL_STAGES,
         Event,
         Lifecycle,
         NextEmail,
@@ -34,24 +39,33 @@ with workflow.unsafe.imports_passed_through():
     )
     from leadloop.domain.models import (
         Carry,
+        ChangeInput,
+        ChangeResult,
         EngagementInput,
         EnrollInput,
+        GoalInput,
         InboundInput,
         LeadNurtureInput,
         LeadNurtureResult,
         LeadState,
+        LifecycleInput,
         LoadCycleInput,
+        MoveInput,
+        OwnerInput,
         PauseInput,
         ProfileUpdatedInput,
+        RecordGoalInput,
         RepActionInput,
         RepActionResult,
         ReplyShown,
         RerouteInput,
         RetrySendInput,
+        StopInput,
         SuppressAddressInput,
+        TagsInput,
     )
     from leadloop.domain.recycle import REASONS, SoftBounces
-    from leadloop.domain.schedule import DemoClock, describe_local, next_send_time
+    from leadloop.domain.schedule import DemoClock, describe_local, local_date, next_send_time
     from leadloop.domain.scoring import Score, compute_score
 
 #: workflow.patched id: inbound messages act (hand over, pause, hold, suppress); before it they were only counted
@@ -62,6 +76,20 @@ PENDING_BEFORE_NEW_RUN_PATCH = "inbound-pending-before-new-run"
 #: workflow.patched id: an out-of-office pauses for its span on the cadence's clock, from when the message came;
 #: before it the return date was compared with cadence time as it was (at demo speed long past) at the signal
 OUT_OF_OFFICE_CADENCE_TIME_PATCH = "out-of-office-cadence-time"
+#: workflow.patched id: the lead announces its lifecycle events (for the CRM's webhooks); before it, none
+LIFECYCLE_PATCH = "crm-lifecycle"
+#: Stages from which the CRM may move a lead to another cadence (with sales: the rep decides first; held: the
+#: data is fixed first).
+MOVABLE_STAGES = ("nurturing", "paused", "send_blocked", "big_bang", "dormant")
+#: What a lead that leaves for good tells the CRM, by the event it leaves on.
+_SUPPRESSED_BY: dict[str, str] = {
+    "unsubscribed": "unsubscribe",
+    "bounced": "bounce",
+    "hard_bounced": "bounce",
+    "soft_bounced": "bounce",
+    "complained": "complaint",
+    "suppressed": "not_interested",
+}
 
 
 @workflow.defn
@@ -80,10 +108,18 @@ class LeadNurtureWorkflow:
         self.next_send_at: datetime | None = None
         self.blocked_reason: str | None = None
         self._view = View()
+        self._outbox: list[LifecycleInput] = []  # lifecycle events not yet announced, in order
+        self._announcing = False
+        self._move_actor = ""
+        self._tasks: list[asyncio.Task[None]] = []  # the announcer and the keep-in-touch timer, kept referenced
 
     @workflow.run
     async def run(self, input: LeadNurtureInput) -> LeadNurtureResult:
         self.publish()
+        if input.cycle == 0 and input.carry is None:
+            self.announce("lead.enrolled")
+        if self.memory.recontact is not None:
+            self._tasks.append(asyncio.create_task(self._keep_in_touch()))
         if input.start_after > timedelta(0):
             await self._cool_down()
         memory, life = self.memory, self.life
@@ -94,6 +130,8 @@ class LeadNurtureWorkflow:
                 return await self._leave()
             if life.escalate:
                 return await self._with_sales()
+            if life.move_to:
+                return await self._move()
             if life.hold_for:
                 return await self._hold(life.hold_for, "left_company")
             if memory.paused:
@@ -116,7 +154,7 @@ class LeadNurtureWorkflow:
         self.next_send_at = now + clock.real_delay(now, resume)
         self.publish(self.waiting_for)
         await wait_for(
-            lambda: self.life.leaving,
+            lambda: self.life.leaving or self.life.move_to is not None,
             clock.real_delay(workflow.now(), resume),
             f"cool-down {format_wait(self.input.start_after)} → {when}, then '{cadence.name}'",
         )
@@ -204,7 +242,7 @@ class LeadNurtureWorkflow:
         self.waiting_for = f"a response to the big bang by {when}"
         self.publish(self.waiting_for)
         engaged = await wait_for(
-            lambda: life.leaving or self.memory.streak == 0,
+            lambda: life.leaving or self.memory.streak == 0 or life.move_to is not None,
             self.clock.real_delay(workflow.now(), until),
             f"big bang response window → {when}",
         )
@@ -213,7 +251,7 @@ class LeadNurtureWorkflow:
             return await self._leave()
         if life.escalate:
             return await self._with_sales()
-        if engaged:
+        if engaged or life.move_to:
             return None
         return await self._dormant(f"no response to the big bang by {when}")
 
@@ -226,10 +264,15 @@ class LeadNurtureWorkflow:
         self.waiting_for = "an operator to resume it (`leadloop resume`)"
         self.publish(f"paused; waiting for {self.waiting_for}")
         await workflow.wait_condition(
-            lambda: not memory.paused or life.leaving or workflow.info().is_continue_as_new_suggested()
+            lambda: (
+                not memory.paused
+                or life.leaving
+                or life.move_to is not None
+                or workflow.info().is_continue_as_new_suggested()
+            )
         )
         life.enter("resumed")
-        return memory.paused and not life.leaving
+        return memory.paused and not life.leaving and life.move_to is None
 
     async def _blocked(self, step_id: str, reason: str) -> None:
         """Wait, visibly, until an operator says the cause of a refused send is fixed."""
@@ -239,7 +282,7 @@ class LeadNurtureWorkflow:
         self.next_send_at = None
         self.publish(f"sending blocked at step '{step_id}': {reason}; waiting for `leadloop retry`")
         life.retry = False
-        await workflow.wait_condition(lambda: life.retry or life.unsubscribed)
+        await workflow.wait_condition(lambda: life.retry or life.unsubscribed or life.move_to is not None)
         life.enter("send_retried")
         self.blocked_reason = None
 
@@ -265,6 +308,8 @@ class LeadNurtureWorkflow:
         assert disposition is not None and disposition.cadence is not None
         self.memory.recycles += 1
         RECYCLES.add(workflow.metric_meter(), cadence=disposition.cadence)
+        back = workflow.now() + disposition.cool_down / self.input.time_scale
+        self.announce("lead.recycled", cadence=disposition.cadence, back_at=back.isoformat(), why=decision.outcome)
         return await self._new_cycle(
             disposition.cadence, disposition.cool_down, disposition.reset_engagement, decision.outcome
         )
@@ -295,13 +340,17 @@ class LeadNurtureWorkflow:
         self.next_send_at = None
         wake = self.clock.cadence_time(workflow.now()) + dormancy.reengage_after
         when = describe_local(wake, self.input.timezone)
+        real_wake = workflow.now() + self.clock.real_delay(workflow.now(), wake)
+        self.announce("lead.dormant", why=why, wakes_at=real_wake.isoformat(), cadence=dormancy.cadence)
         self.waiting_for = f"re-engagement with '{dormancy.cadence}' on {when}"
         self.publish(f"dormant ({why}); {self.waiting_for}")
         if await wait_for(
-            lambda: life.leaving or life.hold_for is not None,
+            lambda: life.leaving or life.hold_for is not None or life.move_to is not None,
             self.clock.real_delay(workflow.now(), wake),
             f"dormant until {when}",
         ):
+            if life.move_to and not life.leaving:
+                return await self._move()
             if life.escalate:  # woke up by itself: engaged enough to go to sales (a score, a reply)
                 return await self._with_sales()
             if life.hold_for and not life.unsubscribed:  # an auto-reply says the lead has left
@@ -314,7 +363,7 @@ class LeadNurtureWorkflow:
 
     async def _fresh_history(self) -> LeadNurtureResult:
         """Temporal suggests a new run (the history grew long): continue-as-new in the same cycle and step."""
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._settled()
         if self.life.unsubscribed:
             return await self._leave()
         if self._pending_in_this_run():
@@ -325,9 +374,10 @@ class LeadNurtureWorkflow:
         )
 
     async def _new_cycle(
-        self, cadence: str, start_after: timedelta, reset_engagement: bool, why: str
+        self, cadence: str, start_after: timedelta, reset_engagement: bool, why: str, *, keep_paused: bool = False
     ) -> LeadNurtureResult:
-        """Continue-as-new into the next cycle with fresh snapshots of the marketer's files."""
+        """Continue-as-new into the next cycle with fresh snapshots of the marketer's files (`keep_paused`: a
+        paused lead moved to another cadence stays paused)."""
         lead = self.input
         loaded = await DRIP.run(
             LeadActivities.load_cycle,
@@ -335,13 +385,15 @@ class LeadNurtureWorkflow:
             f"load cadence '{cadence}' for cycle {lead.cycle + 1}",
             retry=DATABASE_RETRY,
         )
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._settled()
         if self.life.unsubscribed:  # checked in the same task as the continue-as-new: nothing slips between
             return await self._leave()
         if self._pending_in_this_run():  # she replied (or her out-of-office said she left) while it loaded
             return await self._act_on_pending()
         line = f"cycle {lead.cycle} ('{lead.cadence.name}'): {self.memory.cycle_sends} sent, {why}"
         now = workflow.now()
+        carry = self.memory.next_cycle(line, reset_engagement=reset_engagement, back_at=self._still_away(now))
+        carry.paused = keep_paused and self.memory.paused
         workflow.continue_as_new(
             LeadNurtureInput(
                 lead_id=lead.lead_id,
@@ -353,7 +405,7 @@ class LeadNurtureWorkflow:
                 scoring=loaded.scoring,
                 profile=loaded.profile,
                 recycle=loaded.recycle or lead.recycle,
-                carry=self.memory.next_cycle(line, reset_engagement=reset_engagement, back_at=self._still_away(now)),
+                carry=carry,
                 start_after=start_after,
                 sales_task_queue=lead.sales_task_queue,
                 origin=now,  # the next cycle's cadence clock starts now: the carried return is on it
@@ -397,9 +449,76 @@ class LeadNurtureWorkflow:
     async def _finish(self, event: Event, details: str) -> LeadNurtureResult:
         stage = self.life.enter(event)
         self.publish(details)
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        if stage == "archived":
+            self.announce("lead.stopped" if event == "stopped" else "lead.archived", why=details)
+        elif stage == "suppressed":
+            self.announce("lead.suppressed", reason=_SUPPRESSED_BY.get(event, event), why=details)
+        await self._settled()
         LEADS_FINISHED.add(workflow.metric_meter(), stage=stage)
         return LeadNurtureResult(stage=stage, sends=self.memory.cycle_sends, uncertain_sends=self.memory.uncertain)
+
+    async def _move(self) -> LeadNurtureResult:
+        """The CRM moved the lead: the cadence it asked for starts now, at this step boundary, from its first step."""
+        cadence, actor = self.life.move_to, self._move_actor
+        assert cadence is not None
+        self.life.move_to = None
+        why = f"moved to '{cadence}'" + (f" by {actor}" if actor else "")
+        return await self._new_cycle(cadence, timedelta(0), False, why, keep_paused=True)
+
+    def announce(self, type: str, *, actor: str = "", rep_id: int | None = None, **data: str | int | None) -> None:
+        """Note a lifecycle event for the CRM's webhooks; `_send_announcements` records them in order. Leads started
+        before the webhooks (no patch marker) announce nothing."""
+        if not workflow.patched(LIFECYCLE_PATCH):
+            return
+        memory, lead = self.memory, self.input
+        memory.announced += 1
+        assignment = self.sales.assignment
+        self._outbox.append(
+            LifecycleInput(
+                key=f"lead-{lead.lead_id}.{workflow.info().first_execution_run_id}.c{lead.cycle}.{memory.announced}",
+                lead_id=lead.lead_id,
+                type=type,
+                cycle=lead.cycle,
+                stage=self.life.stage,
+                score=self.score,
+                cadence=lead.cadence.name,
+                rep_id=rep_id if rep_id is not None else (assignment.rep_id if assignment else None),
+                actor=actor,
+                data={key: value for key, value in data.items() if value is not None},
+                occurred_at=workflow.now(),
+            )
+        )
+        if not self._announcing:
+            self._announcing = True
+            self._tasks.append(asyncio.create_task(self._send_announcements()))
+
+    async def _send_announcements(self) -> None:
+        """One at a time, in the order they happened: a receiver sees a lead's events in order."""
+        while self._outbox:
+            event = self._outbox[0]
+            # on the lead's own task queue at the drip's priority: nothing waits for it but the end of the run
+            await DRIP.run(LifecycleActivities.announce, event, f"announce {event.type}", retry=DATABASE_RETRY)
+            self._outbox.pop(0)
+        self._announcing = False
+
+    async def _settled(self) -> None:
+        """Before the run ends or goes on in a new one: every handler has finished and every lifecycle event noted
+        (by the run or by a handler) is recorded."""
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._outbox)
+
+    async def _keep_in_touch(self) -> None:
+        """A rep asked to call the lead back on a day: on it, the lead goes straight back to that rep (once it is
+        in a stage sales takes leads from)."""
+        recontact = self.memory.recontact
+        assert recontact is not None
+        delay = self.clock.real_delay(workflow.now(), recontact.at)
+        if delay > timedelta(0):
+            await wait_for(lambda: False, delay, f"keep in touch: back to rep-{recontact.rep_id} on {recontact.day}")
+        await workflow.wait_condition(lambda: self.life.stage in ESCALATING_STAGES and not self.life.leaving)
+        if self.memory.recontact is recontact:
+            self.life.recontact_due = True
+            self.life.escalate = True
+            self.life.retry = True  # a blocked send gives way to sales
 
     def threshold(self) -> int | None:
         escalation = self.input.cadence.escalation
@@ -452,8 +571,14 @@ class LeadNurtureWorkflow:
                     UNSUBSCRIBES_APPLIED.add(workflow.metric_meter(), stage=life.stage)
                 life.unsubscribed = True
                 continue
-            rescore = memory.count(fresh) or rescore
+            counted = memory.count(fresh)
+            rescore = counted or rescore
             proven = proven or proves_interest(fresh, self.input.scoring)
+            if counted and fresh.human and memory.engaged_cycle != self.input.cycle:
+                if workflow.patched(LIFECYCLE_PATCH):
+                    memory.engaged_cycle = self.input.cycle
+                    self.score = self._compute_score()
+                    self.announce("lead.engaged", kind=fresh.kind)
         memory.forget_old_ids()
         if rescore:
             self.score = self._compute_score()
@@ -484,6 +609,7 @@ class LeadNurtureWorkflow:
             memory.count_reply(message)
             self.score = self._compute_score()
             self.sales.heard(ReplyShown.of(message))
+            self.announce("lead.replied", handed_over=int(effect == "hand_over"))
             if effect == "hand_over":
                 life.escalate = life.replied = True
                 life.retry = True  # a blocked send gives way to sales
@@ -532,6 +658,118 @@ class LeadNurtureWorkflow:
         self.sales.check("reject", input)
         if input.reason not in REASONS:
             raise ValueError(f"unknown reason {input.reason!r}; one of: {', '.join(REASONS)}")
+        if input.recontact_on is not None:
+            if input.reason != "not_ready":
+                raise ValueError("a re-contact date goes with the reason not_ready (the lead is not ready yet)")
+            today = local_date(self.clock.cadence_time(workflow.now()), self.input.timezone)
+            if input.recontact_on <= today:
+                raise ValueError(
+                    f"the re-contact date {input.recontact_on} is not in the future (today is {today} for the lead)"
+                )
+
+    @workflow.update
+    async def goal(self, input: GoalInput) -> ChangeResult:
+        """The CRM says the lead reached a goal (converted, meeting booked, opportunity created): nurture ends the
+        way an accept ends it, and the goal is recorded for the report."""
+        before = self.life.stage
+        source = input.source + (f" {input.reference}" if input.reference else "")
+        why = f"goal '{input.kind}' reached ({source}" + (f"; by {input.actor})" if input.actor else ")")
+        self.life.end("goal_reached", why)
+        await sales_queue(self.input.sales_task_queue).run(
+            LifecycleActivities.record_goal,
+            RecordGoalInput(
+                lead_id=self.input.lead_id,
+                kind=input.kind,
+                source=input.source,
+                reference=input.reference,
+                actor=input.actor,
+                note=input.reason,
+                stage_before=before,
+            ),
+            f"record goal '{input.kind}' from {input.source}",
+        )
+        self.announce("lead.goal", actor=input.actor, kind=input.kind, source=input.source, reference=input.reference)
+        return ChangeResult(stage="converted", outcome=why)
+
+    @goal.validator
+    def _validate_goal(self, input: GoalInput) -> None:
+        self._check_change(input, "record a goal for")
+
+    @workflow.update
+    def stop(self, input: StopInput) -> ChangeResult:
+        """Stop the lead's nurture for good, with a reason; it ends archived (and may be re-enrolled later)."""
+        why = f"stopped by {input.actor or 'an operator'}: {input.reason}"
+        self.life.end("stopped", why)
+        return ChangeResult(stage="archived", outcome=why)
+
+    @stop.validator
+    def _validate_stop(self, input: StopInput) -> None:
+        self._check_change(input, "stop")
+        if not input.reason.strip():
+            raise ValueError("give a reason to stop the lead's nurture")
+
+    @workflow.update
+    def change_owner(self, input: OwnerInput) -> ChangeResult:
+        """The lead's owner rep (relationship selling): its next hand-over goes to them."""
+        lead = self.input
+        owner = (input.owner or "").strip().lower() or None
+        if (lead.profile.owner or None) == owner:
+            return ChangeResult(stage=self.life.stage, outcome=f"the owner is {owner or 'none'} already", applied=False)
+        self.input = lead.model_copy(update={"profile": lead.profile.model_copy(update={"owner": owner})})
+        self.announce("lead.owner_changed", actor=input.actor, owner=owner)
+        return ChangeResult(
+            stage=self.life.stage,
+            outcome=f"owner {owner or 'none'}: the next hand-over goes to " + ("them" if owner else "routing"),
+        )
+
+    @change_owner.validator
+    def _validate_owner(self, input: OwnerInput) -> None:
+        self._check_change(input, "change the owner of")
+
+    @workflow.update
+    def move(self, input: MoveInput) -> ChangeResult:
+        """Go on with another cadence, from its first step, at the next step boundary (a send under way finishes)."""
+        life = self.life
+        if life.move_to == input.cadence:
+            return ChangeResult(stage=life.stage, outcome=f"moving to '{input.cadence}' already", applied=False)
+        life.move_to, self._move_actor = input.cadence, input.actor
+        life.replan = True  # the drip's timer is cut: the move happens now, between steps
+        self.announce("lead.moved", actor=input.actor, cadence=input.cadence, moved_from=self.input.cadence.name)
+        return ChangeResult(stage=life.stage, outcome=f"moves to '{input.cadence}' at its next step boundary")
+
+    @move.validator
+    def _validate_move(self, input: MoveInput) -> None:
+        self._check_change(input, "move")
+        stage = self.life.stage
+        if stage not in MOVABLE_STAGES:
+            raise ValueError(
+                f"lead {self.input.lead_id} is {stage.replace('_', ' ')}: only a lead in "
+                f"{', '.join(s.replace('_', ' ') for s in MOVABLE_STAGES)} can move to another cadence"
+            )
+        if input.cadence == self.input.cadence.name and self.life.move_to is None:
+            raise ValueError(f"lead {self.input.lead_id} is on cadence '{input.cadence}' already")
+
+    def _check_change(self, input: ChangeInput, what: str) -> None:
+        """A change from outside: refused once the lead is leaving nurture; the actor must be a name."""
+        if input.actor:
+            try:
+                check_actor(input.actor)
+            except CrmInputError as err:
+                raise ValueError(str(err)) from None
+        lead, life = self.input.lead_id, self.life
+        if life.stage in FINAL_STAGES or life.unsubscribed:
+            why = life.exit[1] if life.exit else life.stage.replace("_", " ")
+            raise ValueError(f"lead {lead} is leaving nurture ({why}): nothing to {what}")
+
+    @workflow.signal
+    def tags(self, input: TagsInput) -> None:
+        """The lead's tags as the database now holds them (shown as LeadTags); the same set twice changes nothing."""
+        try:
+            self.memory.tags = normalise_tags(input.tags)
+        except CrmInputError as err:
+            workflow.logger.warning("lead %s: tags refused: %s", self.input.lead_id, err)
+            return
+        self.publish()
 
     @workflow.signal
     def pause(self, input: PauseInput) -> None:

@@ -24,11 +24,12 @@ with workflow.unsafe.imports_passed_through():
         DispositionInput,
         LeadNurtureInput,
         NotifyRepInput,
+        Recontact,
         RepActionInput,
         RepActionResult,
         ReplyShown,
     )
-    from leadloop.domain.schedule import DemoClock, add_business_time, describe_local
+    from leadloop.domain.schedule import DemoClock, add_business_time, describe_local, local_morning
     from leadloop.domain.scoring import Score
 
 #: workflow.patched ids, one per change of what the workflow does (README: "Changing workflow code")
@@ -52,6 +53,8 @@ class Lead(Protocol):
     def threshold(self) -> int | None: ...
 
     def publish(self, details: str | None = None) -> None: ...
+
+    def announce(self, type: str, *, actor: str = "", rep_id: int | None = None, **data: str | int | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -79,16 +82,21 @@ class Sales:
         self._decision_result: RepActionResult | None = None
         self.replies: list[ReplyShown] = []  # the lead's replies no rep has been told of yet
         self.last_reply: ReplyShown | None = None  # every later hand-over (after a lapse too) shows it
+        self._announced: int | None = None  # the rep this hand-over was announced with (0: waiting for one)
 
     async def hand_over(self) -> Verdict | None:
         """Route, notify, and move on to the next rep when one lets the lead lapse; None: it unsubscribed."""
         lead = self._lead
         attempt = 0
         backoff: timedelta | None = None
+        self._announced = None
+        recontact = lead.memory.recontact if lead.life.recontact_due else None
         while not lead.life.unsubscribed:
             attempt += 1
             key = f"lead-{lead.input.lead_id}.c{lead.input.cycle}.a{attempt}"
             why = "the lead replied" if lead.life.replied else f"score {lead.score.total} reached {lead.threshold()}"
+            if recontact is not None:
+                why = f"keep in touch: rep-{recontact.rep_id} asked to call back on {recontact.day}"
             lead.publish(f"{why}: routing to a rep")
             lead.life.reroute = False  # before the activity: a roster change during it still counts
             assignment = await self._queue.run(
@@ -100,14 +108,18 @@ class Sales:
                     score=lead.score.total,
                     profile=lead.input.profile,
                     exclude_rep_ids=[*self.lapsed, *self.rerouted_from],
+                    prefer_rep_id=recontact.rep_id if recontact is not None and attempt == 1 else None,
                 ),
                 f"route lead (attempt {attempt}, score {lead.score.total})",
             )
             if not assignment.assigned:
+                if self._announced is None:
+                    self._announced = 0
+                    lead.announce("lead.escalated", waiting=1, why=why, waiting_for=assignment.reason)
                 backoff = await self._no_rep(assignment, backoff)
                 continue
             backoff = None
-            verdict = await self._with_rep(key, attempt, assignment)
+            verdict = await self._with_rep(key, attempt, assignment, why, recontact)
             if verdict is not None:
                 return verdict
         return None
@@ -124,7 +136,9 @@ class Sales:
         )
         return backoff
 
-    async def _with_rep(self, key: str, attempt: int, assignment: AssignLeadResult) -> Verdict | None:
+    async def _with_rep(
+        self, key: str, attempt: int, assignment: AssignLeadResult, why: str, recontact: Recontact | None
+    ) -> Verdict | None:
         """Tell the rep, wait for an answer; None: route again (lapsed, not notified, re-routed, unsubscribed)."""
         lead = self._lead
         self.assignment = assignment
@@ -132,8 +146,22 @@ class Sales:
         rep_now = clock.cadence_time(workflow.now())
         due = add_business_time(rep_now, assignment.sla, assignment.business_hours, assignment.rep_timezone)
         self.response_due = workflow.now() + clock.real_delay(workflow.now(), due)
-        if not await self._notify(key, attempt, assignment, due):
+        if not await self._notify(key, attempt, assignment, due, recontact):
             return None
+        if recontact is not None and lead.memory.recontact is recontact:
+            lead.memory.recontact = None  # the call back is with its rep now
+            lead.life.recontact_due = False
+        previous = self._announced
+        self._announced = assignment.rep_id or 0
+        lead.announce(
+            "lead.reassigned" if previous else "lead.escalated",
+            rep_id=assignment.rep_id,
+            why=why,
+            rule=assignment.rule,
+            team=assignment.team,
+            previous_rep_id=previous or None,
+            recontact_on=str(recontact.day) if recontact is not None else None,
+        )
         when = describe_local(due, assignment.rep_timezone)
         lead.waiting_for = f"rep-{assignment.rep_id} to accept or reject by {when}"
         lead.publish(f"with rep-{assignment.rep_id} ({assignment.rule}); response due {when}")
@@ -246,13 +274,18 @@ class Sales:
             lead_id = self._lead.input.lead_id
             workflow.logger.warning("lead %s: reply to rep-%s not told: %s", lead_id, assignment.rep_id, err.cause)
 
-    async def _notify(self, key: str, attempt: int, assignment: AssignLeadResult, due: datetime) -> bool:
+    async def _notify(
+        self, key: str, attempt: int, assignment: AssignLeadResult, due: datetime, recontact: Recontact | None = None
+    ) -> bool:
         """Tell the rep the lead is theirs (the manager copied after two lapses); False: the rep cannot be told."""
         copy_manager = len(self.lapsed) >= 2 and assignment.has_manager
         notice = self._notice(key, attempt, due, copy_manager=copy_manager)
         told = len(self.replies)  # the last reply goes with the hand-over; replies after it are told on their own
         if self.lapsed:
             notice.note = f"after {len(self.lapsed)} lapsed hand-over(s)"
+        if recontact is not None and assignment.rep_id == recontact.rep_id:
+            asked = f": {recontact.note}" if recontact.note else ""
+            notice.note = f"keep in touch: you asked to call this lead back on {recontact.day}{asked}"
         manager = ", manager copied" if copy_manager else ""
         try:
             await self._queue.run(
@@ -302,6 +335,8 @@ class Sales:
             self.opportunity_id = request.opportunity_id
             decision = accepted(request.opportunity_id)
             await self._record(key, rep, request, action, decision)
+            lead = self._lead
+            lead.announce("lead.accepted", actor=request.actor, rep_id=rep, opportunity_id=request.opportunity_id)
             ACCEPTANCES.add(workflow.metric_meter(), team=assignment.team or "none")
             self._answer(RepActionResult(stage=decision.stage, outcome=decision.outcome))
             return Verdict(decision, f"accepted by rep-{rep}: {decision.outcome}")
@@ -322,6 +357,22 @@ class Sales:
         )
         assert decision.disposition is not None
         await self._record(key, rep, request, "reject", decision)
+        if request.recontact_on is not None and rep is not None and decision.action in ("recycled", "dormant"):
+            lead.memory.recontact = Recontact(
+                rep_id=rep,
+                at=local_morning(request.recontact_on, lead.input.timezone),
+                day=request.recontact_on,
+                note=request.note,
+            )
+        lead.announce(
+            "lead.rejected",
+            actor=request.actor,
+            rep_id=rep,
+            reason=reason,
+            note=request.note or None,
+            outcome=decision.action,
+            recontact_on=str(request.recontact_on) if request.recontact_on else None,
+        )
         REJECTIONS.add(workflow.metric_meter(), reason=reason, disposition=decision.disposition.action)
         self.last_disposition = f"{reason}: {decision.outcome}"
         back_at = None if decision.back_after is None else workflow.now() + decision.back_after / lead.input.time_scale
@@ -366,6 +417,7 @@ class Sales:
                 outcome=decision.outcome,
                 source=request.source,
                 result=decision.result,
+                recontact_on=request.recontact_on,
             ),
             f"record: rep-{rep} {action}{reason}",
         )

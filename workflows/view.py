@@ -11,14 +11,16 @@ from workflows.sales import Sales
 with workflow.unsafe.imports_passed_through():
     from leadloop.domain.lifecycle import Lifecycle
     from leadloop.domain.models import Carry, LeadNurtureInput, LeadState
-    from leadloop.domain.scoring import Score
+    from leadloop.domain.scoring import Score, category_of
     from leadloop.domain.search import (
         ASSIGNED_REP,
         CADENCE_NAME,
         CADENCE_STEP,
         LAST_ENGAGED_AT,
+        LEAD_CATEGORY,
         LEAD_SCORE,
         LEAD_STAGE,
+        LEAD_TAGS,
         RECYCLE_COUNT,
         UNOPENED_STREAK,
     )
@@ -45,6 +47,7 @@ class View:
     def __init__(self) -> None:
         self._published: tuple[object, ...] | None = None
         self._details = ""
+        self._shown_crm = False  # tags or a category were shown: a later upsert unsets what is gone
 
     def publish(self, lead: Shown, details: str | None = None) -> None:
         """Keep search attributes and the UI's current details in step with the state."""
@@ -53,7 +56,10 @@ class View:
         step = steps[min(memory.step_index, len(steps) - 1)].id
         assignment = lead.sales.assignment
         rep = f"rep-{assignment.rep_id}" if assignment and assignment.rep_id else ""
-        current = (stage, step, total, rep, memory.last_engaged_at, memory.streak, memory.recycles)
+        tags, category = tuple(memory.tags), category_of(lead.input.scoring, lead.score)
+        current: tuple[object, ...] = (stage, step, total, rep, memory.last_engaged_at, memory.streak, memory.recycles)
+        if tags or category or self._shown_crm:  # leads without them publish exactly what they always did
+            current = (*current, tags, category)
         if current != self._published:
             self._published = current
             updates: list[SearchAttributeUpdate[Any]] = [
@@ -67,6 +73,10 @@ class View:
             ]
             if memory.last_engaged_at:
                 updates.append(LAST_ENGAGED_AT.value_set(memory.last_engaged_at))
+            if tags or category or self._shown_crm:
+                self._shown_crm = True
+                updates.append(LEAD_TAGS.value_set(list(tags)) if tags else LEAD_TAGS.value_unset())
+                updates.append(LEAD_CATEGORY.value_set(category) if category else LEAD_CATEGORY.value_unset())
             workflow.upsert_search_attributes(updates)
         threshold = lead.threshold()
         score = f"score {total}/{threshold}" if threshold else f"score {total}"
@@ -114,4 +124,10 @@ def lead_state(lead: Shown) -> LeadState:
         last_disposition=sales.last_disposition,
         opportunity_id=sales.opportunity_id,
         history=list(memory.history),
+        tags=list(memory.tags),
+        category=category_of(lead.input.scoring, lead.score),
+        owner=lead.input.profile.owner,
+        recontact_on=memory.recontact.day if memory.recontact else None,
+        recontact_rep_id=memory.recontact.rep_id if memory.recontact else None,
+        moving_to=lead.life.move_to,
     )

@@ -43,6 +43,8 @@ Event = Literal[
     "complained",  # the lead marked our email as spam
     "soft_bounced",  # too many temporary bounces in a row of days (recycle.yaml soft_bounces)
     "left_company",  # an auto-reply says the lead has left: held until the data is fixed
+    "goal_reached",  # the CRM says the lead converted (a deal, a meeting, an opportunity): nurture ends as an accept
+    "stopped",  # the CRM or an operator stopped the lead's nurture, with a reason (it can be re-enrolled later)
 ]
 
 #: Every allowed move; an event a stage does not list is a bug in the caller (`IllegalTransition`).
@@ -76,6 +78,8 @@ for _moves in TRANSITIONS.values():
         _moves["replied"] = "with_sales"
     if "unsubscribed" in _moves:
         _moves.update(dict.fromkeys(SUPPRESSING_EVENTS, "suppressed"))
+        _moves["goal_reached"] = "converted"
+        _moves["stopped"] = "archived"
 #: Stages an out-of-office saying the lead has left holds the lead from (with sales: the rep's to judge).
 LEFT_COMPANY_HOLDS: tuple[Stage, ...] = ("nurturing", "big_bang", "paused", "send_blocked", "dormant")
 for _stage in LEFT_COMPANY_HOLDS:
@@ -155,6 +159,8 @@ class Lifecycle:
     exit: tuple[Event, str] | None = None  # inbound mail suppressed the lead: the event and why
     hold_for: str | None = None  # an auto-reply says the lead has left: why the drip holds
     replan: bool = False  # an auto-reply moved the next email: the drip's timer is cut to plan again
+    move_to: str | None = None  # the CRM asked for another cadence: the next step boundary starts it
+    recontact_due: bool = False  # keep in touch: the day the rep asked for came; the lead goes back to them
 
     def enter(self, event: Event) -> Stage:
         self.stage = next_stage(self.stage, event)
@@ -165,6 +171,10 @@ class Lifecycle:
         if not self.unsubscribed:
             self.exit = (event, why)
         self.unsubscribed = True
+
+    def end(self, event: Event, why: str) -> None:
+        """A change from outside ends nurture (a goal reached, a stop): every wait ends as an unsubscribe's does."""
+        self.suppress(event, why)
 
     def departure(self) -> tuple[Event, str]:
         """Why a lead that is leaving for good leaves: an unsubscribe, or the inbound mail that suppressed it."""

@@ -323,6 +323,9 @@ class Carry(BaseModel):
             scored=[] if reset_engagement else self.scored,
             soft_bounces=self.soft_bounces,
             back_at=back_at,
+            tags=self.tags,
+            recontact=self.recontact,
+            engaged_cycle=self.engaged_cycle,
         )
 
     def same_cycle(self) -> "Carry":

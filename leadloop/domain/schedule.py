@@ -1,6 +1,6 @@
 """Send-window arithmetic in a lead's own time zone, and the demo-speed clock (pure functions)."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from leadloop.domain.cadence import WEEKDAYS, SendWindow
@@ -95,3 +95,13 @@ class DemoClock:
 def describe_local(moment: datetime, zone_name: str) -> str:
     """'Tue 09:00 Europe/Athens' for summaries and status lines."""
     return f"{moment.astimezone(ZoneInfo(zone_name)):%a %d %b %H:%M} {zone_name}"
+
+
+def local_date(moment: datetime, zone_name: str) -> date:
+    """The day `moment` falls on in the zone."""
+    return moment.astimezone(ZoneInfo(zone_name)).date()
+
+
+def local_morning(day: date, zone_name: str, hour: int = 9) -> datetime:
+    """`hour` o'clock on `day` in the zone (a keep-in-touch date's moment)."""
+    return datetime.combine(day, time(hour), tzinfo=ZoneInfo(zone_name))

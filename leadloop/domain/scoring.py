@@ -99,6 +99,26 @@ class EngagementRule(Strict):
         return kind == self.kind and (self.url is None or fnmatch.fnmatchcase(url.lower(), self.url.lower()))
 
 
+class CategoryRule(Strict):
+    """A category the marketer names (likely buyer, educable, no prospect): a lead falls in the first whose bounds
+    its fit (profile points) and engagement (engagement points) are within; bounds left out do not limit."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")
+    min_fit: int | None = None
+    max_fit: int | None = None
+    min_engagement: int | None = None
+    max_engagement: int | None = None
+
+    def holds(self, score: "Score") -> bool:
+        fit, engaged = score.profile, score.engagement
+        return (
+            (self.min_fit is None or fit >= self.min_fit)
+            and (self.max_fit is None or fit <= self.max_fit)
+            and (self.min_engagement is None or engaged >= self.min_engagement)
+            and (self.max_engagement is None or engaged <= self.max_engagement)
+        )
+
+
 class ScoringConfig(Strict):
     """The marketer's scoring rules; a snapshot travels in each workflow so edits never rewrite the past."""
 
@@ -129,6 +149,17 @@ class ScoringConfig(Strict):
     escalation_confidence: float | None = Field(
         default=None, ge=0.5, le=1, description="the confidence a human hit needs to hand a lead to sales"
     )
+    categories: list[CategoryRule] = Field(
+        default_factory=list, description="the first that holds names the lead's category (LeadCategory); none: none"
+    )
+
+    @model_validator(mode="after")
+    def _category_names_unique(self) -> "ScoringConfig":
+        names = [rule.name for rule in self.categories]
+        if len(names) != len(set(names)):
+            repeated = sorted(n for n in set(names) if names.count(n) > 1)
+            raise ValueError(f"categories: each name once ({', '.join(repeated)} repeated)")
+        return self
 
     @field_validator("visits_once_per_page")
     @classmethod
@@ -381,6 +412,13 @@ BANT_EXAMPLES: dict[str, str] = {
     "need": "{confirmed: 5, identified: 3}",
     "timeline": "{this-quarter: 5, next-quarter: 3}",
 }
+
+
+def category_of(config: ScoringConfig | None, score: Score) -> str | None:
+    """The lead's category by scoring.yaml's rules, in order; None when no rule holds (or there are none)."""
+    if config is None:
+        return None
+    return next((rule.name for rule in config.categories if rule.holds(score)), None)
 
 
 def current_scoring(path: Path) -> ScoringConfig | None:

@@ -143,6 +143,13 @@ class Settings(BaseSettings):
         default_factory=list, description="keys rotated out: their tokens still verify, nothing new is signed"
     )
     api_keys: list[SecretStr] = Field(default_factory=lambda: [SecretStr(DEMO_API_KEY)])
+    api_key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="how long the HTTP service trusts its last look-up of a `leadloop keys` key (a revoked key "
+        "stops working within this time; 0: every request looks it up)",
+    )
     site_keys: list[str] = Field(default_factory=lambda: ["demo-site-key"])
     site_hosts: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -318,8 +325,9 @@ class Settings(BaseSettings):
         api_keys = [k.get_secret_value() for k in self.api_keys]
         if DEMO_API_KEY in api_keys:
             problems.append(f"LEADLOOP_API_KEYS holds the published demo key '{DEMO_API_KEY}': set your own keys")
-        elif not any(api_keys):
-            problems.append("LEADLOOP_API_KEYS is empty: set at least one key for the intake and CRM endpoints")
+        elif not all(api_keys):
+            # an empty list is fine: the service then takes only `leadloop keys` keys (named, scoped, in the database)
+            problems.append("LEADLOOP_API_KEYS holds an empty key: drop it, or set a long random value")
         return problems
 
     def refuse_unsafe_secrets(self, who: str, *, api_keys: bool = False) -> None:

@@ -5,17 +5,23 @@ from typing import Literal
 from temporalio.client import Client, WorkflowHandle
 
 from leadloop.domain.models import (
+    ChangeResult,
     EngagementEvent,
     EngagementInput,
+    GoalInput,
     InboundInput,
     LeadNurtureResult,
     LeadState,
+    MoveInput,
+    OwnerInput,
     PauseInput,
     ProfileUpdatedInput,
     RepActionInput,
     RepActionResult,
     RerouteInput,
     RetrySendInput,
+    StopInput,
+    TagsInput,
 )
 from leadloop.services.enrollment import workflow_id
 from workflows.lead_nurture import LeadNurtureWorkflow
@@ -62,3 +68,22 @@ class LeadClient:
         """A rep's accept or reject, as the workflow's update (its validator refuses what cannot apply)."""
         update = LeadNurtureWorkflow.accept if action == "accept" else LeadNurtureWorkflow.reject
         return await self.handle.execute_update(update, request)
+
+    async def goal(self, request: GoalInput) -> ChangeResult:
+        """A goal reached outside leadloop: nurture ends as an accept ends it."""
+        return await self.handle.execute_update(LeadNurtureWorkflow.goal, request)
+
+    async def stop(self, request: StopInput) -> ChangeResult:
+        """Stop the lead's nurture for good, with a reason."""
+        return await self.handle.execute_update(LeadNurtureWorkflow.stop, request)
+
+    async def change_owner(self, request: OwnerInput) -> ChangeResult:
+        return await self.handle.execute_update(LeadNurtureWorkflow.change_owner, request)
+
+    async def move(self, request: MoveInput) -> ChangeResult:
+        """Another cadence from its first step, at the next step boundary."""
+        return await self.handle.execute_update(LeadNurtureWorkflow.move, request)
+
+    async def tags(self, tags: list[str], actor: str = "") -> None:
+        """The lead's tags as the database now holds them."""
+        await self.handle.signal(LeadNurtureWorkflow.tags, TagsInput(tags=tags, actor=actor))

@@ -10,6 +10,7 @@ from starter.cli import (
     enroll,
     events,
     inbound,
+    keys,
     lead_actions,
     lead_views,
     processes,
@@ -27,6 +28,7 @@ reps_app = typer.Typer(help="Sales teams and reps.", no_args_is_help=True)
 event_app = typer.Typer(help="Inject an engagement event by hand (operators, demos).", no_args_is_help=True)
 lead_app = typer.Typer(help="One lead's data.", no_args_is_help=True)
 inbound_app = typer.Typer(help="Replies, auto-replies, bounces and complaints.", no_args_is_help=True)
+keys_app = typer.Typer(help="The HTTP API's keys: named, scoped, kept as hashes.", no_args_is_help=True)
 ranges_app = typer.Typer(
     help="The published address ranges of mail gateways, clouds and mail proxies.", no_args_is_help=True
 )
@@ -38,6 +40,7 @@ for group, group_name in (
     (lead_app, "lead"),
     (inbound_app, "inbound"),
     (ranges_app, "ranges"),
+    (keys_app, "keys"),
 ):
     app.add_typer(group, name=group_name)
 
@@ -79,6 +82,9 @@ COMMANDS = (
     (ranges_app, "show", ranges.ranges_show),
     (ranges_app, "check", ranges.ranges_check),
     (app, "classify-check", classify_check.classify_check),
+    (keys_app, "add", keys.keys_add),
+    (keys_app, "list", keys.keys_list),
+    (keys_app, "revoke", keys.keys_revoke),
 )
 for group, command_name, command in COMMANDS:
     group.command(command_name)(command)

@@ -33,6 +33,13 @@ RATE_LIMITED: Answers = {
     }
 }
 NEEDS_KEY: Answers = {401: json_answer("missing or wrong X-API-Key; nothing changed")}
+
+
+def needs_scope(scope: str, also: str = "") -> Answers:
+    """The 403 of a keyed route: its key lacks `scope` (`also`: the route's other reason for a 403)."""
+    return {403: json_answer(f"{also}the key lacks the '{scope}' scope (the answer names both); nothing changed")}
+
+
 NOT_JSON: Answers = {400: json_answer("the body could not be read (not UTF-8 JSON); nothing changed")}
 VALIDATION = {
     "type": "object",

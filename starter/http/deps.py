@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from leadloop.domain.crm import Scope, allows
 from leadloop.infra.settings import Settings
-from starter.http.keys import key_ok
+from starter.http.callers import Caller as Caller  # importable from here by the routes
 from starter.http.links import Links
 from starter.http.pages import Pages
 from starter.http.rate_limit import enforce
@@ -70,43 +70,43 @@ async def limited(request: Request, state: AppState) -> None:
     enforce(state.limiter, request, state.links.signed)
 
 
-async def api_key(settings: AppSettings, x_api_key: Annotated[str | None, Header()] = None) -> None:
-    """The intake's and CRMs' key, checked before the body is looked at."""
-    if not key_ok(x_api_key, [k.get_secret_value() for k in settings.api_keys]):
-        raise HTTPException(401, "missing or wrong X-API-Key")
-
-
 #: The dependencies of every public link (pixel, click, beacon, unsubscribe, rep pages).
 PUBLIC = [Depends(limited)]
-#: The dependencies of every route for CRMs and integrations.
-KEYED = [Depends(api_key)]
+
+NO_KEY = "missing or wrong X-API-Key"
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who called a keyed route: the key's name (recorded as the actor of what it changes) and its scopes."""
-
-    name: str
-    scopes: tuple[Scope, ...]
-
-
-def _settings_caller(settings: Settings, given: str | None) -> Caller | None:
-    """A key from LEADLOOP_API_KEYS: every scope, named by its place in the list (api-key-1, api-key-2...)."""
-    for index, key in enumerate(settings.api_keys, start=1):
-        if key_ok(given, [key.get_secret_value()]):
-            return Caller(f"api-key-{index}", ("admin",))
+def refusal(caller: Caller | None, needed: tuple[Scope, ...]) -> tuple[int, str] | None:
+    """Why a keyed request is refused (status, detail): no valid key (401), or a key without a scope the route
+    needs (403, naming both); None when it may go on."""
+    if caller is None:
+        return 401, NO_KEY
+    for scope in needed:
+        if not allows(caller.scopes, scope):
+            return 403, f"the key '{caller.name}' lacks the '{scope}' scope; nothing changed"
     return None
 
 
-def scoped(scope: Scope) -> Callable[..., Awaitable[Caller]]:
-    """A keyed route's dependency: the caller, when its key carries `scope` (403 otherwise, nothing changed)."""
+@dataclass(frozen=True)
+class Scoped:
+    """A keyed route's dependency naming the scope it needs; it gives the route its caller. KeyedRoute finds it
+    among the route's dependencies and refuses a caller without the scope before the body is read; outside a
+    KeyedRoute it checks the key itself."""
 
-    async def caller(settings: AppSettings, x_api_key: Annotated[str | None, Header()] = None) -> Caller:
-        found = _settings_caller(settings, x_api_key)
-        if found is None:
-            raise HTTPException(401, "missing or wrong X-API-Key")
-        if not allows(found.scopes, scope):
-            raise HTTPException(403, f"the key '{found.name}' lacks the '{scope}' scope; nothing changed")
-        return found
+    scope: Scope
 
-    return caller
+    async def __call__(
+        self, request: Request, state: AppState, x_api_key: Annotated[str | None, Header()] = None
+    ) -> Caller:
+        caller: Caller | None = getattr(request.state, "caller", None)
+        if caller is None:
+            caller = await state.callers.caller(x_api_key)
+        refused = refusal(caller, (self.scope,))
+        if refused is not None or caller is None:
+            raise HTTPException(*(refused or (401, NO_KEY)))
+        return caller
+
+
+def scoped(scope: Scope) -> Scoped:
+    """The dependency of a route that needs `scope`: `Annotated[Caller, Depends(scoped("sales"))]`."""
+    return Scoped(scope)

@@ -1,4 +1,4 @@
-"""The route class of the keyed routes: the API key checked before a CRM's body is read or validated."""
+"""The route class of the keyed routes: the API key and its scope checked before a CRM's body is read or validated."""
 
 import json
 import re
@@ -6,12 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from leadloop.domain.crm import Scope
 from leadloop.domain.text import LONE_SURROGATE
-from starter.http.deps import app_state
-from starter.http.keys import key_ok
+from starter.http.deps import Scoped, app_state, refusal
 
 # a JSON string escape of a lone surrogate (a pair is one character, fine); the body is parsed only if one shows
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -41,18 +42,31 @@ def unpaired_surrogate(body: bytes) -> list[str | int] | None:
     return find(data, ["body"])
 
 
+def needed_scopes(route: APIRoute) -> tuple[Scope, ...]:
+    """The scopes a route's `scoped(...)` dependencies name (its router's included); none named: admin only."""
+
+    def named(dependant: Dependant) -> list[Scope]:
+        found = [dependant.call.scope] if isinstance(dependant.call, Scoped) else []
+        return found + [scope for sub in dependant.dependencies for scope in named(sub)]
+
+    return tuple(dict.fromkeys(named(route.dependant))) or ("admin",)
+
+
 class KeyedRoute(APIRoute):
     """A route for CRMs and integrations: the API key is checked before the body is parsed or validated (a
-    stranger's request gets 401 whatever its body), then a JSON body with a lone surrogate gets 422 without
-    its text echoed (FastAPI's own 422 would echo it, and fail to encode it: a 500)."""
+    stranger's request gets 401 whatever its body, a key without the route's scope 403), then a JSON body with
+    a lone surrogate gets 422 without its text echoed (FastAPI's own 422 would echo it, and fail to encode it:
+    a 500)."""
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
+        needed = needed_scopes(self)
 
         async def keyed(request: Request) -> Response:
-            accepted = [k.get_secret_value() for k in app_state(request).settings.api_keys]
-            if not key_ok(request.headers.get("x-api-key"), accepted):
-                return JSONResponse({"detail": "missing or wrong X-API-Key"}, status_code=401)
+            caller = await app_state(request).callers.caller(request.headers.get("x-api-key"))
+            if (refused := refusal(caller, needed)) is not None:
+                return JSONResponse({"detail": refused[1]}, status_code=refused[0])
+            request.state.caller = caller  # the route's scoped() dependency gives it on, not looked up again
             try:
                 body = await request.body()  # kept on the request: the handler reads it again from memory
             except Exception:  # cut short by BodyLimit, or the client went away: the handler's answer stands

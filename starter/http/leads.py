@@ -3,7 +3,7 @@
 import logging
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
@@ -17,13 +17,14 @@ from leadloop.infra.settings import Settings
 from leadloop.services.enrollment import start_lead
 from leadloop.services.intake import store_lead
 from leadloop.services.leads import AddressSuppressed, LeadUpdateError, apply_update, tell_workflow
-from starter.http.answers import INVALID, NEEDS_KEY, NOT_JSON, TOO_LARGE, LeadId, json_answer
-from starter.http.deps import KEYED, AppSettings, Metrics, Sessions, Temporal
+from starter.http.answers import INVALID, NEEDS_KEY, NOT_JSON, TOO_LARGE, LeadId, json_answer, needs_scope
+from starter.http.deps import AppSettings, Metrics, Sessions, Temporal, scoped
 from starter.http.keyed import KeyedRoute
 
 log = logging.getLogger("leadloop.api")
 
-router = APIRouter(route_class=KeyedRoute, tags=["intake"], dependencies=KEYED)
+#: Creating and fixing leads: the `intake` scope (POST /leads enrols into a cadence: never a `sales` key's to do).
+router = APIRouter(route_class=KeyedRoute, tags=["intake"], dependencies=[Depends(scoped("intake"))])
 
 
 class LeadIntake(LeadIn):
@@ -71,6 +72,7 @@ def _installation_checked(lead: LeadIntake, settings: Settings) -> LeadIn:
     responses={
         200: {"model": LeadAccepted, "description": "the lead existed (details merged) or is suppressed"},
         **NEEDS_KEY,
+        **needs_scope("intake"),
         **NOT_JSON,
         **TOO_LARGE,
         **INVALID,
@@ -118,6 +120,7 @@ async def intake(
     "/leads/{lead_id}",
     responses={
         **NEEDS_KEY,
+        **needs_scope("intake"),
         **NOT_JSON,
         404: json_answer("no such lead"),
         **TOO_LARGE,

@@ -1,9 +1,9 @@
 """A rep's decisions: the pages behind the Accept and Reject links, and the same decisions as JSON for CRMs."""
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -27,13 +27,16 @@ from starter.http.answers import (
     form_body,
     html_answer,
     json_answer,
+    needs_scope,
 )
-from starter.http.deps import KEYED, PUBLIC, AppSettings, AppState, HtmlPages, Sessions, Temporal
+from starter.http.deps import PUBLIC, AppSettings, AppState, Caller, HtmlPages, Sessions, Temporal, scoped
 from starter.http.keyed import KeyedRoute
 from starter.http.state import State
 
-#: The JSON decisions, for CRMs (API key).
-router = APIRouter(route_class=KeyedRoute, tags=["sales"], dependencies=KEYED)
+#: The JSON decisions, for CRMs: the `sales` scope (reps act on leads; they never run campaigns).
+router = APIRouter(route_class=KeyedRoute, tags=["sales"], dependencies=[Depends(scoped("sales"))])
+#: Who decides through the API: the key's name is recorded as the decision's actor.
+SalesCaller = Annotated[Caller, Depends(scoped("sales"))]
 #: The pages behind a rep's links (public, rate limited).
 pages_router = APIRouter(tags=["sales"], dependencies=PUBLIC)
 
@@ -64,14 +67,19 @@ class RepDecisionIn(BaseModel):
 
 
 async def rep_decision(
-    lead_id: int, action: Literal["accept", "reject"], body: RepDecisionIn, state: State
+    lead_id: int, action: Literal["accept", "reject"], body: RepDecisionIn, state: State, caller: Caller
 ) -> RepActionResult:
     rep = await rep_by_email(state.sessionmaker, body.rep)
     if rep is None:
         raise HTTPException(403, f"{body.rep} is not a rep")
     reason = (body.reason or "none") if action == "reject" else "none"
     request = RepActionInput(
-        rep_id=rep.id, reason=body.reason, note=body.note, opportunity_id=body.opportunity_id, source="api"
+        rep_id=rep.id,
+        reason=body.reason,
+        note=body.note,
+        opportunity_id=body.opportunity_id,
+        source="api",
+        actor=caller.name,
     )
     try:
         result = await decide(await state.client(), lead_id, action, request)
@@ -84,7 +92,7 @@ async def rep_decision(
 
 DECISION_ANSWERS: Answers = {
     **NEEDS_KEY,
-    403: json_answer("not a rep"),
+    **needs_scope("sales", also="not a rep, or "),
     409: json_answer("the lead is not with this rep (or not with sales) any more"),
     **NOT_JSON,
     **TOO_LARGE,
@@ -93,20 +101,20 @@ DECISION_ANSWERS: Answers = {
 
 
 @router.post("/leads/{lead_id}/accept", responses=DECISION_ANSWERS)
-async def accept_lead(lead_id: LeadId, body: RepDecisionIn, state: AppState) -> RepActionResult:
+async def accept_lead(lead_id: LeadId, body: RepDecisionIn, state: AppState, caller: SalesCaller) -> RepActionResult:
     """For CRMs: the assigned rep accepts the lead (converted)."""
-    return await rep_decision(lead_id, "accept", body, state)
+    return await rep_decision(lead_id, "accept", body, state, caller)
 
 
 @router.post("/leads/{lead_id}/reject", responses=DECISION_ANSWERS)
-async def reject_lead(lead_id: LeadId, body: RepDecisionIn, state: AppState) -> RepActionResult:
+async def reject_lead(lead_id: LeadId, body: RepDecisionIn, state: AppState, caller: SalesCaller) -> RepActionResult:
     """For CRMs: the assigned rep rejects the lead with a reason; recycle.yaml decides what happens."""
     if body.reason is None:
         raise HTTPException(422, [{"loc": ["body", "reason"], "msg": "a reject needs a reason", "type": "missing"}])
-    return await rep_decision(lead_id, "reject", body, state)
+    return await rep_decision(lead_id, "reject", body, state, caller)
 
 
-@router.get("/leads/{lead_id}/dispositions", responses={**NEEDS_KEY})
+@router.get("/leads/{lead_id}/dispositions", responses={**NEEDS_KEY, **needs_scope("sales")})
 async def lead_dispositions(lead_id: LeadId, sessions: Sessions) -> list[dict[str, Any]]:
     """Every rep decision on the lead, newest first: rep, action, reason, note, outcome, time."""
     async with sessions() as session:

@@ -19,6 +19,7 @@ from leadloop.services.inbound_retention import Retention
 from leadloop.services.tracking import store_hit, store_visit
 from leadloop.services.webhooks import Fetch, Webhooks
 from starter.codec_server import CodecServer
+from starter.http.callers import KeyRing
 from starter.http.links import Links
 from starter.http.pages import Pages
 from starter.http.rate_limit import RateLimiter
@@ -96,6 +97,7 @@ class State:
         self.inbound = InboundRelay(
             sessionmaker, self.client, retention=Retention(sessionmaker, settings.inbound_retention_days)
         )
+        self.callers = KeyRing(settings, sessionmaker)
 
     async def client(self) -> Client:
         """The Temporal client, connected lazily on first use."""

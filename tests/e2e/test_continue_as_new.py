@@ -31,6 +31,7 @@ from leadloop.infra.db import Lead
 from leadloop.infra.temporal import workflow_runner
 from leadloop.services.enrollment import start_lead, workflow_id
 from tests.conftest import _which, with_pydantic
+from tests.lifecycle_log import announce_lifecycle
 from workflows.lead_nurture import LeadNurtureWorkflow
 
 CADENCE = Cadence.model_validate(
@@ -73,7 +74,7 @@ async def short_history_lead(lead_id: int, email: str) -> AsyncIterator[tuple[Cl
             client,
             task_queue=queue,
             workflows=[LeadNurtureWorkflow],
-            activities=[send_email],
+            activities=[send_email, announce_lifecycle],
             workflow_runner=workflow_runner(),
         ):
             lead = Lead(id=lead_id, email=email, timezone="Europe/Athens")

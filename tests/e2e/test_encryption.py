@@ -25,6 +25,7 @@ from leadloop.infra.temporal import data_converter, workflow_runner
 from leadloop.services.enrollment import start_lead, workflow_id
 from starter.api import create_app
 from tests.e2e.test_operator_cli import CADENCE, SCORING, send_email
+from tests.lifecycle_log import announce_lifecycle
 from workflows.lead_nurture import LeadNurtureWorkflow
 
 SECRETS = ("maria@example.gr", "olga.owner@example.com", "+30 210 555 0100", "call me after the summer")
@@ -94,7 +95,7 @@ async def test_history_holds_no_plaintext_and_the_codec_server_opens_it(
         client,
         task_queue=queue,
         workflows=[LeadNurtureWorkflow],
-        activities=[send_email],
+        activities=[send_email, announce_lifecycle],
         workflow_runner=workflow_runner(),
     ):
         lead = Lead(

@@ -38,6 +38,7 @@ from leadloop.services.enrollment import start_lead, workflow_id
 from starter.api import create_app
 from tests.conftest import BIN, client_address, with_pydantic
 from tests.e2e.test_drip_whole_stack import run
+from tests.lifecycle_log import announce_lifecycle
 from workflows.lead_nurture import LeadNurtureWorkflow
 
 CADENCE = Cadence.model_validate(
@@ -89,7 +90,7 @@ async def test_status_and_list_find_leads_by_stage_score_and_cadence(
         client,
         task_queue=queue,
         workflows=[LeadNurtureWorkflow],
-        activities=[send_email],
+        activities=[send_email, announce_lifecycle],
         workflow_runner=workflow_runner(),
     ):
         for lead_id, industry in ((8001, "software"), (8002, "retail")):
@@ -198,7 +199,7 @@ async def test_forget_erases_the_person_everywhere_and_keeps_them_out(
             client,
             task_queue=queue,
             workflows=[LeadNurtureWorkflow],
-            activities=[send_email],
+            activities=[send_email, announce_lifecycle],
             workflow_runner=workflow_runner(),
         ):
             async with maker() as session:
@@ -276,7 +277,7 @@ async def test_lead_commands_print_hostile_text_literally(dev_env: WorkflowEnvir
         client,
         task_queue=queue,
         workflows=[LeadNurtureWorkflow],
-        activities=[send_email],
+        activities=[send_email, announce_lifecycle],
         workflow_runner=workflow_runner(),
     ):
         lead = Lead(

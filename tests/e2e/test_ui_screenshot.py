@@ -23,6 +23,7 @@ from scripts.ui_screenshot import plain, png_size, take_screenshot
 from tests.conftest import BIN, _which, client_address, free_port, with_pydantic
 from tests.e2e.test_drip_whole_stack import run
 from tests.e2e.test_operator_cli import SCORING, send_email  # the operator tests' scoring and fake send
+from tests.lifecycle_log import announce_lifecycle
 from workflows.lead_nurture import LeadNurtureWorkflow
 
 SCRIPT = str(Path(__file__).parents[2] / "scripts" / "ui_screenshot.py")
@@ -87,7 +88,7 @@ async def test_screenshot_shows_a_running_leads_page_and_bad_input_writes_nothin
         client,
         task_queue=queue,
         workflows=[LeadNurtureWorkflow],
-        activities=[send_email],
+        activities=[send_email, announce_lifecycle],
         workflow_runner=workflow_runner(),
     ):
         lead = Lead(

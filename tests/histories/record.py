@@ -28,19 +28,25 @@ from leadloop.domain.models import (
     DispositionInput,
     EngagementEvent,
     EngagementInput,
+    GoalInput,
     InboundInput,
     LeadState,
     LoadCycleInput,
     LoadCycleResult,
+    MoveInput,
     NotifyRepInput,
     NotifyRepResult,
+    OwnerInput,
     PauseInput,
     ProfileUpdatedInput,
+    RecordGoalInput,
     RepActionInput,
     RetrySendInput,
     SendEmailInput,
     SendEmailResult,
+    StopInput,
     SuppressAddressInput,
+    TagsInput,
 )
 from leadloop.domain.recycle import Dormancy, load_recycle
 from leadloop.domain.scoring import LeadProfile, ScoringConfig
@@ -49,6 +55,7 @@ from leadloop.infra.db import Lead
 from leadloop.infra.temporal import workflow_runner
 from leadloop.services.enrollment import start_lead, workflow_id
 from starter.devserver import temporal_cli
+from tests.lifecycle_log import announce_lifecycle
 from workflows.lead_nurture import LeadNurtureWorkflow
 
 HERE = Path(__file__).parent
@@ -111,6 +118,10 @@ SCORING = ScoringConfig.model_validate(
         "engagement": [{"name": "click", "kind": "click", "points": 15}, {"name": "open", "kind": "open", "points": 2}],
     }
 )
+#: with the marketer's categories
+CATEGORIZED = ScoringConfig.model_validate(
+    {**SCORING.model_dump(), "categories": [{"name": "likely-buyer", "min_engagement": 20}, {"name": "educable"}]}
+)
 #: the rules as a scoring file that says nothing of clicks' evidence gets them
 CONFIRMING = SCORING.model_copy(
     update={"unconfirmed_click_weight": 0.3, "escalate_on": "confirmed", "escalation_confidence": 0.9}
@@ -161,6 +172,11 @@ async def load_cycle(input: LoadCycleInput) -> LoadCycleResult:
         profile=LeadProfile(industry="software"),
         timezone="Europe/Athens",
     )
+
+
+@activity.defn(name="record_goal")
+async def record_goal(input: RecordGoalInput) -> bool:
+    return True
 
 
 @activity.defn(name="record_disposition")
@@ -214,7 +230,13 @@ async def main() -> None:
         21: "inbound-out-of-office-demo-speed-while-next-cycle-loads",
         # recorded after clicks needed their landing page's word (scoring.yaml escalate_on, unconfirmed_click_weight)
         23: "unconfirmed-clicks-wait-confirmed-click-escalates-accepted",
+        # recorded after the CRM's side (workflow.patched "crm-lifecycle"): lifecycle events announced, keep in touch,
+        # goals, tags and categories, owner changes, moves and stops
+        24: "crm-reject-not-ready-with-recontact-date",
+        25: "crm-tags-category-owner-moved",
     }
+    #: the second run of a lead whose first run is saved under its name above
+    second_runs = {24: "crm-keep-in-touch-back-to-rep-goal-converted", 25: "crm-moved-lead-stopped"}
     # only what is asked for (default: what is missing); saved histories are never re-recorded
     wanted = {
         i: n for i, n in runs.items() if n in sys.argv[1:] or (len(sys.argv) == 1 and not (HERE / f"{n}.json").exists())
@@ -234,6 +256,8 @@ async def main() -> None:
             load_cycle,
             record_disposition,
             suppress_address,
+            announce_lifecycle,
+            record_goal,
         ],
         workflow_runner=workflow_runner(),
     ):
@@ -244,7 +268,11 @@ async def main() -> None:
             if lead_id == 9:
                 continue  # on its own server, below
             cadence, scoring = (
-                (HOT, CONFIRMING)
+                (HOT, SCORING)
+                if lead_id == 24
+                else (CADENCE, CATEGORIZED)
+                if lead_id == 25
+                else (HOT, CONFIRMING)
                 if lead_id == 23
                 else (HOT, SCORING)
                 if lead_id in (5, 6, 10, 11, 13, 14, 15)
@@ -258,7 +286,7 @@ async def main() -> None:
                 if lead_id in (20, 21)
                 else (CADENCE, None)
             )
-            recycled = (6, 11, 13, 14, 15, 16, 19, 20, 21)
+            recycled = (6, 11, 13, 14, 15, 16, 19, 20, 21, 24)
             recycle = RECYCLE if lead_id in recycled else FAST_DORMANCY if lead_id == 7 else None
             for _ in range(2):
                 await start_lead(
@@ -268,7 +296,7 @@ async def main() -> None:
                     task_queue=queue,
                     source="record",
                     # 10: a 2 h SLA lasts 2 s; 17: a day a second, the out-of-office's week a few seconds
-                    time_scale=3600 if lead_id == 10 else 86400 if lead_id in (17, 21) else 86400 * 2,
+                    time_scale=3600 if lead_id in (10, 25) else 86400 if lead_id in (17, 21) else 86400 * 2,
                     rep_time_scale=1.0 if lead_id in (11, 16, 20) else None,
                     scoring=scoring,
                     recycle=recycle,
@@ -355,6 +383,36 @@ async def main() -> None:
             while (await handle.describe()).search_attributes.get("AssignedRep") != ["rep-1"]:
                 await asyncio.sleep(0.1)
             await handle.execute_update("accept", RepActionInput(rep_id=1, opportunity_id="OPP-23", note="demo"))
+        if 24 in wanted:  # not_ready with a re-contact date; on that day back to rep-1; the CRM records a goal
+            handle = client.get_workflow_handle(workflow_id(24))
+            await handover(client, 24)
+            first_run = (await handle.describe()).run_id
+            day = datetime.now(UTC).date() + timedelta(days=30)  # 15 s on at two days a second, inside the cool-down
+            await handle.execute_update(
+                "reject", RepActionInput(rep_id=1, reason="not_ready", recontact_on=day, note="after the budget round")
+            )
+            while (await handle.describe()).run_id == first_run:
+                await asyncio.sleep(0.1)
+            await save(client, 24, first_run, runs[24])
+            while not awaiting_rep(await handle.query("state", result_type=LeadState)):  # on the re-contact day
+                await asyncio.sleep(0.1)
+            await handle.execute_update(
+                "goal", GoalInput(kind="converted", source="crm", reference="DEAL-24", actor="crm-sync")
+            )
+            wanted[24] = second_runs[24]
+        if 25 in wanted:  # tagged, a category, a new owner; moved to another cadence; then stopped
+            handle = client.get_workflow_handle(workflow_id(25))
+            while (await handle.describe()).search_attributes.get("CadenceStep") != ["two"]:
+                await asyncio.sleep(0.05)
+            await handle.signal("tags", TagsInput(tags=["trade-show", "vip"], actor="crm"))
+            await handle.execute_update("change_owner", OwnerInput(owner="rep2@example.com", actor="crm"))
+            first_run = (await handle.describe()).run_id
+            await handle.execute_update("move", MoveInput(cadence="replay-hot", actor="marketing"))
+            while (await handle.describe()).run_id == first_run:
+                await asyncio.sleep(0.1)
+            await save(client, 25, first_run, runs[25])
+            await handle.execute_update("stop", StopInput(reason="the account team took over", actor="crm"))
+            wanted[25] = second_runs[25]
         if 15 in wanted:  # the rep says the data is wrong: held until an operator fixes it, then a new cycle
             handle = client.get_workflow_handle(workflow_id(15))
             await handover(client, 15)
@@ -466,6 +524,10 @@ async def handover(client: Client, lead_id: int) -> None:
         await asyncio.sleep(0.1)
 
 
+def awaiting_rep(state: LeadState) -> bool:
+    return state.stage == "with_sales" and "to accept or reject" in state.waiting_for
+
+
 async def save(client: Client, lead_id: int, run_id: str, name: str) -> None:
     history = await client.get_workflow_handle(workflow_id(lead_id), run_id=run_id).fetch_history()
     (HERE / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
@@ -487,7 +549,7 @@ async def record_suggested_continue_as_new() -> None:
         client,
         task_queue=queue,
         workflows=[LeadNurtureWorkflow],
-        activities=[send_email],
+        activities=[send_email, announce_lifecycle],
         workflow_runner=workflow_runner(),
     ):
         lead = Lead(id=9, email="x@example.com", timezone="Europe/Athens", company="Acme", industry="software")
@@ -526,7 +588,7 @@ async def record_paused_hold_fresh_history() -> None:
         client,
         task_queue=queue,
         workflows=[LeadNurtureWorkflow],
-        activities=[send_email, load_cycle],
+        activities=[send_email, load_cycle, announce_lifecycle],
         workflow_runner=workflow_runner(),
     ):
         lead = Lead(id=22, email="x@example.com", timezone="Europe/Athens", company="Acme", industry="software")

@@ -213,7 +213,7 @@ GOOD = {"secret_key": SECRET, "api_keys": [API_KEY]}
         ({"secret_key": "dev-insecure-change-me"}, "LEADLOOP_SECRET_KEY"),
         ({"api_keys": ["demo-api-key"]}, "LEADLOOP_API_KEYS"),
         ({"api_keys": [API_KEY, "demo-api-key"]}, "LEADLOOP_API_KEYS"),
-        ({"api_keys": []}, "LEADLOOP_API_KEYS"),
+        ({"api_keys": [API_KEY, ""]}, "LEADLOOP_API_KEYS"),
         ({"api_keys": [""]}, "LEADLOOP_API_KEYS"),
         ({"old_secret_keys": ["dev-insecure-change-me"]}, "LEADLOOP_OLD_SECRET_KEYS"),
     ],

@@ -30,6 +30,7 @@ from leadloop.infra.db import Lead
 from leadloop.infra.temporal import workflow_runner
 from leadloop.services.enrollment import start_lead, workflow_id
 from tests.conftest import with_pydantic
+from tests.lifecycle_log import announce_lifecycle
 from workflows.lead_nurture import LeadNurtureWorkflow
 
 WINDOW = SendWindow(days=["mon", "tue", "wed", "thu", "fri"], start="09:00", end="17:00")  # type: ignore[arg-type]
@@ -68,7 +69,7 @@ def nurture_worker(client: Client, task_queue: str, sender: RecordingSender) -> 
         client,
         task_queue=task_queue,
         workflows=[LeadNurtureWorkflow],
-        activities=[sender.send_email],
+        activities=[sender.send_email, announce_lifecycle],
         workflow_runner=workflow_runner(),
     )
 
@@ -236,7 +237,7 @@ def cycle_worker(client: Client, task_queue: str, stubs: CycleStubs) -> Worker:
         client,
         task_queue=task_queue,
         workflows=[LeadNurtureWorkflow],
-        activities=[stubs.send_email, stubs.load_cycle],
+        activities=[stubs.send_email, stubs.load_cycle, announce_lifecycle],
         workflow_runner=workflow_runner(),
     )
 

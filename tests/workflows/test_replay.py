@@ -42,6 +42,11 @@ def test_there_are_saved_histories() -> None:
         "inbound-reply-while-next-cycle-loads",
         "inbound-out-of-office-demo-speed-while-next-cycle-loads",
         "inbound-left-company-paused-fresh-history",
+        # recorded after the CRM's side ("crm-lifecycle"): lifecycle events, keep in touch, goals, moves, stops
+        "crm-reject-not-ready-with-recontact-date",
+        "crm-keep-in-touch-back-to-rep-goal-converted",
+        "crm-tags-category-owner-moved",
+        "crm-moved-lead-stopped",
     } <= names
 
 
@@ -164,4 +169,21 @@ async def test_mail_pending_before_a_new_run_is_guarded_by_its_patch(name: str) 
             workflow, "patched", lambda patch_id: False if patch_id == PENDING_BEFORE_NEW_RUN_PATCH else real(patch_id)
         )
         failure = await replay(name)
+    assert failure is not None and "nondetermin" in str(failure).lower(), failure
+
+
+@pytest.mark.parametrize(
+    "name", ["crm-reject-not-ready-with-recontact-date", "crm-tags-category-owner-moved", "crm-moved-lead-stopped"]
+)
+async def test_lifecycle_announcements_are_guarded_by_their_patch(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leads started before the CRM's webhooks (no "crm-lifecycle" marker) announce nothing when they replay; these
+    histories have the marker, and without the guard's answer their announcements no longer match."""
+    from temporalio import workflow
+
+    from workflows.lead_nurture import LIFECYCLE_PATCH
+
+    assert await replay(name) is None
+    real = workflow.patched
+    monkeypatch.setattr(workflow, "patched", lambda patch_id: False if patch_id == LIFECYCLE_PATCH else real(patch_id))
+    failure = await replay(name)
     assert failure is not None and "nondetermin" in str(failure).lower(), failure
