@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email import message_from_bytes
-from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,14 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from leadloop.domain.cadence import load_cadence
+from leadloop.domain.inbound import message as mime
 from leadloop.domain.mail import ascii_domain, parse_sender
 from leadloop.domain.rules import RuleFileError
 from leadloop.domain.tokens import Signer
 from leadloop.domain.verp import VERP_PREFIX
 from leadloop.infra.settings import Settings
 from leadloop.services.inbound_delivery import ingest_message, signal_pending
+from leadloop.services.inbound_retention import Retention
 
 log = logging.getLogger("leadloop.mailbox")
 
@@ -47,6 +48,8 @@ class InboundRoute:
     signer: Signer
     reply_addresses: frozenset[str]
     bounce_domain: str | None = None
+    #: raw bodies past LEADLOOP_INBOUND_RETENTION_DAYS dropped, looked for once a day as mail passes (`age`)
+    retention: Retention | None = None
     #: one message through the pipeline at a time: two deliveries never signal the same rows at once
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -60,6 +63,7 @@ class InboundRoute:
             signer=Signer(settings.signing_keys()),
             reply_addresses=frozenset(reply_addresses(settings)),
             bounce_domain=ascii_domain(settings.bounce_domain) if settings.bounce_domain else None,
+            retention=Retention(sessions, settings.inbound_retention_days),
         )
 
     def at_bounce_domain(self, address: str) -> bool:
@@ -96,6 +100,16 @@ class InboundRoute:
                 except (RPCError, RuntimeError, SQLAlchemyError) as exc:
                     log.warning("inbound %s stored, not signalled yet: %s", stored.id, exc)
             return stored.id
+
+    async def age(self) -> None:
+        """Drop the raw bodies past retention, if a day has gone by since the last time; never fails the caller
+        (a busy database is tried again with the next message)."""
+        if self.retention is None:
+            return
+        try:
+            await self.retention.run()
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("old inbound bodies not dropped now (%s); tried again with the next message", exc)
 
 
 def reply_addresses(settings: Settings) -> set[str]:
@@ -143,13 +157,15 @@ class MailboxHandler:
                 log.warning("inbound mail to %s not stored: %s", ", ".join(inbound), exc)
                 return "451 4.3.0 The message could not be stored; try again later"
             note = f" (inbound {row})"
+        if self.inbound is not None:  # every message passing (the demo's sends too) is a chance, at most daily
+            await self.inbound.age()
         message = message_from_bytes(content)
         msg_id = str(message.get("Message-ID", "no-id")).strip("<>")
         self.count += 1
         safe = re.sub(r"[^A-Za-z0-9._@-]+", "_", msg_id)[:120]
         return_path = f"Return-Path: <{envelope.mail_from or ''}>\r\n".encode("utf-8", "replace")
         (self.folder / f"{self.count:06d}-{safe}.eml").write_bytes(return_path + content)
-        subject = str(make_header(decode_header(message.get("Subject", ""))))
+        subject = mime.header(message, "Subject")  # raw 8-bit or broken encoded words: read, never raised
         log.info("mail %d to %s: %s%s", self.count, ", ".join(envelope.rcpt_tos), subject, note)
         return "250 2.0.0 Message accepted"
 

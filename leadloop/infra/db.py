@@ -174,6 +174,8 @@ class InboundMessage(Base):
     source_key: Mapped[str] = mapped_column(String(255))  # "<uidvalidity>:<uid>", a provider's event id
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sender_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # email_hash of From; never the address
+    # email_hash of the address a bounce or complaint is about (its recipient), so an unmatched one is still forgotten
+    about_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"), index=True)
     outbox_key: Mapped[str | None] = mapped_column(String(200))
     match_reason: Mapped[str | None] = mapped_column(Text)  # which rule named the lead, or why none did

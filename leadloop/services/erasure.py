@@ -140,13 +140,16 @@ async def erase_in_database(session: AsyncSession, email: str | None, lead_id: i
             .on_conflict_do_update(index_elements=["email_hash"], set_={"reason": "erased"})
         )
     # replies and bounces: the lead's, and any from the person's addresses, matched or not
-    inbound = await forget_inbound(session, lead.id if lead is not None else None, hashes)
+    plain = {email} if email else set()
+    if lead is not None and lead.erased_at is None:
+        plain.add(lead.email)
+    inbound = await forget_inbound(session, lead.id if lead is not None else None, hashes, plain)
     if lead is None:
-        return {"inbound_messages": inbound} if inbound else {}
+        return inbound
     # the rep's open count (their capacity) is the hand-overs in OPEN; the workflow that would close them is gone
     closed = await close_assignments(session, "closed", lead_id=lead.id, states=(OPEN, WAITING))
     if lead.erased_at is not None:
-        return {"handovers_closed": closed} | ({"inbound_messages": inbound} if inbound else {})
+        return {"handovers_closed": closed} | inbound
     for name in PERSONAL:
         setattr(lead, name, None)
     lead.email, lead.attributes, lead.erased_at = erased_address(lead.id), {}, datetime.now(UTC)
@@ -167,8 +170,7 @@ async def erase_in_database(session: AsyncSession, email: str | None, lead_id: i
         update(DispositionRow).where(DispositionRow.lead_id == lead_id).values(note=None).returning(DispositionRow.key)
     )
     rows["dispositions"] = len(done.all())
-    if inbound:
-        rows["inbound_messages"] = inbound
+    rows |= inbound
     rows["handovers_closed"] = closed
     return rows
 

@@ -17,7 +17,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,12 +25,11 @@ from temporalio.client import Client
 from leadloop.domain.tokens import Signer
 from leadloop.infra.imap import Folder, ImapAccount, ImapError, Mailbox
 from leadloop.infra.settings import Settings
-from leadloop.services.inbound import drop_old_raw
 from leadloop.services.inbound_delivery import BATCH, ingest_message, signal_pending
+from leadloop.services.inbound_retention import Retention
 
 log = logging.getLogger("leadloop.inbox")
 
-RETENTION_EVERY = timedelta(days=1)
 #: the longest wait between two attempts to reach the mail server (or the database) again
 MAX_BACKOFF = 300.0
 
@@ -69,7 +67,7 @@ class InboxReader:
         self.account = ImapAccount.from_settings(settings)
         self.signer = Signer(settings.signing_keys())
         self._connect = connect
-        self._retention_at: datetime | None = None
+        self.retention = Retention(sessions, settings.inbound_retention_days)
         self._temporal_failed = False  # this pass: signals wait for the next one
 
     async def run(self, *, once: bool = False) -> PassResult:
@@ -218,16 +216,4 @@ class InboxReader:
 
     async def drop_old_bodies(self) -> None:
         """At start and then once a day: raw bodies past LEADLOOP_INBOUND_RETENTION_DAYS are dropped."""
-        now = datetime.now(UTC)
-        if self._retention_at is not None and now - self._retention_at < RETENTION_EVERY:
-            return
-        async with self.sessions() as session:
-            dropped = await drop_old_raw(session, self.settings.inbound_retention_days, now=now)
-            await session.commit()
-        self._retention_at = now
-        if dropped:
-            log.info(
-                "dropped the raw bodies of %d inbound message(s) older than %d days",
-                dropped,
-                self.settings.inbound_retention_days,
-            )
+        await self.retention.run()

@@ -1,14 +1,16 @@
 """Inbound messages in the database: stored once (by Message-ID and by where they were read), matched, listed, aged."""
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Text, cast, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadloop.domain.inbound.reports import mask_addresses
 from leadloop.domain.mail import email_hash
 from leadloop.domain.matching import (
     InboundHeaders,
@@ -59,6 +61,7 @@ async def store_inbound(
     evidence: dict[str, Any] | None = None,
     return_date: date | None = None,
     status: str = "pending",
+    about: str | None = None,
 ) -> Stored:
     """Keep a message before anything acts on it (the caller commits). A message already stored, under its
     Message-ID or under (source, source_key), is not stored again: the database's constraints decide, so two
@@ -67,6 +70,8 @@ async def store_inbound(
     Args:
         sender: the From header; only its address's hash is kept.
         match: the send it answers (`match_message`), None when not matched yet.
+        about: the address a bounce or complaint is about (its recipient); only its hash is kept, so
+            `leadloop forget` finds the message even when no lead was matched.
     """
     if not _SOURCE.fullmatch(source):
         raise ValueError(f"source {source!r}: imap, mailbox or webhook:<provider>")
@@ -77,6 +82,7 @@ async def store_inbound(
     msg_id, digest = clean_message_id(message_id), None
     if (address := sender_address(sender)) is not None:
         digest = email_hash(address)
+    about_digest = email_hash(named) if (named := sender_address(about)) is not None else None
     new = await insert_new(
         session,
         InboundMessage,
@@ -85,6 +91,7 @@ async def store_inbound(
         source_key=source_key,
         received_at=received_at or datetime.now(UTC),
         sender_hash=digest,
+        about_hash=about_digest,
         lead_id=match.lead_id if match else None,
         outbox_key=match.outbox_key if match else None,
         match_reason=match.reason if match else None,
@@ -191,19 +198,95 @@ async def get_inbound(session: AsyncSession, inbound_id: int) -> InboundMessage 
     return await session.get(InboundMessage, inbound_id)
 
 
-async def forget_inbound(session: AsyncSession, lead_id: int | None, hashes: Iterable[str]) -> int:
-    """Delete a person's inbound messages: the lead's, and any sent from one of their addresses (by hash), matched
-    or not (the caller commits). How many were deleted."""
-    which: list[ColumnElement[bool]] = [InboundMessage.sender_hash.in_(sorted(set(hashes)))]
+#: kinds whose row may name its person only inside the report (a bounce's or complaint's recipient)
+REPORT_KINDS = ("hard_bounce", "soft_bounce", "policy_block", "complaint")
+#: what replaces an erased person's address in the evidence other people's messages keep
+ERASED_ADDRESS = "[erased address]"
+_ANY_ADDRESS = re.compile(r"[\w.+=-]+@[\w-]+(?:\.[\w-]+)+")
+#: rows read per round when looking for a person in what was stored
+_SCAN_BATCH = 100
+
+
+async def forget_inbound(
+    session: AsyncSession, lead_id: int | None, hashes: Iterable[str], addresses: Iterable[str] = ()
+) -> dict[str, int]:
+    """Delete a person's inbound messages and scrub their address from others' (the caller commits): the lead's,
+    any sent from one of their addresses, and any bounce or complaint about one of them (by hash), matched or
+    not; then the evidence other messages keep ("contact jane@… instead") loses `addresses`, the ones known in
+    plain text. How many rows were deleted ("inbound_messages") and scrubbed ("inbound_mentions"), when any."""
+    wanted = sorted(set(hashes))
+    m = InboundMessage
+    which: list[ColumnElement[bool]] = [m.sender_hash.in_(wanted), m.about_hash.in_(wanted)]
     if lead_id is not None:
-        which.append(InboundMessage.lead_id == lead_id)
-    done = await session.execute(delete(InboundMessage).where(or_(*which)).returning(InboundMessage.id))
-    return len(done.all())
+        which.append(m.lead_id == lead_id)
+    older = await _reports_naming(session, set(wanted))
+    if older:
+        which.append(m.id.in_(older))
+    done = await session.execute(delete(m).where(or_(*which)).returning(m.id))
+    counts = {"inbound_messages": len(done.all())}
+    counts["inbound_mentions"] = await _scrub_mentions(session, {a.strip().lower() for a in addresses if a})
+    return {name: n for name, n in counts.items() if n}
+
+
+async def _reports_naming(session: AsyncSession, hashes: set[str]) -> list[int]:
+    """Bounces and complaints stored without `about_hash` (before migration 0012, or with no recipient read)
+    that name one of the addresses anywhere in their body or evidence."""
+    m = InboundMessage
+    if not hashes:
+        return []
+    query = select(m.id, m.raw, m.evidence).where(m.about_hash.is_(None), m.kind.in_(REPORT_KINDS))
+    found: list[int] = []
+    after = 0
+    while True:
+        chunk = (await session.execute(query.where(m.id > after).order_by(m.id).limit(_SCAN_BATCH))).all()
+        for row_id, raw, evidence in chunk:
+            text = (raw or b"").decode("latin-1") + json.dumps(evidence or {})
+            if any(email_hash(address) in hashes for address in set(_ANY_ADDRESS.findall(text.lower()))):
+                found.append(row_id)
+        if len(chunk) < _SCAN_BATCH:
+            return found
+        after = chunk[-1].id
+
+
+async def _scrub_mentions(session: AsyncSession, addresses: set[str]) -> int:
+    """Replace `addresses` in the evidence of the messages that remain; how many rows changed."""
+    m = InboundMessage
+    changed = 0
+    for address in sorted(addresses):
+        like = func.lower(cast(m.evidence, Text)).contains(address, autoescape=True)
+        for row_id, evidence in (await session.execute(select(m.id, m.evidence).where(like))).all():
+            await session.execute(update(m).where(m.id == row_id).values(evidence=_without(evidence, address)))
+            changed += 1
+    return changed
+
+
+def _without(value: Any, address: str) -> Any:
+    """`value` (evidence: JSON) with every case of `address` in its strings replaced."""
+    if isinstance(value, str):
+        return re.sub(re.escape(address), ERASED_ADDRESS, value, flags=re.IGNORECASE)
+    if isinstance(value, list):
+        return [_without(item, address) for item in value]
+    if isinstance(value, dict):
+        return {key: _without(item, address) for key, item in value.items()}
+    return value
 
 
 #: what a message's evidence keeps of the person's own words, dropped with the raw body: the reply's text, and the
 #: "contact X instead" an auto-reply names (another person)
 PERSONAL_EVIDENCE = ("reply_text", "contact_hint")
+
+
+def _masked(evidence: dict[str, Any]) -> dict[str, Any]:
+    """Evidence with the recipient's mailbox masked in a diagnostic (messages stored before reports masked it)."""
+    if isinstance(evidence.get("diagnostic"), str):
+        evidence["diagnostic"] = mask_addresses(evidence["diagnostic"])
+    reasons = evidence.get("reasons")
+    if isinstance(reasons, list):
+        evidence["reasons"] = [
+            mask_addresses(reason) if isinstance(reason, str) and reason.startswith("diagnostic:") else reason
+            for reason in reasons
+        ]
+    return evidence
 
 
 #: rows read and cleared per round of `drop_old_raw`, so an old backlog is never loaded at once
@@ -214,7 +297,8 @@ async def drop_old_raw(
     session: AsyncSession, retention_days: int, *, now: datetime | None = None, batch: int = RETENTION_BATCH
 ) -> int:
     """Drop what is personal in messages received more than `retention_days` ago (the caller commits): the raw
-    body, and the reply's own words kept in the evidence (`PERSONAL_EVIDENCE`). What was read from them (kind,
+    body, the reply's own words kept in the evidence (`PERSONAL_EVIDENCE`), and the recipient's mailbox in a
+    bounce's diagnostic (masked). What was read from them (kind,
     the lead and send, the return date, the verdict's reasons) stays. A message still waiting for its signal
     keeps everything until it is signalled, so the lead's workflow and the rep get the reply's words. Works
     `batch` rows at a time. How many messages lost something."""
@@ -231,7 +315,7 @@ async def drop_old_raw(
     while True:
         chunk = (await session.execute(old.where(m.id > after).order_by(m.id).limit(batch))).all()
         for row_id, evidence in chunk:
-            kept = {key: value for key, value in (evidence or {}).items() if key not in PERSONAL_EVIDENCE}
+            kept = _masked({key: value for key, value in (evidence or {}).items() if key not in PERSONAL_EVIDENCE})
             await session.execute(update(m).where(m.id == row_id).values(raw=None, evidence=kept))
         done += len(chunk)
         if len(chunk) < batch:

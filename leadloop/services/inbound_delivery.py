@@ -27,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from leadloop.domain.inbound import InboundVerdict, classify
 from leadloop.domain.inbound import message as mime
+from leadloop.domain.inbound.reports import mask_addresses
 from leadloop.domain.intake import normalise_email
 from leadloop.domain.mail import REP_NOTIFICATION_CADENCE, email_hash
 from leadloop.domain.matching import InboundHeaders, Match, sender_address
@@ -37,7 +38,8 @@ from leadloop.domain.tokens import Signer
 from leadloop.domain.webhooks import ProviderEvent
 from leadloop.infra.db import FormerAddress, InboundMessage, Lead, Outbox, suppress
 from leadloop.services.events import every
-from leadloop.services.inbound import Stored, clean_message_id, match_message, store_inbound
+from leadloop.services.inbound import REPORT_KINDS, Stored, clean_message_id, match_message, store_inbound
+from leadloop.services.inbound_retention import Retention
 from leadloop.services.lead_client import LeadClient
 
 log = logging.getLogger("leadloop.inbound")
@@ -140,6 +142,7 @@ async def ingest_message(
         evidence=evidence,
         return_date=verdict.return_date,
         status=status,
+        about=verdict.lead_email if verdict.kind in REPORT_KINDS else None,
     )
 
 
@@ -188,6 +191,7 @@ async def ingest_event(
         kind=event.kind,
         evidence=evidence,
         status=status,
+        about=address,
     )
 
 
@@ -220,7 +224,7 @@ def event_evidence(event: ProviderEvent) -> dict[str, Any]:
         "provider": event.provider,
         "raw_type": _clean(event.raw_type, 200),
         "status": _clean(event.status_code, 32),
-        "diagnostic": _clean(event.diagnostic, 2000),
+        "diagnostic": _clean(mask_addresses(event.diagnostic) if event.diagnostic else None, 2000),
         "answers": _clean(event.message_id, 998),
         "occurred_at": event.occurred_at.isoformat(),
         "confidence": "high",
@@ -481,9 +485,17 @@ class InboundRelay:
     signal went through, so an outage loses nothing.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], client: Callable[[], Awaitable[Client]]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        client: Callable[[], Awaitable[Client]],
+        *,
+        retention: Retention | None = None,
+    ) -> None:
+        """`retention`: the raw bodies past LEADLOOP_INBOUND_RETENTION_DAYS are dropped from the relay's rounds."""
         self.sessions = sessions
         self._client = client
+        self.retention = retention
         self._tasks: set[asyncio.Task[int]] = set()
 
     def notify(self, ids: Sequence[int]) -> None:
@@ -504,10 +516,15 @@ class InboundRelay:
 
     async def relay(self, interval: float, stop: asyncio.Event) -> None:
         """Signal what is pending every `interval` seconds until `stop` is set."""
-        await every(interval, stop, self._round, "pending inbound message(s)")
+        await every(interval, stop, self.round, "pending inbound message(s)")
 
-    async def _round(self) -> int:
-        return await self.signal() if await has_pending(self.sessions) else 0
+    async def round(self) -> int:
+        """One round of the relay: what is pending signalled, then (once a day) the bodies past retention dropped.
+        How many were signalled."""
+        sent = await self.signal() if await has_pending(self.sessions) else 0
+        if self.retention is not None:
+            await self.retention.run()  # a failure is the round's: logged by `every`, tried again next round
+        return sent
 
     async def drain(self) -> None:
         """Wait for the signals under way (shutdown, tests)."""

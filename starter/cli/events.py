@@ -25,6 +25,7 @@ def relay(
     """
     from leadloop.services.events import EventSignaller
     from leadloop.services.inbound_delivery import InboundRelay
+    from leadloop.services.inbound_retention import Retention
 
     settings = get_settings()
     try:
@@ -43,7 +44,7 @@ def relay(
                 return client
 
             signaller = EventSignaller(sessions, get_client, settings.coalesce_seconds)
-            inbound = InboundRelay(sessions, get_client)
+            inbound = InboundRelay(sessions, get_client, retention=Retention(sessions, settings.inbound_retention_days))
             if once:
                 return await signaller.sweep() + await inbound.signal()
             await asyncio.gather(

@@ -15,6 +15,7 @@ from leadloop.infra.settings import Settings
 from leadloop.infra.temporal import connect
 from leadloop.services.events import EventSignaller
 from leadloop.services.inbound_delivery import InboundRelay
+from leadloop.services.inbound_retention import Retention
 from leadloop.services.tracking import store_hit, store_visit
 from leadloop.services.webhooks import Fetch, Webhooks
 from starter.codec_server import CodecServer
@@ -92,7 +93,10 @@ class State:
         self.signaller = EventSignaller(sessionmaker, self.client, settings.coalesce_seconds)
         self.recorder = EventRecorder(sessionmaker, self.signaller, metrics)
         self.webhooks = Webhooks(settings, fetch)
-        self.inbound = InboundRelay(sessionmaker, self.client)
+        # its rounds also drop raw bodies past retention: webhooks keep their events' JSON as the raw body
+        self.inbound = InboundRelay(
+            sessionmaker, self.client, retention=Retention(sessionmaker, settings.inbound_retention_days)
+        )
         self.callers = KeyRing(settings, sessionmaker)
 
     async def client(self) -> Client:

@@ -227,3 +227,18 @@ async def test_leadloop_mailbox_inbound_stores_while_temporal_is_down(tmp_path: 
     )
     _, err = await asyncio.wait_for(refused.communicate(), 60)
     assert refused.returncode == 1 and "has no tables: run `leadloop db upgrade`" in " ".join(err.decode().split())
+
+
+async def test_an_auto_reply_with_a_raw_8bit_subject_is_read_and_kept(mailbox: Mailbox, sessionmaker: Any) -> None:
+    """A Hungarian out-of-office whose subject was sent as raw UTF-8, with a broken encoded word beside it: the
+    mailbox keeps it, and the pipeline knows it for an auto-reply by that subject alone."""
+    raw = (
+        "From: Tóth Anna <anna@example.com>\r\nTo: hello@leadloop.example\r\n"
+        "Subject: Automatikus válasz: Üdvözöljük =?x-no-such-charset?q?abc?=\r\nMessage-ID: <hu1@mail.example>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nKöszönöm az üzenetét.\r\n"
+    ).encode()
+    await mailbox.send(raw, ["hello@leadloop.example"], sender="anna@example.com")
+    (row,) = await rows(sessionmaker)
+    assert row.kind == "auto_reply" and row.evidence["subject"].startswith("Automatikus válasz: Üdvözöljük")
+    (kept,) = mailbox.kept()
+    assert kept.endswith(raw)

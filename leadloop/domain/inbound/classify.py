@@ -4,7 +4,7 @@ from collections.abc import Collection
 from email.message import Message
 
 from leadloop.domain.inbound import message as mime
-from leadloop.domain.inbound import replies, reports, wording
+from leadloop.domain.inbound import replies, reports, unsubscribe, wording
 from leadloop.domain.inbound.verdict import Confidence, InboundKind, InboundVerdict
 
 #: Precedence values RFC 3834 says automatic responders use or honour.
@@ -64,7 +64,10 @@ def _classify(msg: Message, text: str, sent_ids: Collection[str] | None, evidenc
     left, hint = replies.left_company(own) if kind == "auto_reply" and not challenge else (False, None)
     if left:
         evidence.append("says the person has left the company" + (f"; contact: {hint}" if hint else ""))
-    back = replies.return_date(own, mime.sent_at(msg), evidence) if kind == "auto_reply" and not challenge else None
+    back = None
+    if kind == "auto_reply" and not challenge:
+        language = mime.header(msg, "Content-Language") or None
+        back = replies.return_date(own, mime.sent_at(msg), evidence, content_language=language)
     if sender is None:
         evidence.append("no sender address")
     if not own.strip():
@@ -132,13 +135,11 @@ def _reply_kind(msg: Message, own: str, evidence: list[str]) -> tuple[InboundKin
     if clue is not None:
         evidence.append(f"automatic by wording {clue.group(0)!r}")
         return "auto_reply", "medium", False
-    negated = wording.UNSUBSCRIBE_NEGATED.search(own)
-    asked = wording.UNSUBSCRIBE.search(own)
-    if asked is not None and negated is None:
-        evidence.append(f"asks to be removed ({asked.group(0)!r})")
+    said = unsubscribe.read(own)
+    if said.request is not None:
+        evidence.append(f"asks to be removed ({said.request!r})")
         return "unsubscribe_request", "medium", False
-    if negated is not None:
-        evidence.append(f"mentions removal but negated ({negated.group(0)!r}): a reply")
+    evidence += [f"mentions removal, not as a request: {why}" for why in said.not_taken]
     evidence.append("no report, automatic header or automatic wording: a person's reply")
     return "human_reply", "medium", False
 

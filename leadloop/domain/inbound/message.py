@@ -37,15 +37,51 @@ def parse(raw: bytes, evidence: list[str]) -> Message:
 
 
 def header(msg: Message, name: str) -> str:
-    """A header's value decoded (RFC 2047) and unfolded, "" when absent or unreadable."""
-    value = msg.get(name)
+    """A header's value decoded and unfolded, "" when absent or unreadable.
+
+    RFC 2047 encoded words are decoded; raw 8-bit bytes (RFC 6532, or a client that never encoded its subject),
+    which compat32 would turn into U+FFFD, are read as UTF-8, else as Latin-1 (every byte is a Latin-1 letter).
+    """
+    value = _raw_value(msg, name)
     if value is None:
         return ""
-    try:
-        text = str(email.header.make_header(email.header.decode_header(str(value))))
-    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
-        text = str(value)
+    if value.isascii():
+        try:
+            text = str(email.header.make_header(email.header.decode_header(value)))
+        except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+            text = value
+    else:  # decode_header cannot mix raw 8-bit text with encoded words: each encoded word is decoded alone
+        text = _ENCODED_WORD.sub(_decoded_word, value)
     return " ".join(text.split())
+
+
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+
+
+def _raw_value(msg: Message, name: str) -> str | None:
+    """The first `name` header as received, its raw 8-bit bytes decoded (UTF-8, else Latin-1)."""
+    wanted = name.lower()
+    for key, value in msg.raw_items():
+        if key.lower() != wanted:
+            continue
+        if not isinstance(value, str):  # a Header object, on a message built in code
+            return str(value)
+        try:  # the bytes parser keeps 8-bit header bytes as surrogate escapes
+            data = value.encode("ascii", "surrogateescape")
+        except UnicodeEncodeError:  # already text (a message parsed from a string)
+            return value
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
+    return None
+
+
+def _decoded_word(match: re.Match[str]) -> str:
+    try:
+        return str(email.header.make_header(email.header.decode_header(match.group(0))))
+    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+        return match.group(0)
 
 
 def address(msg: Message, name: str) -> str | None:

@@ -4,7 +4,7 @@ import functools
 import re
 from datetime import date, datetime, timedelta
 
-from leadloop.domain.inbound import wording
+from leadloop.domain.inbound import dates, wording
 
 #: A date written the ways people write them: 8.12.2026, 2026-12-08, 8 December, December 8th, 2026. december 8.
 #: A lookahead, so overlapping candidates ("bis zum 08" and "08.12.2026") are all tried.
@@ -57,24 +57,40 @@ def _wrapped_quote_header(lines: list[str], index: int) -> bool:
     return bool(lines[index + 1].strip()) and bool(wording.QUOTE_HEADER.search(joined))
 
 
-def return_date(text: str, sent: datetime | None, evidence: list[str]) -> date | None:
+def return_date(
+    text: str, sent: datetime | None, evidence: list[str], *, content_language: str | None = None
+) -> date | None:
     """The date an auto-reply says its writer is back: the latest date in a line with a return cue, after `sent`.
 
-    dateparser loads its language data (about a second) on first use, so only auto-replies import it.
+    Dates without a year ("14.12.", "12/08", "until the 10th") are read against `sent` by the rule in
+    `leadloop.domain.inbound.dates`; the rest by dateparser, which loads its language data (about a second) on
+    first use, so only auto-replies import it.
     """
     base = (sent.replace(tzinfo=None) if sent is not None else datetime(2000, 1, 1)).replace(microsecond=0)
     settings: dict[str, object] = {"RELATIVE_BASE": base, "PREFER_DATES_FROM": "future", "DATE_ORDER": "DMY"}
+    order = dates.numeric_order(text, content_language)
     found: date | None = None
+    without_year = False
     for line in text.splitlines()[:60]:
         if not wording.RETURN_CUE.search(line):
             continue
-        days = _dates(_DATE_TOKEN.findall(line)[:12], settings, sent) or _dates(
+        tokens = [token for token in _DATE_TOKEN.findall(line)[:12] if not dates.NUMERIC.fullmatch(token.strip())]
+        days = _dates(tokens, settings, sent) or _dates(
             [w for w in _WORD.findall(line) if len(w) > 3][:20], settings, sent
         )
-        if days and (found is None or max(days) > found):
-            found = max(days)
+        short = dates.yearless(line, order, sent.date()) if sent is not None else []
+        for day, yearless in [(day, False) for day in days] + [(day, True) for day in short]:
+            if found is None or day > found:
+                found, without_year = day, yearless
     if found is not None:
-        caveat = "" if sent else " (no Date header: only dates with a year read)"
+        if sent is None:
+            caveat = " (no Date header: only dates with a year read)"
+        elif without_year:
+            read = {"dmy": "day first", "mdy": "month first"}[order]
+            numbers = f"; numbers read {read}" if dates.NUMERIC.search(text) else ""
+            caveat = f" (written without a year: the next such date from the message's Date{numbers})"
+        else:
+            caveat = ""
         evidence.append(f"return date {found.isoformat()} stated{caveat}")
     return found
 

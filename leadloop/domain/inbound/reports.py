@@ -20,7 +20,8 @@ _ADDRESS = re.compile(r"<?([\w.+=-]+@[\w-]+(?:\.[\w-]+)+)>?")
 _DEAD_WORDS = re.compile(
     r"user unknown|unknown user|no such (user|mailbox|recipient)|does not exist|doesn't exist|"
     r"recipient (address )?(rejected|not found)|invalid (recipient|mailbox)|mailbox (unavailable|not found)|"
-    r"address (rejected|not found|couldn't be found)|RecipientNotFound|account (has been )?disabled",
+    r"address (rejected|not found|couldn't be found)|RecipientNotFound|account (has been )?disabled|"
+    r"unrout(e)?able address|no such domain|host or domain name not found",
     re.IGNORECASE,
 )
 _POLICY_WORDS = re.compile(
@@ -50,6 +51,15 @@ class Finding:
     lead_email: str | None = None
     answers: str | None = None
     evidence: list[str] = field(default_factory=list)
+
+
+_MASKABLE = re.compile(r"[\w.+=-]+@([\w-]+(?:\.[\w-]+)+)")
+
+
+def mask_addresses(text: str) -> str:
+    """`text` with each address's mailbox hidden (`jane@example.net` -> `…@example.net`): a report's reasons
+    outlive its raw body, and the domain is what tells operators which provider answered."""
+    return _MASKABLE.sub(r"…@\1", text)
 
 
 def status_kind(status: str | None, diagnostic: str) -> tuple[InboundKind, Confidence, str]:
@@ -140,8 +150,8 @@ def read_dsn(msg: Message, text: str, sent_ids: Collection[str] | None) -> Findi
         kind, why = "soft_bounce", "Action: delayed (still being retried)"
     recipient = _typed_address(str(chosen.get("Original-Recipient") or chosen.get("Final-Recipient") or ""))
     evidence = [f"RFC 3464 delivery status, Action: {action or 'missing'}", why]
-    if diagnostic:
-        evidence.append(f"diagnostic: {diagnostic[:160]}")
+    if diagnostic:  # kept past the retention period: the recipient's address masked
+        evidence.append(f"diagnostic: {mask_addresses(diagnostic)[:160]}")
     answers = mime.pick_answered(original_ids(msg, text), sent_ids)
     return Finding(kind, confidence, status, recipient, answers, evidence)
 

@@ -84,6 +84,8 @@ UNSUBSCRIBE = _any(
     r"\bopt(ed)?[- ]out\b",
     r"\b(no|don't|do not) (send|e-?mail) (me|us) (any ?more|again)\b",
     r"\babmelden\b",
+    r"\bmelden sie (mich|uns) (bitte )?(?:(?:von|vom|aus)\b[^.!?\n]{1,40}?\s)?ab\b",
+    r"\bmelde (mich|uns) (bitte )?(?:(?:von|vom|aus)\b[^.!?\n]{1,40}?\s)?ab\b",
     r"\babbestellen\b",
     r"\b(entfernen sie|l[öo]schen sie) (mich|meine (e-?mail|adresse|daten))\b",
     r"\bkeine (weiteren )?(e-?mails|nachrichten) mehr\b",
@@ -108,6 +110,7 @@ UNSUBSCRIBE_NEGATED = _any(
     r"\b(don'?t|do not|please don'?t|never) (unsubscribe|remove|take me off|opt me out)\b",
     r"\bnot (to )?(unsubscribe|remove)\b",
     r"\bnicht (ab(melden|bestellen)|entfernen|l[öo]schen)\b",
+    r"\bmelden sie (mich|uns) (bitte )?nicht ab\b",
     r"\bno (me )?(den|des|d[eé]is) de baja\b",
     r"\bno (me )?(elimin|borr|quit)",
     r"\bnie (wypisuj|usuwaj|wypisywa[cć])",
@@ -115,6 +118,51 @@ UNSUBSCRIBE_NEGATED = _any(
     r"\bne ([ií]rjanak|iratkoztassanak) ki\b",
     r"μη(ν)? (με )?(διαγράψετε|διαγράφετε)",
 )
+#: Words that turn a request around when they come shortly before it, in the six languages: "I don't want to
+#: unsubscribe", "no need to remove me", "ich möchte mich nicht abmelden", "no quiero darme de baja", "nie chcę się
+#: wypisać", "nem szeretnék leiratkozni", "δεν θέλω διαγραφή". A plain "no" is Spanish's negation, but not before the
+#: words that make it an English "no more", "no interest", "no thanks" (which come before real requests).
+NEGATION = _any(
+    r"\b(not|never|nor|neither|cannot|dont|wont|didnt|cant|wouldnt|shouldnt|isnt)\b",
+    r"n['’]t\b",
+    r"\bno (need|reason|wish|intention|plans?|desire)\b",
+    r"\bwhy (would|should|do|did|on earth would) (i|we)\b",
+    r"\b(nicht|nie|niemals|keineswegs|kein|keine|keinen|keinesfalls)\b",
+    r"\b(no|nunca|jam[aá]s|tampoco|ni)\b(?!\s+(more|longer|m[aá]s|interest|thanks?|time|use|need)\b)",
+    r"\b(nigdy|ani)\b",
+    r"\b(nem|ne|sem|soha|sose|nincs|semmi)\b",
+    r"(?<!\w)(δεν|δε|μην|μη|ούτε|όχι|ποτέ|ποτε)(?!\w)",
+)
+#: Words that open a new clause, so a negation before them does not reach a request after them: "I never signed
+#: up for this so unsubscribe me", "Ich will das nicht, bitte abmelden".
+CLAUSE_WORD = _any(
+    r"^(so|and|but|then|therefore|please|pls|just|instead)$",
+    r"^(und|aber|also|bitte|sondern|deshalb|daher)$",
+    r"^(y|pero|entonces|favor|as[ií]|sino)$",
+    r"^(ale|wi[eę]c|prosz[eę]|dlatego|tylko)$",
+    r"^(és|ez[eé]rt|k[eé]rem|k[eé]rj[uü]k|ink[aá]bb)$",  # not "es", which is Spanish "is"
+    r"^(και|αλλά|οπότε|παρακαλώ|γι'αυτό)$",
+)
+#: A question that asks why: "Why would I unsubscribe?" is no request, whatever its words.
+WHY = _any(
+    r"\b(why|warum|wieso|weshalb|wozu|dlaczego|czemu|mi[eé]rt|minek)\b",
+    r"\b(por qu[eé]|para qu[eé]|po co)\b",
+    r"(?<!\w)(γιατί|γιατι|για ποιο λόγο)(?!\w)",
+)
+#: The unsubscribe link or button named as a thing ("the unsubscribe link looks broken", "Link zum Abmelden",
+#: "leiratkozási link", "σύνδεσμος διαγραφής"): a mention, not a request.
+LINK_WORD = _any(
+    r"^(https?|www|mailto)$",  # leadloop's own footer, "Unsubscribe: https://…", quoted without markers
+    r"^(click\w*|klick\w*|clic\w*|haga|klikn\w*|kattint\w*|πατήστε|κάντε|κλικ)$",
+    r"^(links?|button|page|url|footer|option|form|process)$",
+    r"^(knopf|schaltfl[äa]che|seite|formular)$",
+    r"^(enlaces?|v[ií]nculos?|bot[oó]n|p[aá]gina)$",
+    r"^(linku?|odno[sś]nik\w*|przycisk\w*|stron\w*)$",
+    r"^(linkj?\w*|hivatkoz[aá]s\w*|gomb\w*|oldal\w*)$",
+    r"^(σύνδεσμ\w*|συνδέσμ\w*|κουμπί|σελίδα)$",
+)
+#: English words before "unsubscribe" that make it a noun ("the unsubscribe doesn't work"), not a request.
+NOUN_DETERMINER = _any(r"^(the|your|this|that|their|an)$")
 #: Lines that open a quoted original in the six languages; everything from one of them on is the quote.
 QUOTE_HEADER = _any(
     r"^on\b.{0,200}\bwrote:\s*$",
@@ -134,9 +182,9 @@ OUTLOOK_SENT = _any(r"^\*?(sent|date|gesendet|enviado|fecha|wysłano|data|elkül
 RETURN_CUE = _any(
     r"\b(until|till|back|return(ing)?|returns|from)\b",
     r"\b(bis|zur[üu]ck|wieder|ab)\b",
-    r"\b(hasta|regres\w*|vuelv\w*|volver\w*|a partir)\b",
+    r"\b(hasta|regres\w*|vuelv\w*|volver\w*|vuelta|a partir)\b",
     r"\b(do|powr[oó]t\w*|wracam|od)\b",
     r"\w+-?ig\b",
     r"\b(vissza\w*)\b",
-    r"(έως|μέχρι|επιστρέφω|επιστροφή|από)",
+    r"(έως|μέχρι|επιστρ\w*|από)",
 )

@@ -1,6 +1,8 @@
 """Inbound messages on SQLite and PostgreSQL: stored once, matched to the send they answer, listed, aged, forgotten."""
 
+import json
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +25,7 @@ from leadloop.services.inbound import (
     match_message,
     store_inbound,
 )
-from leadloop.services.inbound_delivery import signal_of
+from leadloop.services.inbound_delivery import ingest_message, signal_of
 
 SIGNER = Signer(["k1"])
 NOW = datetime.now(UTC)
@@ -320,3 +322,105 @@ async def test_forgetting_an_address_no_lead_has_removes_its_messages(sessionmak
         await session.commit()
         assert await erase_in_database(session, "stranger@example.com", None) == {}
     assert await rows(sessionmaker) == []
+
+
+POSTFIX_DSN = (
+    Path(__file__).parents[1] / "domain" / "inbound_corpus" / "hard_bounce" / "postfix_user_unknown_5_1_1.eml"
+).read_bytes()
+
+
+async def ingest_raw(sessionmaker: async_sessionmaker[AsyncSession], raw: bytes, key: str) -> InboundMessage:
+    async with sessionmaker() as session:
+        stored = await ingest_message(session, raw, source="imap", source_key=key, signer=SIGNER)
+        await session.commit()
+        row = await session.get(InboundMessage, stored.id)
+        assert row is not None
+        return row
+
+
+async def test_forgetting_an_address_removes_an_unmatched_bounce_about_it(sessionmaker: Any) -> None:
+    """A Postfix DSN about jane@ comes from MAILER-DAEMON and matches no send: only its recipient names her."""
+    row = await ingest_raw(sessionmaker, POSTFIX_DSN, "INBOX:1:1")
+    assert (row.kind, row.lead_id, row.status) == ("hard_bounce", None, "unmatched")
+    assert row.about_hash == email_hash("jane@example.net") and row.sender_hash != row.about_hash
+    await store(sessionmaker, source_key="other", message_id="<other@x>", sender="bob@example.com")
+    async with sessionmaker() as session:
+        assert await erase_in_database(session, "Jane@Example.net", None) == {"inbound_messages": 1}
+        await session.commit()
+    assert [r.message_id for r in await rows(sessionmaker)] == ["<other@x>"]
+
+
+async def test_forgetting_a_lead_removes_an_unmatched_bounce_about_its_address(sessionmaker: Any) -> None:
+    lead_id = await add_lead(sessionmaker, "jane@example.net")  # the DSN names a Message-ID leadloop never sent
+    row = await ingest_raw(sessionmaker, POSTFIX_DSN, "INBOX:1:1")
+    assert row.lead_id is None
+    async with sessionmaker() as session:
+        done = await erase_in_database(session, None, lead_id)
+        await session.commit()
+    assert done["inbound_messages"] == 1 and await rows(sessionmaker) == []
+
+
+async def test_forgetting_finds_a_bounce_stored_before_its_recipient_was_recorded(sessionmaker: Any) -> None:
+    """Rows stored before migration 0012 have no about_hash: the addresses in their body or evidence decide."""
+    await store(sessionmaker, source_key="old-dsn", message_id="<dsn@x>", raw=POSTFIX_DSN, kind="hard_bounce")
+    await store(
+        sessionmaker,
+        source_key="old-body-gone",
+        message_id="<gone@x>",
+        raw=None,
+        kind="complaint",
+        evidence={"reasons": ["Original-Rcpt-To: jane@example.net"]},
+    )
+    await store(
+        sessionmaker, source_key="bob", message_id="<bob@x>", raw=b"To: bob@example.com\r\n\r\n", kind="hard_bounce"
+    )
+    async with sessionmaker() as session:
+        assert await erase_in_database(session, "jane@example.net", None) == {"inbound_messages": 2}
+        await session.commit()
+    assert [r.message_id for r in await rows(sessionmaker)] == ["<bob@x>"]
+
+
+async def test_forgetting_scrubs_the_address_from_other_peoples_messages(sessionmaker: Any) -> None:
+    """Bob's auto-reply says to write to Jane instead: Bob's message stays, Jane's address leaves its evidence."""
+    evidence = {"contact_hint": "Jane@example.net", "reasons": ["says the person has left; contact: jane@example.net"]}
+    await store(sessionmaker, sender="bob@example.com", kind="auto_reply", evidence=evidence)
+    async with sessionmaker() as session:
+        assert await erase_in_database(session, "jane@example.net", None) == {"inbound_mentions": 1}
+        await session.commit()
+    (bob,) = await rows(sessionmaker)
+    assert bob.evidence == {
+        "contact_hint": "[erased address]",
+        "reasons": ["says the person has left; contact: [erased address]"],
+    }
+
+
+async def test_what_retention_keeps_of_a_bounce_does_not_name_its_recipient(sessionmaker: Any) -> None:
+    async with sessionmaker() as session:
+        stored = await ingest_message(
+            session, POSTFIX_DSN, source="imap", source_key="INBOX:1:1", signer=SIGNER, received_at=NOW - timedelta(40)
+        )
+        assert await drop_old_raw(session, 30) == 1
+        await session.commit()
+    (row,) = await rows(sessionmaker)
+    assert row.id == stored.id and row.raw is None and row.kind == "hard_bounce"
+    kept = json.dumps([row.evidence, row.match_reason, row.message_id, row.outbox_key], ensure_ascii=False)
+    assert "jane@" not in kept.lower() and "…@example.net" in kept
+
+
+async def test_the_retention_masks_the_recipient_in_a_diagnostic_stored_unmasked(sessionmaker: Any) -> None:
+    """A bounce stored before diagnostics were masked: what retention keeps of it no longer names the address."""
+    evidence = {
+        "reasons": ["answers <lead-1.c0.welcome@acme.example>", "diagnostic: 550 5.1.1 <jane@example.net> unknown"],
+        "diagnostic": "smtp; 550 5.1.1 <jane@example.net>",
+        "answers": "<lead-1.c0.welcome@acme.example>",
+    }
+    await store(sessionmaker, received_at=NOW - timedelta(days=31), kind="hard_bounce", evidence=evidence)
+    async with sessionmaker() as session:
+        assert await drop_old_raw(session, 30) == 1
+        await session.commit()
+    (row,) = await rows(sessionmaker)
+    assert row.evidence == {
+        "reasons": ["answers <lead-1.c0.welcome@acme.example>", "diagnostic: 550 5.1.1 <…@example.net> unknown"],
+        "diagnostic": "smtp; 550 5.1.1 <…@example.net>",
+        "answers": "<lead-1.c0.welcome@acme.example>",
+    }

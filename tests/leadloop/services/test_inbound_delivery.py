@@ -191,3 +191,18 @@ async def test_a_message_read_again_acts_no_more(sessionmaker: Any) -> None:
     again = await ingest(sessionmaker, raw, "INBOX:8:1", bounce_domain="bounces.leadloop.example")  # new UIDVALIDITY
     assert again.id == first.id
     assert await suppressed(sessionmaker) == {}
+
+
+async def test_a_reply_with_a_raw_8bit_re_subject_is_matched_by_sender_and_subject(sessionmaker: Any) -> None:
+    """No In-Reply-To, and a subject sent as raw UTF-8 (not RFC 2047): the sender and "Re: <subject>" still find
+    the send, where reading it as compat32 does would have turned every accented letter into U+FFFD."""
+    lead = await add_lead(sessionmaker, "anna@example.com")
+    sent = await add_send(sessionmaker, lead, "welcome", "Üdvözöljük, Anna — Καλώς ήρθατε")
+    raw = (
+        "From: Tóth Anna <anna@example.com>\r\nTo: hello@leadloop.example\r\n"
+        "Subject: Re: Üdvözöljük, Anna — Καλώς ήρθατε\r\nMessage-ID: <r8@mail.example>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nKöszönöm, hívjon kedden.\r\n"
+    ).encode()
+    row = await ingest(sessionmaker, raw, "INBOX:7:8")
+    assert (row.kind, row.lead_id, row.outbox_key, row.status) == ("human_reply", lead, sent.key, "pending")
+    assert row.evidence["subject"] == "Re: Üdvözöljük, Anna — Καλώς ήρθατε"

@@ -185,3 +185,10 @@ async def test_the_fetcher_hands_back_the_body() -> None:
     server, url = await _serve(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nPEM!")
     async with server:
         assert await https_get(url) == b"PEM!"
+
+
+async def test_a_providers_diagnostic_is_kept_with_the_recipients_mailbox_masked(sessionmaker: Any) -> None:
+    row = await ingest(
+        sessionmaker, bounce("jane@example.com", diagnostic="smtp; 550 5.1.1 <jane@example.com>... User")
+    )
+    assert row.evidence["diagnostic"] == "smtp; 550 5.1.1 <…@example.com>... User"
