@@ -16,6 +16,7 @@ from starter.cli import (
     ranges,
     report,
     reps,
+    webhooks,
 )
 
 __all__ = ["app", "main"]
@@ -27,6 +28,7 @@ reps_app = typer.Typer(help="Sales teams and reps.", no_args_is_help=True)
 event_app = typer.Typer(help="Inject an engagement event by hand (operators, demos).", no_args_is_help=True)
 lead_app = typer.Typer(help="One lead's data.", no_args_is_help=True)
 inbound_app = typer.Typer(help="Replies, auto-replies, bounces and complaints.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Lifecycle webhooks to your CRM: endpoints, deliveries, replays.", no_args_is_help=True)
 ranges_app = typer.Typer(
     help="The published address ranges of mail gateways, clouds and mail proxies.", no_args_is_help=True
 )
@@ -38,6 +40,7 @@ for group, group_name in (
     (lead_app, "lead"),
     (inbound_app, "inbound"),
     (ranges_app, "ranges"),
+    (webhooks_app, "webhooks"),
 ):
     app.add_typer(group, name=group_name)
 
@@ -79,6 +82,13 @@ COMMANDS = (
     (ranges_app, "show", ranges.ranges_show),
     (ranges_app, "check", ranges.ranges_check),
     (app, "classify-check", classify_check.classify_check),
+    (webhooks_app, "add", webhooks.webhooks_add),
+    (webhooks_app, "list", webhooks.webhooks_list),
+    (webhooks_app, "remove", webhooks.webhooks_remove),
+    (webhooks_app, "rotate-secret", webhooks.webhooks_rotate_secret),
+    (webhooks_app, "enable", webhooks.webhooks_enable),
+    (webhooks_app, "deliveries", webhooks.webhooks_deliveries),
+    (webhooks_app, "replay", webhooks.webhooks_replay),
 )
 for group, command_name, command in COMMANDS:
     group.command(command_name)(command)
