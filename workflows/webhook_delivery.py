@@ -20,8 +20,6 @@ with workflow.unsafe.imports_passed_through():
         WebhookRetry,
     )
 
-#: deliveries per run before it continues as new (the ids it remembers and its history stay small)
-DELIVERIES_PER_RUN = 200
 DEAD_LETTER_TIMEOUT = timedelta(seconds=30)
 
 
@@ -49,7 +47,8 @@ class WebhookDeliveryWorkflow:
         done = 0
         while True:
             while self.queue:
-                if done >= DELIVERIES_PER_RUN or workflow.info().is_continue_as_new_suggested():
+                # a bounded history and set of remembered ids (WebhookDeliveryInput.per_run, 200 by default)
+                if done >= input.per_run or workflow.info().is_continue_as_new_suggested():
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(
                         WebhookDeliveryInput(
@@ -58,6 +57,7 @@ class WebhookDeliveryWorkflow:
                             retry=input.retry,
                             pending=list(self.queue),
                             delivered_before=input.delivered_before + result.delivered,
+                            per_run=input.per_run,
                         )
                     )
                 delivery_id = self.queue[0]

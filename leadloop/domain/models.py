@@ -696,6 +696,7 @@ class WebhookDeliveryInput(BaseModel):
     retry: WebhookRetry = Field(default_factory=WebhookRetry)
     pending: list[int] = Field(default_factory=list)
     delivered_before: int = 0  # across the runs before this one (continue-as-new)
+    per_run: int = Field(default=200, ge=1)  # deliveries per run before it continues as new
 
 
 class WebhookDeliverySignal(BaseModel):

@@ -146,8 +146,7 @@ async def dead_letter(sessionmaker: async_sessionmaker[AsyncSession], delivery_i
         if delivery is None or delivery.status == DELIVERED:  # removed, or a replay got it through meanwhile
             return False
         delivery.status = DEAD
-        if error:
-            delivery.last_error = answer_excerpt(error)
+        delivery.last_error = answer_excerpt(f"dead: retries ran out ({error or 'no answer'})")
         endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id, with_for_update=True)
         assert endpoint is not None
         first = await session.scalar(

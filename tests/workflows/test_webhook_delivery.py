@@ -5,20 +5,28 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.lifecycle import LifecycleActivities
 from activities.webhooks import WebhookActivities
 from leadloop.domain.crm_webhooks import delivery_workflow_id
-from leadloop.domain.models import LifecycleInput, LifecycleResult, WebhookDeliveryResult, WebhookRetry
+from leadloop.domain.models import (
+    LifecycleInput,
+    LifecycleResult,
+    WebhookDeliveryInput,
+    WebhookDeliveryResult,
+    WebhookRetry,
+)
 from leadloop.domain.scoring import Score
 from leadloop.infra.db import Lead, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from leadloop.infra.temporal import workflow_runner
@@ -270,3 +278,52 @@ async def test_410_gone_disables_the_endpoint_at_once(
         assert not endpoint.enabled and endpoint.disabled_reason == "the endpoint answered 410 Gone"
         bodies = [json.loads(d.body) for d in (await session.scalars(select(WebhookDelivery))).all()]
         assert [b["type"] for b in bodies] == ["lead.enrolled", "lead.engaged"]
+
+
+async def test_a_long_queue_continues_as_new_and_keeps_its_order(
+    time_skipping_env: WorkflowEnvironment, sessionmaker: Any, leads: Any, receiver: Receiver
+) -> None:
+    async with sessionmaker() as session:
+        receiver.secret = (await add_endpoint(session, "crm", receiver.url)).secret
+    stack = Stack(time_skipping_env, sessionmaker, WebhookRetry())
+    types = ["lead.enrolled", "lead.engaged", "lead.escalated", "lead.rejected", "lead.recycled", "lead.dormant"]
+    for type in types:  # no worker yet: the six wait in the workflow the announcements started
+        await stack.announce(1, type)
+    crm = await endpoint_id(sessionmaker, "crm")
+    async with sessionmaker() as session:
+        ids = list(await session.scalars(select(WebhookDelivery.id).order_by(WebhookDelivery.id)))
+    # that run is replaced by one that continues as new after two deliveries, given the same queue
+    await stack.client.get_workflow_handle(delivery_workflow_id(crm, 1)).terminate("two a run, for the test")
+    handle = await stack.client.start_workflow(
+        WebhookDeliveryWorkflow.run,
+        WebhookDeliveryInput(endpoint_id=crm, lead_id=1, pending=ids, per_run=2),
+        id=delivery_workflow_id(crm, 1),
+        task_queue=stack.queue,
+    )
+    async with stack.worker():
+        last = await handle.result()
+        first = await stack.client.get_workflow_handle(handle.id, run_id=handle.result_run_id).describe()
+    assert receiver.of_lead(1) == types and receiver.duplicates == 0
+    assert first.status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    assert last == WebhookDeliveryResult(delivered=2, dead=0)  # the third run: 2 + 2 + 2
+
+
+HISTORIES = sorted((Path(__file__).parent.parent / "histories" / "webhooks").glob("*.json"))
+
+
+def test_there_are_saved_delivery_histories() -> None:
+    assert {p.stem for p in HISTORIES} >= {
+        "outage-then-delivered",
+        "retries-ran-out-dead-endpoint-disabled",
+        "continued-as-new",
+    }
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_saved_delivery_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
+    replayer = Replayer(
+        workflows=[WebhookDeliveryWorkflow], workflow_runner=workflow_runner(), data_converter=pydantic_data_converter
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"
