@@ -100,12 +100,12 @@ class LifecycleActivities:
         for endpoint in endpoints:
             if not subscribed(endpoint.event_types, input.type):
                 continue
-            person = {name: getattr(lead, name) for name in endpoint.personal_data if lead is not None}
+            fields = endpoint.personal_data if lead is not None else []
             body = webhook_body(
                 payload,
                 external_id=lead.external_id if lead is not None else None,
                 owner=lead.owner if lead is not None else None,
-                person={name: value for name, value in person.items() if value is not None},
+                person={name: getattr(lead, name) for name in fields if getattr(lead, name) is not None},
             )
             await insert_new(
                 session,

@@ -47,7 +47,7 @@ def check_url(url: str) -> str:
         raise WebhookInputError(f"URL {url!r} is not a URL (empty, or holds spaces or control characters)")
     try:
         parts = urlsplit(cleaned)
-        port = parts.port  # a bad port raises here
+        _ = parts.port  # a port out of range or not a number raises here
     except ValueError as exc:
         raise WebhookInputError(f"URL {url!r} is not a URL: {exc}") from None
     if parts.scheme not in ("http", "https"):
@@ -58,7 +58,6 @@ def check_url(url: str) -> str:
         raise WebhookInputError(f"URL {url!r} holds credentials: the signature authenticates leadloop instead")
     if len(cleaned) > 2000:
         raise WebhookInputError("URL is longer than 2,000 characters")
-    del port
     return cleaned
 
 
