@@ -20,12 +20,15 @@ from activities.assignment import AssignmentActivities
 from activities.email import EmailActivities, SmtpConfig
 from activities.leads import LeadActivities
 from activities.lifecycle import LifecycleActivities
+from activities.webhooks import WebhookActivities
+from leadloop.domain.models import WebhookRetry
 from leadloop.domain.templates import EmailRenderer
 from leadloop.infra.db import make_engine, make_sessionmaker
 from leadloop.infra.process import run_and_exit
 from leadloop.infra.settings import InsecureSettings, Settings, get_settings, setting_errors
 from leadloop.infra.temporal import connect, workflow_runner
 from workflows.lead_nurture import LeadNurtureWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 log = logging.getLogger("leadloop.worker")
 
@@ -83,7 +86,14 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
     )
     sales = AssignmentActivities(email.sessionmaker, settings.routing_file)
     leads = LeadActivities(email.sessionmaker, settings.cadence_dir, settings.scoring_file)
-    lifecycle = LifecycleActivities(email.sessionmaker)
+    retry = WebhookRetry(
+        initial_interval=settings.webhook_retry_initial,
+        max_interval=settings.webhook_retry_max,
+        retry_for=settings.webhook_retry_for,
+        timeout=settings.webhook_timeout,
+    )
+    lifecycle = LifecycleActivities(email.sessionmaker, retry, task_queue or settings.task_queue)
+    webhooks = WebhookActivities(email.sessionmaker, settings.webhook_timeout)
     sales_path: list[Callable[..., Any]] = [
         lifecycle.record_goal,
         email.notify_rep,
@@ -99,8 +109,15 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
             Worker(
                 client,
                 task_queue=task_queue or settings.task_queue,
-                workflows=[LeadNurtureWorkflow],
-                activities=[email.send_email, leads.load_cycle, lifecycle.announce, *sales_path],
+                workflows=[LeadNurtureWorkflow, WebhookDeliveryWorkflow],
+                activities=[
+                    email.send_email,
+                    leads.load_cycle,
+                    lifecycle.announce,
+                    webhooks.deliver,
+                    webhooks.dead_letter,
+                    *sales_path,
+                ],
                 workflow_runner=workflow_runner(),
                 max_cached_workflows=settings.worker_cached_workflows,
                 max_concurrent_activities=settings.worker_max_activities,

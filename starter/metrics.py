@@ -17,7 +17,15 @@ from temporalio.runtime import (
 )
 
 from leadloop.domain.inbound import INBOUND_KINDS
-from leadloop.domain.metrics import HTTP_COUNTERS, HTTP_REQUESTS, INBOUND_MESSAGES, NOT_CLASSIFIED, Counter
+from leadloop.domain.metrics import (
+    HTTP_COUNTERS,
+    HTTP_REQUESTS,
+    INBOUND_MESSAGES,
+    NOT_CLASSIFIED,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_ENDPOINTS,
+    Counter,
+)
 from leadloop.services.inbound import STATUSES
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
@@ -40,6 +48,13 @@ class HttpMetrics:
             INBOUND_MESSAGES.name, INBOUND_MESSAGES.help, INBOUND_MESSAGES.labels, registry=self.registry
         )
 
+        self._deliveries = prometheus_client.Gauge(
+            WEBHOOK_DELIVERIES.name, WEBHOOK_DELIVERIES.help, WEBHOOK_DELIVERIES.labels, registry=self.registry
+        )
+        self._endpoints = prometheus_client.Gauge(
+            WEBHOOK_ENDPOINTS.name, WEBHOOK_ENDPOINTS.help, WEBHOOK_ENDPOINTS.labels, registry=self.registry
+        )
+
     def inc(self, spec: Counter, **labels: str) -> None:
         self._counters[spec.name].labels(**spec.check(labels)).inc()
 
@@ -51,6 +66,16 @@ class HttpMetrics:
             values[(kind or NOT_CLASSIFIED, status)] = values.get((kind or NOT_CLASSIFIED, status), 0) + n
         for (kind, status), n in values.items():
             self._inbound.labels(kind=kind, status=status).set(n)
+
+    def set_webhooks(self, deliveries: Mapping[tuple[str, bool], int], enabled: int, disabled: int) -> None:
+        """Lifecycle webhook deliveries by status and failing (`count_deliveries`), and endpoints by state; every
+        pair is a series from the start."""
+        values = {(status, failing): 0 for status in ("pending", "delivered", "dead") for failing in (False, True)}
+        values.update(deliveries)
+        for (status, failing), n in values.items():
+            self._deliveries.labels(status=status, failing=str(failing).lower()).set(n)
+        self._endpoints.labels(state="enabled").set(enabled)
+        self._endpoints.labels(state="disabled").set(disabled)
 
     def render(self) -> bytes:
         return prometheus_client.generate_latest(self.registry)

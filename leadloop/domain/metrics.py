@@ -56,6 +56,21 @@ INBOUND_APPLIED = Counter(
     ("kind",),
 )
 LEADS_FINISHED = Counter("leadloop_leads_finished", "Lead workflows that ended, by final stage", ("stage",))
+WEBHOOK_ATTEMPTS = Counter(
+    "leadloop_webhook_attempts",
+    "Attempts at delivering lifecycle webhooks to CRMs: delivered (2xx), failed (retried), gone (410)",
+    ("result",),
+)
+WEBHOOKS_DEAD = Counter(
+    "leadloop_webhooks_dead",
+    "Lifecycle webhooks dead-lettered: retries ran out, or the endpoint answered 410",
+    ("reason",),
+)
+WEBHOOK_ENDPOINTS_DISABLED = Counter(
+    "leadloop_webhook_endpoints_disabled",
+    "CRM webhook endpoints disabled: failing for the whole retry window, or gone (410)",
+    ("reason",),
+)
 
 # ---------------------------------------------------------------- the HTTP service (its /metrics)
 
@@ -120,6 +135,16 @@ INBOUND_MESSAGES = Gauge(
     "Inbound messages stored (replies, auto-replies, bounces, complaints), by kind and status, read from the "
     "database at each scrape; kind not_classified: no verdict yet",
     ("kind", "status"),
+)
+#: The HTTP service reads these from the database at each scrape, so the operator sees deliveries failing now.
+WEBHOOK_DELIVERIES = Gauge(
+    "leadloop_webhook_deliveries",
+    "Lifecycle webhook deliveries by status (pending, delivered, dead) and whether the last attempt failed, read "
+    "from the database at each scrape",
+    ("status", "failing"),
+)
+WEBHOOK_ENDPOINTS = Gauge(
+    "leadloop_webhook_endpoints", "CRM webhook endpoints by state (enabled, disabled), read at each scrape", ("state",)
 )
 #: the label value of a stored message without a verdict
 NOT_CLASSIFIED = "not_classified"

@@ -679,3 +679,59 @@ class RecordGoalInput(BaseModel):
     actor: str = ""
     note: str = ""
     stage_before: str | None = None
+
+
+class WebhookRetry(BaseModel):
+    """How a delivery is retried (the settings' LEADLOOP_WEBHOOK_RETRY_*), carried into the delivery workflow."""
+
+    initial_interval: timedelta = timedelta(seconds=10)
+    max_interval: timedelta = timedelta(hours=1)
+    retry_for: timedelta = timedelta(days=3)
+    timeout: timedelta = timedelta(seconds=15)  # one HTTP attempt
+
+
+class WebhookDeliveryInput(BaseModel):
+    """Workflow: deliver one endpoint's lifecycle events of one lead, in order; `pending` rides across
+    continue-as-new."""
+
+    endpoint_id: int
+    lead_id: int
+    retry: WebhookRetry = Field(default_factory=WebhookRetry)
+    pending: list[int] = Field(default_factory=list)
+    delivered_before: int = 0  # across the runs before this one (continue-as-new)
+    per_run: int = Field(default=200, ge=1)  # deliveries per run before it continues as new
+
+
+class WebhookDeliverySignal(BaseModel):
+    """Signal: one more delivery (by id) for this workflow's endpoint and lead; an id it holds already is ignored."""
+
+    delivery_id: int
+
+
+class WebhookDeliveryResult(BaseModel):
+    delivered: int = 0
+    dead: int = 0
+
+
+class DeliverWebhookInput(BaseModel):
+    """Activity: one attempt at a delivery (signed at each attempt with the endpoint's current secret)."""
+
+    delivery_id: int
+
+
+class DeliverWebhookResult(BaseModel):
+    """delivered; dead (410 Gone, or the endpoint is disabled, or the body was erased); gone (endpoint removed)."""
+
+    outcome: Literal["delivered", "dead", "gone"]
+    status_code: int | None = None
+
+
+class DeadLetterInput(BaseModel):
+    """Activity: a delivery whose retries ran out; `error` is the last failure's message."""
+
+    delivery_id: int
+    error: str = ""
+
+
+class DeadLetterResult(BaseModel):
+    endpoint_disabled: bool = False

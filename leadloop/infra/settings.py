@@ -1,9 +1,10 @@
 """Settings read from the environment (prefix LEADLOOP_) and an optional .env file."""
 
 import re
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,11 @@ _NEW_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 #: An SNS topic's ARN in any partition (aws, aws-cn, aws-us-gov); a FIFO topic's name ends .fifo.
 _SNS_TOPIC_ARN = re.compile(r"arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATIONS = ("webhook_retry_initial", "webhook_retry_max", "webhook_retry_for", "webhook_timeout")
 
 
 class InsecureSettings(RuntimeError):
@@ -291,6 +297,23 @@ class Settings(BaseSettings):
         default=None, description="the Basic password set on Postmark's webhook URL"
     )
 
+    webhook_retry_initial: timedelta = Field(
+        default=timedelta(seconds=10),
+        description="a CRM webhook's first retry after this (10s, 5m, 1h, 3d, or seconds); each retry waits "
+        "twice as long",
+    )
+    webhook_retry_max: timedelta = Field(
+        default=timedelta(hours=1), description="the longest wait between two retries of a CRM webhook"
+    )
+    webhook_retry_for: timedelta = Field(
+        default=timedelta(days=3),
+        description="a CRM webhook is retried this long, then dead-lettered; an endpoint that accepted nothing "
+        "for as long is disabled",
+    )
+    webhook_timeout: timedelta = Field(
+        default=timedelta(seconds=15), description="how long one webhook attempt waits for the CRM's answer"
+    )
+
     def signing_keys(self) -> list[str]:
         """Every accepted key; the first signs."""
         return [k.get_secret_value() for k in (self.secret_key, *self.old_secret_keys)]
@@ -350,6 +373,26 @@ class Settings(BaseSettings):
 
     def serves_api_docs(self) -> bool:
         return self.demo if self.api_docs is None else self.api_docs
+
+    @field_validator(*_DURATIONS, mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str) and (found := _DURATION.fullmatch(value.strip())):
+            return timedelta(seconds=float(found[1]) * _UNITS[found[2]])
+        return value
+
+    @field_validator(*_DURATIONS)
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("a duration longer than zero (10s, 5m, 1h, 3d)")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_retries(self) -> "Settings":
+        if self.webhook_retry_max < self.webhook_retry_initial:
+            raise ValueError("LEADLOOP_WEBHOOK_RETRY_MAX must be at least LEADLOOP_WEBHOOK_RETRY_INITIAL")
+        return self
 
     @field_validator("sales_task_queue")
     @classmethod

@@ -74,7 +74,14 @@ async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | 
 
 
 #: Modules the sandbox imports afresh for every workflow instance it creates.
-WORKFLOW_MODULES = ("workflows", "workflows.commands", "workflows.sales", "workflows.view", "workflows.lead_nurture")
+WORKFLOW_MODULES = (
+    "workflows",
+    "workflows.commands",
+    "workflows.sales",
+    "workflows.view",
+    "workflows.lead_nurture",
+    "workflows.webhook_delivery",
+)
 
 
 def precompile_workflows(modules: tuple[str, ...] = WORKFLOW_MODULES) -> None:

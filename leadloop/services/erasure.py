@@ -35,6 +35,8 @@ from leadloop.infra.db import (
     Lead,
     Outbox,
     Suppression,
+    WebhookAttempt,
+    WebhookDelivery,
     close_assignments,
     insert_for,
 )
@@ -170,6 +172,25 @@ async def erase_in_database(session: AsyncSession, email: str | None, lead_id: i
         update(DispositionRow).where(DispositionRow.lead_id == lead_id).values(note=None).returning(DispositionRow.key)
     )
     rows["dispositions"] = len(done.all())
+    # a CRM webhook's body may hold the personal data its endpoint receives, and a receiver's answer may echo it;
+    # a delivery not yet sent is dead rather than sent without its body
+    done = await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.lead_id == lead_id)
+        .values(body=None, last_answer=None)
+        .returning(WebhookDelivery.id)
+    )
+    delivery_ids = list(done.scalars())
+    if delivery_ids:
+        rows["webhook_deliveries"] = len(delivery_ids)
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.lead_id == lead_id, WebhookDelivery.status == "pending")
+            .values(status="dead", last_error="not sent: its body was erased (`leadloop forget`)")
+        )
+        await session.execute(
+            update(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(delivery_ids)).values(answer=None)
+        )
     rows |= inbound
     rows["handovers_closed"] = closed
     return rows

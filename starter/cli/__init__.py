@@ -17,6 +17,7 @@ from starter.cli import (
     ranges,
     report,
     reps,
+    webhooks,
 )
 
 __all__ = ["app", "main"]
@@ -29,6 +30,7 @@ event_app = typer.Typer(help="Inject an engagement event by hand (operators, dem
 lead_app = typer.Typer(help="One lead's data.", no_args_is_help=True)
 inbound_app = typer.Typer(help="Replies, auto-replies, bounces and complaints.", no_args_is_help=True)
 keys_app = typer.Typer(help="The HTTP API's keys: named, scoped, kept as hashes.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Lifecycle webhooks to your CRM: endpoints, deliveries, replays.", no_args_is_help=True)
 ranges_app = typer.Typer(
     help="The published address ranges of mail gateways, clouds and mail proxies.", no_args_is_help=True
 )
@@ -41,6 +43,7 @@ for group, group_name in (
     (inbound_app, "inbound"),
     (ranges_app, "ranges"),
     (keys_app, "keys"),
+    (webhooks_app, "webhooks"),
 ):
     app.add_typer(group, name=group_name)
 
@@ -85,6 +88,13 @@ COMMANDS = (
     (keys_app, "add", keys.keys_add),
     (keys_app, "list", keys.keys_list),
     (keys_app, "revoke", keys.keys_revoke),
+    (webhooks_app, "add", webhooks.webhooks_add),
+    (webhooks_app, "list", webhooks.webhooks_list),
+    (webhooks_app, "remove", webhooks.webhooks_remove),
+    (webhooks_app, "rotate-secret", webhooks.webhooks_rotate_secret),
+    (webhooks_app, "enable", webhooks.webhooks_enable),
+    (webhooks_app, "deliveries", webhooks.webhooks_deliveries),
+    (webhooks_app, "replay", webhooks.webhooks_replay),
 )
 for group, command_name, command in COMMANDS:
     group.command(command_name)(command)

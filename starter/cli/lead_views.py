@@ -73,6 +73,33 @@ def status(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
     inbound = inbound_line(s)
     if inbound:
         console.print(inbound, highlight=False)
+    for line in webhook_lines():
+        console.print(line, highlight=False)
+
+
+def webhook_lines() -> list[str]:
+    """What the operator must hear of the CRM's webhooks wherever they look: endpoints disabled, deliveries failing
+    or dead (nothing when all is well, or when the database cannot be read: the lead's status stands alone)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from leadloop.services.outbound_webhooks import webhook_health
+
+    try:
+        health = in_session(webhook_health)
+    except (SQLAlchemyError, OSError):
+        return []
+    lines = [
+        f"webhooks: endpoint '{e.name}' DISABLED"
+        + (f" since {e.disabled_at:%Y-%m-%d %H:%M} UTC" if e.disabled_at else "")
+        + f" ({e.disabled_reason or 'by hand'}); `leadloop webhooks enable {e.name}`"
+        for e in health.disabled
+    ]
+    if health.failing or health.dead:
+        lines.append(
+            f"webhooks: {health.failing} delivery(ies) failing, {health.dead} dead "
+            "(`leadloop webhooks deliveries --failed`)"
+        )
+    return lines
 
 
 def inbound_line(s: LeadState) -> str:

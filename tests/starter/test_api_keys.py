@@ -83,6 +83,14 @@ def test_every_keyed_route_names_its_scope(make_settings) -> None:
         "POST /leads/{lead_id}/accept": ("sales",),
         "POST /leads/{lead_id}/reject": ("sales",),
         "GET /leads/{lead_id}/dispositions": ("sales",),
+        # the CRM's webhooks: admin only
+        "GET /webhook-endpoints": ("admin",),
+        "POST /webhook-endpoints": ("admin",),
+        "DELETE /webhook-endpoints/{name}": ("admin",),
+        "POST /webhook-endpoints/{name}/rotate-secret": ("admin",),
+        "POST /webhook-endpoints/{name}/enable": ("admin",),
+        "GET /webhook-deliveries": ("admin",),
+        "POST /webhook-deliveries/{delivery_id}/replay": ("admin",),
     }
 
 
