@@ -17,6 +17,7 @@ from starter.cli import (
     ranges,
     report,
     reps,
+    segments,
 )
 
 __all__ = ["app", "main"]
@@ -29,6 +30,9 @@ event_app = typer.Typer(help="Inject an engagement event by hand (operators, dem
 lead_app = typer.Typer(help="One lead's data.", no_args_is_help=True)
 inbound_app = typer.Typer(help="Replies, auto-replies, bounces and complaints.", no_args_is_help=True)
 keys_app = typer.Typer(help="The HTTP API's keys: named, scoped, kept as hashes.", no_args_is_help=True)
+segment_app = typer.Typer(
+    help="Saved segments: named filters over leads' stage, score, category, tags, cadence, rep.", no_args_is_help=True
+)
 ranges_app = typer.Typer(
     help="The published address ranges of mail gateways, clouds and mail proxies.", no_args_is_help=True
 )
@@ -41,6 +45,7 @@ for group, group_name in (
     (inbound_app, "inbound"),
     (ranges_app, "ranges"),
     (keys_app, "keys"),
+    (segment_app, "segment"),
 ):
     app.add_typer(group, name=group_name)
 
@@ -85,6 +90,11 @@ COMMANDS = (
     (keys_app, "add", keys.keys_add),
     (keys_app, "list", keys.keys_list),
     (keys_app, "revoke", keys.keys_revoke),
+    (segment_app, "add", segments.segment_add),
+    (segment_app, "list", segments.segment_list),
+    (segment_app, "count", segments.segment_count),
+    (segment_app, "remove", segments.segment_remove),
+    (app, "bulk", segments.bulk),
 )
 for group, command_name, command in COMMANDS:
     group.command(command_name)(command)

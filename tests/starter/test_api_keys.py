@@ -83,6 +83,10 @@ def test_every_keyed_route_names_its_scope(make_settings) -> None:
         "POST /leads/{lead_id}/accept": ("sales",),
         "POST /leads/{lead_id}/reject": ("sales",),
         "GET /leads/{lead_id}/dispositions": ("sales",),
+        "GET /segments": ("marketing",),
+        "POST /segments": ("marketing",),
+        "GET /segments/{name}/count": ("marketing",),
+        "POST /segments/{name}/actions": ("marketing",),
     }
 
 
