@@ -24,8 +24,15 @@ from temporalio.worker import Worker
 from leadloop import PROJECT_ROOT
 from leadloop.domain.cadence import Cadence, Escalation
 from leadloop.domain.models import EngagementEvent as Event
-from leadloop.domain.models import EngagementInput, LeadState, SendEmailInput, SendEmailResult
-from leadloop.domain.scoring import ScoringConfig
+from leadloop.domain.models import (
+    EngagementInput,
+    LeadState,
+    LoadCycleInput,
+    LoadCycleResult,
+    SendEmailInput,
+    SendEmailResult,
+)
+from leadloop.domain.scoring import LeadProfile, ScoringConfig
 from leadloop.infra.db import Lead, LeadTag, Segment, make_engine, make_sessionmaker
 from leadloop.infra.migrate import upgrade_database
 from leadloop.infra.temporal import workflow_runner
@@ -70,6 +77,12 @@ def cadence(name: str) -> Cadence:
 async def send_email(input: SendEmailInput) -> SendEmailResult:
     key = f"lead-{input.lead_id}.c{input.cycle}.{input.step_id}"
     return SendEmailResult(status="sent", outbox_key=key, message_id=f"<{key}@x>")
+
+
+@activity.defn(name="load_cycle")
+async def load_cycle(input: LoadCycleInput) -> LoadCycleResult:
+    """The next cycle's snapshots, as the real activity loads them (here: the test's cadence under that name)."""
+    return LoadCycleResult(cadence=cadence(input.cadence), scoring=SCORING, profile=LeadProfile(), timezone="UTC")
 
 
 @dataclass
@@ -148,7 +161,7 @@ async def stack(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[S
         client,
         task_queue=queue,
         workflows=[LeadNurtureWorkflow],
-        activities=[send_email, announce_lifecycle],
+        activities=[send_email, announce_lifecycle, load_cycle],
         workflow_runner=workflow_runner(),
     ):
         async with sessions() as session:
@@ -272,6 +285,31 @@ async def test_bulk_tag_then_stop_over_a_tag_segment(stack: Stack) -> None:
     await stack.until(lambda: _equal(stack.count(ended), 3), "the ended runs show in visibility")
     code, out, err = await stack.cli("bulk", "stop", "vip-only", "--reason", "again", "--yes")
     assert code == 0 and "3 lead(s); 0 changed, 3 already so, 0 failed" in out, err
+
+
+@pytest.mark.e2e
+async def test_bulk_move_moves_the_segments_leads_to_another_cadence_once(stack: Stack) -> None:
+    code, _, err = await stack.cli("segment", "add", "cold", "--cadence", stack.cadence, "--max-score", "10")
+    assert code == 0, err
+    code, out, err = await stack.cli("bulk", "move", "cold", "--cadence", "nurture-later", "--actor", "ops", "--yes")
+    assert code == 0 and "move over 'cold': 3 lead(s); 3 changed, 0 already so, 0 failed" in out, err
+
+    async def cadences() -> dict[int, str]:
+        return {lead_id: (await stack.state(lead_id)).cadence for lead_id in stack.all}
+
+    want = {**dict.fromkeys(stack.hot, stack.cadence), **dict.fromkeys(stack.cold, "nurture-later")}
+    await stack.until(lambda: _equal(cadences(), want), "the three moved, the two others not")
+    # the segment (its cadence) no longer matches them; one over the new cadence finds them moved already
+    await stack.cli("segment", "add", "moved", "--cadence", "nurture-later", "--max-score", "10")
+    ours = "CadenceName = 'nurture-later' AND ExecutionStatus = 'Running' AND LeadTags IS NULL AND LeadScore <= 10"
+    await stack.until(lambda: _moved(stack, ours), "the moved leads show under their new cadence")
+    code, out, err = await stack.cli("bulk", "move", "moved", "--cadence", "nurture-later", "--yes")
+    assert code == 0 and "0 changed" in out and "0 failed" in out, err
+
+
+async def _moved(stack: Stack, query: str) -> bool:
+    ids = {int(e.id.removeprefix("lead-")) async for e in stack.client.list_workflows(query)}
+    return set(stack.cold) <= ids
 
 
 @pytest.mark.e2e
