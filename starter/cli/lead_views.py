@@ -90,10 +90,16 @@ def category_counts() -> str:
     if not names:
         return ""
 
+    from temporalio.service import RPCError
+
     async def run() -> dict[str, int]:
         return await count_by_category(await temporal(settings), names)
 
-    counts = asyncio.run(run())
+    try:
+        counts = asyncio.run(run())
+    except RPCError as exc:  # the lead's state was shown: a visibility that cannot count only loses this line
+        note(f"running leads by category: Temporal could not count them ({exc.message})")
+        return ""
     shown = ", ".join(f"{name or 'none'} {n}" for name, n in counts.items())
     return f"running leads by category: {shown}"
 
