@@ -17,6 +17,7 @@ from starter.http import (
     ops,
     prometheus,
     reps,
+    segments,
     site,
     tracking,
     unsubscribe,
@@ -63,6 +64,13 @@ def create_app(
     app.include_router(codec.router)
     for router in (ops.router, prometheus.router, tracking.router, site.router, unsubscribe.router):
         app.include_router(router)
-    for router in (reps.pages_router, leads.router, reps.router, webhooks.router, webhook_endpoints.router):
+    for router in (
+        reps.pages_router,
+        leads.router,
+        reps.router,
+        webhooks.router,
+        webhook_endpoints.router,
+        segments.router,
+    ):
         app.include_router(router)
     return app

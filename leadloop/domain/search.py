@@ -1,11 +1,14 @@
 """leadloop's search attributes: their keys, the dev server's arguments for them and the visibility query (pure)."""
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.common import SearchAttributeKey
 
+from leadloop.domain.crm import CrmInputError, normalise_tags
 from leadloop.domain.models import STAGES
+from leadloop.domain.segments import CATEGORY_NAME, SegmentFilter, resolve_moment
 
 LEAD_STAGE = SearchAttributeKey.for_keyword("LeadStage")
 CADENCE_NAME = SearchAttributeKey.for_keyword("CadenceName")
@@ -46,8 +49,17 @@ def dev_server_search_attribute_args() -> list[str]:
     return args
 
 
-def visibility_query(stage: str | None, rep: int | None, min_score: int | None, cadence: str | None) -> str:
-    """A Temporal visibility query over leadloop's search attributes (values checked, so nothing is injected)."""
+def visibility_query(
+    stage: str | None,
+    rep: int | None,
+    min_score: int | None,
+    cadence: str | None,
+    *,
+    category: str | None = None,
+    tags: tuple[str, ...] = (),
+) -> str:
+    """A Temporal visibility query over leadloop's search attributes (values checked, so nothing is injected);
+    `tags`: the lead has every one."""
     clauses = ["WorkflowType = 'LeadNurtureWorkflow'"]
     if stage is not None:
         if stage not in STAGES:
@@ -61,4 +73,56 @@ def visibility_query(stage: str | None, rep: int | None, min_score: int | None, 
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", cadence):
             raise ValueError(f"{cadence!r} is not a cadence name")
         clauses.append(f"CadenceName = '{cadence}'")
+    if category is not None:
+        if not CATEGORY_NAME.fullmatch(category):
+            raise ValueError(f"{category!r} is not a category name (a-z, 0-9, _ and -, starting with a letter)")
+        clauses.append(f"{LEAD_CATEGORY.name} = {_literal(category)}")
+    try:
+        clauses += [f"{LEAD_TAGS.name} = {_literal(tag)}" for tag in normalise_tags(list(tags))]
+    except CrmInputError as err:
+        raise ValueError(str(err)) from None
     return " AND ".join(clauses)
+
+
+def _literal(value: str) -> str:
+    """A checked value as a query's string literal; one with a quote or backslash never reaches a query."""
+    if "'" in value or "\\" in value or '"' in value:
+        raise ValueError(f"{value!r} cannot be part of a visibility query")
+    return f"'{value}'"
+
+
+def segment_query(filter: SegmentFilter, now: datetime) -> str:
+    """A segment's visibility query over every lead workflow (running or not: the caller adds ExecutionStatus).
+
+    Every value comes from a validated SegmentFilter (stages from STAGES, names and tags by their patterns,
+    numbers as int) and is quoted again here, so no text of a user's becomes query syntax.
+    """
+    clauses = ["WorkflowType = 'LeadNurtureWorkflow'"]
+    if filter.stage:
+        stages = [stage for stage in filter.stage if stage in STAGES]
+        clauses.append(f"{LEAD_STAGE.name} IN ({', '.join(_literal(stage) for stage in stages)})")
+    if filter.min_score is not None:
+        clauses.append(f"{LEAD_SCORE.name} >= {int(filter.min_score)}")
+    if filter.max_score is not None:
+        clauses.append(f"{LEAD_SCORE.name} <= {int(filter.max_score)}")
+    if filter.category is not None:
+        clauses.append(f"{LEAD_CATEGORY.name} = {_literal(filter.category)}")
+    # a KeywordList attribute equals a value when the list holds it
+    clauses += [f"{LEAD_TAGS.name} = {_literal(tag)}" for tag in filter.tags_all]
+    if filter.tags_any:
+        clauses.append(f"{LEAD_TAGS.name} IN ({', '.join(_literal(tag) for tag in filter.tags_any)})")
+    if filter.cadence is not None:
+        clauses.append(f"{CADENCE_NAME.name} = {_literal(filter.cadence)}")
+    if filter.rep is not None:
+        clauses.append(f"{ASSIGNED_REP.name} = 'rep-{int(filter.rep)}'")
+    if filter.last_engaged_before is not None:
+        moment = _instant(resolve_moment(filter.last_engaged_before, now))
+        # a lead that never engaged has not engaged since then either
+        clauses.append(f"({LAST_ENGAGED_AT.name} < {moment} OR {LAST_ENGAGED_AT.name} IS NULL)")
+    if filter.last_engaged_after is not None:
+        clauses.append(f"{LAST_ENGAGED_AT.name} >= {_instant(resolve_moment(filter.last_engaged_after, now))}")
+    return " AND ".join(clauses)
+
+
+def _instant(moment: datetime) -> str:
+    return _literal(moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))

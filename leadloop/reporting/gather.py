@@ -12,8 +12,10 @@ from temporalio.client import Client
 from leadloop.domain.cadence import BIG_BANG_STEP, load_cadence
 from leadloop.domain.mail import email_hash
 from leadloop.domain.rules import RuleFileError
+from leadloop.domain.scoring import ScoringConfig
 from leadloop.domain.times import as_utc
 from leadloop.infra.db import Lead, Outbox, Suppression
+from leadloop.reporting.crm import gather_categories, gather_goals
 from leadloop.reporting.funnel import gather_funnel
 from leadloop.reporting.inbound import gather_inbound
 from leadloop.reporting.live import live_stage_counts
@@ -33,6 +35,7 @@ async def gather_report(
     *,
     cadence_steps: Mapping[str, Sequence[str]] | None = None,
     now: datetime | None = None,
+    scoring: ScoringConfig | None = None,
 ) -> ReportData:
     """Every number of the report, from leadloop's database and (for the stages now) Temporal's visibility.
 
@@ -42,6 +45,7 @@ async def gather_report(
         cadence: only this cadence's leads and emails; unknown names are refused (ReportError).
         cadence_steps: each cadence's step ids in order (`cadence_steps_from`), for the step table's order.
         now: end of the period (the report's time).
+        scoring: scoring.yaml as it is now, whose categories the leads are counted in (None: no categories).
     """
     generated = as_utc(now) if now else datetime.now(UTC)
     start = period_start(since)
@@ -60,6 +64,8 @@ async def gather_report(
         data.inbound = await gather_inbound(session, f, data.steps)
         data.sales = await gather_sales(session, f)
         data.suppressions = await _suppressions(session, f)
+        data.goals = await gather_goals(session, f)
+        data.categories = await gather_categories(session, f, scoring)
     data.live_stages, data.live_note = await live_stage_counts(client, cadence)
     return data
 

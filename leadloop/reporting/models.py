@@ -155,6 +155,14 @@ class SalesStats(BaseModel):
     recycled_converted_rate: float | None = None
 
 
+class GoalStats(BaseModel):
+    """Goals reached outside leadloop and recorded in the period, of one kind from one source."""
+
+    kind: str
+    source: str
+    goals: int
+
+
 class PlanStage(BaseModel):
     stage: str
     rate: float | None = Field(description="measured rate into this stage from the previous; None at the top")
@@ -186,6 +194,10 @@ class ReportData(BaseModel):
     inbound: InboundSummary = Field(default_factory=InboundSummary)
     plan: FunnelPlan | None = None
     plan_note: str | None = None
+    goals: list[GoalStats] = Field(default_factory=list, description="goals recorded in the period, by kind, source")
+    categories: dict[str, int] = Field(
+        default_factory=dict, description="leads with a lifecycle event in the period, by scoring.yaml category"
+    )
 
 
 def ratio(part: int, whole: int) -> float | None:

@@ -17,6 +17,7 @@ from starter.cli import (
     ranges,
     report,
     reps,
+    segments,
     webhooks,
 )
 
@@ -31,6 +32,9 @@ lead_app = typer.Typer(help="One lead's data.", no_args_is_help=True)
 inbound_app = typer.Typer(help="Replies, auto-replies, bounces and complaints.", no_args_is_help=True)
 keys_app = typer.Typer(help="The HTTP API's keys: named, scoped, kept as hashes.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Lifecycle webhooks to your CRM: endpoints, deliveries, replays.", no_args_is_help=True)
+segment_app = typer.Typer(
+    help="Saved segments: named filters over leads' stage, score, category, tags, cadence, rep.", no_args_is_help=True
+)
 ranges_app = typer.Typer(
     help="The published address ranges of mail gateways, clouds and mail proxies.", no_args_is_help=True
 )
@@ -44,6 +48,7 @@ for group, group_name in (
     (ranges_app, "ranges"),
     (keys_app, "keys"),
     (webhooks_app, "webhooks"),
+    (segment_app, "segment"),
 ):
     app.add_typer(group, name=group_name)
 
@@ -95,6 +100,11 @@ COMMANDS = (
     (webhooks_app, "enable", webhooks.webhooks_enable),
     (webhooks_app, "deliveries", webhooks.webhooks_deliveries),
     (webhooks_app, "replay", webhooks.webhooks_replay),
+    (segment_app, "add", segments.segment_add),
+    (segment_app, "list", segments.segment_list),
+    (segment_app, "count", segments.segment_count),
+    (segment_app, "remove", segments.segment_remove),
+    (app, "bulk", segments.bulk),
 )
 for group, command_name, command in COMMANDS:
     group.command(command_name)(command)

@@ -52,6 +52,7 @@ def status(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
     if s.assigned_rep:
         due = f", response due {s.response_due:%Y-%m-%d %H:%M} UTC" if s.response_due else ""
         console.print(f"rep: {s.assigned_rep} (team {s.team}){due}", highlight=False)
+    console.print(f"category: {s.category or 'none'}  ·  tags: {', '.join(s.tags) or 'none'}", highlight=False)
     console.print(score_table(s))
     e = s.engagement
     # clicks a landing page has not confirmed (yet) score in part and cannot escalate: an operator sees how many
@@ -73,6 +74,9 @@ def status(lead_id: Annotated[int, typer.Argument(help="lead id")]) -> None:
     inbound = inbound_line(s)
     if inbound:
         console.print(inbound, highlight=False)
+    counts = category_counts()
+    if counts:
+        console.print(counts, highlight=False)
     for line in webhook_lines():
         console.print(line, highlight=False)
 
@@ -100,6 +104,31 @@ def webhook_lines() -> list[str]:
             "(`leadloop webhooks deliveries --failed`)"
         )
     return lines
+
+
+def category_counts() -> str:
+    """The running leads per scoring.yaml category, in one line ('' when scoring.yaml names none)."""
+    from leadloop.domain.scoring import current_scoring
+    from leadloop.services.visibility import count_by_category
+
+    settings = get_settings()
+    config = current_scoring(settings.scoring_file)
+    names = [rule.name for rule in config.categories] if config else []
+    if not names:
+        return ""
+
+    from temporalio.service import RPCError
+
+    async def run() -> dict[str, int]:
+        return await count_by_category(await temporal(settings), names)
+
+    try:
+        counts = asyncio.run(run())
+    except RPCError as exc:  # the lead's state was shown: a visibility that cannot count only loses this line
+        note(f"running leads by category: Temporal could not count them ({exc.message})")
+        return ""
+    shown = ", ".join(f"{name or 'none'} {n}" for name, n in counts.items())
+    return f"running leads by category: {shown}"
 
 
 def inbound_line(s: LeadState) -> str:
@@ -176,12 +205,16 @@ def list_leads(
     cadence: str | None = None,
     all_runs: Annotated[bool, typer.Option("--all", help="ended leads too")] = False,
     limit: int = 200,
+    category: Annotated[str | None, typer.Option(help="scoring.yaml's category")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="has this tag, repeatable: has every one")] = None,
 ) -> None:
     """Find leads through Temporal's visibility (search attributes): a table of the running ones."""
     from leadloop.services.visibility import LeadListing, find_leads, lead_query  # temporalio: see connections.py
 
     try:
-        query = lead_query(stage, rep, min_score, cadence, running_only=not all_runs)
+        query = lead_query(
+            stage, rep, min_score, cadence, running_only=not all_runs, category=category, tags=tuple(tag or ())
+        )
     except ValueError as exc:
         raise fail(str(exc)) from None
 
@@ -190,7 +223,8 @@ def list_leads(
 
     found = asyncio.run(run())
     table = Table(title=f"{len(found)} lead(s)")
-    for column in ("lead", "stage", "score", "cadence", "step", "rep", "streak", "recycled", "last engaged"):
+    columns = ("lead", "stage", "score", "category", "cadence", "step", "rep", "streak", "recycled", "last engaged")
+    for column in (*columns, "tags"):
         table.add_column(column)
     for lead in found:
         engaged = lead.last_engaged_at
@@ -198,12 +232,14 @@ def list_leads(
             lead.lead,
             lead.stage or "",
             str(lead.score or 0),
+            lead.category or "",
             lead.cadence or "",
             lead.step or "",
             lead.rep or "",
             str(lead.unopened_streak or 0),
             str(lead.recycles or 0),
             f"{engaged:%Y-%m-%d %H:%M}" if engaged else "",
+            ", ".join(lead.tags),
         )
     console.print(table)
 

@@ -4,7 +4,7 @@ import asyncio
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -21,6 +21,9 @@ from leadloop.reporting.models import (
 from leadloop.reporting.planner import check_plan_inputs, with_plan
 from starter.cli.connections import database
 from starter.cli.terminal import console, fail, need_extra, note
+
+if TYPE_CHECKING:
+    from leadloop.domain.scoring import ScoringConfig
 
 # its charts (matplotlib, the `report` extra, seconds to import) and its queries (sqlalchemy, temporalio) load
 # only when a report is made
@@ -95,13 +98,24 @@ async def gather(settings: Settings, start: date | None, cadence: str | None) ->
         except (RuntimeError, TimeoutError, OSError) as exc:
             client, unreachable = None, " ".join(str(exc).split())[:160] or type(exc).__name__
         steps = cadence_steps_from(settings.cadence_dir)
-        data = await gather_report(sessions, client, start, cadence, cadence_steps=steps)
+        data = await gather_report(sessions, client, start, cadence, cadence_steps=steps, scoring=_scoring(settings))
     if unreachable is not None:
         data.live_note = (
             f"the live stage counts are missing: Temporal at {settings.temporal_address} was not reachable "
             f"({unreachable}). Everything else comes from leadloop's database."
         )
     return data
+
+
+def _scoring(settings: Settings) -> "ScoringConfig | None":
+    """scoring.yaml for the report's categories; one that does not load gives none (`cadence check` says why)."""
+    from leadloop.domain.rules import RuleFileError
+    from leadloop.domain.scoring import current_scoring
+
+    try:
+        return current_scoring(settings.scoring_file)
+    except RuleFileError:
+        return None
 
 
 def pct(value: float | None, digits: int = 1) -> str:
@@ -149,6 +163,12 @@ def summary(data: ReportData) -> Table:
     ]
     if data.live_stages is not None:
         rows.insert(0, ("leads in Temporal now", sum(data.live_stages.values()), ""))
+    if data.goals:
+        shown = ", ".join(f"{g.kind.replace('_', ' ')} from {g.source} {g.goals}" for g in data.goals)
+        rows.append(("goals by source", sum(g.goals for g in data.goals), shown))
+    if data.categories:
+        shown = ", ".join(f"{name} {n}" for name, n in data.categories.items())
+        rows.append(("leads by category", sum(data.categories.values()), shown))
     if data.plan is not None:
         rows.append((f"plan: new leads for {data.plan.target_conversions} conversions", data.plan.stages[0].needed, ""))
     for label, number, rate in rows:

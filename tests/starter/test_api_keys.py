@@ -91,6 +91,10 @@ def test_every_keyed_route_names_its_scope(make_settings) -> None:
         "POST /webhook-endpoints/{name}/enable": ("admin",),
         "GET /webhook-deliveries": ("admin",),
         "POST /webhook-deliveries/{delivery_id}/replay": ("admin",),
+        "GET /segments": ("marketing",),
+        "POST /segments": ("marketing",),
+        "GET /segments/{name}/count": ("marketing",),
+        "POST /segments/{name}/actions": ("marketing",),
     }
 
 

@@ -4,6 +4,7 @@
 import base64
 import time
 import traceback
+from collections.abc import AsyncIterator
 from typing import Any
 
 import hypothesis
@@ -23,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowExecutionCount
 from temporalio.service import RPCError, RPCStatusCode
 
 from leadloop.domain.routing import Roster
@@ -72,6 +74,13 @@ class NoWorkflows:
         raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
 
     signal = execute_update = query = _not_found
+
+    async def count_workflows(self, *args: Any, **kwargs: Any) -> WorkflowExecutionCount:
+        return WorkflowExecutionCount(count=0, groups=[])
+
+    async def list_workflows(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        for _ in ():
+            yield _
 
 
 async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
