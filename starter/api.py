@@ -11,7 +11,7 @@ from leadloop.infra.settings import (
 )
 from leadloop.infra.settings import Settings, get_settings
 from leadloop.services.webhooks import Fetch
-from starter.http import codec, leads, ops, prometheus, reps, site, tracking, unsubscribe, webhooks
+from starter.http import codec, lead_changes, leads, ops, prometheus, reps, site, tracking, unsubscribe, webhooks
 from starter.http.body_limit import BodyLimit
 from starter.http.lifespan import lifespan
 from starter.http.rate_limit import RateLimiter as RateLimiter  # importable from here, as before the split
@@ -52,6 +52,6 @@ def create_app(
     app.include_router(codec.router)
     for router in (ops.router, prometheus.router, tracking.router, site.router, unsubscribe.router):
         app.include_router(router)
-    for router in (reps.pages_router, leads.router, reps.router, webhooks.router):
+    for router in (reps.pages_router, leads.router, reps.router, lead_changes.router, webhooks.router):
         app.include_router(router)
     return app

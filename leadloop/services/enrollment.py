@@ -151,8 +151,12 @@ async def start_lead(
     recycle: RecyclePolicy | None = None,
     sales_task_queue: str | None = None,
     rep_time_scale: float | None = None,
+    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
 ) -> FlowOutcome:
     """Signal-with-start the lead's workflow: a running lead only records the enrolment.
+
+    `id_reuse_policy`: ALLOW_DUPLICATE only for a re-enrolment, after its caller checked that the lead's last run
+    has ended and that the lead may be nurtured again (lead_changes.reenrol); intake never restarts a lead.
 
     "started" relies on the server saying so in its reply (Temporal Server does; the
     time-skipping test server does not, and reads as "already_running").
@@ -175,7 +179,7 @@ async def start_lead(
             task_queue=task_queue,
             start_signal="enroll",
             start_signal_args=[EnrollInput(cadence_name=cadence.name, source=source)],
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_reuse_policy=id_reuse_policy,
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(LEAD_STAGE, "nurturing"),

@@ -12,6 +12,7 @@ from starter.cli import (
     inbound,
     keys,
     lead_actions,
+    lead_changes,
     lead_views,
     processes,
     ranges,
@@ -85,6 +86,13 @@ COMMANDS = (
     (keys_app, "add", keys.keys_add),
     (keys_app, "list", keys.keys_list),
     (keys_app, "revoke", keys.keys_revoke),
+    (app, "find", lead_changes.find),
+    (app, "owner", lead_changes.owner),
+    (app, "goal", lead_changes.goal),
+    (app, "stop", lead_changes.stop),
+    (app, "reenrol", lead_changes.reenrol),
+    (app, "move", lead_changes.move),
+    (app, "tag", lead_changes.tag),
 )
 for group, command_name, command in COMMANDS:
     group.command(command_name)(command)
