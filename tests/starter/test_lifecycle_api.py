@@ -266,3 +266,37 @@ async def test_tags_are_kept_in_the_database_and_told_to_the_workflow(api: Api) 
         rows = (await session.execute(select(LeadTag.tag).where(LeadTag.lead_id == lead))).scalars().all()
     assert sorted(rows) == ["fair-2026", "partner"]
     assert (await api.http.get("/leads/999/tags", headers=api.keys["intake"])).status_code == 404
+
+
+async def test_intake_takes_the_crms_id_and_tags_and_refuses_another_leads_id(api: Api) -> None:
+    from tests.leadloop.services.test_intake_crm_fields import fresh_ids
+
+    await fresh_ids(api.sessionmaker)
+    held = await api.lead(start=False, external_id="SF-1")
+    body = {"email": "ana@example.es", "external_id": "SF-2", "tags": ["vip", "Fair-2026"]}
+    made = await api.http.post("/leads", json=body, headers=api.keys["intake"])
+    assert made.status_code == 201, made.text
+    lead = made.json()["lead_id"]
+    api.started.append(lead)
+    tags = await api.http.get(f"/leads/{lead}/tags", headers=api.keys["intake"])
+    assert tags.json()["tags"] == ["fair-2026", "vip"]
+    clash = await api.http.post(
+        "/leads", json={"email": "bo@example.es", "external_id": "SF-1"}, headers=api.keys["intake"]
+    )
+    assert (
+        clash.status_code == 409
+        and clash.json()["detail"] == f"external_id: SF-1 is already lead {held}'s; this lead was not stored"
+    )
+    bad_tag = await api.http.post(
+        "/leads", json={"email": "cy@example.es", "tags": ["no spaces"]}, headers=api.keys["intake"]
+    )
+    assert bad_tag.status_code == 422
+    async with api.sessionmaker() as session:
+        emails = set((await session.execute(select(Lead.email))).scalars())
+    assert "bo@example.es" not in emails and "cy@example.es" not in emails
+    patch = await api.http.patch(f"/leads/{lead}", json={"external_id": "SF-1"}, headers=api.keys["intake"])
+    assert patch.status_code == 409 and "SF-1 is already lead" in patch.json()["detail"]
+    fixed = await api.http.patch(f"/leads/{lead}", json={"external_id": "SF-3"}, headers=api.keys["intake"])
+    assert fixed.status_code == 200 and fixed.json()["changed"] == ["external_id"]
+    found = await api.http.get("/leads", params={"external_id": "SF-3"}, headers=api.keys["sales"])
+    assert found.json()["lead_id"] == lead and found.json()["tags"] == ["fair-2026", "vip"]
