@@ -26,7 +26,9 @@ from leadloop.services.enrollment import FlowOutcome, start_lead
 from leadloop.services.lead_client import LeadClient
 
 T = TypeVar("T")
-Problem = Literal["unknown", "refused", "invalid"]
+Problem = Literal["unknown", "refused", "invalid", "unavailable"]
+#: what a Temporal client that cannot connect raises on its first call (a lazy client connects then)
+UNREACHABLE = "Temporal is unreachable; nothing changed, retry"
 #: a cadence named by a CRM: a file name in the cadence directory, never a path
 CADENCE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 #: where a lead's nurture has ended for good: a new run may start (re-enrolment)
@@ -41,7 +43,8 @@ ENDED = (
 
 class ChangeRefused(Exception):
     """A change that cannot apply; nothing was changed. `problem`: an unknown lead or cadence ("unknown", 404),
-    a lead the change cannot apply to ("refused", 409), bad input ("invalid", 422)."""
+    a lead the change cannot apply to ("refused", 409), bad input ("invalid", 422), Temporal unreachable
+    ("unavailable", 503)."""
 
     def __init__(self, message: str, problem: Problem = "refused") -> None:
         super().__init__(message)
@@ -115,6 +118,8 @@ async def flow_of(client: Client, lead_id: int) -> Flow:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return Flow(exists=False)
         raise
+    except RuntimeError:  # the lazy client's connection failed: nothing has changed yet
+        raise ChangeRefused(UNREACHABLE, "unavailable") from None
     stage = description.typed_search_attributes.get(LEAD_STAGE)
     return Flow(exists=True, running=description.status == WorkflowExecutionStatus.RUNNING, stage=stage)
 
@@ -169,7 +174,7 @@ async def find_lead(
     if client is not None:
         try:
             state = await LeadClient(client, lead.id).state()
-        except RPCError:
+        except (RPCError, RuntimeError):  # RuntimeError: the lazy client could not connect
             return found  # no workflow, or Temporal did not answer: the database's facts stand
         found.stage, found.score, found.category = state.stage, state.score.total, state.category
         found.cadence = state.cadence
@@ -407,6 +412,6 @@ async def change_tags(
         try:
             await LeadClient(client, lead_id).tags(wanted, actor)
             told = True
-        except RPCError:
-            told = False  # no running workflow: the database holds the tags; a new run reads them
+        except (RPCError, RuntimeError):
+            told = False  # no running workflow, or Temporal unreachable: the database holds the tags
     return Tagged(wanted, changed, told)

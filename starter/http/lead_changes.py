@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from temporalio.client import Client
 
 from leadloop.domain.crm import GoalKind
 from leadloop.domain.models import ChangeResult
@@ -41,12 +42,14 @@ def scope_answer(scopes: str) -> Answers:
 
 
 NO_LEAD: Answers = {404: json_answer("no such lead")}
-BODY: Answers = {**NOT_JSON, **TOO_LARGE, **INVALID}
-STATUS = {"unknown": 404, "refused": 409, "invalid": 422}
+UNREACHABLE = "Temporal is unreachable; nothing changed, retry"
+BODY: Answers = {**NOT_JSON, **TOO_LARGE, **INVALID, 503: json_answer(UNREACHABLE)}
+STATUS = {"unknown": 404, "refused": 409, "invalid": 422, "unavailable": 503}
 
 
 async def answered(work: Awaitable[T], field: str = "") -> T:
-    """The change's result, or its refusal as 404 (unknown lead), 409 (cannot apply) or 422 (bad input)."""
+    """The change's result, or its refusal as 404 (unknown lead), 409 (cannot apply), 422 (bad input) or 503
+    (Temporal unreachable)."""
     try:
         return await work
     except ChangeRefused as exc:
@@ -54,6 +57,14 @@ async def answered(work: Awaitable[T], field: str = "") -> T:
         if status == 422:
             raise HTTPException(422, [{"loc": ["body", field], "msg": str(exc), "type": "value_error"}]) from None
         raise HTTPException(status, str(exc)) from None
+
+
+async def reach(temporal: Temporal) -> Client:
+    """The Temporal client, or 503 when it cannot be reached (before anything changed)."""
+    try:
+        return await temporal()
+    except RuntimeError:
+        raise HTTPException(503, UNREACHABLE) from None
 
 
 def _one_line(value: str) -> str:
@@ -93,7 +104,7 @@ async def find(
     """Find a lead by its address or the CRM's id (give one): its ids, cadence, owner, tags, and its stage, score
     and category when its workflow answers."""
     try:
-        client = await temporal()
+        client: Client | None = await temporal()
     except RuntimeError:  # the database's facts are still an answer
         client = None
     found = await answered(find_lead(sessions, client, email=email, external_id=external_id), "email")
@@ -120,7 +131,7 @@ async def change_owner(
     lead_id: LeadId, body: OwnerIn, sessions: Sessions, temporal: Temporal, caller: SalesCaller
 ) -> ChangeResult:
     """The lead's owner rep: kept on the lead, and its running workflow's next hand-over goes to them."""
-    return await answered(set_owner(sessions, await temporal(), lead_id, body.owner, caller.name), "owner")
+    return await answered(set_owner(sessions, await reach(temporal), lead_id, body.owner, caller.name), "owner")
 
 
 class GoalIn(BaseModel):
@@ -151,7 +162,7 @@ async def goal(
     ends it. The same goal with the same reference again answers `applied: false`."""
     work = record_goal(
         sessions,
-        await temporal(),
+        await reach(temporal),
         lead_id,
         body.kind,
         source=body.source,
@@ -183,7 +194,7 @@ async def stop(
 ) -> ChangeResult:
     """Stop the lead's nurture for good (archived), with a reason; it may be re-enrolled later."""
     await answered(_exists(sessions, lead_id))
-    return await answered(stop_lead(await temporal(), lead_id, body.reason, caller.name), "reason")
+    return await answered(stop_lead(await reach(temporal), lead_id, body.reason, caller.name), "reason")
 
 
 async def _exists(sessions: Sessions, lead_id: int) -> None:
@@ -224,7 +235,9 @@ async def enrol_again(
     caller: MarketingCaller,
 ) -> Enrolment:
     """Re-enrol a lead whose nurture has ended (converted, archived, cadence complete): a new run of `lead-<id>`."""
-    flow = await answered(reenrol(sessions, await temporal(), settings, lead_id, body.cadence, caller.name), "cadence")
+    flow = await answered(
+        reenrol(sessions, await reach(temporal), settings, lead_id, body.cadence, caller.name), "cadence"
+    )
     return Enrolment(lead_id=lead_id, cadence=body.cadence, workflow=flow)
 
 
@@ -247,7 +260,7 @@ async def move(
     caller: MarketingCaller,
 ) -> ChangeResult:
     """Move a running lead to another cadence, from its first step, at its next step boundary."""
-    work = move_lead(sessions, await temporal(), settings.cadence_dir, lead_id, body.cadence, caller.name)
+    work = move_lead(sessions, await reach(temporal), settings.cadence_dir, lead_id, body.cadence, caller.name)
     return await answered(work, "cadence")
 
 
@@ -295,7 +308,7 @@ async def put_tags(
     lead_id: LeadId, body: TagsIn, sessions: Sessions, temporal: Temporal, caller: TagsCaller
 ) -> TagsOut:
     """Replace the lead's tags with these (a bad tag refuses them all)."""
-    work = change_tags(sessions, await temporal(), lead_id, replace=body.tags, actor=caller.name)
+    work = change_tags(sessions, await reach(temporal), lead_id, replace=body.tags, actor=caller.name)
     return await _tagged(work, lead_id, "tags")
 
 
@@ -304,5 +317,5 @@ async def post_tags(
     lead_id: LeadId, body: TagChangesIn, sessions: Sessions, temporal: Temporal, caller: TagsCaller
 ) -> TagsOut:
     """Add and remove tags (a bad tag refuses the lot)."""
-    work = change_tags(sessions, await temporal(), lead_id, add=body.add, remove=body.remove, actor=caller.name)
+    work = change_tags(sessions, await reach(temporal), lead_id, add=body.add, remove=body.remove, actor=caller.name)
     return await _tagged(work, lead_id, "add")

@@ -201,6 +201,7 @@ async def rep_page(token: str, state: AppState, pages: HtmlPages, settings: AppS
         score=assignment.score,
         handover=handover.status,
         reasons=list(REASON_LABELS.items()),
+        not_ready_label=REASON_LABELS.get("not_ready", "not ready"),
     )
 
 
@@ -210,7 +211,9 @@ async def rep_page(token: str, state: AppState, pages: HtmlPages, settings: AppS
     responses={
         **REP_ANSWERS,
         400: html_answer("the form could not be read; nothing changed"),
-        422: html_answer("a reject without one of the reasons; nothing changed"),
+        422: html_answer(
+            "a reject without one of the reasons, or a re-contact date that is not a date; nothing changed"
+        ),
         **TOO_LARGE,
     },
     openapi_extra=form_body(
@@ -218,6 +221,7 @@ async def rep_page(token: str, state: AppState, pages: HtmlPages, settings: AppS
             "reason": {"type": "string", "enum": list(REASON_LABELS)},
             "note": {"type": "string"},
             "opportunity_id": {"type": "string"},
+            "recontact_on": {"type": "string", "format": "date"},
         }
     ),
 )
@@ -240,10 +244,21 @@ async def rep_submit(token: str, request: Request, state: AppState, temporal: Te
     opportunity = REQUEST_CONTROL.sub("", str(form.get("opportunity_id") or ""))[:200] or None
     if parsed.extra == "reject" and reason not in REASON_LABELS:
         return state.pages.page("invalid", 422, message="Pick one of the reasons to reject the lead.")
+    recontact_on = None
+    if given := str(form.get("recontact_on") or "").strip():
+        try:
+            recontact_on = date.fromisoformat(given)
+        except ValueError:
+            return state.pages.page("invalid", 422, message="The day to call back must be a date; nothing changed.")
     action: Literal["accept", "reject"] = "accept" if parsed.extra == "accept" else "reject"
     decision = {"action": action, "reason": (reason or "none") if action == "reject" else "none", "source": "page"}
     request_in = RepActionInput(
-        rep_id=handover.assignment.rep_id, reason=reason, note=note, opportunity_id=opportunity, source="page"
+        rep_id=handover.assignment.rep_id,
+        reason=reason,
+        note=note,
+        opportunity_id=opportunity,
+        source="page",
+        recontact_on=recontact_on if action == "reject" else None,
     )
     try:
         result = await decide(await temporal(), lead.id, action, request_in)

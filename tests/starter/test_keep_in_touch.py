@@ -88,3 +88,28 @@ async def test_leadloop_reject_takes_recontact_on_and_says_why_a_past_date_is_re
     assert done.returncode == 0, done.stderr
     state = await stack.until(handle, lambda s: s.recontact_on == day)
     assert state.recontact_rep_id is not None
+
+
+async def test_the_reps_reject_page_offers_a_day_to_call_back(stack: Stack, make_settings: Any) -> None:
+    import re
+
+    lead, handle, state = await with_rep(stack)
+    [note] = await stack.mail_to(f"rep{state.assigned_rep_id}@sales.example")
+    token = re.search(r"Reject: (\S+)", note.get_body(("plain",)).get_content()).group(1).rsplit("/", 1)[1]
+    today = local_date(await stack.env.get_current_time(), "Europe/Athens")
+    app = create_app(make_settings(public_url="http://t.test"), sessionmaker=stack.sessionmaker, client=stack.client)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t.test") as http:
+            page = await http.get(f"/r/{token}")
+            assert 'type="date" name="recontact_on"' in page.text and "The day to call back" in page.text
+            garbled = await http.post(f"/r/{token}", data={"reason": "not_ready", "recontact_on": "soon"})
+            assert garbled.status_code == 422 and "must be a date" in garbled.text
+            past = str(today - timedelta(days=2))
+            refused = await http.post(f"/r/{token}", data={"reason": "not_ready", "recontact_on": past})
+            assert refused.status_code == 409 and "is not in the future" in refused.text
+            assert await dispositions(stack, lead.id) == []
+            day = today + timedelta(days=90)
+            done = await http.post(f"/r/{token}", data={"reason": "not_ready", "recontact_on": str(day)})
+            assert done.status_code == 200 and "Lead given back" in done.text, done.text
+    state = await stack.until(handle, lambda s: s.recontact_on == day and s.cycle == 1)
+    assert state.recontact_rep_id is not None

@@ -300,3 +300,26 @@ async def test_intake_takes_the_crms_id_and_tags_and_refuses_another_leads_id(ap
     assert fixed.status_code == 200 and fixed.json()["changed"] == ["external_id"]
     found = await api.http.get("/leads", params={"external_id": "SF-3"}, headers=api.keys["sales"])
     assert found.json()["lead_id"] == lead and found.json()["tags"] == ["fair-2026", "vip"]
+
+
+async def test_with_temporal_unreachable_a_change_is_503_while_tags_and_find_answer_from_the_database(
+    make_settings, database_url, sessionmaker
+) -> None:
+    settings = make_settings(database_url=database_url, api_keys=[ADMIN], temporal_address="127.0.0.1:1")
+    async with sessionmaker() as session:
+        session.add(Lead(id=5, email="kim@example.com", attributes={}))
+        await session.commit()
+    app = create_app(settings, sessionmaker=sessionmaker)
+    key = {"x-api-key": ADMIN}
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t.test") as http:
+            owner = await http.put("/leads/5/owner", json={"owner": None}, headers=key)
+            assert owner.status_code == 503
+            assert owner.json()["detail"] == "Temporal is unreachable; nothing changed, retry"
+            goal = await http.post("/leads/5/goals", json={"kind": "converted"}, headers=key)
+            assert goal.status_code == 503
+            tags = await http.put("/leads/5/tags", json={"tags": ["vip"]}, headers=key)  # the database is the truth
+            assert tags.status_code == 200 and tags.json()["workflow_told"] is False
+            found = await http.get("/leads", params={"email": "kim@example.com"}, headers=key)
+    assert found.status_code == 200 and found.json()["lead_id"] == 5 and found.json()["stage"] is None
+    assert found.json()["tags"] == ["vip"]

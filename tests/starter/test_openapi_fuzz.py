@@ -71,7 +71,7 @@ class NoWorkflows:
     async def _not_found(self, *args: Any, **kwargs: Any) -> Any:
         raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
 
-    signal = execute_update = query = _not_found
+    signal = execute_update = query = describe = _not_found
 
 
 async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
