@@ -117,7 +117,7 @@ async def flow_of(client: Client, lead_id: int) -> Flow:
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return Flow(exists=False)
-        raise
+        raise ChangeRefused(f"Temporal did not answer ({exc.message}); nothing changed, retry", "unavailable") from None
     except RuntimeError:  # the lazy client's connection failed: nothing has changed yet
         raise ChangeRefused(UNREACHABLE, "unavailable") from None
     stage = description.typed_search_attributes.get(LEAD_STAGE)

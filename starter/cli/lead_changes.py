@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from leadloop.infra.settings import get_settings
-from starter.cli.connections import database, temporal
-from starter.cli.terminal import console, fail
+from starter.cli.connections import database, temporal, temporal_or_reason
+from starter.cli.terminal import console, fail, note
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -41,6 +41,24 @@ def run(work: "Callable[[async_sessionmaker[AsyncSession], Client], Awaitable[T]
         raise fail(str(exc)) from None
 
 
+def look(work: "Callable[[async_sessionmaker[AsyncSession], Client | None], Awaitable[T]]") -> T:
+    """`work` with the database, and Temporal if it answers (a look-up goes on without it, saying so)."""
+    from leadloop.services.lead_changes import ChangeRefused
+
+    async def go() -> T:
+        settings = get_settings()
+        client = await temporal_or_reason(settings)
+        if isinstance(client, str):
+            note(f"{client}; the database's facts only")
+        async with database(settings, migrated=True) as sessions:
+            return await work(sessions, None if isinstance(client, str) else client)
+
+    try:
+        return asyncio.run(go())
+    except ChangeRefused as exc:
+        raise fail(str(exc)) from None
+
+
 def say(lead_id: int, result: "ChangeResult") -> None:
     suffix = "" if result.applied else " (nothing more to do)"
     console.print(f"lead {lead_id}: {result.outcome}{suffix}", highlight=False)
@@ -56,7 +74,7 @@ def find(
 
     if (email is None) == (external_id is None):
         raise fail("give --email or --external-id (one of them)", 2)
-    found = run(lambda sessions, client: find_lead(sessions, client, email=email, external_id=external_id))
+    found = look(lambda sessions, client: find_lead(sessions, client, email=email, external_id=external_id))
     if as_json:
         console.print_json(json.dumps(found.__dict__))
         return

@@ -47,7 +47,7 @@ BODY: Answers = {**NOT_JSON, **TOO_LARGE, **INVALID, 503: json_answer(UNREACHABL
 STATUS = {"unknown": 404, "refused": 409, "invalid": 422, "unavailable": 503}
 
 
-async def answered(work: Awaitable[T], field: str = "") -> T:
+async def answered(work: Awaitable[T], field: str = "", where: str = "body") -> T:
     """The change's result, or its refusal as 404 (unknown lead), 409 (cannot apply), 422 (bad input) or 503
     (Temporal unreachable)."""
     try:
@@ -55,7 +55,7 @@ async def answered(work: Awaitable[T], field: str = "") -> T:
     except ChangeRefused as exc:
         status = STATUS[exc.problem]
         if status == 422:
-            raise HTTPException(422, [{"loc": ["body", field], "msg": str(exc), "type": "value_error"}]) from None
+            raise HTTPException(422, [{"loc": [where, field], "msg": str(exc), "type": "value_error"}]) from None
         raise HTTPException(status, str(exc)) from None
 
 
@@ -107,7 +107,7 @@ async def find(
         client: Client | None = await temporal()
     except RuntimeError:  # the database's facts are still an answer
         client = None
-    found = await answered(find_lead(sessions, client, email=email, external_id=external_id), "email")
+    found = await answered(find_lead(sessions, client, email=email, external_id=external_id), "email", "query")
     return found.__dict__
 
 

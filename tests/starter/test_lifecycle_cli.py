@@ -153,3 +153,21 @@ async def test_a_suppressed_lead_gets_no_goal_and_is_never_re_enrolled(cli: Cli)
     assert again.returncode == 1 and "suppressed (complaint); it stays out of nurture" in again.stderr
     described = await cli.client.get_workflow_handle(workflow_id(lead)).describe()
     assert described.status == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_with_temporal_unreachable_find_answers_from_the_database_and_a_change_is_refused(tmp_path) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'leadloop.db'}"
+    await upgrade_database(database_url)
+    engine = make_engine(database_url)
+    async with make_sessionmaker(engine)() as session:
+        session.add(Lead(id=7, email="kim@example.com", external_id="HS-7", owner=None, attributes={}))
+        await session.commit()
+    await engine.dispose()
+    env = {"LEADLOOP_DATABASE_URL": database_url, "LEADLOOP_TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    found = await asyncio.to_thread(leadloop, "find", "--external-id", "HS-7", "--json", env=env)
+    assert (
+        found.returncode == 0 and json.loads(found.stdout)["lead_id"] == 7 and json.loads(found.stdout)["stage"] is None
+    )
+    assert "cannot reach Temporal at 127.0.0.1:1" in found.stderr and "the database's facts only" in found.stderr
+    owner = await asyncio.to_thread(leadloop, "owner", "7", "--none", env=env)
+    assert owner.returncode == 1 and "cannot reach Temporal" in owner.stderr and "nothing was changed" in owner.stderr
