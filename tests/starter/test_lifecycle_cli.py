@@ -171,3 +171,21 @@ async def test_with_temporal_unreachable_find_answers_from_the_database_and_a_ch
     assert "cannot reach Temporal at 127.0.0.1:1" in found.stderr and "the database's facts only" in found.stderr
     owner = await asyncio.to_thread(leadloop, "owner", "7", "--none", env=env)
     assert owner.returncode == 1 and "cannot reach Temporal" in owner.stderr and "nothing was changed" in owner.stderr
+
+
+async def test_enroll_reports_an_external_id_another_lead_holds_as_its_rows_error(cli: Cli, tmp_path) -> None:
+    from tests.leadloop.services.test_intake_crm_fields import fresh_ids
+
+    first = await fresh_ids(cli.sessionmaker)
+    held = await cli.lead(external_id="HS-9")
+    csv = tmp_path / "leads.csv"
+    csv.write_text("email,external_id,tags\nnew@example.com,HS-10,vip|fair-2026\nclash@example.com,HS-9,\n")
+    done = await cli.run("enroll", str(csv), "--cadence", "welcome")
+    async with cli.sessionmaker() as session:
+        made = dict((await session.execute(select(Lead.email, Lead.id).where(Lead.id > first, Lead.id != held))).all())
+    cli.started += list(made.values())
+    assert done.returncode == 1
+    assert f"row 3: external_id: HS-9 is already lead {held}'s; this lead was not stored" in done.stderr
+    assert "external id another lead's, not stored" in done.stdout and list(made) == ["new@example.com"]
+    tags = await cli.run("tag", str(made["new@example.com"]))
+    assert f"lead {made['new@example.com']}: tags fair-2026, vip" in tags.stdout
