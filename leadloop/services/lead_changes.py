@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
@@ -73,6 +74,18 @@ class FoundLead:
     stage: str | None = None
     score: int | None = None
     category: str | None = None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def made(model: type[M], **fields: object) -> M:
+    """The change's input, its own limits (a reason's length, a source's) a ChangeRefused naming the field."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ChangeRefused(problems, "invalid") from None
 
 
 def actor_of(actor: str) -> str:
@@ -200,9 +213,8 @@ async def set_owner(
             owner = rep.email
     flow = await flow_of(client, lead_id)
     if flow.running:
-        result = await running_update(
-            client, lead_id, lambda lead: lead.change_owner(OwnerInput(owner=owner, actor=actor))
-        )
+        change = made(OwnerInput, owner=owner, actor=actor)
+        result = await running_update(client, lead_id, lambda lead: lead.change_owner(change))
     else:
         result = ChangeResult(
             stage=_stage(flow.stage),
@@ -241,7 +253,7 @@ async def record_goal(
     note: str = "",
 ) -> ChangeResult:
     """A goal reached outside leadloop ends the lead's nurture; the same goal (same reference) again changes nothing."""
-    actor = actor_of(actor)
+    goal = made(GoalInput, kind=kind, source=source, reference=reference, actor=actor_of(actor), reason=note)
     async with sessionmaker() as session:
         lead = await lead_row(session, lead_id)
         if reference:
@@ -257,7 +269,6 @@ async def record_goal(
     flow = await flow_of(client, lead_id)
     if flow.stage == "suppressed":
         raise ChangeRefused(f"lead {lead_id} is suppressed; it records no goal")
-    goal = GoalInput(kind=kind, source=source, reference=reference, actor=actor, reason=note)
     return await running_update(client, lead_id, lambda lead: lead.goal(goal))
 
 
@@ -269,7 +280,8 @@ async def stop_lead(client: Client, lead_id: int, reason: str, actor: str) -> Ch
     actor = actor_of(actor)
     if not reason.strip():
         raise ChangeRefused("give a reason to stop the lead's nurture", "invalid")
-    return await running_update(client, lead_id, lambda lead: lead.stop(StopInput(reason=reason, actor=actor)))
+    stop = made(StopInput, reason=reason, actor=actor)
+    return await running_update(client, lead_id, lambda lead: lead.stop(stop))
 
 
 async def move_lead(

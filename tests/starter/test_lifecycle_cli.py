@@ -189,3 +189,16 @@ async def test_enroll_reports_an_external_id_another_lead_holds_as_its_rows_erro
     assert "external id another lead's, not stored" in done.stdout and list(made) == ["new@example.com"]
     tags = await cli.run("tag", str(made["new@example.com"]))
     assert f"lead {made['new@example.com']}: tags fair-2026, vip" in tags.stdout
+
+
+async def test_a_reason_or_reference_over_its_limit_is_refused_by_name(cli: Cli) -> None:
+    lead = await cli.lead()
+    long_reason = await cli.run("stop", str(lead), "--reason", "x" * 501)
+    assert (
+        long_reason.returncode == 1 and "error: reason: String should have at most 500 characters" in long_reason.stderr
+    )
+    long_ref = await cli.run("goal", str(lead), "converted", "--reference", "r" * 201)
+    assert long_ref.returncode == 1 and "reference: String should have at most 200 characters" in long_ref.stderr
+    bad_actor = await cli.run("owner", str(lead), "--none", "--actor", "<script>")
+    assert bad_actor.returncode == 1 and "actor '<script>' is not a name" in bad_actor.stderr
+    assert (await cli.state(lead)).stage == "nurturing"
