@@ -13,6 +13,7 @@ from leadloop.infra.settings import Settings, get_settings
 from leadloop.services.webhooks import Fetch
 from starter.http import (
     codec,
+    lead_changes,
     leads,
     ops,
     prometheus,
@@ -68,6 +69,7 @@ def create_app(
         reps.pages_router,
         leads.router,
         reps.router,
+        lead_changes.router,
         webhooks.router,
         webhook_endpoints.router,
         segments.router,

@@ -12,6 +12,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from leadloop.domain.cadence import known_timezone
+from leadloop.domain.crm import normalise_tags
 from leadloop.domain.text import CONTROL_RE, LONE_SURROGATE
 
 PROFILE_FIELDS = (
@@ -83,9 +84,11 @@ class LeadIn(BaseModel):
     locale: str | None = Field(default=None, max_length=16)
     product_interest: str | None = Field(default=None, max_length=200)
     owner: str | None = Field(default=None, max_length=320)
+    external_id: str | None = Field(default=None, max_length=200, description="the CRM's id for the lead (unique)")
+    tags: list[str] = Field(default_factory=list, description="tags (a-z, 0-9, _ . : -); a CSV cell splits on ; or |")
     attributes: dict[str, str] = {}
 
-    @field_validator(*PROFILE_FIELDS, mode="before")
+    @field_validator(*PROFILE_FIELDS, "external_id", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -100,6 +103,17 @@ class LeadIn(BaseModel):
                 if problem := _text_problem(key) or _text_problem(item):
                     raise ValueError(f"{key!r}: {problem}")
         return value
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags_cell(cls, value: Any) -> Any:
+        # a CSV cell (or a string in JSON) holds several tags: "vip; fair-2026" or "vip|fair-2026"
+        return [tag for tag in re.split(r"[;|]", value) if tag.strip()] if isinstance(value, str) else value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        return normalise_tags(value)
 
     @field_validator("email")
     @classmethod
@@ -135,8 +149,14 @@ class LeadIn(BaseModel):
 
     def merged_with(self, other: "LeadIn") -> "LeadIn":
         """This lead with the gaps filled from another record of the same person."""
-        update = {f: getattr(other, f) for f in PROFILE_FIELDS if getattr(self, f) is None}
+        update: dict[str, Any] = {
+            f: getattr(other, f) for f in (*PROFILE_FIELDS, "external_id") if getattr(self, f) is None
+        }
         update["attributes"] = {**other.attributes, **self.attributes}
+        try:
+            update["tags"] = normalise_tags([*self.tags, *other.tags])
+        except ValueError:  # together over the limit: the first row's tags stand
+            update["tags"] = self.tags
         return self.model_copy(update=update)
 
 
@@ -231,7 +251,7 @@ def parse_csv_text(text: str, context: dict[str, Any] | None = None) -> ParsedRo
             continue
         data: dict[str, Any] = {"attributes": {}}
         for name, value in zip(header, values, strict=False):
-            if name in PROFILE_FIELDS or name == "email":
+            if name in PROFILE_FIELDS or name in ("email", "external_id", "tags"):
                 data[name] = value
             elif name and value.strip():
                 data["attributes"][name] = value.strip()

@@ -19,12 +19,16 @@ from leadloop.infra.db import (
 )
 from leadloop.services.lead_client import LeadClient
 
-#: what an edit may change: the address and the profile, not its owner (the CRM's, set at intake)
-EDITABLE = ("email", *(f for f in PROFILE_FIELDS if f != "owner"))
+#: what an edit may change: the address, the profile and the CRM's id, not its owner (`leadloop owner` changes that)
+EDITABLE = ("email", *(f for f in PROFILE_FIELDS if f != "owner"), "external_id")
 
 
 class LeadUpdateError(Exception):
     """Bad fields, an unknown lead, or an address another lead already has; nothing was changed."""
+
+
+class ExternalIdTaken(LeadUpdateError):
+    """The new external id is another lead's; nothing was changed."""
 
 
 class AddressSuppressed(LeadUpdateError):
@@ -71,6 +75,10 @@ async def apply_update(
                 f"{clean['email']} is on the suppression list ({suppressed.reason}): "
                 "it is never stored or emailed again; nothing was changed"
             )
+    if clean.get("external_id") and clean["external_id"] != lead.external_id:
+        other = (await session.execute(select(Lead.id).where(Lead.external_id == clean["external_id"]))).scalar()
+        if other is not None:
+            raise ExternalIdTaken(f"external_id: {clean['external_id']} is already lead {other}'s; nothing was changed")
     changed = [k for k, v in clean.items() if getattr(lead, k) != v]
     if "email" in changed:  # so `forget` of the old address still finds this lead
         await insert_new(session, FormerAddress, email_hash=email_hash(lead.email), lead_id=lead.id)

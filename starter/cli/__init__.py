@@ -12,6 +12,7 @@ from starter.cli import (
     inbound,
     keys,
     lead_actions,
+    lead_changes,
     lead_views,
     processes,
     ranges,
@@ -105,6 +106,13 @@ COMMANDS = (
     (segment_app, "count", segments.segment_count),
     (segment_app, "remove", segments.segment_remove),
     (app, "bulk", segments.bulk),
+    (app, "find", lead_changes.find),
+    (app, "owner", lead_changes.owner),
+    (app, "goal", lead_changes.goal),
+    (app, "stop", lead_changes.stop),
+    (app, "reenrol", lead_changes.reenrol),
+    (app, "move", lead_changes.move),
+    (app, "tag", lead_changes.tag),
 )
 for group, command_name, command in COMMANDS:
     group.command(command_name)(command)

@@ -64,6 +64,10 @@ def enroll(
     for error in parsed.errors:
         err.print(f"row {error.row}: {error.field}: {error.reason}", highlight=False, markup=False)
     report = asyncio.run(enroll_parsed(parsed.leads, chosen, settings))
+    conflicts = [done for done in report.results if done.problem]
+    for done in conflicts:
+        rows = ", ".join(str(r) for r in parsed.rows_of.get(done.email, []))
+        err.print(f"row {rows}: {done.problem}", highlight=False, markup=False)
     for done in report.results:
         if done.unknown_owner:
             rows = ", ".join(str(r) for r in parsed.rows_of.get(done.email, []))
@@ -74,7 +78,7 @@ def enroll(
                 markup=False,
             )
     console.print(summary(parsed, report))
-    if parsed.errors:
+    if parsed.errors or conflicts:
         raise typer.Exit(1)
 
 
@@ -133,6 +137,7 @@ def summary(parsed: ParsedRows, report: "EnrolmentReport") -> Table:
         ("existing leads (details merged)", report.count(db="merged")),
         ("existing leads (unchanged)", report.count(db="unchanged")),
         ("suppressed, not enrolled", report.count(db="suppressed")),
+        ("external id another lead's, not stored", report.count(db="conflict")),
         ("owner not on the roster (routing decides)", sum(bool(r.unknown_owner) for r in report.results)),
         ("workflows started", report.count(workflow="started")),
         ("already running (kept their cadence)", report.count(workflow="already_running")),

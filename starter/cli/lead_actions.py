@@ -2,6 +2,7 @@
 
 import asyncio
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
@@ -88,11 +89,20 @@ def reject(
     lead_id: Annotated[int, typer.Argument(help="lead id")],
     reason: Annotated[str, typer.Option(help=REASON_HELP)],
     note: str = "",
+    recontact_on: Annotated[
+        datetime | None,
+        typer.Option(
+            "--recontact-on",
+            formats=["%Y-%m-%d"],
+            help="not_ready: the day (YYYY-MM-DD, in the future) the lead comes straight back to this rep",
+        ),
+    ] = None,
 ) -> None:
     """Reject a lead for its assigned rep; recycle.yaml decides by the reason what happens next."""
     if reason not in REASONS:
         raise fail(f"unknown reason {reason!r}; one of: {', '.join(REASONS)}")
-    decide(lead_id, "reject", RepActionInput(reason=reason, note=note, source="cli"))
+    day = recontact_on.date() if recontact_on else None
+    decide(lead_id, "reject", RepActionInput(reason=reason, note=note, source="cli", recontact_on=day))
 
 
 def lead_update(

@@ -76,24 +76,31 @@ PUBLIC = [Depends(limited)]
 NO_KEY = "missing or wrong X-API-Key"
 
 
-def refusal(caller: Caller | None, needed: tuple[Scope, ...]) -> tuple[int, str] | None:
+def refusal(caller: Caller | None, needed: tuple[Scope | tuple[Scope, ...], ...]) -> tuple[int, str] | None:
     """Why a keyed request is refused (status, detail): no valid key (401), or a key without a scope the route
-    needs (403, naming both); None when it may go on."""
+    needs (403, naming both); None when it may go on. A tuple among `needed` is satisfied by any one of its scopes."""
     if caller is None:
         return 401, NO_KEY
-    for scope in needed:
-        if not allows(caller.scopes, scope):
-            return 403, f"the key '{caller.name}' lacks the '{scope}' scope; nothing changed"
+    for wanted in needed:
+        either = wanted if isinstance(wanted, tuple) else (wanted,)
+        if not any(allows(caller.scopes, scope) for scope in either):
+            named = " or ".join(f"'{scope}'" for scope in either)
+            return 403, f"the key '{caller.name}' lacks the {named} scope; nothing changed"
     return None
 
 
 @dataclass(frozen=True)
 class Scoped:
-    """A keyed route's dependency naming the scope it needs; it gives the route its caller. KeyedRoute finds it
-    among the route's dependencies and refuses a caller without the scope before the body is read; outside a
-    KeyedRoute it checks the key itself."""
+    """A keyed route's dependency naming the scope it needs (or the scopes any one of which will do); it gives the
+    route its caller. KeyedRoute finds it among the route's dependencies and refuses a caller without the scope
+    before the body is read; outside a KeyedRoute it checks the key itself."""
 
-    scope: Scope
+    scopes: tuple[Scope, ...]
+
+    @property
+    def need(self) -> Scope | tuple[Scope, ...]:
+        """What `refusal` takes: the one scope, or the scopes any one of which will do."""
+        return self.scopes[0] if len(self.scopes) == 1 else self.scopes
 
     async def __call__(
         self, request: Request, state: AppState, x_api_key: Annotated[str | None, Header()] = None
@@ -101,12 +108,13 @@ class Scoped:
         caller: Caller | None = getattr(request.state, "caller", None)
         if caller is None:
             caller = await state.callers.caller(x_api_key)
-        refused = refusal(caller, (self.scope,))
+        refused = refusal(caller, (self.need,))
         if refused is not None or caller is None:
             raise HTTPException(*(refused or (401, NO_KEY)))
         return caller
 
 
-def scoped(scope: Scope) -> Scoped:
-    """The dependency of a route that needs `scope`: `Annotated[Caller, Depends(scoped("sales"))]`."""
-    return Scoped(scope)
+def scoped(scope: Scope, *others: Scope) -> Scoped:
+    """The dependency of a route that needs `scope` (or any one of `others` instead):
+    `Annotated[Caller, Depends(scoped("sales"))]`, `Depends(scoped("intake", "sales"))`."""
+    return Scoped((scope, *others))

@@ -42,11 +42,12 @@ def unpaired_surrogate(body: bytes) -> list[str | int] | None:
     return find(data, ["body"])
 
 
-def needed_scopes(route: APIRoute) -> tuple[Scope, ...]:
-    """The scopes a route's `scoped(...)` dependencies name (its router's included); none named: admin only."""
+def needed_scopes(route: APIRoute) -> tuple[Scope | tuple[Scope, ...], ...]:
+    """The scopes a route's `scoped(...)` dependencies name (its router's included; a tuple: any one of them will
+    do); none named: admin only."""
 
-    def named(dependant: Dependant) -> list[Scope]:
-        found = [dependant.call.scope] if isinstance(dependant.call, Scoped) else []
+    def named(dependant: Dependant) -> list[Scope | tuple[Scope, ...]]:
+        found = [dependant.call.need] if isinstance(dependant.call, Scoped) else []
         return found + [scope for sub in dependant.dependencies for scope in named(sub)]
 
     return tuple(dict.fromkeys(named(route.dependant))) or ("admin",)

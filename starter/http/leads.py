@@ -14,9 +14,15 @@ from leadloop.domain.recycle import RecyclePolicy, current_recycle
 from leadloop.domain.rules import RuleFileError
 from leadloop.domain.scoring import ScoringConfig, current_scoring
 from leadloop.infra.settings import Settings
-from leadloop.services.enrollment import start_lead
+from leadloop.services.enrollment import start_lead, tell_tags
 from leadloop.services.intake import store_lead
-from leadloop.services.leads import AddressSuppressed, LeadUpdateError, apply_update, tell_workflow
+from leadloop.services.leads import (
+    AddressSuppressed,
+    ExternalIdTaken,
+    LeadUpdateError,
+    apply_update,
+    tell_workflow,
+)
 from starter.http.answers import INVALID, NEEDS_KEY, NOT_JSON, TOO_LARGE, LeadId, json_answer, needs_scope
 from starter.http.deps import AppSettings, Metrics, Sessions, Temporal, scoped
 from starter.http.keyed import KeyedRoute
@@ -76,6 +82,7 @@ def _installation_checked(lead: LeadIntake, settings: Settings) -> LeadIn:
         **NOT_JSON,
         **TOO_LARGE,
         **INVALID,
+        409: json_answer("the external_id is another lead's; nothing stored"),
         503: json_answer("stored, but Temporal is unreachable: retry, it is idempotent"),
     },
 )
@@ -85,6 +92,8 @@ async def intake(
     """Enrol one lead: the same validation and de-duplication as `leadloop enroll`."""
     cadence, scoring, recycle = _rules(settings, lead.cadence or settings.default_cadence)
     stored = await store_lead(sessions, _installation_checked(lead, settings), cadence.name)
+    if stored.outcome == "conflict":
+        raise HTTPException(409, stored.problem)
     if stored.lead is None:
         body = LeadAccepted(lead_id=stored.lead_id, status="suppressed", workflow="not_started")
         metrics.inc(INTAKES, status=body.status, workflow=body.workflow)
@@ -106,6 +115,7 @@ async def intake(
             recycle=recycle,
             rep_time_scale=settings.rep_time_scale,
         )
+        await tell_tags(await temporal(), stored.lead_id, stored.tags, flow)
     except Exception as exc:
         log.warning("lead %s stored, workflow not started: %s", stored.lead_id, exc)
         metrics.inc(INTAKES, status=stored.outcome, workflow="failed")
@@ -125,7 +135,10 @@ async def intake(
         404: json_answer("no such lead"),
         **TOO_LARGE,
         **INVALID,
-        409: json_answer("the new address is on the suppression list (erased, unsubscribed, bounced); nothing changed"),
+        409: json_answer(
+            "the new address is on the suppression list (erased, unsubscribed, bounced), or the new external_id is "
+            "another lead's; nothing changed"
+        ),
     },
 )
 async def patch_lead(
@@ -136,7 +149,7 @@ async def patch_lead(
         async with sessions() as session:
             changed = await apply_update(session, lead_id, body, intake_context(settings.intake_refuse_utf8_local_part))
             await session.commit()
-    except AddressSuppressed as exc:
+    except (AddressSuppressed, ExternalIdTaken) as exc:
         raise HTTPException(409, str(exc)) from None
     except LeadUpdateError as exc:
         if str(exc).startswith("no lead"):

@@ -1,6 +1,7 @@
 """A rep's decisions: the pages behind the Accept and Reject links, and the same decisions as JSON for CRMs."""
 
 import time
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -50,6 +51,10 @@ class RepDecisionIn(BaseModel):
     reason: Reason | None = None
     note: str = Field(default="", max_length=2000)
     opportunity_id: str | None = Field(default=None, max_length=200)
+    recontact_on: date | None = Field(
+        default=None,
+        description="a reject with reason not_ready: the day (in the future) the lead comes straight back to this rep",
+    )
 
     @field_validator("rep", "opportunity_id")
     @classmethod
@@ -78,6 +83,7 @@ async def rep_decision(
         reason=body.reason,
         note=body.note,
         opportunity_id=body.opportunity_id,
+        recontact_on=body.recontact_on,
         source="api",
         actor=caller.name,
     )
@@ -93,7 +99,10 @@ async def rep_decision(
 DECISION_ANSWERS: Answers = {
     **NEEDS_KEY,
     **needs_scope("sales", also="not a rep, or "),
-    409: json_answer("the lead is not with this rep (or not with sales) any more"),
+    409: json_answer(
+        "the lead is not with this rep (or not with sales) any more, or a re-contact date that cannot apply (not in "
+        "the future, or with a reason other than not_ready); nothing changed"
+    ),
     **NOT_JSON,
     **TOO_LARGE,
     **INVALID,
@@ -103,6 +112,9 @@ DECISION_ANSWERS: Answers = {
 @router.post("/leads/{lead_id}/accept", responses=DECISION_ANSWERS)
 async def accept_lead(lead_id: LeadId, body: RepDecisionIn, state: AppState, caller: SalesCaller) -> RepActionResult:
     """For CRMs: the assigned rep accepts the lead (converted)."""
+    if body.recontact_on is not None:
+        msg = "a re-contact date goes with a reject for not_ready, not an accept"
+        raise HTTPException(422, [{"loc": ["body", "recontact_on"], "msg": msg, "type": "value_error"}])
     return await rep_decision(lead_id, "accept", body, state, caller)
 
 
@@ -189,6 +201,7 @@ async def rep_page(token: str, state: AppState, pages: HtmlPages, settings: AppS
         score=assignment.score,
         handover=handover.status,
         reasons=list(REASON_LABELS.items()),
+        not_ready_label=REASON_LABELS.get("not_ready", "not ready"),
     )
 
 
@@ -198,7 +211,9 @@ async def rep_page(token: str, state: AppState, pages: HtmlPages, settings: AppS
     responses={
         **REP_ANSWERS,
         400: html_answer("the form could not be read; nothing changed"),
-        422: html_answer("a reject without one of the reasons; nothing changed"),
+        422: html_answer(
+            "a reject without one of the reasons, or a re-contact date that is not a date; nothing changed"
+        ),
         **TOO_LARGE,
     },
     openapi_extra=form_body(
@@ -206,6 +221,7 @@ async def rep_page(token: str, state: AppState, pages: HtmlPages, settings: AppS
             "reason": {"type": "string", "enum": list(REASON_LABELS)},
             "note": {"type": "string"},
             "opportunity_id": {"type": "string"},
+            "recontact_on": {"type": "string", "format": "date"},
         }
     ),
 )
@@ -228,10 +244,21 @@ async def rep_submit(token: str, request: Request, state: AppState, temporal: Te
     opportunity = REQUEST_CONTROL.sub("", str(form.get("opportunity_id") or ""))[:200] or None
     if parsed.extra == "reject" and reason not in REASON_LABELS:
         return state.pages.page("invalid", 422, message="Pick one of the reasons to reject the lead.")
+    recontact_on = None
+    if given := str(form.get("recontact_on") or "").strip():
+        try:
+            recontact_on = date.fromisoformat(given)
+        except ValueError:
+            return state.pages.page("invalid", 422, message="The day to call back must be a date; nothing changed.")
     action: Literal["accept", "reject"] = "accept" if parsed.extra == "accept" else "reject"
     decision = {"action": action, "reason": (reason or "none") if action == "reject" else "none", "source": "page"}
     request_in = RepActionInput(
-        rep_id=handover.assignment.rep_id, reason=reason, note=note, opportunity_id=opportunity, source="page"
+        rep_id=handover.assignment.rep_id,
+        reason=reason,
+        note=note,
+        opportunity_id=opportunity,
+        source="page",
+        recontact_on=recontact_on if action == "reject" else None,
     )
     try:
         result = await decide(await temporal(), lead.id, action, request_in)

@@ -95,6 +95,15 @@ def test_every_keyed_route_names_its_scope(make_settings) -> None:
         "POST /segments": ("marketing",),
         "GET /segments/{name}/count": ("marketing",),
         "POST /segments/{name}/actions": ("marketing",),
+        "GET /leads": (("intake", "sales"),),
+        "PUT /leads/{lead_id}/owner": ("sales",),
+        "POST /leads/{lead_id}/goals": ("sales",),
+        "POST /leads/{lead_id}/stop": ("sales",),
+        "POST /leads/{lead_id}/enrolments": ("marketing",),
+        "POST /leads/{lead_id}/move": ("marketing",),
+        "GET /leads/{lead_id}/tags": (("intake", "marketing"),),
+        "PUT /leads/{lead_id}/tags": (("intake", "marketing"),),
+        "POST /leads/{lead_id}/tags": (("intake", "marketing"),),
     }
 
 

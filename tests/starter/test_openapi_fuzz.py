@@ -73,7 +73,7 @@ class NoWorkflows:
     async def _not_found(self, *args: Any, **kwargs: Any) -> Any:
         raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
 
-    signal = execute_update = query = _not_found
+    signal = execute_update = query = describe = _not_found
 
     async def count_workflows(self, *args: Any, **kwargs: Any) -> WorkflowExecutionCount:
         return WorkflowExecutionCount(count=0, groups=[])
