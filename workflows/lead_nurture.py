@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         ReplyShown,
         RerouteInput,
         RetrySendInput,
+        Stage,
         StopInput,
         SuppressAddressInput,
         TagsInput,
@@ -465,9 +466,18 @@ class LeadNurtureWorkflow:
         why = f"moved to '{cadence}'" + (f" by {actor}" if actor else "")
         return await self._new_cycle(cadence, timedelta(0), False, why, keep_paused=True)
 
-    def announce(self, type: str, *, actor: str = "", rep_id: int | None = None, **data: str | int | None) -> None:
-        """Note a lifecycle event for the CRM's webhooks; `_send_announcements` records them in order. Leads started
-        before the webhooks (no patch marker) announce nothing."""
+    def announce(
+        self,
+        type: str,
+        *,
+        actor: str = "",
+        rep_id: int | None = None,
+        stage: Stage | None = None,
+        **data: str | int | None,
+    ) -> None:
+        """Note a lifecycle event for the CRM's webhooks; `_send_announcements` records them in order (`stage`: the
+        stage the event takes the lead to, when the run loop has yet to enter it). Leads started before the webhooks
+        (no patch marker) announce nothing."""
         if not workflow.patched(LIFECYCLE_PATCH):
             return
         memory, lead = self.memory, self.input
@@ -479,7 +489,7 @@ class LeadNurtureWorkflow:
                 lead_id=lead.lead_id,
                 type=type,
                 cycle=lead.cycle,
-                stage=self.life.stage,
+                stage=stage or self.life.stage,
                 score=self.score,
                 cadence=lead.cadence.name,
                 rep_id=rep_id if rep_id is not None else (assignment.rep_id if assignment else None),
@@ -688,7 +698,14 @@ class LeadNurtureWorkflow:
             ),
             f"record goal '{input.kind}' from {input.source}",
         )
-        self.announce("lead.goal", actor=input.actor, kind=input.kind, source=input.source, reference=input.reference)
+        self.announce(
+            "lead.goal",
+            actor=input.actor,
+            stage="converted",
+            kind=input.kind,
+            source=input.source,
+            reference=input.reference,
+        )
         return ChangeResult(stage="converted", outcome=why)
 
     @goal.validator

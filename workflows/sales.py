@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         RepActionInput,
         RepActionResult,
         ReplyShown,
+        Stage,
     )
     from leadloop.domain.schedule import DemoClock, add_business_time, describe_local, local_morning
     from leadloop.domain.scoring import Score
@@ -54,7 +55,15 @@ class Lead(Protocol):
 
     def publish(self, details: str | None = None) -> None: ...
 
-    def announce(self, type: str, *, actor: str = "", rep_id: int | None = None, **data: str | int | None) -> None: ...
+    def announce(
+        self,
+        type: str,
+        *,
+        actor: str = "",
+        rep_id: int | None = None,
+        stage: Stage | None = None,
+        **data: str | int | None,
+    ) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from starter.mailbox import serve_mailbox
 from tests.conftest import client_address, free_port, with_pydantic
 from tests.e2e.test_drip_whole_stack import BIN, run, start_worker
 from tests.e2e.test_engagement_whole_stack import messages, wait_http
+from tests.webhook_receiver import Receiver
 
 WINDOW = 'send_window: {days: [mon, tue, wed, thu, fri, sat, sun], start: "00:00", end: "23:59"}'
 ALPHA = f"""\
@@ -207,3 +208,39 @@ async def test_a_moved_leads_next_email_comes_from_the_new_cadence(whole: Whole)
     # once the lead beside it has had all of alpha, the moved one has had nothing more (beta's next waits 20 days)
     assert await whole.subjects_when(other, 3, 30) == ["Alpha one", "Alpha two", "Alpha three"]
     assert whole.subjects(address) == ["Alpha one", "Beta one"]
+
+
+@pytest.mark.e2e
+async def test_a_leads_own_lifecycle_reaches_the_crm_signed_and_in_order(whole: Whole) -> None:
+    """The lead's workflow announces what happens to it; the worker delivers each to the CRM's endpoint, signed
+    (the receiver verifies with standardwebhooks), once per webhook-id, in order per lead, without personal data."""
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        code, out, err = await run(
+            str(BIN / "leadloop"), "webhooks", "add", receiver.url, "--name", "crm", env=whole.env
+        )
+        assert code == 0, err
+        receiver.secret = re.search(r"(whsec_\S+)", out)[1]  # type: ignore[index]
+        stopped, stopped_address = await whole.enrol("stopped-lead")
+        converted, _ = await whole.enrol("converted-lead")
+        moved, _ = await whole.enrol("moved-lead")
+        await whole.subjects_when(stopped_address, 1)
+        sales = {"x-api-key": "e2e-admin-key"}
+        answers = [
+            await whole.http.post(f"/leads/{stopped}/stop", json={"reason": "account team"}, headers=sales),
+            await whole.http.post(f"/leads/{converted}/goals", json={"kind": "meeting_booked"}, headers=sales),
+            await whole.http.post(f"/leads/{moved}/move", json={"cadence": "beta"}, headers=sales),
+        ]
+        assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+        await receiver.wait_for(6, seconds=90)
+    finally:
+        await receiver.stop()
+    assert receiver.of_lead(stopped) == ["lead.enrolled", "lead.stopped"]
+    assert receiver.of_lead(converted) == ["lead.enrolled", "lead.goal"]
+    assert receiver.of_lead(moved) == ["lead.enrolled", "lead.moved"]
+    assert len(receiver.ids()) == len(set(receiver.ids())) and receiver.refused == 0
+    goal = next(r for r in receiver.received if r.type == "lead.goal")
+    assert goal.data["actor"] == "api-key-1" and goal.data["data"]["kind"] == "meeting_booked"
+    assert goal.data["stage"] == "converted"
+    assert all("@example.com" not in r.body for r in receiver.received)  # this endpoint gets no personal data
