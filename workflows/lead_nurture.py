@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         OwnerInput,
         PauseInput,
         ProfileUpdatedInput,
+        Recontact,
         RecordGoalInput,
         RepActionInput,
         RepActionResult,
@@ -112,6 +113,9 @@ class LeadNurtureWorkflow:
         self._outbox: list[LifecycleInput] = []  # lifecycle events not yet announced, in order
         self._announcing = False
         self._move_actor = ""
+        self._suppressed_reason: str | None = None  # a send refused: the address bounced, or it was on the list
+        self._goal: GoalInput | None = None  # the goal this run applied (the same one again is not applied twice)
+        self._watched: Recontact | None = None  # the call-back day a timer of this run waits for
         self._tasks: list[asyncio.Task[None]] = []  # the announcer and the keep-in-touch timer, kept referenced
 
     @workflow.run
@@ -119,8 +123,7 @@ class LeadNurtureWorkflow:
         self.publish()
         if input.cycle == 0 and input.carry is None:
             self.announce("lead.enrolled")
-        if self.memory.recontact is not None:
-            self._tasks.append(asyncio.create_task(self._keep_in_touch()))
+        self._watch_recontact()
         if input.start_after > timedelta(0):
             await self._cool_down()
         memory, life = self.memory, self.life
@@ -218,6 +221,7 @@ class LeadNurtureWorkflow:
         assert isinstance(cause, ApplicationError)
         if event == "bounced":
             workflow.logger.info("lead %s suppressed: %s", self.input.lead_id, cause.message)
+            self._suppressed_reason = "bounce" if cause.type == "HardBounce" else "suppression_list"
             return await self._finish(event, f"suppressed: {cause.message}")
         await self._blocked(step_id, f"{cause.type}: {cause.message}")
         return None
@@ -338,6 +342,7 @@ class LeadNurtureWorkflow:
             return await self._finish("archived", f"{why}: retired after {memory.dormant_cycles} dormant cycle(s)")
         dormancy = policy.dormant
         life.enter("dormant")
+        self._watch_recontact()  # a not_ready with a call-back day that sent the lead to sleep
         self.next_send_at = None
         wake = self.clock.cadence_time(workflow.now()) + dormancy.reengage_after
         when = describe_local(wake, self.input.timezone)
@@ -369,6 +374,8 @@ class LeadNurtureWorkflow:
             return await self._leave()
         if self._pending_in_this_run():
             return await self._act_on_pending()
+        if self.life.move_to:  # a move asked for as the run was about to go on: it goes on with that cadence
+            return await self._move()
         carry = self.memory.same_cycle()
         workflow.continue_as_new(
             self.input.model_copy(update={"carry": carry, "origin": self.clock.origin, "start_after": timedelta(0)})
@@ -391,10 +398,15 @@ class LeadNurtureWorkflow:
             return await self._leave()
         if self._pending_in_this_run():  # she replied (or her out-of-office said she left) while it loaded
             return await self._act_on_pending()
+        if self.life.move_to and self.life.move_to != cadence:  # a move asked for while the next cycle loaded
+            return await self._move()
+        self.life.move_to = None
         line = f"cycle {lead.cycle} ('{lead.cadence.name}'): {self.memory.cycle_sends} sent, {why}"
         now = workflow.now()
         carry = self.memory.next_cycle(line, reset_engagement=reset_engagement, back_at=self._still_away(now))
         carry.paused = keep_paused and self.memory.paused
+        if carry.recontact is not None:  # the call-back day, on the next run's cadence clock as a return is
+            carry.recontact = carry.recontact.model_copy(update={"at": self._rebased(carry.recontact.at, now)})
         workflow.continue_as_new(
             LeadNurtureInput(
                 lead_id=lead.lead_id,
@@ -433,7 +445,11 @@ class LeadNurtureWorkflow:
         back = self.memory.back_at
         if back is None or back <= self.clock.cadence_time(now):
             return None
-        return now + (back - self.clock.cadence_time(now))
+        return self._rebased(back, now)
+
+    def _rebased(self, moment: datetime, now: datetime) -> datetime:
+        """A moment of this run's cadence clock on the clock of a run that starts at `now` (the same at real speed)."""
+        return now + (moment - self.clock.cadence_time(now))
 
     async def _leave(self, details: str = "unsubscribed") -> LeadNurtureResult:
         """The lead leaves for good: unsubscribed, or suppressed by inbound mail (too many soft bounces put the
@@ -453,8 +469,11 @@ class LeadNurtureWorkflow:
         if stage == "archived":
             self.announce("lead.stopped" if event == "stopped" else "lead.archived", why=details)
         elif stage == "suppressed":
-            self.announce("lead.suppressed", reason=_SUPPRESSED_BY.get(event, event), why=details)
+            reason = self._suppressed_reason or _SUPPRESSED_BY.get(event, event)
+            self.announce("lead.suppressed", reason=reason, why=details)
         await self._settled()
+        if self.life.move_to and not self.life.unsubscribed:  # moved as its cadence came to an end: it goes on
+            return await self._move()
         LEADS_FINISHED.add(workflow.metric_meter(), stage=stage)
         return LeadNurtureResult(stage=stage, sends=self.memory.cycle_sends, uncertain_sends=self.memory.uncertain)
 
@@ -504,27 +523,43 @@ class LeadNurtureWorkflow:
 
     async def _send_announcements(self) -> None:
         """One at a time, in the order they happened: a receiver sees a lead's events in order."""
-        while self._outbox:
-            event = self._outbox[0]
-            # on the lead's own task queue at the drip's priority: nothing waits for it but the end of the run
-            await DRIP.run(LifecycleActivities.announce, event, f"announce {event.type}", retry=DATABASE_RETRY)
-            self._outbox.pop(0)
-        self._announcing = False
+        try:
+            while self._outbox:
+                event = self._outbox[0]
+                # on the lead's own task queue at the drip's priority: nothing waits for it but the end of the run
+                try:
+                    await DRIP.run(LifecycleActivities.announce, event, f"announce {event.type}", retry=DATABASE_RETRY)
+                except ActivityError as err:  # refused for good (it retries until the database answers): told, not
+                    # kept, so the run can still end or go on in a new one
+                    workflow.logger.warning("lead %s: %s not announced: %s", self.input.lead_id, event.type, err.cause)
+                self._outbox.pop(0)
+        finally:
+            self._announcing = False
 
     async def _settled(self) -> None:
         """Before the run ends or goes on in a new one: every handler has finished and every lifecycle event noted
         (by the run or by a handler) is recorded."""
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._outbox)
 
-    async def _keep_in_touch(self) -> None:
-        """A rep asked to call the lead back on a day: on it, the lead goes straight back to that rep (once it is
-        in a stage sales takes leads from)."""
+    def _watch_recontact(self) -> None:
+        """A call-back day a rep asked for: a timer of this run waits for it (once per day asked)."""
         recontact = self.memory.recontact
-        assert recontact is not None
+        if recontact is not None and recontact is not self._watched:
+            self._watched = recontact
+            self._tasks.append(asyncio.create_task(self._keep_in_touch(recontact)))
+
+    async def _keep_in_touch(self, recontact: Recontact) -> None:
+        """A rep asked to call the lead back on a day: on it, the lead goes straight back to that rep (once it is
+        in a stage sales takes leads from); a later decision that replaced the day ends this wait's say."""
         delay = self.clock.real_delay(workflow.now(), recontact.at)
         if delay > timedelta(0):
             await wait_for(lambda: False, delay, f"keep in touch: back to rep-{recontact.rep_id} on {recontact.day}")
-        await workflow.wait_condition(lambda: self.life.stage in ESCALATING_STAGES and not self.life.leaving)
+        await workflow.wait_condition(
+            lambda: (
+                self.memory.recontact is not recontact
+                or (self.life.stage in ESCALATING_STAGES and not self.life.leaving)
+            )
+        )
         if self.memory.recontact is recontact:
             self.life.recontact_due = True
             self.life.escalate = True
@@ -684,8 +719,12 @@ class LeadNurtureWorkflow:
         before = self.life.stage
         source = input.source + (f" {input.reference}" if input.reference else "")
         why = f"goal '{input.kind}' reached ({source}" + (f"; by {input.actor})" if input.actor else ")")
+        if self._same_goal(input):  # the CRM sent it again (a retry): applied once
+            return ChangeResult(stage="converted", outcome=why, applied=False)
+        self._not_while_deciding()
+        self._goal = input
         self.life.end("goal_reached", why)
-        await sales_queue(self.input.sales_task_queue).run(
+        recorded = await sales_queue(self.input.sales_task_queue).run(
             LifecycleActivities.record_goal,
             RecordGoalInput(
                 lead_id=self.input.lead_id,
@@ -698,6 +737,8 @@ class LeadNurtureWorkflow:
             ),
             f"record goal '{input.kind}' from {input.source}",
         )
+        if not recorded:  # recorded before (the same reference in an earlier run): not told to the CRM again
+            return ChangeResult(stage="converted", outcome=why, applied=False)
         self.announce(
             "lead.goal",
             actor=input.actor,
@@ -710,12 +751,27 @@ class LeadNurtureWorkflow:
 
     @goal.validator
     def _validate_goal(self, input: GoalInput) -> None:
+        if self._same_goal(input):
+            return  # answered as already applied
         self._check_change(input, "record a goal for")
+
+    def _same_goal(self, input: GoalInput) -> bool:
+        goal = self._goal
+        return (
+            goal is not None
+            and input.reference is not None
+            and (goal.kind, goal.reference)
+            == (
+                input.kind,
+                input.reference,
+            )
+        )
 
     @workflow.update
     def stop(self, input: StopInput) -> ChangeResult:
         """Stop the lead's nurture for good, with a reason; it ends archived (and may be re-enrolled later)."""
         why = f"stopped by {input.actor or 'an operator'}: {input.reason}"
+        self._not_while_deciding()
         self.life.end("stopped", why)
         return ChangeResult(stage="archived", outcome=why)
 
@@ -765,6 +821,14 @@ class LeadNurtureWorkflow:
             )
         if input.cadence == self.input.cadence.name and self.life.move_to is None:
             raise ValueError(f"lead {self.input.lead_id} is on cadence '{input.cadence}' already")
+
+    def _not_while_deciding(self) -> None:
+        """A rep's accept or reject validated in the same moment came first: it stands, this change does not."""
+        if self.sales.deciding:
+            raise ApplicationError(
+                f"a rep's decision on lead {self.input.lead_id} is being applied; ask again to see where it stands",
+                type="DecisionUnderWay",
+            )
 
     def _check_change(self, input: ChangeInput, what: str) -> None:
         """A change from outside: refused once the lead is leaving nurture; the actor must be a name."""

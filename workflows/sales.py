@@ -366,13 +366,18 @@ class Sales:
         )
         assert decision.disposition is not None
         await self._record(key, rep, request, "reject", decision)
-        if request.recontact_on is not None and rep is not None and decision.action in ("recycled", "dormant"):
-            lead.memory.recontact = Recontact(
+        # this decision's call-back day replaces any earlier one (a reject without one clears it)
+        keeps = request.recontact_on is not None and rep is not None and decision.action in ("recycled", "dormant")
+        lead.memory.recontact = (
+            Recontact(
                 rep_id=rep,
                 at=local_morning(request.recontact_on, lead.input.timezone),
                 day=request.recontact_on,
                 note=request.note,
             )
+            if keeps and rep is not None and request.recontact_on is not None
+            else None
+        )
         lead.announce(
             "lead.rejected",
             actor=request.actor,
@@ -446,6 +451,10 @@ class Sales:
             raise ValueError(f"lead {lead} was just decided ({self._decided}), not with sales: nothing to {action}")
         if stage != "with_sales":
             raise ValueError(f"lead {lead} is {stage.replace('_', ' ')}, not with sales: nothing to {action}")
+        life = self._lead.life
+        if life.unsubscribed:  # a goal, a stop or an unsubscribe came first: it ends the hand-over
+            why = life.exit[1] if life.exit else "unsubscribed"
+            raise ValueError(f"lead {lead} is leaving nurture ({why}): nothing to {action}")
         if self.assignment is None or self.assignment.rep_id is None or not self._awaiting_decision:
             raise ValueError(f"lead {lead} has no rep assigned at the moment (it is being routed); try again shortly")
         if input.rep_id is not None and input.rep_id != self.assignment.rep_id:
@@ -456,11 +465,20 @@ class Sales:
         if self._decision is not None or self._lead.life.stage != "with_sales" or not self._awaiting_decision:
             # two actions validated in the same moment: the first one wins
             raise ApplicationError(f"lead {self._lead.input.lead_id} was decided a moment ago", type="AlreadyDecided")
+        life = self._lead.life
+        if life.unsubscribed:  # a goal, a stop or an unsubscribe validated in the same moment came first
+            why = life.exit[1] if life.exit else "unsubscribed"
+            raise ApplicationError(f"lead {self._lead.input.lead_id} is leaving nurture ({why})", type="Leaving")
         self._decision = (action, input)
         self._decision_result = None
         await workflow.wait_condition(lambda: self._decision_result is not None)
         assert self._decision_result is not None
         return self._decision_result
+
+    @property
+    def deciding(self) -> bool:
+        """A rep's accept or reject is being applied."""
+        return self._decision is not None
 
     @property
     def _queue(self) -> Queue:

@@ -47,7 +47,6 @@ class View:
     def __init__(self) -> None:
         self._published: tuple[object, ...] | None = None
         self._details = ""
-        self._shown_crm = False  # tags or a category were shown: a later upsert unsets what is gone
 
     def publish(self, lead: Shown, details: str | None = None) -> None:
         """Keep search attributes and the UI's current details in step with the state."""
@@ -58,7 +57,9 @@ class View:
         rep = f"rep-{assignment.rep_id}" if assignment and assignment.rep_id else ""
         tags, category = tuple(memory.tags), category_of(lead.input.scoring, lead.score)
         current: tuple[object, ...] = (stage, step, total, rep, memory.last_engaged_at, memory.streak, memory.recycles)
-        if tags or category or self._shown_crm:  # leads without them publish exactly what they always did
+        # leads that never had them publish exactly what they always did; once shown (this run or an earlier one,
+        # whose attributes continue-as-new carries over), a later upsert unsets what is gone
+        if tags or category or memory.crm_shown:
             current = (*current, tags, category)
         if current != self._published:
             self._published = current
@@ -73,8 +74,8 @@ class View:
             ]
             if memory.last_engaged_at:
                 updates.append(LAST_ENGAGED_AT.value_set(memory.last_engaged_at))
-            if tags or category or self._shown_crm:
-                self._shown_crm = True
+            if tags or category or memory.crm_shown:
+                memory.crm_shown = True
                 updates.append(LEAD_TAGS.value_set(list(tags)) if tags else LEAD_TAGS.value_unset())
                 updates.append(LEAD_CATEGORY.value_set(category) if category else LEAD_CATEGORY.value_unset())
             workflow.upsert_search_attributes(updates)

@@ -293,6 +293,7 @@ class Carry(BaseModel):
     recontact: Recontact | None = Field(default=None, description="keep in touch: back to this rep at this time")
     announced: int = Field(default=0, description="lifecycle events announced in this run (their keys' counter)")
     engaged_cycle: int | None = Field(default=None, description="the cycle whose first engagement was announced")
+    crm_shown: bool = Field(default=False, description="LeadTags or LeadCategory were ever shown (unset when gone)")
     _seen: set[str] = PrivateAttr(default_factory=set)
 
     def model_post_init(self, context: object, /) -> None:
@@ -326,6 +327,7 @@ class Carry(BaseModel):
             tags=self.tags,
             recontact=self.recontact,
             engaged_cycle=self.engaged_cycle,
+            crm_shown=self.crm_shown,
         )
 
     def same_cycle(self) -> "Carry":
@@ -445,6 +447,7 @@ _LIFELONG = {
     "tags",
     "recontact",
     "engaged_cycle",
+    "crm_shown",
 }
 
 

@@ -5,8 +5,9 @@ cadence at the next step boundary, tags and categories as search attributes, and
 re-contact date comes back to the same rep on that day)."""
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -262,3 +263,77 @@ def test_a_lead_state_from_before_the_crm_fields_still_decodes() -> None:
     }
     state = LeadState.model_validate(old)
     assert state.tags == [] and state.category is None and state.recontact_on is None
+
+
+async def test_a_not_ready_that_sends_the_lead_to_sleep_still_brings_it_back_on_the_day(stack: Stack) -> None:
+    from leadloop.domain.recycle import Disposition
+
+    # recycled often enough already: this policy lets a not_ready lead sleep (re-engaged only after 180 days)
+    stack.recycle = stack.recycle.model_copy(
+        update={"reasons": {**stack.recycle.reasons, "not_ready": Disposition(action="dormant")}}
+    )
+    _, handle, state = await with_rep(stack)
+    rep = state.assigned_rep_id
+    day = local_date(await stack.env.get_current_time(), "Europe/Athens") + timedelta(days=10)
+    result = await update(
+        handle, "reject", RepActionInput(rep_id=rep, reason="not_ready", recontact_on=day), RepActionResult
+    )
+    assert result.stage == "dormant"
+    assert (await stack.state(handle)).recontact_on == day
+    # to an hour after nine on that day (the rep's 4 h to answer not yet gone)
+    ten = datetime.combine(day, time(10), ZoneInfo("Europe/Athens"))
+    await stack.env.sleep(ten - await stack.env.get_current_time())
+    state = await stack.until(handle, awaiting_rep)
+    assert state.assigned_rep_id == rep and state.recontact_on is None
+
+
+async def test_a_later_reject_without_a_day_replaces_the_earlier_call_back(stack: Stack) -> None:
+    _, handle, state = await with_rep(stack)
+    rep = state.assigned_rep_id
+    day = local_date(await stack.env.get_current_time(), "Europe/Athens") + timedelta(days=40)
+    await update(handle, "reject", RepActionInput(rep_id=rep, reason="not_ready", recontact_on=day), RepActionResult)
+    state = await stack.until(handle, lambda s: s.cycle == 1)
+    assert state.recontact_on == day
+    await handle.signal("engagement", clicks(6, first=10))  # hot again before the day: with a rep again
+    state = await stack.until(handle, awaiting_rep, skip=timedelta(days=1))
+    await update(handle, "reject", RepActionInput(rep_id=state.assigned_rep_id, reason="no_budget"), RepActionResult)
+    state = await stack.until(handle, lambda s: s.cycle == 2)
+    assert state.recontact_on is None and state.recontact_rep_id is None
+
+
+async def test_the_same_goal_sent_twice_at_once_is_applied_once(stack: Stack) -> None:
+    lead = await stack.lead()
+    handle = await stack.start(lead)
+    await stack.until(handle, lambda s: s.sends == 1)
+    goal = GoalInput(kind="converted", source="salesforce", reference="OPP-2", actor="crm")
+    first, second = await asyncio.gather(update(handle, "goal", goal), update(handle, "goal", goal))
+    assert sorted([first.applied, second.applied]) == [False, True]
+    assert (await handle.result()).stage == "converted"
+    async with stack.sessionmaker() as session:
+        goals = (await session.execute(select(Goal).where(Goal.lead_id == lead.id))).scalars().all()
+    assert len(goals) == 1
+    assert [r.type for r in await lifecycle(stack, lead.id, 2)].count("lead.goal") == 1
+
+
+async def test_a_rep_cannot_decide_once_the_crm_stopped_the_lead(stack: Stack) -> None:
+    lead, handle, state = await with_rep(stack)
+    await update(handle, "stop", StopInput(reason="account team", actor="crm"))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await update(handle, "accept", RepActionInput(rep_id=state.assigned_rep_id), RepActionResult)
+    assert "leaving nurture (stopped by crm: account team)" in str(refused.value.cause)
+    assert (await handle.result()).stage == "archived"
+    assert await dispositions(stack, lead.id) == []  # no decision recorded beside the stop
+
+
+async def test_a_stop_and_an_accept_at_once_one_wins_and_the_other_is_told(stack: Stack) -> None:
+    _, handle, state = await with_rep(stack)
+    stop = update(handle, "stop", StopInput(reason="account team", actor="crm"))
+    accept = update(handle, "accept", RepActionInput(rep_id=state.assigned_rep_id), RepActionResult)
+    results = await asyncio.gather(stop, accept, return_exceptions=True)
+    failed = [r for r in results if isinstance(r, Exception)]
+    assert len(failed) == 1 and isinstance(failed[0], WorkflowUpdateFailedError), results
+    final = (await handle.result()).stage
+    if isinstance(results[0], ChangeResult):  # the stop won: the rep hears the lead is leaving
+        assert final == "archived" and "leaving nurture" in str(failed[0].cause)
+    else:  # the rep's accept won: the stop is told a decision is under way
+        assert final == "converted" and "being applied" in str(failed[0].cause)
