@@ -21,9 +21,9 @@ from activities.email import EmailActivities, SmtpConfig
 from activities.leads import LeadActivities
 from activities.lifecycle import LifecycleActivities
 from activities.webhooks import WebhookActivities
-from leadloop.domain.models import WebhookRetry
 from leadloop.domain.templates import EmailRenderer
 from leadloop.infra.db import make_engine, make_sessionmaker
+from leadloop.infra.lifecycle_events import WebhookRoute
 from leadloop.infra.process import run_and_exit
 from leadloop.infra.settings import InsecureSettings, Settings, get_settings, setting_errors
 from leadloop.infra.temporal import connect, workflow_runner
@@ -86,13 +86,8 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
     )
     sales = AssignmentActivities(email.sessionmaker, settings.routing_file)
     leads = LeadActivities(email.sessionmaker, settings.cadence_dir, settings.scoring_file)
-    retry = WebhookRetry(
-        initial_interval=settings.webhook_retry_initial,
-        max_interval=settings.webhook_retry_max,
-        retry_for=settings.webhook_retry_for,
-        timeout=settings.webhook_timeout,
-    )
-    lifecycle = LifecycleActivities(email.sessionmaker, retry, task_queue or settings.task_queue)
+    route = WebhookRoute.of(settings, task_queue)  # the same route `forget` hands its event over on
+    lifecycle = LifecycleActivities(email.sessionmaker, route.retry, route.task_queue)
     webhooks = WebhookActivities(email.sessionmaker, settings.webhook_timeout)
     sales_path: list[Callable[..., Any]] = [
         lifecycle.record_goal,

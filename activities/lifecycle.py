@@ -2,45 +2,14 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from leadloop.domain.crm_webhooks import (
-    DELIVERY_SIGNAL,
-    DELIVERY_WORKFLOW,
-    delivery_workflow_id,
-    message_id,
-    subscribed,
-    webhook_body,
-)
-from leadloop.domain.models import (
-    LifecycleInput,
-    LifecycleResult,
-    RecordGoalInput,
-    WebhookDeliveryInput,
-    WebhookDeliverySignal,
-    WebhookRetry,
-)
-from leadloop.infra.db import Goal, Lead, LifecycleEventRow, WebhookDelivery, WebhookEndpoint, insert_new
+from leadloop.domain.models import LifecycleInput, LifecycleResult, RecordGoalInput, WebhookRetry
+from leadloop.infra.db import Goal, insert_new
+from leadloop.infra.lifecycle_events import WebhookRoute, announce, lifecycle_payload
 
-
-def lifecycle_payload(input: LifecycleInput) -> dict[str, object]:
-    """What every receiver gets of an event, whatever it may see of the person: no personal data here."""
-    score = input.score
-    return {
-        "type": input.type,
-        "lead_id": input.lead_id,
-        "cycle": input.cycle,
-        "stage": input.stage,
-        "score": score.total if score else None,
-        "score_breakdown": score.model_dump(mode="json") if score else None,
-        "cadence": input.cadence,
-        "rep_id": input.rep_id,
-        "actor": input.actor or None,
-        "data": dict(input.data),
-        "occurred_at": input.occurred_at.astimezone(UTC).isoformat(),
-    }
+__all__ = ["LifecycleActivities", "lifecycle_payload"]
 
 
 class LifecycleActivities:
@@ -61,76 +30,10 @@ class LifecycleActivities:
     async def announce(self, input: LifecycleInput) -> LifecycleResult:
         """Record the event under its key and, in the same transaction, one delivery per enabled endpoint that
         subscribes to its type; then hand each pending delivery to its (endpoint, lead) delivery workflow. A retry
-        finds the event recorded and hands the pending deliveries over again (the workflow ignores ids it has)."""
-        async with self.sessionmaker() as session:
-            recorded = await insert_new(
-                session,
-                LifecycleEventRow,
-                key=input.key,
-                lead_id=input.lead_id,
-                type=input.type,
-                cycle=input.cycle,
-                stage=input.stage,
-                actor=input.actor or None,
-                payload=lifecycle_payload(input),
-                occurred_at=input.occurred_at,
-                created_at=datetime.now(UTC),
-            )
-            event_id = await session.scalar(select(LifecycleEventRow.id).where(LifecycleEventRow.key == input.key))
-            assert event_id is not None
-            if recorded:
-                await self._fan_out(session, event_id, input)
-            await session.commit()
-            pending = (
-                await session.execute(
-                    select(WebhookDelivery.id, WebhookDelivery.endpoint_id)
-                    .where(WebhookDelivery.event_id == event_id, WebhookDelivery.status == "pending")
-                    .order_by(WebhookDelivery.id)
-                )
-            ).all()
-        for delivery_id, endpoint_id in pending:
-            await self._hand_over(delivery_id, endpoint_id, input.lead_id)
-        return LifecycleResult(recorded=recorded, deliveries=len(pending))
-
-    async def _fan_out(self, session: AsyncSession, event_id: int, input: LifecycleInput) -> None:
-        """One delivery per enabled, subscribed endpoint: its body holds only the personal data it may receive."""
-        lead = await session.get(Lead, input.lead_id)
-        endpoints = (await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True)))).all()
-        payload = lifecycle_payload(input)
-        for endpoint in endpoints:
-            if not subscribed(endpoint.event_types, input.type):
-                continue
-            fields = endpoint.personal_data if lead is not None else []
-            body = webhook_body(
-                payload,
-                external_id=lead.external_id if lead is not None else None,
-                owner=lead.owner if lead is not None else None,
-                person={name: getattr(lead, name) for name in fields if getattr(lead, name) is not None},
-            )
-            await insert_new(
-                session,
-                WebhookDelivery,
-                endpoint_id=endpoint.id,
-                event_id=event_id,
-                lead_id=input.lead_id,
-                message_id=message_id(input.key, endpoint.id),
-                status="pending",
-                attempts=0,
-                body=body,
-                created_at=datetime.now(UTC),
-            )
-
-    async def _hand_over(self, delivery_id: int, endpoint_id: int, lead_id: int) -> None:
-        """Signal-with-start the (endpoint, lead) delivery workflow: one run at a time keeps the lead's order."""
-        await activity.client().start_workflow(
-            DELIVERY_WORKFLOW,
-            WebhookDeliveryInput(endpoint_id=endpoint_id, lead_id=lead_id, retry=self.webhook_retry),
-            id=delivery_workflow_id(endpoint_id, lead_id),
-            task_queue=self.webhook_task_queue or activity.info().task_queue,
-            start_signal=DELIVERY_SIGNAL,
-            start_signal_args=[WebhookDeliverySignal(delivery_id=delivery_id)],
-            static_summary=f"lead {lead_id}'s lifecycle webhooks to endpoint {endpoint_id}",
-        )
+        finds the event recorded and hands the pending deliveries over again (the workflow ignores ids it has).
+        (`leadloop.infra.lifecycle_events`, which erasure's event goes through too.)"""
+        route = WebhookRoute(self.webhook_task_queue or activity.info().task_queue, self.webhook_retry)
+        return await announce(self.sessionmaker, activity.client(), input, route)
 
     @activity.defn(name="record_goal")
     async def record_goal(self, input: RecordGoalInput) -> bool:

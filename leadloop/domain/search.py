@@ -2,7 +2,7 @@
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from temporalio.common import SearchAttributeKey
 
@@ -91,12 +91,25 @@ def _literal(value: str) -> str:
     return f"'{value}'"
 
 
-def segment_query(filter: SegmentFilter, now: datetime) -> str:
-    """A segment's visibility query over every lead workflow (running or not: the caller adds ExecutionStatus).
+#: Which runs a segment's query lists: every run, the running ones, or the ones a lead left behind when its
+#: nurture ended (not the runs each cycle continues as new from: those are over, the lead is not)
+RunStatus = Literal["any", "running", "ended"]
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+_STATUS_CLAUSE: dict[str, str] = {
+    "any": "",
+    "running": "ExecutionStatus = 'Running'",
+    "ended": "ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew'",
+}
+
+
+def segment_query(filter: SegmentFilter, now: datetime, status: RunStatus = "any") -> str:
+    """A segment's visibility query over the lead workflows' runs of `status`.
 
     Every value comes from a validated SegmentFilter (stages from STAGES, names and tags by their patterns,
     numbers as int) and is quoted again here, so no text of a user's becomes query syntax.
     """
+    if status not in RUN_STATUSES:
+        raise ValueError(f"unknown run status {status!r}; one of: {', '.join(RUN_STATUSES)}")
     clauses = ["WorkflowType = 'LeadNurtureWorkflow'"]
     if filter.stage:
         stages = [stage for stage in filter.stage if stage in STAGES]
@@ -121,6 +134,8 @@ def segment_query(filter: SegmentFilter, now: datetime) -> str:
         clauses.append(f"({LAST_ENGAGED_AT.name} < {moment} OR {LAST_ENGAGED_AT.name} IS NULL)")
     if filter.last_engaged_after is not None:
         clauses.append(f"{LAST_ENGAGED_AT.name} >= {_instant(resolve_moment(filter.last_engaged_after, now))}")
+    if _STATUS_CLAUSE[status]:
+        clauses.append(_STATUS_CLAUSE[status])
     return " AND ".join(clauses)
 
 

@@ -1,4 +1,4 @@
-"""Bulk actions over a segment (pause, resume, stop, move, tag): each lead through LeadClient, paced, idempotent.
+"""Bulk actions over a segment (pause, resume, stop, move, tag, enrol): each lead on its own, paced, idempotent.
 
 Why the SDK's listing and not Temporal's server batch operations: a batch operation signals or terminates
 blindly, while each of these actions first looks at the lead (its stage, its cadence, its tags in the database)
@@ -7,6 +7,9 @@ batch operations do not send; the pace is ours to set (`rate`), so a large segme
 and the summary names every lead that failed, and why. The listing is Temporal's visibility, which follows
 changes within moments: a lead changed a moment ago may still be listed under its old attributes, and the
 action then finds it so already.
+
+Enrol is the other way round: it acts on the segment's leads whose nurture has ended (their last run matched),
+each re-enrolled as a new run of lead-<id> (`lead_changes.reenrol`, which keeps suppressed and erased leads out).
 """
 
 import asyncio
@@ -30,21 +33,23 @@ from leadloop.domain.search import LEAD_TAGS
 from leadloop.domain.segments import CADENCE_NAME
 from leadloop.domain.text import CONTROL_RE
 from leadloop.infra.db import Lead, LeadTag, insert_for
+from leadloop.infra.settings import Settings
+from leadloop.services.lead_changes import ChangeRefused, flow_of, reenrol
 from leadloop.services.lead_client import LeadClient
 from leadloop.services.operations import HOLDABLE
 from leadloop.services.segments import SavedSegment
 
-Action = Literal["pause", "resume", "stop", "move", "tag"]
+Action = Literal["pause", "resume", "stop", "move", "tag", "enrol"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
 Result = Literal["changed", "already", "failed"]
 DEFAULT_RATE = 20.0
 MAX_RATE = 500.0
-# the runs a lead leaves behind when it ends for good (not the runs each cycle continues as new from)
-ENDED = " AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew'"
+#: lead ids per look-up of their latest runs (a visibility query's IN list stays short)
+LATEST_BATCH = 100
 
 
 class BulkError(ValueError):
-    """A bulk action that cannot run as asked (no cadence for move, no tags for tag...); nothing was done."""
+    """A bulk action that cannot run as asked (no cadence for move or enrol, no tags for tag...); nothing was done."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,8 @@ def check_request(request: BulkRequest, cadence_known: Callable[[str], bool] | N
     """The request with its tags normalised; BulkError names what is wrong before any lead is touched.
 
     Args:
-        cadence_known: whether a cadence of this name loads (move): the CLI and API pass the cadence folder's.
+        cadence_known: whether a cadence of this name loads (move, enrol): the CLI and API pass the cadence
+            folder's.
     """
     if request.action not in ACTIONS:
         raise BulkError(f"unknown action {request.action!r}; one of: {', '.join(ACTIONS)}")
@@ -80,9 +86,10 @@ def check_request(request: BulkRequest, cadence_known: Callable[[str], bool] | N
         raise BulkError("reason: at most 500 characters")
     if CONTROL_RE.search(request.reason):  # it goes into each lead's history and lifecycle event as one line
         raise BulkError("reason: one line, without control characters")
-    if request.action == "move":
+    if request.action in ("move", "enrol"):
         if not request.cadence:
-            raise BulkError("move needs the cadence to move the leads to (--cadence)")
+            to = "move the leads to" if request.action == "move" else "enrol the ended leads on"
+            raise BulkError(f"{request.action} needs the cadence to {to} (--cadence)")
         if not CADENCE_NAME.fullmatch(request.cadence):
             raise BulkError(f"{request.cadence!r} is not a cadence name")
         if cadence_known is not None and not cadence_known(request.cadence):
@@ -107,7 +114,8 @@ def check_request(request: BulkRequest, cadence_known: Callable[[str], bool] | N
 
 @dataclass(frozen=True)
 class Target:
-    """A lead the segment matched: its id, and the tags its workflow shows (None: its workflow has ended)."""
+    """A lead the segment matched: its id, and the tags its workflow shows (None: its workflow has ended; for
+    enrol, a lead that runs again has its tags, and is enrolled already)."""
 
     lead_id: int
     tags: tuple[str, ...] | None
@@ -154,18 +162,55 @@ def _lead_id(execution: WorkflowExecution) -> int | None:
 
 async def targets(client: Client, segment: SavedSegment, action: Action) -> list[Target]:
     """The leads an action over the segment acts on, ordered by id: its running leads; for stop also the leads
-    that match but ended (counted as stopped already)."""
+    that match but ended (counted as stopped already); for enrol the leads that ended on a matching run."""
+    if action == "enrol":
+        return await ended_targets(client, segment)
     found: dict[int, Target] = {}
     async for execution in client.list_workflows(segment.query()):
         lead_id = _lead_id(execution)
         if lead_id is not None and execution.status == WorkflowExecutionStatus.RUNNING:
             found[lead_id] = Target(lead_id, tuple(execution.typed_search_attributes.get(LEAD_TAGS) or ()))
     if action == "stop":
-        async for execution in client.list_workflows(segment.query(running=False) + ENDED):
+        async for execution in client.list_workflows(segment.query(status="ended")):
             lead_id = _lead_id(execution)
             if lead_id is not None and lead_id not in found:
                 found[lead_id] = Target(lead_id, None)
     return [found[lead_id] for lead_id in sorted(found)]
+
+
+async def ended_targets(client: Client, segment: SavedSegment) -> list[Target]:
+    """The segment's leads whose nurture ended, once each (a lead ended, re-enrolled and ended again has several
+    ended runs), ordered by id. A lead counts by its latest run: ended on one the segment matched, it is a target;
+    running again, it is a target enrolled already; ended since on a run the segment does not match, it is not."""
+    matched: dict[int, set[str]] = {}
+    async for execution in client.list_workflows(segment.query(status="ended")):
+        lead_id = _lead_id(execution)
+        if lead_id is not None:
+            matched.setdefault(lead_id, set()).add(execution.run_id)
+    ids = sorted(matched)
+    found: list[Target] = []
+    for start in range(0, len(ids), LATEST_BATCH):
+        batch = ids[start : start + LATEST_BATCH]
+        latest: dict[int, WorkflowExecution] = {}
+        listed = ", ".join(f"'lead-{int(lead_id)}'" for lead_id in batch)
+        async for execution in client.list_workflows(
+            f"WorkflowType = 'LeadNurtureWorkflow' AND WorkflowId IN ({listed})"
+        ):
+            lead_id = _lead_id(execution)
+            if lead_id is None or lead_id not in matched:
+                continue
+            seen = latest.get(lead_id)
+            if seen is None or execution.start_time > seen.start_time:
+                latest[lead_id] = execution
+        for lead_id in batch:
+            run = latest.get(lead_id)
+            if run is None:  # every run deleted meanwhile (`forget`)
+                continue
+            if run.status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
+                found.append(Target(lead_id, tuple(run.typed_search_attributes.get(LEAD_TAGS) or ())))
+            elif run.run_id in matched[lead_id]:
+                found.append(Target(lead_id, None))
+    return found
 
 
 class Pace:
@@ -188,14 +233,21 @@ async def run_bulk(
     found: list[Target],
     request: BulkRequest,
     progress: Callable[[Outcome], Awaitable[None] | None] | None = None,
+    settings: Settings | None = None,
 ) -> Summary:
-    """Apply the (checked) request to each lead in turn at its pace; one lead's failure does not stop the rest."""
+    """Apply the (checked) request to each lead in turn at its pace; one lead's failure does not stop the rest.
+
+    Args:
+        settings: where enrol finds the cadences, scoring and task queues (enrol needs them).
+    """
+    if request.action == "enrol" and settings is None:
+        raise BulkError("enrol needs leadloop's settings (cadences, scoring, task queues)")
     summary = Summary(action=request.action, matched=len(found))
     pace = Pace(request.rate)
     for target in found:
         await pace.wait()
         try:
-            outcome = await apply(client, sessions, target, request)
+            outcome = await apply(client, sessions, target, request, settings)
         except Exception as exc:  # reported with the lead, never the end of the run
             outcome = Outcome(target.lead_id, "failed", _why(exc))
         summary.add(outcome)
@@ -222,12 +274,19 @@ def _ended(exc: RPCError) -> bool:
 
 
 async def apply(
-    client: Client, sessions: async_sessionmaker[AsyncSession], target: Target, request: BulkRequest
+    client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    target: Target,
+    request: BulkRequest,
+    settings: Settings | None = None,
 ) -> Outcome:
     """One lead: changed, already so, or failed with why."""
     lead_id = target.lead_id
     if request.action == "tag":
         return await _tag(client, sessions, target, request)
+    if request.action == "enrol":
+        assert settings is not None  # run_bulk: enrol has its settings
+        return await _enrol(client, sessions, settings, target, request)
     if target.tags is None:
         return Outcome(lead_id, "already", "its workflow has ended")
     lead = LeadClient(client, lead_id)
@@ -247,6 +306,34 @@ async def apply(
         if _ended(exc):
             return Outcome(lead_id, "already", "its workflow has ended")
         raise
+
+
+async def _enrol(
+    client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    target: Target,
+    request: BulkRequest,
+) -> Outcome:
+    """A new run of lead-<id> on the cadence; a lead running again is enrolled already, a suppressed or erased one
+    stays out (reenrol says why)."""
+    lead_id = target.lead_id
+    if target.tags is not None:
+        return Outcome(lead_id, "already", "running again already")
+    assert request.cadence is not None  # check_request: enrol has its cadence
+    try:
+        flow = await reenrol(sessions, client, settings, lead_id, request.cadence, request.actor or "bulk")
+    except ChangeRefused as exc:
+        # started since the listing (by another run of this action, or by hand): enrolled already
+        if (await flow_of(client, lead_id)).running:
+            return Outcome(lead_id, "already", "running again already")
+        # without the lead's id, so the summary groups the leads refused for the same reason
+        return Outcome(lead_id, "failed", str(exc).removeprefix(f"lead {lead_id} "))
+    if flow == "already_running":
+        return Outcome(lead_id, "already", "running again already")
+    if flow != "started":
+        return Outcome(lead_id, "failed", f"not started ({flow.replace('_', ' ')})")
+    return Outcome(lead_id, "changed", f"re-enrolled on '{request.cadence}'")
 
 
 async def _hold(lead: LeadClient, request: BulkRequest) -> Outcome:
@@ -300,7 +387,7 @@ async def _write_tags(session: AsyncSession, lead_id: int, added: set[str], remo
 
 
 def cadence_loads(cadence_dir: Path) -> Callable[[str], bool]:
-    """Whether a cadence of that name is in the folder and loads (what `move` may move leads to)."""
+    """Whether a cadence of that name is in the folder and loads (what `move` and `enrol` may put leads on)."""
 
     def known(name: str) -> bool:
         try:

@@ -10,6 +10,11 @@ list, so intake refuses them for good. On SQLite the WAL is then checkpointed an
 failure half-way leaves the lead findable, so running `forget` again finishes the job. Counts, times and
 outcomes stay, without the person, so reports still add up.
 
+The CRM hears it as `lead.suppressed` with reason `erasure`, recorded in the erasure's own transaction, after
+the wipe (which empties the bodies of the lead's earlier deliveries and lets none of them go out), through the
+same path as every lifecycle event (`leadloop.infra.lifecycle_events`), and without any personal data: its
+body has the lead's id, a null external id and owner, and no `person`, whatever the endpoint may receive.
+
 (Deleting the running execution directly, rather than terminating it and then deleting it, matters on the
 dev server: a terminated execution is only deleted about 30 s later, once its closed visibility record is
 in place; a running one is gone at once.)"""
@@ -17,7 +22,7 @@ in place; a running one is gone at once.)"""
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
@@ -26,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from leadloop.domain.intake import PROFILE_FIELDS, normalise_email
 from leadloop.domain.mail import email_hash
+from leadloop.domain.models import LifecycleInput
 from leadloop.infra.db import (
     OPEN,
     WAITING,
@@ -33,6 +39,7 @@ from leadloop.infra.db import (
     EngagementEvent,
     FormerAddress,
     Lead,
+    LifecycleEventRow,
     Outbox,
     Suppression,
     WebhookAttempt,
@@ -40,6 +47,7 @@ from leadloop.infra.db import (
     close_assignments,
     insert_for,
 )
+from leadloop.infra.lifecycle_events import WebhookRoute, hand_over, record_event
 from leadloop.services.enrollment import workflow_id
 from leadloop.services.inbound import forget_inbound
 
@@ -61,6 +69,7 @@ class Erasure:
     handovers_closed: int = 0
     already_erased: bool = False
     wal_truncated: bool | None = None  # SQLite only: whether the checkpoint emptied the WAL
+    webhooks: int = 0  # the CRM's endpoints handed lead.suppressed (erasure)
 
 
 def erased_address(lead_id: int) -> str:
@@ -101,8 +110,18 @@ async def find_lead(session: AsyncSession, target: int | str) -> Lead | None:
     return await session.get(Lead, ids[0]) if ids else None
 
 
-async def forget(sessionmaker: async_sessionmaker[AsyncSession], client: Client, who: str | int) -> Erasure:
-    """Erase the person `who` names: a lead id, their address, or an address their lead had before."""
+async def forget(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: Client,
+    who: str | int,
+    *,
+    webhooks: WebhookRoute | None = None,
+) -> Erasure:
+    """Erase the person `who` names: a lead id, their address, or an address their lead had before.
+
+    Args:
+        webhooks: where lead.suppressed's delivery workflows run (`WebhookRoute.of(settings)`).
+    """
     target = parse_target(who) if isinstance(who, str) else who
     email = target if isinstance(target, str) else None
     result = Erasure(email_hash=email_hash(email) if email else None)
@@ -114,12 +133,57 @@ async def forget(sessionmaker: async_sessionmaker[AsyncSession], client: Client,
         if not result.already_erased:  # (again: only a hand-over an older release left open is closed)
             result.ended_workflow, result.runs_deleted = await _delete_runs(client, lead.id)
     async with sessionmaker() as session:
+        told = await _erasure_event(session, lead) if lead is not None and not result.already_erased else None
         rows = await erase_in_database(session, email, lead.id if lead else None)
+        if told is not None:  # after the wipe, in its transaction: both or neither, and no personal data in it
+            await record_event(session, told, personal=False)
         await session.commit()
     result.handovers_closed = rows.pop("handovers_closed", 0)
     result.rows = rows
+    if lead is not None:  # again too: a first run that stopped before the hand-over is finished here
+        result.webhooks = await _tell_crm(sessionmaker, client, lead.id, webhooks or WebhookRoute())
     result.wal_truncated = await _truncate_wal(sessionmaker)
     return result
+
+
+def erasure_key(lead_id: int) -> str:
+    """The key of the lead's one lead.suppressed (erasure): a lead is erased once."""
+    return f"lead-{lead_id}.erasure"
+
+
+async def _erasure_event(session: AsyncSession, lead: Lead) -> LifecycleInput:
+    """lead.suppressed with reason erasure, in the cycle of the lead's last event and on its cadence (neither is
+    personal data): what the CRM needs to stop working the lead, and nothing of the person."""
+    cycle = await session.scalar(select(func.max(LifecycleEventRow.cycle)).where(LifecycleEventRow.lead_id == lead.id))
+    return LifecycleInput(
+        key=erasure_key(lead.id),
+        lead_id=lead.id,
+        type="lead.suppressed",
+        cycle=cycle or 0,
+        stage="suppressed",
+        cadence=lead.cadence,
+        data={"reason": "erasure"},
+        occurred_at=datetime.now(UTC),
+    )
+
+
+async def _tell_crm(
+    sessionmaker: async_sessionmaker[AsyncSession], client: Client, lead_id: int, route: WebhookRoute
+) -> int:
+    """Hand the erasure event's pending deliveries to their delivery workflows; how many."""
+    async with sessionmaker() as session:
+        event_id = await session.scalar(
+            select(LifecycleEventRow.id).where(LifecycleEventRow.key == erasure_key(lead_id))
+        )
+    if event_id is None:  # erased before erasure told the CRM (an older release): nothing to hand over
+        return 0
+    try:
+        return await hand_over(sessionmaker, client, event_id, lead_id, route)
+    except (RPCError, RuntimeError) as exc:
+        raise ErasureError(
+            f"lead {lead_id} is erased, but its lead.suppressed could not be handed to the CRM's webhooks ({exc}); "
+            "run `forget` again"
+        ) from None
 
 
 async def erase_in_database(session: AsyncSession, email: str | None, lead_id: int | None) -> dict[str, int]:

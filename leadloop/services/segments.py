@@ -9,12 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from leadloop.domain.crm import CrmInputError, check_actor
-from leadloop.domain.search import segment_query
+from leadloop.domain.search import RunStatus, segment_query
 from leadloop.domain.segments import SegmentError, SegmentFilter, check_segment_name, parse_filter, stored
 from leadloop.domain.text import CONTROL_RE
 from leadloop.infra.db import Segment
 
-RUNNING = " AND ExecutionStatus = 'Running'"
 MAX_DESCRIPTION = 500
 
 
@@ -36,10 +35,9 @@ class SavedSegment:
     created_by: str
     created_at: datetime
 
-    def query(self, now: datetime | None = None, *, running: bool = True) -> str:
+    def query(self, now: datetime | None = None, *, status: RunStatus = "running") -> str:
         """Its visibility query now ('30d' bounds resolve against `now`); running leads only unless asked."""
-        query = segment_query(self.filter, now or datetime.now(UTC))
-        return query + RUNNING if running else query
+        return segment_query(self.filter, now or datetime.now(UTC), status)
 
 
 def _saved(row: Segment) -> SavedSegment:

@@ -159,6 +159,7 @@ def forget(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
 ) -> None:
     """Erase a person (GDPR): end their workflow, close their hand-over, remove their data, keep only hashes."""
+    from leadloop.infra.lifecycle_events import WebhookRoute
     from leadloop.services.erasure import ErasureError, parse_target
     from leadloop.services.erasure import forget as erase
 
@@ -177,7 +178,7 @@ def forget(
     async def run() -> "Erasure":
         client = await temporal(settings, then="nothing was changed")
         async with database(settings) as sessions:
-            return await erase(sessions, client, target)
+            return await erase(sessions, client, target, webhooks=WebhookRoute.of(settings))
 
     try:
         done = asyncio.run(run())
@@ -207,3 +208,9 @@ def say_erased(done: "Erasure") -> None:
         f"personal data removed ({rows}){closed}; the hashes of its addresses stay on the suppression list",
         highlight=False,
     )
+    if done.webhooks:
+        console.print(
+            f"the CRM is told: lead.suppressed (erasure), without personal data, to {done.webhooks} webhook "
+            "endpoint(s)",
+            highlight=False,
+        )

@@ -165,7 +165,7 @@ def segment_remove(name: NAME) -> None:
     console.print(f"segment '{name}' removed")
 
 
-ACTION_HELP = "pause, resume, stop (--reason), move (--cadence) or tag (--add, --remove)"
+ACTION_HELP = "pause, resume, stop (--reason), move (--cadence), tag (--add, --remove) or enrol (--cadence)"
 
 
 def bulk(
@@ -174,18 +174,19 @@ def bulk(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only count the leads it would act on")] = False,
     rate: Annotated[float, typer.Option(help="leads a second, at most")] = 20.0,
     reason: Annotated[str, typer.Option(help="why (recorded in each lead's history; stop needs one)")] = "",
-    cadence: Annotated[str | None, typer.Option(help="move: the cadence to move the leads to")] = None,
+    cadence: Annotated[
+        str | None, typer.Option(help="move: the cadence to move the leads to; enrol: the ended leads' new cadence")
+    ] = None,
     add: Annotated[list[str] | None, typer.Option("--add", help="tag: a tag to add, repeatable")] = None,
     remove: Annotated[list[str] | None, typer.Option("--remove", help="tag: a tag to remove, repeatable")] = None,
     actor: Annotated[str, typer.Option(help="who asks (recorded in each lead's history)")] = "cli",
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
 ) -> None:
-    """Act on every running lead of a segment, at a pace; running it again changes nothing more."""
+    """Act on every running lead of a segment (enrol: every lead whose nurture ended), at a pace; running it again
+    changes nothing more."""
     from leadloop.services.bulk import BulkError, BulkRequest, cadence_loads, check_request
 
     settings = get_settings()
-    if action == "enrol":
-        raise fail("enrol is not available yet: re-enrolling ended leads needs the lead-changes service")
     try:
         request = check_request(
             BulkRequest(
@@ -205,9 +206,13 @@ def bulk(
     found = asyncio.run(_targets(settings, saved, request))
     acting = sum(1 for target in found if target.tags is not None)
     ended = len(found) - acting
-    ended_note = f" and {ended} ended" if ended else ""
+    if request.action == "enrol":  # the other way round: it acts on the ended leads
+        acting, ended = ended, acting
+        reach = f"{acting} ended lead(s)" + (f" and {ended} running again" if ended else "")
+    else:
+        reach = f"{acting} running lead(s)" + (f" and {ended} ended" if ended else "")
     if dry_run:
-        console.print(f"dry run: {request.action} would reach {acting} running lead(s){ended_note} of '{segment}'")
+        console.print(f"dry run: {request.action} would reach {reach} of '{segment}'", highlight=False)
         return
     if not yes and found:
         if not sys.stdin.isatty():
@@ -235,7 +240,7 @@ async def _run(settings: Settings, found: "list[Target]", request: "BulkRequest"
             def advance(_: "Outcome") -> None:
                 progress.advance(task)
 
-            return await run_bulk(client, sessions, found, request, advance)
+            return await run_bulk(client, sessions, found, request, advance, settings)
 
 
 def say_summary(segment: str, summary: "Summary") -> None:

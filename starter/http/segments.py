@@ -74,10 +74,12 @@ class SegmentCount(BaseModel):
 
 
 class ActionIn(BaseModel):
-    action: Literal["pause", "resume", "stop", "move", "tag"]
+    action: Literal["pause", "resume", "stop", "move", "tag", "enrol"]
     dry_run: bool = False
     reason: str = Field(default="", max_length=500, description="recorded in each lead's history; stop needs one")
-    cadence: str | None = Field(default=None, description="move: the cadence the leads go on with")
+    cadence: str | None = Field(
+        default=None, description="move: the cadence the leads go on with; enrol: the ended leads' new cadence"
+    )
     add: list[str] = Field(default_factory=list, max_length=20, description="tag: tags to add")
     remove: list[str] = Field(default_factory=list, max_length=20, description="tag: tags to remove")
     rate: float = Field(default=DEFAULT_RATE, gt=0, le=MAX_RATE, description="leads a second, at most")
@@ -92,7 +94,10 @@ class ActionOut(BaseModel):
     segment: str
     action: str
     dry_run: bool
-    matched: int = Field(description="leads the action reached (for stop, ended leads of the segment too)")
+    matched: int = Field(
+        description="leads the action reached (for stop, ended leads of the segment too; for enrol, its ended "
+        "leads and those running again)"
+    )
     changed: int = 0
     already: int = Field(default=0, description="were so already: nothing done to them")
     failed: int = 0
@@ -201,7 +206,8 @@ async def get_segment_count(name: SegmentName, sessions: Sessions, temporal: Tem
 async def post_segment_action(
     name: SegmentName, body: ActionIn, caller: Marketer, settings: AppSettings, sessions: Sessions, temporal: Temporal
 ) -> ActionOut:
-    """Pause, resume, stop, move or tag every running lead of the segment, at `rate`; a dry run only counts.
+    """Pause, resume, stop, move or tag every running lead of the segment, or enrol every lead of it whose nurture
+    ended (a new run on `cadence`; suppressed and erased leads stay out), at `rate`; a dry run only counts.
     Idempotent: what is so already is counted as `already` and left alone."""
     request = BulkRequest(
         action=body.action,
@@ -224,7 +230,7 @@ async def post_segment_action(
         raise HTTPException(503, f"Temporal is unreachable: {exc}") from None
     if body.dry_run:
         return ActionOut(segment=name, action=request.action, dry_run=True, matched=len(found))
-    summary = await run_bulk(client, sessions, found, request)
+    summary = await run_bulk(client, sessions, found, request, settings=settings)
     log.info(
         "%s over segment %s by %s: %d changed, %d already, %d failed",
         request.action,

@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from leadloop.domain.cadence import Cadence, Escalation
+from leadloop.domain.crm_webhooks import delivery_workflow_id
 from leadloop.domain.mail import email_hash
 from leadloop.domain.models import EngagementEvent as Event
 from leadloop.domain.models import EngagementInput, SendEmailInput, SendEmailResult
@@ -29,6 +30,7 @@ from leadloop.infra.db import (
     Outbox,
     Rep,
     Suppression,
+    WebhookDelivery,
     make_engine,
     make_sessionmaker,
 )
@@ -397,10 +399,15 @@ async def test_forget_reaches_a_changed_address_a_hand_over_and_the_files(
 
                 code, _, err = await run(leadloop, "forget", str(first + 999), "--yes", env=env)
                 assert code == 1 and f"no lead {first + 999}; nothing was changed" in err
+                # a CRM endpoint that may receive the address: erasure's lead.suppressed still carries none of her
+                hook = ("webhooks", "add", "http://127.0.0.1:9/hooks", "--name", "crm", "--personal-data", "email")
+                code, _, err = await run(leadloop, *hook, env=env)
+                assert code == 0, err
                 code, out, err = await run(leadloop, "forget", "zoe.old@example.gr", "--yes", env=env)
                 assert code == 0, err
                 assert f"lead {zoe} erased: workflow ended, 1 Temporal run(s) deleted" in out
                 assert "1 open hand-over(s) closed" in out and "warning" not in err
+                assert "the CRM is told: lead.suppressed (erasure), without personal data, to 1 webhook" in out
 
                 # neither address comes back through an edit
                 refused = await http.patch(f"/leads/{kim}", json={"email": "zoe.new@example.gr"}, headers=key)
@@ -420,6 +427,14 @@ async def test_forget_reaches_a_changed_address_a_hand_over_and_the_files(
             assert (await session.get(Assignment, f"lead-{zoe}.c0.a1")).status == "closed"
         code, out, err = await run(leadloop, "forget", str(zoe), "--yes", env=env)
         assert code == 0 and f"lead {zoe} was erased earlier" in out, err
+        async with maker() as session:
+            told = (await session.execute(select(WebhookDelivery.lead_id, WebhookDelivery.status))).all()
+        assert told == [(zoe, "pending")]  # handed to its delivery workflow (no worker runs it here)
     finally:
         await client.get_workflow_handle(workflow_id(kim)).terminate("test over")
+        async with maker() as session:
+            for endpoint_id, lead_id in (
+                await session.execute(select(WebhookDelivery.endpoint_id, WebhookDelivery.lead_id))
+            ).all():
+                await client.get_workflow_handle(delivery_workflow_id(endpoint_id, lead_id)).terminate("test over")
         await engine.dispose()

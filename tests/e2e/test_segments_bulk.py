@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 
 from leadloop import PROJECT_ROOT
 from leadloop.domain.cadence import Cadence, Escalation
+from leadloop.domain.mail import email_hash
 from leadloop.domain.models import EngagementEvent as Event
 from leadloop.domain.models import (
     EngagementInput,
@@ -32,13 +33,15 @@ from leadloop.domain.models import (
     LoadCycleResult,
     SendEmailInput,
     SendEmailResult,
+    StopInput,
 )
 from leadloop.domain.scoring import LeadProfile, ScoringConfig
-from leadloop.infra.db import Lead, LeadTag, Segment, make_engine, make_sessionmaker
+from leadloop.infra.db import Lead, LeadTag, Segment, Suppression, make_engine, make_sessionmaker
 from leadloop.infra.migrate import upgrade_database
 from leadloop.infra.temporal import workflow_runner
 from leadloop.services.api_keys import create_key
 from leadloop.services.enrollment import start_lead, workflow_id
+from leadloop.services.lead_client import LeadClient
 from starter.api import create_app
 from tests.conftest import BIN, client_address, with_pydantic
 from tests.e2e.test_drip_whole_stack import run
@@ -363,7 +366,8 @@ async def test_bad_segments_and_bad_actions_change_nothing(stack: Stack) -> None
         ("bulk", "tag", "ours", "--add", "x", "--remove", "x", "--yes"): "'x' is both added and removed",
         ("bulk", "pause", "ours", "--rate", "0", "--yes"): "rate must be above 0",
         ("bulk", "pause", "nobody", "--yes"): "no segment named 'nobody'",
-        ("bulk", "enrol", "ours", "--yes"): "enrol is not available yet",
+        ("bulk", "enrol", "ours", "--yes"): "enrol needs the cadence",
+        ("bulk", "enrol", "ours", "--cadence", "nowhere", "--yes"): "no cadence named 'nowhere'",
         ("segment", "count", "nobody"): "no segment named 'nobody'",
         ("segment", "remove", "nobody"): "no segment named 'nobody'",
     }
@@ -413,9 +417,78 @@ async def test_the_api_saves_counts_and_acts_under_the_marketing_scope(stack: St
         assert all([await stack.db_tags(lead_id) == set() for lead_id in stack.all])
         bad_move = await http.post("/segments/hot/actions", json={"action": "move"}, headers=marketing)
         assert bad_move.status_code == 422 and "move needs the cadence" in bad_move.json()["detail"][0]["msg"]
+        enrol = {"action": "enrol", "cadence": "nowhere"}
+        bad_enrol = await http.post("/segments/hot/actions", json=enrol, headers=marketing)
+        assert bad_enrol.status_code == 422 and "no cadence named 'nowhere'" in bad_enrol.json()["detail"][0]["msg"]
+        enrol = {"action": "enrol", "cadence": "nurture-later", "dry_run": True}
+        assert (await http.post("/segments/hot/actions", json=enrol, headers=sales)).status_code == 403
+        none_ended = await http.post("/segments/hot/actions", json=enrol, headers=marketing)
+        assert none_ended.status_code == 200 and none_ended.json()["matched"] == 0  # its two leads still run
         done = await http.post("/segments/hot/actions", json=action, headers=marketing)
         assert done.status_code == 200, done.text
         assert (done.json()["matched"], done.json()["changed"], done.json()["already"]) == (2, 2, 0)
         assert [await stack.db_tags(lead_id) for lead_id in stack.all] == [{"webinar"}] * 2 + [set()] * 3
         again = await http.post("/segments/hot/actions", json=action, headers=marketing)
         assert (again.json()["changed"], again.json()["already"]) == (0, 2)
+
+
+@pytest.mark.e2e
+async def test_bulk_enrol_re_enrols_the_segments_ended_leads_once_and_keeps_suppressed_ones_out(stack: Stack) -> None:
+    mark = f"t{uuid.uuid4().hex[:8]}"  # this test's own tag: a segment over it matches no other test's leads
+    await stack.cli("segment", "add", "ours", "--cadence", stack.cadence)
+    code, _, err = await stack.cli("bulk", "tag", "ours", "--add", mark, "--yes")
+    assert code == 0, err
+    await stack.until(lambda: _equal(stack.count(f"LeadTags = '{mark}' AND ExecutionStatus = 'Running'"), 5), "tagged")
+    await stack.cli("segment", "add", "cold", "--cadence", stack.cadence, "--max-score", "10")
+    code, out, err = await stack.cli("bulk", "stop", "cold", "--reason", "season over", "--yes")
+    assert code == 0 and "3 changed" in out, err
+    kept_out = stack.cold[2]
+    async with stack.sessions() as session:
+        session.add(Suppression(email_hash=email_hash(f"l{kept_out}@example.com"), reason="unsubscribe"))
+        await session.commit()
+    # over the tag alone: the cold leads' ended runs match, the hot leads' running ones are not ended
+    code, _, err = await stack.cli("segment", "add", "gone", "--tag", mark)
+    assert code == 0, err
+    ended = f"LeadTags = '{mark}' AND ExecutionStatus = 'Completed'"
+    await stack.until(lambda: _equal(stack.count(ended), 3), "the three ended runs show in visibility")
+
+    async def statuses() -> dict[int, WorkflowExecutionStatus | None]:
+        return {i: (await stack.client.get_workflow_handle(workflow_id(i)).describe()).status for i in stack.all}
+
+    async def latest_runs() -> dict[int, str | None]:
+        return {i: (await stack.client.get_workflow_handle(workflow_id(i)).describe()).run_id for i in stack.all}
+
+    running, completed = WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED
+    before = await latest_runs()
+    code, out, err = await stack.cli("bulk", "enrol", "gone", "--cadence", "nurture-later", "--dry-run")
+    assert code == 0 and "dry run: enrol would reach 3 ended lead(s) of 'gone'" in out, err
+    assert await latest_runs() == before  # the dry run started nothing
+    assert await statuses() == {**dict.fromkeys(stack.hot, running), **dict.fromkeys(stack.cold, completed)}
+
+    code, out, err = await stack.cli("bulk", "enrol", "gone", "--cadence", "nurture-later", "--actor", "ops", "--yes")
+    assert code == 0, err
+    assert "enrol over 'gone': 3 lead(s); 2 changed, 0 already so, 1 failed" in out
+    assert f"failed (1): is suppressed (unsubscribe); it stays out of nurture: lead {kept_out}" in out
+    back = stack.cold[:2]
+    assert await statuses() == {**dict.fromkeys([*stack.hot, *back], running), kept_out: completed}
+    for lead_id in back:
+        state = await stack.state(lead_id)
+        assert (state.cadence, state.stage) == ("nurture-later", "nurturing")
+    first = await latest_runs()
+    assert [first[i] != before[i] for i in stack.all] == [False, False, True, True, False]  # a new run: the two
+
+    # again: the two run already, the suppressed one is still kept out; nothing more starts
+    code, out, err = await stack.cli("bulk", "enrol", "gone", "--cadence", "nurture-later", "--yes")
+    assert code == 0 and "enrol over 'gone': 3 lead(s); 0 changed, 2 already so, 1 failed" in out, err
+    assert await latest_runs() == first
+
+    # ended again, the two have two ended runs each that match (the tag went on with them): still once each
+    for lead_id in back:
+        await LeadClient(stack.client, lead_id).stop(StopInput(actor="t", reason="no answer"))
+    await stack.until(lambda: _equal(stack.count(ended), 5), "five ended runs of three leads")
+    code, out, err = await stack.cli("bulk", "enrol", "gone", "--cadence", "nurture-later", "--dry-run")
+    assert code == 0 and "dry run: enrol would reach 3 ended lead(s) of 'gone'" in out, err
+    code, out, err = await stack.cli("bulk", "enrol", "gone", "--cadence", "nurture-later", "--yes")
+    assert code == 0 and "enrol over 'gone': 3 lead(s); 2 changed, 0 already so, 1 failed" in out, err
+    second = await latest_runs()
+    assert [second[i] != first[i] for i in stack.all] == [False, False, True, True, False]

@@ -41,6 +41,18 @@ def test_one_stage_may_be_given_as_a_string_and_an_empty_filter_is_every_lead() 
     assert segment_query(parse_filter({}), NOW) == "WorkflowType = 'LeadNurtureWorkflow'"
 
 
+def test_the_runs_listed_are_the_running_ones_or_those_a_lead_ended_on_and_nothing_else() -> None:
+    f = parse_filter({"cadence": "welcome"})
+    base = "WorkflowType = 'LeadNurtureWorkflow' AND CadenceName = 'welcome'"
+    assert segment_query(f, NOW, "running") == base + " AND ExecutionStatus = 'Running'"
+    # a cycle's continue-as-new closes a run of a lead that goes on: never an ended lead
+    assert segment_query(f, NOW, "ended") == (
+        base + " AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew'"
+    )
+    with pytest.raises(ValueError, match="unknown run status 'Running OR 1=1'"):
+        segment_query(f, NOW, "Running OR 1=1")  # type: ignore[arg-type]
+
+
 def test_an_unknown_field_is_named_with_the_allowed_ones() -> None:
     with pytest.raises(SegmentError) as refused:
         parse_filter({"stage": "nurturing", "colour": "red"})

@@ -1,5 +1,6 @@
 """`forget` on SQLite and PostgreSQL with the real dev server: any address the lead had, its hand-over, the files."""
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -325,3 +326,112 @@ def test_digits_that_are_not_a_lead_id_are_one_clear_error(value: str) -> None:
     with pytest.raises(ErasureError, match="give the person's address or their lead id"):
         parse_target(value)
     assert parse_target(" 42 ") == 42
+
+
+async def test_forget_tells_the_crm_lead_suppressed_erasure_delivered_without_the_persons_data(
+    sessionmaker: Any, client: Client
+) -> None:
+    import json
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from temporalio.worker import Worker
+
+    from activities.webhooks import WebhookActivities
+    from leadloop.domain.crm_webhooks import delivery_workflow_id
+    from leadloop.domain.models import LifecycleInput, WebhookRetry
+    from leadloop.infra.db import LifecycleEventRow, WebhookDelivery
+    from leadloop.infra.lifecycle_events import WebhookRoute, record_event
+    from leadloop.infra.temporal import workflow_runner
+    from leadloop.services.outbound_webhooks import add_endpoint
+    from tests.webhook_receiver import Receiver
+    from workflows.webhook_delivery import WebhookDeliveryWorkflow
+
+    lead_id = await add_lead(
+        sessionmaker, "zoe.person@example.com", first_name="Zoë", external_id=f"crm-{uuid.uuid4().hex[:8]}",
+        owner="rep@example.com", cadence="welcome",
+    )  # fmt: skip
+    receiver = Receiver()
+    await receiver.start()
+    retry = WebhookRetry(initial_interval=timedelta(milliseconds=100), max_interval=timedelta(seconds=1))
+    route = WebhookRoute(task_queue=f"erasure-{uuid.uuid4()}", retry=retry)
+    try:
+        async with sessionmaker() as session:
+            # an endpoint that may receive the person's address and name: an erasure still gives it neither
+            crm = await add_endpoint(session, "crm", receiver.url, [], ["email", "first_name"])
+            # an earlier event of the lead not yet sent, whose body holds the person
+            earlier = LifecycleInput(
+                key=f"lead-{lead_id}.r1.c2.1", lead_id=lead_id, type="lead.escalated", cycle=2, stage="with_sales",
+                occurred_at=datetime.now(UTC),
+            )  # fmt: skip
+            await record_event(session, earlier)
+            await session.commit()
+        receiver.secret = crm.secret
+        worker = Worker(
+            client,
+            task_queue=route.task_queue,
+            workflows=[WebhookDeliveryWorkflow],
+            activities=[WebhookActivities(sessionmaker, retry.timeout).deliver],
+            workflow_runner=workflow_runner(),
+        )
+        async with worker:
+            done = await forget(sessionmaker, client, str(lead_id), webhooks=route)
+            assert done.webhooks == 1
+            async with sessionmaker() as session:
+                endpoint_id = await session.scalar(select(WebhookDelivery.endpoint_id))
+            await client.get_workflow_handle(delivery_workflow_id(endpoint_id, lead_id)).result()
+
+        assert [(r.type, r.lead_id) for r in receiver.received] == [("lead.suppressed", lead_id)]
+        sent = receiver.received[0]
+        assert sent.data["data"] == {"reason": "erasure"} and sent.data["stage"] == "suppressed"
+        assert sent.data["cycle"] == 2 and sent.data["cadence"] == "welcome"  # the lead's last cycle: not personal
+        assert sent.data["external_id"] is None and sent.data["owner"] is None and "person" not in sent.data
+        for personal in ("zoe.person", "Zoë", "Zo\\u00eb", "crm-", "rep@example.com"):
+            assert personal not in sent.body
+        async with sessionmaker() as session:
+            events = (
+                await session.execute(
+                    select(LifecycleEventRow.type, LifecycleEventRow.stage, LifecycleEventRow.payload)
+                    .where(LifecycleEventRow.lead_id == lead_id)
+                    .order_by(LifecycleEventRow.id)
+                )
+            ).all()
+            deliveries = (
+                await session.execute(select(WebhookDelivery.status, WebhookDelivery.body).order_by(WebhookDelivery.id))
+            ).all()
+        assert [(t, s, p["data"]) for t, s, p in events][1] == ("lead.suppressed", "suppressed", {"reason": "erasure"})
+        # the earlier event never goes out: its body went with the person; the erasure's went out, and is stored
+        # as sent (no personal data in it to erase)
+        assert deliveries[0] == ("dead", None)
+        assert deliveries[1][0] == "delivered" and json.loads(deliveries[1][1])["data"]["external_id"] is None
+
+        # again: erased already, the CRM was told once
+        again = await forget(sessionmaker, client, str(lead_id), webhooks=route)
+        assert again.already_erased and again.webhooks == 0
+        async with sessionmaker() as session:
+            count = select(func.count()).select_from(LifecycleEventRow).where(LifecycleEventRow.lead_id == lead_id)
+            assert await session.scalar(count) == 2
+        assert len(receiver.received) == 1
+    finally:
+        await receiver.stop()
+
+
+async def test_a_lead_erased_with_no_endpoint_still_records_its_lead_suppressed(
+    sessionmaker: Any, client: Client
+) -> None:
+    from leadloop.infra.db import LifecycleEventRow, WebhookDelivery
+
+    lead_id = await add_lead(sessionmaker, "quiet@example.com", first_name="Quinn")
+    done = await forget(sessionmaker, client, "quiet@example.com")
+    assert done.webhooks == 0
+    async with sessionmaker() as session:
+        event = (
+            await session.execute(select(LifecycleEventRow).where(LifecycleEventRow.lead_id == lead_id))
+        ).scalar_one()
+        assert (event.type, event.key, event.payload["data"]) == (
+            "lead.suppressed",
+            f"lead-{lead_id}.erasure",
+            {"reason": "erasure"},
+        )
+        assert "quiet" not in json.dumps(event.payload) and "Quinn" not in json.dumps(event.payload)
+        assert await session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0

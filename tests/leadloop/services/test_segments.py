@@ -98,6 +98,9 @@ def test_a_stored_row_edited_by_hand_is_validated_again_as_it_is_read() -> None:
         (BulkRequest(action="explode"), "unknown action 'explode'"),  # type: ignore[arg-type]
         (BulkRequest(action="move"), "move needs the cadence"),
         (BulkRequest(action="move", cadence="../etc"), "is not a cadence name"),
+        (BulkRequest(action="enrol"), "enrol needs the cadence to enrol the ended leads on"),
+        (BulkRequest(action="enrol", cadence="nowhere"), "no cadence named 'nowhere'"),
+        (BulkRequest(action="enrol", cadence="../etc"), "is not a cadence name"),
         (BulkRequest(action="stop", reason=" "), "stop needs a reason"),
         (BulkRequest(action="stop", reason="a\nb"), "reason: one line"),
         (BulkRequest(action="tag"), "tag needs tags to add or remove"),
