@@ -1,6 +1,7 @@
 """The CRM's webhook endpoints and their deliveries: add, list, remove, rotate a secret, enable; deliveries, replay."""
 
 import base64
+import hashlib
 import secrets
 from datetime import UTC, datetime
 
@@ -30,14 +31,16 @@ class EndpointExists(WebhookInputError):
 
 
 class EndpointView(BaseModel):
-    """An endpoint as an operator sees it (never its secret, only the secret's first characters)."""
+    """An endpoint as an operator sees it (never its secret, only the secret's fingerprint)."""
 
     name: str
     url: str
     event_types: list[str] = Field(description="the lifecycle types it receives; empty: every type")
     personal_data: list[str] = Field(description="the lead's fields it receives; empty: none")
     enabled: bool
-    secret_hint: str = Field(description="the secret's first characters, to tell secrets apart")
+    secret_hint: str = Field(
+        description="the secret's fingerprint (sha256: and the first 8 hex of its SHA-256), to tell secrets apart"
+    )
     failing_since: datetime | None = None
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
@@ -100,6 +103,11 @@ class WebhookHealth(BaseModel):
     disabled: list[EndpointView] = Field(default_factory=list)
     failing: int = 0
     dead: int = 0
+
+
+def secret_fingerprint(secret: str) -> str:
+    """What tells two secrets apart without giving away any of the secret's own characters."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:8]
 
 
 def new_secret() -> str:
@@ -318,7 +326,7 @@ async def _views(session: AsyncSession, rows: list[WebhookEndpoint]) -> list[End
             event_types=list(row.event_types),
             personal_data=list(row.personal_data),
             enabled=row.enabled,
-            secret_hint=row.secret[:10] + "…",
+            secret_hint=secret_fingerprint(row.secret),
             failing_since=when(row.failing_since),
             disabled_at=when(row.disabled_at),
             disabled_reason=row.disabled_reason,

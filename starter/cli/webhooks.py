@@ -37,6 +37,7 @@ def _in_session(work: "Callable[[AsyncSession], Awaitable[T]]") -> T:
 def _show_secret(done: "EndpointSecret", what: str) -> None:
     console.print(f"endpoint '{done.endpoint.name}' {what}: {done.endpoint.url}", highlight=False)
     console.print(f"secret (shown once; give it to the receiver): {done.secret}", highlight=False)
+    console.print(f"its fingerprint, as `webhooks list` shows it: {done.endpoint.secret_hint}", highlight=False)
 
 
 def webhooks_add(
@@ -69,7 +70,8 @@ def webhooks_list() -> None:
 
     rows = _in_session(list_endpoints)
     table = Table(title="webhook endpoints")
-    for column in ("name", "url", "events", "personal data", "state", "pending", "failing", "delivered", "dead"):
+    columns = ("name", "url", "events", "personal data", "secret", "state", "pending", "failing", "delivered", "dead")
+    for column in columns:
         table.add_column(column)
     for e in rows:
         table.add_row(
@@ -77,6 +79,7 @@ def webhooks_list() -> None:
             e.url,
             ", ".join(e.event_types) or "all",
             ", ".join(e.personal_data) or "none",
+            e.secret_hint,
             _state(e),
             str(e.pending),
             str(e.failing),

@@ -119,6 +119,16 @@ class Stack:
                 return WebhookDeliveryResult(delivered=statuses.count("delivered"), dead=statuses.count("dead"))
 
 
+async def scheduled_priorities(client: Client, workflow_id: str) -> dict[str, set[int]]:
+    """The priority key of each activity type the workflow's latest run scheduled, from its history."""
+    found: dict[str, set[int]] = {}
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            scheduled = event.activity_task_scheduled_event_attributes
+            found.setdefault(scheduled.activity_type.name, set()).add(scheduled.priority.priority_key)
+    return found
+
+
 async def endpoint_id(sessionmaker: Any, name: str) -> int:
     async with sessionmaker() as session:
         found = await session.scalar(select(WebhookEndpoint.id).where(WebhookEndpoint.name == name))
@@ -239,6 +249,10 @@ async def test_three_days_of_failures_dead_letter_and_disable_the_endpoint_and_t
             assert await time_skipping_env.get_current_time() - started >= timedelta(days=3) - timedelta(hours=1)
             # once disabled, new events make no deliveries for it
             assert (await stack.announce(1, "lead.accepted")).deliveries == 0
+            # a hanging receiver's deliveries queue behind the nurture worker's sends (priority 3) and the
+            # sales path's (1), never ahead of them
+            priorities = await scheduled_priorities(stack.client, delivery_workflow_id(crm, 1))
+            assert priorities == {"deliver_webhook": {5}, "dead_letter_webhook": {5}}, priorities
     finally:
         await down.stop()
     async with sessionmaker() as session:

@@ -2,6 +2,7 @@
 once and rotated; erasure clears what deliveries hold of the person."""
 
 import base64
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,10 +41,14 @@ async def test_an_endpoint_gets_a_standard_secret_shown_once_and_a_rotation_repl
     assert added.endpoint.event_types == ["lead.escalated", "lead.accepted"] and added.endpoint.personal_data == []
     async with sessionmaker() as session:
         listed = await list_endpoints(session)
-    assert added.secret not in listed[0].model_dump_json() and listed[0].secret_hint == added.secret[:10] + "…"
+    # a fingerprint of the secret, none of its own characters
+    fingerprint = "sha256:" + hashlib.sha256(added.secret.encode()).hexdigest()[:8]
+    assert added.secret not in listed[0].model_dump_json() and listed[0].secret_hint == fingerprint
+    assert added.secret[6:10] not in listed[0].secret_hint and added.endpoint.secret_hint == fingerprint
     async with sessionmaker() as session:
         rotated = await rotate_secret(session, "crm")
     assert rotated.secret != added.secret and rotated.endpoint.secret_rotated_at is not None
+    assert rotated.endpoint.secret_hint == "sha256:" + hashlib.sha256(rotated.secret.encode()).hexdigest()[:8]
     # what the receiver verifies with the new secret; the old one no longer verifies it
     now = datetime.now(UTC)
     headers = signed_headers(rotated.secret, "msg_1", '{"a":1}', now)
