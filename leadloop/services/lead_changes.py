@@ -200,7 +200,14 @@ async def find_lead(
 async def set_owner(
     sessionmaker: async_sessionmaker[AsyncSession], client: Client, lead_id: int, owner: str | None, actor: str
 ) -> ChangeResult:
-    """The lead's owner rep (a rep on the roster) or none: the database's, and its running workflow's next hand-over."""
+    """The lead's owner rep (a rep on the roster) or none: the database's, and its running workflow's next hand-over.
+
+    The database is written first, then the workflow is told: its next cycle reads the profile from the database,
+    and its `lead.owner_changed` webhook reads the owner there when it fans out, so both see the new owner. If the
+    workflow refuses (the lead is leaving nurture) or Temporal stops answering, the owner is put back and nothing
+    has changed. If the workflow has ended (before the change or between the look and the update), the owner
+    stands: it is the lead's owner in the database, and its next enrolment starts with them.
+    """
     actor = actor_of(actor)
     async with sessionmaker() as session:
         lead = await lead_row(session, lead_id)
@@ -211,23 +218,44 @@ async def set_owner(
             if rep is None:
                 raise ChangeRefused(f"{owner} is not a rep on the roster (`leadloop reps list`)", "invalid")
             owner = rep.email
-    flow = await flow_of(client, lead_id)
-    if flow.running:
-        change = made(OwnerInput, owner=owner, actor=actor)
-        result = await running_update(client, lead_id, lambda lead: lead.change_owner(change))
-    else:
-        result = ChangeResult(
-            stage=_stage(flow.stage),
-            outcome=f"owner {owner or 'none'} (no running workflow: its next enrolment starts with them)",
-        )
+    change = made(OwnerInput, owner=owner, actor=actor)
+    flow = await flow_of(client, lead_id)  # Temporal unreachable: refused here, before the database is touched
     async with sessionmaker() as session:
         lead = await lead_row(session, lead_id)
-        changed = lead.owner != owner
+        before = lead.owner
         lead.owner = owner
         await session.commit()
-    if not flow.running and not changed:
-        result.applied = False
-    return result
+    if flow.running:
+        try:
+            return await LeadClient(client, lead_id).change_owner(change)
+        except WorkflowUpdateFailedError as exc:
+            await _put_owner_back(sessionmaker, lead_id, owner, before)
+            cause = exc.cause
+            raise ChangeRefused(getattr(cause, "message", None) or str(cause)) from None
+        except (RPCError, RuntimeError):
+            try:
+                flow = await flow_of(client, lead_id)
+            except ChangeRefused:
+                flow = Flow(exists=True, running=True)  # unknown: nothing may stand
+            if flow.running:
+                await _put_owner_back(sessionmaker, lead_id, owner, before)
+                raise ChangeRefused("Temporal did not take the change; nothing changed, retry", "unavailable") from None
+    return ChangeResult(
+        stage=_stage(flow.stage),
+        outcome=f"owner {owner or 'none'} (no running workflow: its next enrolment starts with them)",
+        applied=before != owner,
+    )
+
+
+async def _put_owner_back(
+    sessionmaker: async_sessionmaker[AsyncSession], lead_id: int, owner: str | None, before: str | None
+) -> None:
+    """Undo set_owner's write, unless someone has changed the owner again since."""
+    async with sessionmaker() as session:
+        lead = await session.get(Lead, lead_id, with_for_update=True)
+        if lead is not None and lead.owner == owner:
+            lead.owner = before
+            await session.commit()
 
 
 def _stage(stage: str | None) -> Stage:
