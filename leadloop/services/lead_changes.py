@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
@@ -106,8 +106,13 @@ def checked_cadence(cadence_dir: Path, name: str) -> Cadence:
         raise ChangeRefused(f"unknown cadence {name!r}: " + "; ".join(exc.lines()), "invalid") from None
 
 
-async def lead_row(session: AsyncSession, lead_id: int) -> Lead:
-    lead = await session.get(Lead, lead_id)
+async def lead_row(session: AsyncSession, lead_id: int, *, lock: bool = False) -> Lead:
+    """The lead's row (locked until the transaction ends with `lock`); ChangeRefused when there is none."""
+    if lock and session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks and reads take none: a write that changes nothing takes the database's write
+        # lock now, so a second read-modify-write waits here until this one commits
+        await session.execute(update(Lead).where(Lead.id == lead_id).values(id=Lead.id))
+    lead = await session.get(Lead, lead_id, with_for_update=lock, populate_existing=lock)
     if lead is None:
         raise ChangeRefused(f"no lead {lead_id}", "unknown")
     return lead
@@ -434,7 +439,9 @@ async def change_tags(
     except CrmInputError as exc:
         raise ChangeRefused(str(exc), "invalid") from None
     async with sessionmaker() as session:
-        lead = await lead_row(session, lead_id)
+        # the lead's row locked for the read-modify-write: two changes at once both land (a no-op on SQLite, whose
+        # writes are serialised anyway)
+        lead = await lead_row(session, lead_id, lock=True)
         if lead.erased_at is not None:
             raise ChangeRefused(f"lead {lead_id} was erased on request; it cannot be changed")
         current = await tags_of(session, lead_id)
@@ -446,12 +453,18 @@ async def change_tags(
         changed = wanted != current
         if changed:
             await write_tags(session, lead_id, wanted)
-            await session.commit()
+        await session.commit()
     told = False
     if client is not None:
-        try:
-            await LeadClient(client, lead_id).tags(wanted, actor)
-            told = True
-        except (RPCError, RuntimeError):
-            told = False  # no running workflow, or Temporal unreachable: the database holds the tags
+        async with sessionmaker() as session:
+            # the set as committed now, read and told under the row's lock: of two changes at once, the workflow
+            # hears last the set that holds both
+            await lead_row(session, lead_id, lock=True)
+            wanted = await tags_of(session, lead_id)
+            try:
+                await LeadClient(client, lead_id).tags(wanted, actor)
+                told = True
+            except (RPCError, RuntimeError):
+                told = False  # no running workflow, or Temporal unreachable: the database holds the tags
+            await session.commit()
     return Tagged(wanted, changed, told)

@@ -350,6 +350,26 @@ async def test_tags_are_kept_in_the_database_and_told_to_the_workflow(api: Api) 
     assert (await api.http.get("/leads/999/tags", headers=api.keys["intake"])).status_code == 404
 
 
+async def test_tag_additions_at_once_all_land_and_the_workflow_hears_them_all(api: Api) -> None:
+    lead = await api.lead()
+    key = api.keys["marketing"]
+    mine = ["a", "b", "c", "d", "e", "f"]
+    answers = await asyncio.gather(
+        *(api.http.post(f"/leads/{lead}/tags", json={"add": [tag, "shared"]}, headers=key) for tag in mine)
+    )
+    assert [r.status_code for r in answers] == [200] * len(mine), [r.text for r in answers]
+    every = [*mine, "shared"]
+    # the one that came last read everyone else's tags: its answer holds them all
+    assert every in [r.json()["tags"] for r in answers]
+    got = await api.http.get(f"/leads/{lead}/tags", headers=api.keys["intake"])
+    assert got.json()["tags"] == every
+
+    async def told() -> bool:
+        return (await api.state(lead)).tags == every
+
+    await until(told, "the workflow has every tag")
+
+
 async def test_intake_takes_the_crms_id_and_tags_and_refuses_another_leads_id(api: Api) -> None:
     from tests.leadloop.services.test_intake_crm_fields import fresh_ids
 
