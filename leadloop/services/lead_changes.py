@@ -1,5 +1,6 @@
 """The CRM's changes to one lead (API and CLI alike): find it, its owner, a goal, stop, re-enrol, move and tags."""
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -302,7 +303,33 @@ async def record_goal(
     flow = await flow_of(client, lead_id)
     if flow.stage == "suppressed":
         raise ChangeRefused(f"lead {lead_id} is suppressed; it records no goal")
-    return await running_update(client, lead_id, lambda lead: lead.goal(goal))
+    try:
+        return await running_update(client, lead_id, lambda lead: lead.goal(goal))
+    except ChangeRefused as refused:
+        # the same goal sent twice at once: the first ends nurture, so the workflow refuses the second; once the
+        # first's goal is in the table, the second is the same goal again, not a conflict
+        if refused.problem != "refused" or not reference or not await _goal_recorded(sessionmaker, lead_id, goal):
+            raise
+        return ChangeResult(
+            stage="converted", outcome=f"goal '{kind}' ({reference}) was recorded already", applied=False
+        )
+
+
+#: how long a refused goal waits for the same goal, taken a moment earlier, to reach the goals table
+GOAL_WAIT = 3.0
+
+
+async def _goal_recorded(sessionmaker: async_sessionmaker[AsyncSession], lead_id: int, goal: GoalInput) -> bool:
+    """Whether a goal of this kind and reference is in the goals table, or gets there within GOAL_WAIT."""
+    query = select(Goal.id).where(Goal.lead_id == lead_id, Goal.kind == goal.kind, Goal.reference == goal.reference)
+    deadline = asyncio.get_running_loop().time() + GOAL_WAIT
+    while True:
+        async with sessionmaker() as session:
+            if (await session.execute(query)).scalar() is not None:
+                return True
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(0.1)
 
 
 # ---------------------------------------------------------------- stop and move

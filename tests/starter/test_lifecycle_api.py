@@ -151,6 +151,18 @@ async def test_a_goal_ends_nurture_once_and_a_second_one_with_its_reference_chan
     assert bad_kind.status_code == 422
 
 
+async def test_the_same_goal_sent_twice_at_once_is_applied_once_and_the_other_answer_says_so(api: Api) -> None:
+    lead = await api.lead()
+    body = {"kind": "converted", "source": "hubspot", "reference": "DEAL-9"}
+    answers = await asyncio.gather(
+        *(api.http.post(f"/leads/{lead}/goals", json=body, headers=api.keys["sales"]) for _ in range(2))
+    )
+    assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+    assert sorted(r.json()["applied"] for r in answers) == [False, True]
+    await api.ends(lead)
+    assert await api.count(Goal) == 1
+
+
 async def test_a_goal_for_a_suppressed_lead_is_refused_and_its_nurture_goes_on(api: Api) -> None:
     lead = await api.lead()
     async with api.sessionmaker() as session:
