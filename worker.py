@@ -93,7 +93,9 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
         timeout=settings.webhook_timeout,
     )
     lifecycle = LifecycleActivities(email.sessionmaker, retry, task_queue or settings.task_queue)
-    webhooks = WebhookActivities(email.sessionmaker, settings.webhook_timeout)
+    webhooks = WebhookActivities(
+        email.sessionmaker, settings.webhook_timeout, allow_private=settings.private_webhooks_allowed()
+    )
     sales_path: list[Callable[..., Any]] = [
         lifecycle.record_goal,
         email.notify_rep,

@@ -19,7 +19,7 @@ from leadloop.domain.crm_webhooks import (
 )
 from leadloop.domain.times import as_utc
 from leadloop.infra.db import LifecycleEventRow, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from leadloop.infra.webhook_sender import DEAD, DELIVERED, PENDING, attempt_delivery
+from leadloop.infra.webhook_sender import DEAD, DELIVERED, PENDING, attempt_delivery, check_destination
 
 
 class NotFound(WebhookInputError):
@@ -121,8 +121,12 @@ async def add_endpoint(
     url: str,
     event_types: list[str] | None = None,
     personal_data: list[str] | None = None,
+    *,
+    allow_private: bool = False,
 ) -> EndpointSecret:
-    """A new endpoint with a new secret (shown once); every field checked before anything is stored."""
+    """A new endpoint with a new secret (shown once); every field checked before anything is stored. A URL whose
+    host is or resolves to a non-global address is refused unless `allow_private` (a name that does not resolve
+    yet is taken: every send resolves it again)."""
     row = WebhookEndpoint(
         name=check_name(name),
         url=check_url(url),
@@ -132,6 +136,7 @@ async def add_endpoint(
         enabled=True,
         created_at=datetime.now(UTC),
     )
+    await check_destination(row.url, allow_private=allow_private, unresolved_ok=True)
     if await _find(session, name) is not None:
         raise EndpointExists(f"an endpoint named '{name}' exists already; nothing changed")
     session.add(row)
@@ -230,14 +235,20 @@ async def delivery_view(session: AsyncSession, delivery_id: int) -> DeliveryView
 
 
 async def replay(
-    sessionmaker: async_sessionmaker[AsyncSession], delivery_id: int, *, answer_within: float
+    sessionmaker: async_sessionmaker[AsyncSession],
+    delivery_id: int,
+    *,
+    answer_within: float,
+    allow_private: bool = False,
 ) -> ReplayResult:
     """Send a delivery again now, whatever its status: the same webhook-id and body, signed with the endpoint's
     current secret. A delivered replay marks it delivered; a failed one leaves its status as it was."""
     async with sessionmaker() as session:
         if await session.get(WebhookDelivery, delivery_id) is None:
             raise NotFound(f"no webhook delivery {delivery_id}; nothing was sent")
-    attempt = await attempt_delivery(sessionmaker, delivery_id, answer_within=answer_within, replay=True)
+    attempt = await attempt_delivery(
+        sessionmaker, delivery_id, answer_within=answer_within, replay=True, allow_private=allow_private
+    )
     if attempt.outcome == "missing":
         raise NotFound(f"no webhook delivery {delivery_id} (its endpoint was removed); nothing was sent")
     async with sessionmaker() as session:

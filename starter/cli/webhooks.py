@@ -57,7 +57,10 @@ def webhooks_add(
     """Add a CRM endpoint for lifecycle webhooks; its signing secret is shown once."""
     from leadloop.services.outbound_webhooks import add_endpoint
 
-    done = _in_session(lambda session: add_endpoint(session, name, url, event or [], personal_data or []))
+    allow_private = get_settings().private_webhooks_allowed()
+    done = _in_session(
+        lambda session: add_endpoint(session, name, url, event or [], personal_data or [], allow_private=allow_private)
+    )
     _show_secret(done, "added")
     types = ", ".join(done.endpoint.event_types) or "every type"
     fields = ", ".join(done.endpoint.personal_data) or "no personal data"
@@ -163,7 +166,12 @@ def webhooks_replay(
 
     async def run() -> "ReplayResult":
         async with database(settings, migrated=True) as sessions:
-            return await replay(sessions, delivery_id, answer_within=settings.webhook_timeout.total_seconds())
+            return await replay(
+                sessions,
+                delivery_id,
+                answer_within=settings.webhook_timeout.total_seconds(),
+                allow_private=settings.private_webhooks_allowed(),
+            )
 
     try:
         done = asyncio.run(run())
