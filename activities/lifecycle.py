@@ -9,6 +9,7 @@ from temporalio import activity
 from leadloop.domain.crm_webhooks import (
     DELIVERY_SIGNAL,
     DELIVERY_WORKFLOW,
+    LEAD_FIELDS,
     delivery_workflow_id,
     message_id,
     subscribed,
@@ -26,7 +27,8 @@ from leadloop.infra.db import Goal, Lead, LifecycleEventRow, WebhookDelivery, We
 
 
 def lifecycle_payload(input: LifecycleInput) -> dict[str, object]:
-    """What every receiver gets of an event, whatever it may see of the person: no personal data here."""
+    """The event as recorded; each endpoint gets it `redacted` to the personal data it may receive (free text,
+    the profile values in score items), and the person's fields only by name."""
     score = input.score
     return {
         "type": input.type,
@@ -105,7 +107,12 @@ class LifecycleActivities:
                 payload,
                 external_id=lead.external_id if lead is not None else None,
                 owner=lead.owner if lead is not None else None,
-                person={name: getattr(lead, name) for name in fields if getattr(lead, name) is not None},
+                person={
+                    name: getattr(lead, name)
+                    for name in fields
+                    if name in LEAD_FIELDS and getattr(lead, name) is not None
+                },
+                allowed=fields if lead is not None else (),
             )
             await insert_new(
                 session,

@@ -27,7 +27,7 @@ from leadloop.domain.models import (
     WebhookDeliveryResult,
     WebhookRetry,
 )
-from leadloop.domain.scoring import Score
+from leadloop.domain.scoring import Score, ScoreItem
 from leadloop.infra.db import Lead, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from leadloop.infra.temporal import workflow_runner
 from leadloop.services.outbound_webhooks import add_endpoint, list_deliveries, webhook_health
@@ -185,6 +185,86 @@ async def test_events_of_two_leads_arrive_verified_in_order_with_only_the_person
     assert [(r.lead_id, r.type) for r in people.received] == [(1, "lead.escalated"), (2, "lead.escalated")]
     assert people.received[0].data["person"] == {"email": "ada@example.com", "first_name": "Ada"}
     assert people.received[1].data["person"] == {"email": "bob@example.com", "first_name": "Bob"}
+
+
+async def test_free_text_and_profile_values_in_scores_go_only_to_an_endpoint_allowed_them(
+    time_skipping_env: WorkflowEnvironment, sessionmaker: Any, leads: Any, receiver: Receiver
+) -> None:
+    allowed = Receiver()
+    await allowed.start()
+    try:
+        async with sessionmaker() as session:
+            receiver.secret = (await add_endpoint(session, "crm", receiver.url, allow_private=True)).secret
+            allowed.secret = (
+                await add_endpoint(session, "crm-notes", allowed.url, [], ["notes", "country"], allow_private=True)
+            ).secret
+        stack = Stack(time_skipping_env, sessionmaker, WebhookRetry())
+        score = Score(
+            total=48,
+            profile=35,
+            engagement=13,
+            items=[
+                ScoreItem(rule="country=GR", points=20),
+                ScoreItem(rule="title buyer 'procurement'", points=15),
+                ScoreItem(rule="budget=yes", points=5),
+                ScoreItem(rule="click pricing", points=8),
+            ],
+        )
+        note = "call Ada (ada@example.com) after the fair in Thessaloniki"
+        async with stack.worker():
+            for n, (type, data) in enumerate(
+                [
+                    ("lead.escalated", {"why": "score 48 >= 40", "waiting_for": "a rep for Greece", "waiting": 1}),
+                    ("lead.rejected", {"reason": "not_ready", "note": note, "recontact_on": "2027-06-01"}),
+                ],
+                start=1,
+            ):
+                event = LifecycleInput(
+                    key=f"lead-1.r1.{type}.{n}",
+                    lead_id=1,
+                    type=type,
+                    cycle=0,
+                    stage="with_sales",
+                    score=score,
+                    cadence="nurture",
+                    rep_id=3,
+                    actor="crm-sales",
+                    data=data,
+                    occurred_at=datetime.now(UTC),
+                )
+                await ActivityEnvironment(client=stack.client).run(stack.lifecycle.announce, event)
+            for name in ("crm", "crm-notes"):
+                assert (await stack.finished(await endpoint_id(sessionmaker, name), 1)).delivered == 2
+    finally:
+        await allowed.stop()
+    plain, rich = receiver.received, allowed.received
+    # no free text, no address, no country or title value for the endpoint allowed nothing
+    for got in plain:
+        for secret in ("ada@example.com", "Thessaloniki", "Greece", "GR", "procurement", "score 48", "=yes"):
+            assert secret not in got.body, (secret, got.body)
+    assert [item["rule"] for item in plain[0].data["score_breakdown"]["items"]] == [
+        "country",
+        "title",
+        "budget",
+        "click pricing",
+    ]
+    # what every receiver gets stays: type, ids, stage, totals and points, rep, actor, codes and dates
+    rejected = plain[1].data
+    assert rejected["type"] == "lead.rejected" and rejected["lead_id"] == 1 and rejected["stage"] == "with_sales"
+    assert rejected["score"] == 48 and rejected["score_breakdown"]["profile"] == 35
+    assert [item["points"] for item in rejected["score_breakdown"]["items"]] == [20, 15, 5, 8]
+    assert rejected["rep_id"] == 3 and rejected["actor"] == "crm-sales" and rejected["cadence"] == "nurture"
+    assert rejected["data"] == {"reason": "not_ready", "recontact_on": "2027-06-01"}
+    assert plain[0].data["data"] == {"waiting": 1}
+    # the endpoint allowed notes and country gets them (and still not the title or the answer it was not allowed)
+    assert rich[1].data["data"]["note"] == note and rich[0].data["data"]["waiting_for"] == "a rep for Greece"
+    assert [item["rule"] for item in rich[1].data["score_breakdown"]["items"]] == [
+        "country=GR",
+        "title",
+        "budget",
+        "click pricing",
+    ]
+    assert "person" not in rich[1].data  # notes is no column of the person, and this lead has no country on file
 
 
 async def test_a_receiver_outage_is_ridden_out_each_event_arrives_once_in_order(
