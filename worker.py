@@ -88,7 +88,9 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
     leads = LeadActivities(email.sessionmaker, settings.cadence_dir, settings.scoring_file)
     route = WebhookRoute.of(settings, task_queue)  # the same route `forget` hands its event over on
     lifecycle = LifecycleActivities(email.sessionmaker, route.retry, route.task_queue)
-    webhooks = WebhookActivities(email.sessionmaker, settings.webhook_timeout)
+    webhooks = WebhookActivities(
+        email.sessionmaker, settings.webhook_timeout, allow_private=settings.private_webhooks_allowed()
+    )
     sales_path: list[Callable[..., Any]] = [
         lifecycle.record_goal,
         email.notify_rep,

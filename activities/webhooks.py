@@ -12,20 +12,28 @@ from leadloop.infra.webhook_sender import attempt_delivery, dead_letter
 
 
 class WebhookActivities:
-    """Holds the sessionmaker and how long one attempt waits for an answer."""
+    """Holds the sessionmaker, how long one attempt waits for an answer and whether endpoints may be private."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], timeout: timedelta = timedelta(seconds=15)
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        timeout: timedelta = timedelta(seconds=15),
+        *,
+        allow_private: bool = False,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.timeout = timeout
+        self.allow_private = allow_private
 
     @activity.defn(name="deliver_webhook")
     async def deliver(self, input: DeliverWebhookInput) -> DeliverWebhookResult:
         """POST the delivery, signed now with the endpoint's current secret. 2xx: delivered; 410 Gone: dead and the
         endpoint disabled; any other answer or none raises, so Temporal retries with backoff."""
         attempt = await attempt_delivery(
-            self.sessionmaker, input.delivery_id, answer_within=self.timeout.total_seconds()
+            self.sessionmaker,
+            input.delivery_id,
+            answer_within=self.timeout.total_seconds(),
+            allow_private=self.allow_private,
         )
         meter = activity.metric_meter()
         if attempt.outcome in ("delivered", "failed", "gone") and (attempt.status_code or attempt.error):

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from workflows.commands import DATABASE_RETRY
@@ -21,6 +21,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 DEAD_LETTER_TIMEOUT = timedelta(seconds=30)
+#: below the default (3) and the sales path (1): on a shared worker a hanging receiver's deliveries wait behind
+#: send_email and the rep's hand-over, never the other way round
+DELIVERY_PRIORITY = Priority(priority_key=5)
 
 
 def delivery_retry(retry: WebhookRetry) -> RetryPolicy:
@@ -82,6 +85,7 @@ class WebhookDeliveryWorkflow:
                 schedule_to_close_timeout=retry.retry_for,
                 retry_policy=delivery_retry(retry),
                 summary=f"deliver webhook {delivery_id}",
+                priority=DELIVERY_PRIORITY,
             )
         except ActivityError as exc:
             cause = exc.cause
@@ -91,6 +95,7 @@ class WebhookDeliveryWorkflow:
                 start_to_close_timeout=DEAD_LETTER_TIMEOUT,
                 retry_policy=DATABASE_RETRY,
                 summary=f"dead-letter webhook {delivery_id}",
+                priority=DELIVERY_PRIORITY,
             )
             return False
         return outcome.outcome == "delivered"

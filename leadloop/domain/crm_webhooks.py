@@ -3,7 +3,7 @@
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from urllib.parse import urlsplit
 
 from leadloop.domain.crm import LIFECYCLE_TYPES, CrmInputError
@@ -18,6 +18,17 @@ PERSONAL_FIELDS: tuple[str, ...] = (
     "country",
     "region",
     "locale",
+    "notes",
+)
+#: Of those, the lead's own columns (`notes` is the free text below, not a column).
+LEAD_FIELDS: tuple[str, ...] = PERSONAL_FIELDS[:-1]
+#: The free text about a lead that `notes` opts in to: a rep's note, the reasons written out (`why`, what a lead
+#: waits for), a lead's reply. Codes (a reason such as `not_ready`, a goal's kind) are not free text.
+FREE_TEXT_KEYS: frozenset[str] = frozenset({"note", "why", "waiting_for", "reason_text", "reply"})
+#: Profile fields whose value a score item names (`country=GR`, `title buyer 'cto'`, `company_size 51-200`); an
+#: endpoint that may not receive the field gets the item's field and points, not the value.
+SCORED_PROFILE_FIELDS: frozenset[str] = frozenset(
+    {"industry", "region", "country", "product_interest", "company_size", "title"}
 )
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
 #: The delivery workflow's type name and its signal (names on the wire).
@@ -93,17 +104,48 @@ def delivery_workflow_id(endpoint_id: int, lead_id: int) -> str:
     return f"webhook-{endpoint_id}-lead-{lead_id}"
 
 
+def score_label(rule: str, allowed: Collection[str]) -> str:
+    """A score item's label as an endpoint may see it: `country=GR` stays only for one that may receive `country`;
+    otherwise `country`. Engagement items (`click pricing`, `reply`) name no one's data and stay."""
+    field, sep, _ = rule.partition("=")
+    if sep:  # a profile field or a qualifying answer (`budget=yes`): the value is the lead's own
+        return rule if field in allowed else field
+    head = rule.split(" ", 1)[0]
+    if head in SCORED_PROFILE_FIELDS and head != rule:
+        return rule if head in allowed else head
+    return rule
+
+
+def redacted(payload: Mapping[str, object], allowed: Collection[str]) -> dict[str, object]:
+    """The event as an endpoint allowed `allowed` of PERSONAL_FIELDS may receive it: free text only with `notes`,
+    score items without the values of profile fields it may not see; everything else (type, ids, stage, score
+    totals, cadence, rep, actor, codes) as it is."""
+    out = dict(payload)
+    data = payload.get("data")
+    if isinstance(data, Mapping) and "notes" not in allowed:
+        out["data"] = {key: value for key, value in data.items() if key not in FREE_TEXT_KEYS}
+    breakdown = payload.get("score_breakdown")
+    if isinstance(breakdown, Mapping) and isinstance(breakdown.get("items"), list):
+        items = [
+            {**item, "rule": score_label(str(item.get("rule", "")), allowed)} if isinstance(item, Mapping) else item
+            for item in breakdown["items"]
+        ]
+        out["score_breakdown"] = {**breakdown, "items": items}
+    return out
+
+
 def webhook_body(
     payload: Mapping[str, object],
     *,
     external_id: str | None,
     owner: str | None,
     person: Mapping[str, object],
+    allowed: Collection[str] = (),
 ) -> str:
     """The JSON an endpoint receives, in Standard Webhooks' shape: `type`, `timestamp` (when it happened) and
-    `data` (the event, the lead's external id and owner, and `person` only with the fields this endpoint may
-    receive)."""
-    data: dict[str, object] = {**payload, "external_id": external_id, "owner": owner}
+    `data` (the event as `redacted` for the fields in `allowed`, the lead's external id and owner, and `person`
+    only with the fields this endpoint may receive)."""
+    data: dict[str, object] = {**redacted(payload, allowed), "external_id": external_id, "owner": owner}
     if person:
         data["person"] = dict(person)
     body = {"type": payload["type"], "timestamp": payload["occurred_at"], "data": data}

@@ -10,6 +10,7 @@ from temporalio.client import Client
 from leadloop.domain.crm_webhooks import (
     DELIVERY_SIGNAL,
     DELIVERY_WORKFLOW,
+    LEAD_FIELDS,
     delivery_workflow_id,
     message_id,
     subscribed,
@@ -46,7 +47,8 @@ class WebhookRoute:
 
 
 def lifecycle_payload(input: LifecycleInput) -> dict[str, object]:
-    """What every receiver gets of an event, whatever it may see of the person: no personal data here."""
+    """The event as recorded; each endpoint gets it `redacted` to the personal data it may receive (free text,
+    the profile values in score items), and the person's fields only by name."""
     score = input.score
     return {
         "type": input.type,
@@ -104,7 +106,10 @@ async def _fan_out(session: AsyncSession, event_id: int, input: LifecycleInput, 
             payload,
             external_id=lead.external_id if lead is not None else None,
             owner=lead.owner if lead is not None else None,
-            person={name: getattr(lead, name) for name in fields if getattr(lead, name) is not None},
+            person={
+                name: getattr(lead, name) for name in fields if name in LEAD_FIELDS and getattr(lead, name) is not None
+            },
+            allowed=fields if lead is not None else (),
         )
         await insert_new(
             session,

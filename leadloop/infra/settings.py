@@ -313,6 +313,15 @@ class Settings(BaseSettings):
     webhook_timeout: timedelta = Field(
         default=timedelta(seconds=15), description="how long one webhook attempt waits for the CRM's answer"
     )
+    webhook_allow_private: bool | None = Field(
+        default=None,
+        description="let CRM webhook endpoints be loopback, private or link-local addresses (or names resolving "
+        "to one); unset: only in the demo. Off, such an endpoint is refused when added and at every send",
+    )
+
+    def private_webhooks_allowed(self) -> bool:
+        """Whether webhook endpoints may reach addresses that are not global (LEADLOOP_WEBHOOK_ALLOW_PRIVATE)."""
+        return self.demo if self.webhook_allow_private is None else self.webhook_allow_private
 
     def signing_keys(self) -> list[str]:
         """Every accepted key; the first signs."""

@@ -1,16 +1,20 @@
 """Sending one CRM webhook delivery over HTTP, signed per Standard Webhooks, each attempt recorded in the database."""
 
+import asyncio
+import ipaddress
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
-from leadloop.domain.crm_webhooks import answer_excerpt
+from leadloop.domain.crm_webhooks import WebhookInputError, answer_excerpt
 from leadloop.domain.times import as_utc
 from leadloop.infra.db import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -35,6 +39,51 @@ class Attempt:
         return self.error or self.outcome
 
 
+class PrivateDestination(WebhookInputError):
+    """An endpoint URL whose host is, or resolves to, an address that is not global; nothing was stored or sent."""
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """Every address the host resolves to now (the system's resolver, as the HTTP client would use)."""
+    found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in found})
+
+
+def _is_global(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone (fe80::1%eth0) is link-local anyway
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback too
+    return ip.is_global
+
+
+async def check_destination(url: str, *, allow_private: bool, unresolved_ok: bool) -> None:
+    """Refuse a URL whose host is, or resolves to, any address that is not global (loopback, private, link-local
+    such as the cloud metadata service at 169.254.169.254): answers are stored and shown, so such an endpoint would
+    read the inside of the network. `unresolved_ok`: a name that does not resolve passes (it is checked again at
+    every send)."""
+    if allow_private:
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        try:
+            addresses = await resolve(host, port)
+        except (OSError, UnicodeError) as exc:
+            if unresolved_ok:
+                return
+            raise PrivateDestination(f"host {host} does not resolve ({exc}); nothing was sent") from None
+    bad = [address for address in addresses if not _is_global(address)]
+    if bad:
+        named = host if addresses == [host] else f"{host} ({', '.join(bad)})"
+        raise PrivateDestination(
+            f"URL {url!r} reaches {named}, not a public address: refused (LEADLOOP_WEBHOOK_ALLOW_PRIVATE=true "
+            "lets an endpoint on a private network receive webhooks)"
+        )
+
+
 def signed_headers(secret: str, message_id: str, body: str, at: datetime) -> dict[str, str]:
     """Standard Webhooks' three headers (the signature covers id, timestamp and body) and the content type."""
     return {
@@ -47,10 +96,17 @@ def signed_headers(secret: str, message_id: str, body: str, at: datetime) -> dic
 
 
 async def attempt_delivery(
-    sessionmaker: async_sessionmaker[AsyncSession], delivery_id: int, *, answer_within: float, replay: bool = False
+    sessionmaker: async_sessionmaker[AsyncSession],
+    delivery_id: int,
+    *,
+    answer_within: float,
+    replay: bool = False,
+    allow_private: bool = False,
 ) -> Attempt:
     """Send the delivery once and record the attempt. A delivery already delivered or dead is not sent again
-    unless `replay` (an operator's `webhooks replay`); a disabled endpoint's pending delivery goes dead unsent."""
+    unless `replay` (an operator's `webhooks replay`); a disabled endpoint's pending delivery goes dead unsent.
+    The host is resolved again before each send: one that now reaches a non-global address (DNS rebinding) is a
+    failed attempt, unless `allow_private`."""
     async with sessionmaker() as session:
         found = (
             await session.execute(
@@ -84,11 +140,14 @@ async def attempt_delivery(
     answer: str | None = None
     error: str | None = None
     try:
+        await check_destination(url, allow_private=allow_private, unresolved_ok=False)
         async with httpx.AsyncClient(timeout=answer_within, follow_redirects=False) as http:
             response = await http.post(
                 url, content=body.encode(), headers=signed_headers(secret, message_id, body, sent_at)
             )
         code, answer = response.status_code, answer_excerpt(response.text)
+    except PrivateDestination as exc:
+        error = answer_excerpt(str(exc))
     except httpx.HTTPError as exc:
         error = answer_excerpt(f"{type(exc).__name__}: {exc}") or type(exc).__name__
     outcome: Outcome = "delivered" if code is not None and 200 <= code < 300 else "gone" if code == 410 else "failed"

@@ -1,5 +1,6 @@
 """The CRM's changes to one lead (API and CLI alike): find it, its owner, a goal, stop, re-enrol, move and tags."""
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
@@ -106,8 +107,13 @@ def checked_cadence(cadence_dir: Path, name: str) -> Cadence:
         raise ChangeRefused(f"unknown cadence {name!r}: " + "; ".join(exc.lines()), "invalid") from None
 
 
-async def lead_row(session: AsyncSession, lead_id: int) -> Lead:
-    lead = await session.get(Lead, lead_id)
+async def lead_row(session: AsyncSession, lead_id: int, *, lock: bool = False) -> Lead:
+    """The lead's row (locked until the transaction ends with `lock`); ChangeRefused when there is none."""
+    if lock and session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks and reads take none: a write that changes nothing takes the database's write
+        # lock now, so a second read-modify-write waits here until this one commits
+        await session.execute(update(Lead).where(Lead.id == lead_id).values(id=Lead.id))
+    lead = await session.get(Lead, lead_id, with_for_update=lock, populate_existing=lock)
     if lead is None:
         raise ChangeRefused(f"no lead {lead_id}", "unknown")
     return lead
@@ -200,7 +206,14 @@ async def find_lead(
 async def set_owner(
     sessionmaker: async_sessionmaker[AsyncSession], client: Client, lead_id: int, owner: str | None, actor: str
 ) -> ChangeResult:
-    """The lead's owner rep (a rep on the roster) or none: the database's, and its running workflow's next hand-over."""
+    """The lead's owner rep (a rep on the roster) or none: the database's, and its running workflow's next hand-over.
+
+    The database is written first, then the workflow is told: its next cycle reads the profile from the database,
+    and its `lead.owner_changed` webhook reads the owner there when it fans out, so both see the new owner. If the
+    workflow refuses (the lead is leaving nurture) or Temporal stops answering, the owner is put back and nothing
+    has changed. If the workflow has ended (before the change or between the look and the update), the owner
+    stands: it is the lead's owner in the database, and its next enrolment starts with them.
+    """
     actor = actor_of(actor)
     async with sessionmaker() as session:
         lead = await lead_row(session, lead_id)
@@ -211,23 +224,44 @@ async def set_owner(
             if rep is None:
                 raise ChangeRefused(f"{owner} is not a rep on the roster (`leadloop reps list`)", "invalid")
             owner = rep.email
-    flow = await flow_of(client, lead_id)
-    if flow.running:
-        change = made(OwnerInput, owner=owner, actor=actor)
-        result = await running_update(client, lead_id, lambda lead: lead.change_owner(change))
-    else:
-        result = ChangeResult(
-            stage=_stage(flow.stage),
-            outcome=f"owner {owner or 'none'} (no running workflow: its next enrolment starts with them)",
-        )
+    change = made(OwnerInput, owner=owner, actor=actor)
+    flow = await flow_of(client, lead_id)  # Temporal unreachable: refused here, before the database is touched
     async with sessionmaker() as session:
         lead = await lead_row(session, lead_id)
-        changed = lead.owner != owner
+        before = lead.owner
         lead.owner = owner
         await session.commit()
-    if not flow.running and not changed:
-        result.applied = False
-    return result
+    if flow.running:
+        try:
+            return await LeadClient(client, lead_id).change_owner(change)
+        except WorkflowUpdateFailedError as exc:
+            await _put_owner_back(sessionmaker, lead_id, owner, before)
+            cause = exc.cause
+            raise ChangeRefused(getattr(cause, "message", None) or str(cause)) from None
+        except (RPCError, RuntimeError):
+            try:
+                flow = await flow_of(client, lead_id)
+            except ChangeRefused:
+                flow = Flow(exists=True, running=True)  # unknown: nothing may stand
+            if flow.running:
+                await _put_owner_back(sessionmaker, lead_id, owner, before)
+                raise ChangeRefused("Temporal did not take the change; nothing changed, retry", "unavailable") from None
+    return ChangeResult(
+        stage=_stage(flow.stage),
+        outcome=f"owner {owner or 'none'} (no running workflow: its next enrolment starts with them)",
+        applied=before != owner,
+    )
+
+
+async def _put_owner_back(
+    sessionmaker: async_sessionmaker[AsyncSession], lead_id: int, owner: str | None, before: str | None
+) -> None:
+    """Undo set_owner's write, unless someone has changed the owner again since."""
+    async with sessionmaker() as session:
+        lead = await session.get(Lead, lead_id, with_for_update=True)
+        if lead is not None and lead.owner == owner:
+            lead.owner = before
+            await session.commit()
 
 
 def _stage(stage: str | None) -> Stage:
@@ -269,7 +303,33 @@ async def record_goal(
     flow = await flow_of(client, lead_id)
     if flow.stage == "suppressed":
         raise ChangeRefused(f"lead {lead_id} is suppressed; it records no goal")
-    return await running_update(client, lead_id, lambda lead: lead.goal(goal))
+    try:
+        return await running_update(client, lead_id, lambda lead: lead.goal(goal))
+    except ChangeRefused as refused:
+        # the same goal sent twice at once: the first ends nurture, so the workflow refuses the second; once the
+        # first's goal is in the table, the second is the same goal again, not a conflict
+        if refused.problem != "refused" or not reference or not await _goal_recorded(sessionmaker, lead_id, goal):
+            raise
+        return ChangeResult(
+            stage="converted", outcome=f"goal '{kind}' ({reference}) was recorded already", applied=False
+        )
+
+
+#: how long a refused goal waits for the same goal, taken a moment earlier, to reach the goals table
+GOAL_WAIT = 3.0
+
+
+async def _goal_recorded(sessionmaker: async_sessionmaker[AsyncSession], lead_id: int, goal: GoalInput) -> bool:
+    """Whether a goal of this kind and reference is in the goals table, or gets there within GOAL_WAIT."""
+    query = select(Goal.id).where(Goal.lead_id == lead_id, Goal.kind == goal.kind, Goal.reference == goal.reference)
+    deadline = asyncio.get_running_loop().time() + GOAL_WAIT
+    while True:
+        async with sessionmaker() as session:
+            if (await session.execute(query)).scalar() is not None:
+                return True
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(0.1)
 
 
 # ---------------------------------------------------------------- stop and move
@@ -406,7 +466,9 @@ async def change_tags(
     except CrmInputError as exc:
         raise ChangeRefused(str(exc), "invalid") from None
     async with sessionmaker() as session:
-        lead = await lead_row(session, lead_id)
+        # the lead's row locked for the read-modify-write: two changes at once both land (a no-op on SQLite, whose
+        # writes are serialised anyway)
+        lead = await lead_row(session, lead_id, lock=True)
         if lead.erased_at is not None:
             raise ChangeRefused(f"lead {lead_id} was erased on request; it cannot be changed")
         current = await tags_of(session, lead_id)
@@ -418,12 +480,18 @@ async def change_tags(
         changed = wanted != current
         if changed:
             await write_tags(session, lead_id, wanted)
-            await session.commit()
+        await session.commit()
     told = False
     if client is not None:
-        try:
-            await LeadClient(client, lead_id).tags(wanted, actor)
-            told = True
-        except (RPCError, RuntimeError):
-            told = False  # no running workflow, or Temporal unreachable: the database holds the tags
+        async with sessionmaker() as session:
+            # the set as committed now, read and told under the row's lock: of two changes at once, the workflow
+            # hears last the set that holds both
+            await lead_row(session, lead_id, lock=True)
+            wanted = await tags_of(session, lead_id)
+            try:
+                await LeadClient(client, lead_id).tags(wanted, actor)
+                told = True
+            except (RPCError, RuntimeError):
+                told = False  # no running workflow, or Temporal unreachable: the database holds the tags
+            await session.commit()
     return Tagged(wanted, changed, told)

@@ -1,6 +1,7 @@
 """The CRM's webhook endpoints and their deliveries: add, list, remove, rotate a secret, enable; deliveries, replay."""
 
 import base64
+import hashlib
 import secrets
 from datetime import UTC, datetime
 
@@ -18,7 +19,7 @@ from leadloop.domain.crm_webhooks import (
 )
 from leadloop.domain.times import as_utc
 from leadloop.infra.db import LifecycleEventRow, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from leadloop.infra.webhook_sender import DEAD, DELIVERED, PENDING, attempt_delivery
+from leadloop.infra.webhook_sender import DEAD, DELIVERED, PENDING, attempt_delivery, check_destination
 
 
 class NotFound(WebhookInputError):
@@ -30,14 +31,16 @@ class EndpointExists(WebhookInputError):
 
 
 class EndpointView(BaseModel):
-    """An endpoint as an operator sees it (never its secret, only the secret's first characters)."""
+    """An endpoint as an operator sees it (never its secret, only the secret's fingerprint)."""
 
     name: str
     url: str
     event_types: list[str] = Field(description="the lifecycle types it receives; empty: every type")
     personal_data: list[str] = Field(description="the lead's fields it receives; empty: none")
     enabled: bool
-    secret_hint: str = Field(description="the secret's first characters, to tell secrets apart")
+    secret_hint: str = Field(
+        description="the secret's fingerprint (sha256: and the first 8 hex of its SHA-256), to tell secrets apart"
+    )
     failing_since: datetime | None = None
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
@@ -102,6 +105,11 @@ class WebhookHealth(BaseModel):
     dead: int = 0
 
 
+def secret_fingerprint(secret: str) -> str:
+    """What tells two secrets apart without giving away any of the secret's own characters."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:8]
+
+
 def new_secret() -> str:
     """Standard Webhooks' secret form: `whsec_` and the base64 of 32 random bytes."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -113,8 +121,12 @@ async def add_endpoint(
     url: str,
     event_types: list[str] | None = None,
     personal_data: list[str] | None = None,
+    *,
+    allow_private: bool = False,
 ) -> EndpointSecret:
-    """A new endpoint with a new secret (shown once); every field checked before anything is stored."""
+    """A new endpoint with a new secret (shown once); every field checked before anything is stored. A URL whose
+    host is or resolves to a non-global address is refused unless `allow_private` (a name that does not resolve
+    yet is taken: every send resolves it again)."""
     row = WebhookEndpoint(
         name=check_name(name),
         url=check_url(url),
@@ -124,6 +136,7 @@ async def add_endpoint(
         enabled=True,
         created_at=datetime.now(UTC),
     )
+    await check_destination(row.url, allow_private=allow_private, unresolved_ok=True)
     if await _find(session, name) is not None:
         raise EndpointExists(f"an endpoint named '{name}' exists already; nothing changed")
     session.add(row)
@@ -222,14 +235,20 @@ async def delivery_view(session: AsyncSession, delivery_id: int) -> DeliveryView
 
 
 async def replay(
-    sessionmaker: async_sessionmaker[AsyncSession], delivery_id: int, *, answer_within: float
+    sessionmaker: async_sessionmaker[AsyncSession],
+    delivery_id: int,
+    *,
+    answer_within: float,
+    allow_private: bool = False,
 ) -> ReplayResult:
     """Send a delivery again now, whatever its status: the same webhook-id and body, signed with the endpoint's
     current secret. A delivered replay marks it delivered; a failed one leaves its status as it was."""
     async with sessionmaker() as session:
         if await session.get(WebhookDelivery, delivery_id) is None:
             raise NotFound(f"no webhook delivery {delivery_id}; nothing was sent")
-    attempt = await attempt_delivery(sessionmaker, delivery_id, answer_within=answer_within, replay=True)
+    attempt = await attempt_delivery(
+        sessionmaker, delivery_id, answer_within=answer_within, replay=True, allow_private=allow_private
+    )
     if attempt.outcome == "missing":
         raise NotFound(f"no webhook delivery {delivery_id} (its endpoint was removed); nothing was sent")
     async with sessionmaker() as session:
@@ -318,7 +337,7 @@ async def _views(session: AsyncSession, rows: list[WebhookEndpoint]) -> list[End
             event_types=list(row.event_types),
             personal_data=list(row.personal_data),
             enabled=row.enabled,
-            secret_hint=row.secret[:10] + "…",
+            secret_hint=secret_fingerprint(row.secret),
             failing_since=when(row.failing_since),
             disabled_at=when(row.disabled_at),
             disabled_reason=row.disabled_reason,

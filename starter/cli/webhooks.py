@@ -37,6 +37,7 @@ def _in_session(work: "Callable[[AsyncSession], Awaitable[T]]") -> T:
 def _show_secret(done: "EndpointSecret", what: str) -> None:
     console.print(f"endpoint '{done.endpoint.name}' {what}: {done.endpoint.url}", highlight=False)
     console.print(f"secret (shown once; give it to the receiver): {done.secret}", highlight=False)
+    console.print(f"its fingerprint, as `webhooks list` shows it: {done.endpoint.secret_hint}", highlight=False)
 
 
 def webhooks_add(
@@ -56,7 +57,10 @@ def webhooks_add(
     """Add a CRM endpoint for lifecycle webhooks; its signing secret is shown once."""
     from leadloop.services.outbound_webhooks import add_endpoint
 
-    done = _in_session(lambda session: add_endpoint(session, name, url, event or [], personal_data or []))
+    allow_private = get_settings().private_webhooks_allowed()
+    done = _in_session(
+        lambda session: add_endpoint(session, name, url, event or [], personal_data or [], allow_private=allow_private)
+    )
     _show_secret(done, "added")
     types = ", ".join(done.endpoint.event_types) or "every type"
     fields = ", ".join(done.endpoint.personal_data) or "no personal data"
@@ -69,7 +73,8 @@ def webhooks_list() -> None:
 
     rows = _in_session(list_endpoints)
     table = Table(title="webhook endpoints")
-    for column in ("name", "url", "events", "personal data", "state", "pending", "failing", "delivered", "dead"):
+    columns = ("name", "url", "events", "personal data", "secret", "state", "pending", "failing", "delivered", "dead")
+    for column in columns:
         table.add_column(column)
     for e in rows:
         table.add_row(
@@ -77,6 +82,7 @@ def webhooks_list() -> None:
             e.url,
             ", ".join(e.event_types) or "all",
             ", ".join(e.personal_data) or "none",
+            e.secret_hint,
             _state(e),
             str(e.pending),
             str(e.failing),
@@ -160,7 +166,12 @@ def webhooks_replay(
 
     async def run() -> "ReplayResult":
         async with database(settings, migrated=True) as sessions:
-            return await replay(sessions, delivery_id, answer_within=settings.webhook_timeout.total_seconds())
+            return await replay(
+                sessions,
+                delivery_id,
+                answer_within=settings.webhook_timeout.total_seconds(),
+                allow_private=settings.private_webhooks_allowed(),
+            )
 
     try:
         done = asyncio.run(run())

@@ -70,11 +70,18 @@ async def get_endpoints(caller: Admin, sessions: Sessions) -> list[EndpointView]
         **INVALID,
     },
 )
-async def post_endpoint(body: EndpointIn, caller: Admin, sessions: Sessions) -> EndpointSecret:
+async def post_endpoint(body: EndpointIn, caller: Admin, sessions: Sessions, settings: AppSettings) -> EndpointSecret:
     """Add an endpoint; the answer holds its signing secret, shown this once."""
     try:
         async with sessions() as session:
-            return await add_endpoint(session, body.name, body.url, body.event_types, body.personal_data)
+            return await add_endpoint(
+                session,
+                body.name,
+                body.url,
+                body.event_types,
+                body.personal_data,
+                allow_private=settings.private_webhooks_allowed(),
+            )
     except EndpointExists as exc:
         raise HTTPException(409, str(exc)) from None
     except WebhookInputError as exc:
@@ -134,6 +141,11 @@ async def post_replay(
 ) -> ReplayResult:
     """Send a delivery again now: the same webhook-id and body, signed with the endpoint's current secret."""
     try:
-        return await replay(sessions, delivery_id, answer_within=settings.webhook_timeout.total_seconds())
+        return await replay(
+            sessions,
+            delivery_id,
+            answer_within=settings.webhook_timeout.total_seconds(),
+            allow_private=settings.private_webhooks_allowed(),
+        )
     except WebhookInputError as exc:
         raise _refused(exc) from None

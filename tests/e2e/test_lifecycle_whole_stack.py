@@ -109,6 +109,7 @@ async def whole(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[W
         "LEADLOOP_API_KEYS": '["e2e-admin-key"]',
         "LEADLOOP_TIME_SCALE": "43200",  # a cadence day lasts two seconds
         "LEADLOOP_DEMO": "true",  # the published secret key: fine here, refused by `leadloop api` otherwise
+        "LEADLOOP_WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver listens on 127.0.0.1 (the demo allows it anyway)
         "COLUMNS": "200",
     }
     worker = await start_worker(env, tmp_path / "worker.log")

@@ -48,6 +48,7 @@ class Stack:
             "LEADLOOP_DATABASE_URL": self.db_url,
             "LEADLOOP_SECRET_KEY": "an-e2e-test-secret-of-32-bytes++",
             "LEADLOOP_WORKER_METRICS_ADDRESS": "",
+            "LEADLOOP_WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver listens on 127.0.0.1
             "COLUMNS": "250",
             "NO_COLOR": "1",
             **{f"LEADLOOP_{name.upper()}": value for name, value in settings.items()},

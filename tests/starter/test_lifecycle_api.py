@@ -4,6 +4,7 @@ that changes nothing."""
 
 import asyncio
 import contextlib
+import json
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, Interceptor, OutboundInterceptor, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 import worker as worker_module
@@ -21,9 +22,11 @@ from leadloop.domain.cadence import load_cadence
 from leadloop.domain.mail import email_hash
 from leadloop.domain.models import LeadState
 from leadloop.domain.routing import Roster
-from leadloop.infra.db import Goal, Lead, LeadTag, Suppression
+from leadloop.infra.db import Goal, Lead, LeadTag, Suppression, WebhookDelivery
 from leadloop.services.api_keys import create_key
 from leadloop.services.enrollment import start_lead, workflow_id
+from leadloop.services.lead_changes import set_owner
+from leadloop.services.outbound_webhooks import add_endpoint
 from leadloop.services.roster import import_roster
 from starter.api import create_app
 from tests.conftest import with_pydantic
@@ -148,6 +151,18 @@ async def test_a_goal_ends_nurture_once_and_a_second_one_with_its_reference_chan
     assert bad_kind.status_code == 422
 
 
+async def test_the_same_goal_sent_twice_at_once_is_applied_once_and_the_other_answer_says_so(api: Api) -> None:
+    lead = await api.lead()
+    body = {"kind": "converted", "source": "hubspot", "reference": "DEAL-9"}
+    answers = await asyncio.gather(
+        *(api.http.post(f"/leads/{lead}/goals", json=body, headers=api.keys["sales"]) for _ in range(2))
+    )
+    assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+    assert sorted(r.json()["applied"] for r in answers) == [False, True]
+    await api.ends(lead)
+    assert await api.count(Goal) == 1
+
+
 async def test_a_goal_for_a_suppressed_lead_is_refused_and_its_nurture_goes_on(api: Api) -> None:
     lead = await api.lead()
     async with api.sessionmaker() as session:
@@ -237,6 +252,85 @@ async def test_the_owner_must_be_a_rep_and_the_running_workflow_learns_it(api: A
     assert intake.status_code == 403
 
 
+class OwnerAtUpdate(Interceptor):
+    """Reads the lead's owner from the database at the moment the client sends a workflow update."""
+
+    def __init__(self, sessionmaker: Any, lead_id: int) -> None:
+        self.sessionmaker, self.lead_id, self.seen = sessionmaker, lead_id, []
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        outer = self
+
+        class Outbound(OutboundInterceptor):
+            async def start_workflow_update(self, input: Any) -> Any:
+                async with outer.sessionmaker() as session:
+                    outer.seen.append((await session.get(Lead, outer.lead_id)).owner)
+                return await super().start_workflow_update(input)
+
+        return Outbound(next)
+
+
+class EndsBeforeUpdate(Interceptor):
+    """Ends the lead's workflow just before the client's update reaches it."""
+
+    def __init__(self, client: Client, lead_id: int) -> None:
+        self.client, self.lead_id, self.ended = client, lead_id, False
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        outer = self
+
+        class Outbound(OutboundInterceptor):
+            async def start_workflow_update(self, input: Any) -> Any:
+                await outer.client.get_workflow_handle(workflow_id(outer.lead_id)).terminate("ended meanwhile")
+                outer.ended = True
+                return await super().start_workflow_update(input)
+
+        return Outbound(next)
+
+
+async def test_the_owner_is_in_the_database_before_the_workflow_hears_of_it_and_its_webhook_names_them(
+    api: Api,
+) -> None:
+    lead = await api.lead()
+    async with api.sessionmaker() as session:
+        await add_endpoint(session, "crm", "https://crm.example/hooks", ["lead.owner_changed"])
+    watch = OwnerAtUpdate(api.sessionmaker, lead)
+    client = Client(**{**api.client.config(), "interceptors": [watch]})
+    result = await set_owner(api.sessionmaker, client, lead, "anna@sales.example", "crm-sales")
+    assert result.applied and (await api.state(lead)).owner == "anna@sales.example"
+    # the next cycle, and the webhook's fan-out, read the owner from the database: it was there first
+    assert watch.seen == ["anna@sales.example"]
+
+    async def delivered_body() -> str | None:
+        async with api.sessionmaker() as session:
+            return await session.scalar(select(WebhookDelivery.body).where(WebhookDelivery.lead_id == lead))
+
+    body = json.loads(await until(delivered_body, "the owner_changed webhook is fanned out"))
+    assert body["type"] == "lead.owner_changed" and body["data"]["owner"] == "anna@sales.example"
+
+
+async def test_an_owner_change_the_workflow_refuses_is_undone_and_one_for_an_ended_lead_stands(api: Api) -> None:
+    leaving = await api.lead()
+    done = await api.http.post(f"/leads/{leaving}/goals", json={"kind": "converted"}, headers=api.keys["sales"])
+    assert done.status_code == 200
+    await api.ends(leaving)
+    # ended: the database's owner is the lead's owner, for its next enrolment
+    ended = await api.http.put(
+        f"/leads/{leaving}/owner", json={"owner": "anna@sales.example"}, headers=api.keys["sales"]
+    )
+    assert ended.status_code == 200 and "next enrolment" in ended.json()["outcome"], ended.text
+    async with api.sessionmaker() as session:
+        assert (await session.get(Lead, leaving)).owner == "anna@sales.example"
+    # ended between the look and the update: the owner stands too
+    lead = await api.lead()
+    ending = EndsBeforeUpdate(api.client, lead)
+    client = Client(**{**api.client.config(), "interceptors": [ending]})
+    late = await set_owner(api.sessionmaker, client, lead, "anna@sales.example", "crm-sales")
+    assert "next enrolment" in late.outcome and ending.ended
+    async with api.sessionmaker() as session:
+        assert (await session.get(Lead, lead)).owner == "anna@sales.example"
+
+
 async def test_tags_are_kept_in_the_database_and_told_to_the_workflow(api: Api) -> None:
     lead = await api.lead()
     put = await api.http.put(
@@ -266,6 +360,26 @@ async def test_tags_are_kept_in_the_database_and_told_to_the_workflow(api: Api) 
         rows = (await session.execute(select(LeadTag.tag).where(LeadTag.lead_id == lead))).scalars().all()
     assert sorted(rows) == ["fair-2026", "partner"]
     assert (await api.http.get("/leads/999/tags", headers=api.keys["intake"])).status_code == 404
+
+
+async def test_tag_additions_at_once_all_land_and_the_workflow_hears_them_all(api: Api) -> None:
+    lead = await api.lead()
+    key = api.keys["marketing"]
+    mine = ["a", "b", "c", "d", "e", "f"]
+    answers = await asyncio.gather(
+        *(api.http.post(f"/leads/{lead}/tags", json={"add": [tag, "shared"]}, headers=key) for tag in mine)
+    )
+    assert [r.status_code for r in answers] == [200] * len(mine), [r.text for r in answers]
+    every = [*mine, "shared"]
+    # the one that came last read everyone else's tags: its answer holds them all
+    assert every in [r.json()["tags"] for r in answers]
+    got = await api.http.get(f"/leads/{lead}/tags", headers=api.keys["intake"])
+    assert got.json()["tags"] == every
+
+    async def told() -> bool:
+        return (await api.state(lead)).tags == every
+
+    await until(told, "the workflow has every tag")
 
 
 async def test_intake_takes_the_crms_id_and_tags_and_refuses_another_leads_id(api: Api) -> None:

@@ -127,3 +127,26 @@ async def test_strangers_and_bad_input_are_refused_and_change_nothing(
         answer = await http.request(method, path, headers=KEY)
         assert answer.status_code == 404 and ("crn" in answer.text or "4242" in answer.text), answer.text
     assert await stored(sessionmaker) == before
+
+
+@pytest.mark.parametrize("demo", [False, True])
+async def test_an_endpoint_on_the_inside_network_is_refused_outside_the_demo_or_when_set_so(
+    make_settings: Any, database_url: str, sessionmaker: Any, demo: bool
+) -> None:
+    # outside the demo LEADLOOP_WEBHOOK_ALLOW_PRIVATE is off unless set; in the demo, setting it false wins
+    settings = make_settings(
+        database_url=database_url,
+        api_keys=["admin-key"],
+        temporal_address="127.0.0.1:1",
+        demo=demo,
+        secret_key="a-production-secret-of-at-least-32-bytes!",
+        webhook_allow_private=False if demo else None,
+    )
+    assert not settings.private_webhooks_allowed()
+    app = create_app(settings, sessionmaker=sessionmaker)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t.test") as client:
+            for url in ("http://169.254.169.254/latest/meta-data/", "http://localhost:8080/admin"):
+                refused = await client.post("/webhook-endpoints", json={"name": "crm", "url": url}, headers=KEY)
+                assert refused.status_code == 422 and "not a public address" in refused.text, refused.text
+    assert await stored(sessionmaker) == []

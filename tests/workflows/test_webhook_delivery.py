@@ -27,7 +27,7 @@ from leadloop.domain.models import (
     WebhookDeliveryResult,
     WebhookRetry,
 )
-from leadloop.domain.scoring import Score
+from leadloop.domain.scoring import Score, ScoreItem
 from leadloop.infra.db import Lead, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from leadloop.infra.temporal import workflow_runner
 from leadloop.services.outbound_webhooks import add_endpoint, list_deliveries, webhook_health
@@ -69,7 +69,7 @@ class Stack:
         self.queue = f"webhooks-{uuid.uuid4()}"
         self.sessionmaker = sessionmaker
         self.lifecycle = LifecycleActivities(sessionmaker, retry, self.queue)
-        self.webhooks = WebhookActivities(sessionmaker, retry.timeout)
+        self.webhooks = WebhookActivities(sessionmaker, retry.timeout, allow_private=True)
         self.counts: dict[int, int] = {}
 
     def worker(self) -> Worker:
@@ -119,6 +119,16 @@ class Stack:
                 return WebhookDeliveryResult(delivered=statuses.count("delivered"), dead=statuses.count("dead"))
 
 
+async def scheduled_priorities(client: Client, workflow_id: str) -> dict[str, set[int]]:
+    """The priority key of each activity type the workflow's latest run scheduled, from its history."""
+    found: dict[str, set[int]] = {}
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            scheduled = event.activity_task_scheduled_event_attributes
+            found.setdefault(scheduled.activity_type.name, set()).add(scheduled.priority.priority_key)
+    return found
+
+
 async def endpoint_id(sessionmaker: Any, name: str) -> int:
     async with sessionmaker() as session:
         found = await session.scalar(select(WebhookEndpoint.id).where(WebhookEndpoint.name == name))
@@ -133,9 +143,14 @@ async def test_events_of_two_leads_arrive_verified_in_order_with_only_the_person
     await people.start()
     try:
         async with sessionmaker() as session:
-            crm = await add_endpoint(session, "crm", receiver.url)
+            crm = await add_endpoint(session, "crm", receiver.url, allow_private=True)
             named = await add_endpoint(
-                session, "crm-people", people.url, ["lead.escalated"], ["email", "first_name", "last_name"]
+                session,
+                "crm-people",
+                people.url,
+                ["lead.escalated"],
+                ["email", "first_name", "last_name"],
+                allow_private=True,
             )
         receiver.secret, people.secret = crm.secret, named.secret
         stack = Stack(time_skipping_env, sessionmaker, WebhookRetry())
@@ -172,11 +187,91 @@ async def test_events_of_two_leads_arrive_verified_in_order_with_only_the_person
     assert people.received[1].data["person"] == {"email": "bob@example.com", "first_name": "Bob"}
 
 
+async def test_free_text_and_profile_values_in_scores_go_only_to_an_endpoint_allowed_them(
+    time_skipping_env: WorkflowEnvironment, sessionmaker: Any, leads: Any, receiver: Receiver
+) -> None:
+    allowed = Receiver()
+    await allowed.start()
+    try:
+        async with sessionmaker() as session:
+            receiver.secret = (await add_endpoint(session, "crm", receiver.url, allow_private=True)).secret
+            allowed.secret = (
+                await add_endpoint(session, "crm-notes", allowed.url, [], ["notes", "country"], allow_private=True)
+            ).secret
+        stack = Stack(time_skipping_env, sessionmaker, WebhookRetry())
+        score = Score(
+            total=48,
+            profile=35,
+            engagement=13,
+            items=[
+                ScoreItem(rule="country=GR", points=20),
+                ScoreItem(rule="title buyer 'procurement'", points=15),
+                ScoreItem(rule="budget=yes", points=5),
+                ScoreItem(rule="click pricing", points=8),
+            ],
+        )
+        note = "call Ada (ada@example.com) after the fair in Thessaloniki"
+        async with stack.worker():
+            for n, (type, data) in enumerate(
+                [
+                    ("lead.escalated", {"why": "score 48 >= 40", "waiting_for": "a rep for Greece", "waiting": 1}),
+                    ("lead.rejected", {"reason": "not_ready", "note": note, "recontact_on": "2027-06-01"}),
+                ],
+                start=1,
+            ):
+                event = LifecycleInput(
+                    key=f"lead-1.r1.{type}.{n}",
+                    lead_id=1,
+                    type=type,
+                    cycle=0,
+                    stage="with_sales",
+                    score=score,
+                    cadence="nurture",
+                    rep_id=3,
+                    actor="crm-sales",
+                    data=data,
+                    occurred_at=datetime.now(UTC),
+                )
+                await ActivityEnvironment(client=stack.client).run(stack.lifecycle.announce, event)
+            for name in ("crm", "crm-notes"):
+                assert (await stack.finished(await endpoint_id(sessionmaker, name), 1)).delivered == 2
+    finally:
+        await allowed.stop()
+    plain, rich = receiver.received, allowed.received
+    # no free text, no address, no country or title value for the endpoint allowed nothing
+    for got in plain:
+        for secret in ("ada@example.com", "Thessaloniki", "Greece", "GR", "procurement", "score 48", "=yes"):
+            assert secret not in got.body, (secret, got.body)
+    assert [item["rule"] for item in plain[0].data["score_breakdown"]["items"]] == [
+        "country",
+        "title",
+        "budget",
+        "click pricing",
+    ]
+    # what every receiver gets stays: type, ids, stage, totals and points, rep, actor, codes and dates
+    rejected = plain[1].data
+    assert rejected["type"] == "lead.rejected" and rejected["lead_id"] == 1 and rejected["stage"] == "with_sales"
+    assert rejected["score"] == 48 and rejected["score_breakdown"]["profile"] == 35
+    assert [item["points"] for item in rejected["score_breakdown"]["items"]] == [20, 15, 5, 8]
+    assert rejected["rep_id"] == 3 and rejected["actor"] == "crm-sales" and rejected["cadence"] == "nurture"
+    assert rejected["data"] == {"reason": "not_ready", "recontact_on": "2027-06-01"}
+    assert plain[0].data["data"] == {"waiting": 1}
+    # the endpoint allowed notes and country gets them (and still not the title or the answer it was not allowed)
+    assert rich[1].data["data"]["note"] == note and rich[0].data["data"]["waiting_for"] == "a rep for Greece"
+    assert [item["rule"] for item in rich[1].data["score_breakdown"]["items"]] == [
+        "country=GR",
+        "title",
+        "budget",
+        "click pricing",
+    ]
+    assert "person" not in rich[1].data  # notes is no column of the person, and this lead has no country on file
+
+
 async def test_a_receiver_outage_is_ridden_out_each_event_arrives_once_in_order(
     time_skipping_env: WorkflowEnvironment, sessionmaker: Any, leads: Any, receiver: Receiver
 ) -> None:
     async with sessionmaker() as session:
-        receiver.secret = (await add_endpoint(session, "crm", receiver.url)).secret
+        receiver.secret = (await add_endpoint(session, "crm", receiver.url, allow_private=True)).secret
     receiver.answer = 503
     stack = Stack(time_skipping_env, sessionmaker, WebhookRetry())
     async with stack.worker():
@@ -227,7 +322,7 @@ async def test_three_days_of_failures_dead_letter_and_disable_the_endpoint_and_t
     await down.start()
     try:
         async with sessionmaker() as session:
-            down.secret = (await add_endpoint(session, "crm", down.url)).secret
+            down.secret = (await add_endpoint(session, "crm", down.url, allow_private=True)).secret
         stack = Stack(time_skipping_env, sessionmaker, WebhookRetry())
         async with stack.worker():
             await stack.announce(1, "lead.enrolled")
@@ -239,6 +334,10 @@ async def test_three_days_of_failures_dead_letter_and_disable_the_endpoint_and_t
             assert await time_skipping_env.get_current_time() - started >= timedelta(days=3) - timedelta(hours=1)
             # once disabled, new events make no deliveries for it
             assert (await stack.announce(1, "lead.accepted")).deliveries == 0
+            # a hanging receiver's deliveries queue behind the nurture worker's sends (priority 3) and the
+            # sales path's (1), never ahead of them
+            priorities = await scheduled_priorities(stack.client, delivery_workflow_id(crm, 1))
+            assert priorities == {"deliver_webhook": {5}, "dead_letter_webhook": {5}}, priorities
     finally:
         await down.stop()
     async with sessionmaker() as session:
@@ -264,7 +363,7 @@ async def test_410_gone_disables_the_endpoint_at_once(
     await gone.start()
     try:
         async with sessionmaker() as session:
-            gone.secret = (await add_endpoint(session, "old-crm", gone.url)).secret
+            gone.secret = (await add_endpoint(session, "old-crm", gone.url, allow_private=True)).secret
         stack = Stack(time_skipping_env, sessionmaker, WebhookRetry())
         async with stack.worker():
             await stack.announce(2, "lead.enrolled")
@@ -284,7 +383,7 @@ async def test_a_long_queue_continues_as_new_and_keeps_its_order(
     time_skipping_env: WorkflowEnvironment, sessionmaker: Any, leads: Any, receiver: Receiver
 ) -> None:
     async with sessionmaker() as session:
-        receiver.secret = (await add_endpoint(session, "crm", receiver.url)).secret
+        receiver.secret = (await add_endpoint(session, "crm", receiver.url, allow_private=True)).secret
     stack = Stack(time_skipping_env, sessionmaker, WebhookRetry())
     types = ["lead.enrolled", "lead.engaged", "lead.escalated", "lead.rejected", "lead.recycled", "lead.dormant"]
     for type in types:  # no worker yet: the six wait in the workflow the announcements started
