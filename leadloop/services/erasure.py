@@ -29,6 +29,7 @@ from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from leadloop.domain.crm_webhooks import FREE_TEXT_KEYS
 from leadloop.domain.intake import PROFILE_FIELDS, normalise_email
 from leadloop.domain.mail import email_hash
 from leadloop.domain.models import LifecycleInput
@@ -38,6 +39,7 @@ from leadloop.infra.db import (
     DispositionRow,
     EngagementEvent,
     FormerAddress,
+    Goal,
     Lead,
     LifecycleEventRow,
     Outbox,
@@ -236,6 +238,19 @@ async def erase_in_database(session: AsyncSession, email: str | None, lead_id: i
         update(DispositionRow).where(DispositionRow.lead_id == lead_id).values(note=None).returning(DispositionRow.key)
     )
     rows["dispositions"] = len(done.all())
+    # the lifecycle events keep the rep's note and the reasons in words, and a goal its note: kept as events, without
+    # the free text (an endpoint allowed `notes` gets none of it after this)
+    events = (await session.scalars(select(LifecycleEventRow).where(LifecycleEventRow.lead_id == lead_id))).all()
+    for event in events:
+        data = event.payload.get("data")
+        if isinstance(data, dict) and FREE_TEXT_KEYS & data.keys():
+            event.payload = {**event.payload, "data": {k: v for k, v in data.items() if k not in FREE_TEXT_KEYS}}
+            rows["lifecycle_events"] = rows.get("lifecycle_events", 0) + 1
+    done = await session.execute(
+        update(Goal).where(Goal.lead_id == lead_id, Goal.note.is_not(None)).values(note=None).returning(Goal.id)
+    )
+    if goals := len(done.all()):
+        rows["goals"] = goals
     # a CRM webhook's body may hold the personal data its endpoint receives, and a receiver's answer may echo it;
     # a delivery not yet sent is dead rather than sent without its body
     done = await session.execute(

@@ -2,6 +2,7 @@
 
 import json
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -358,7 +359,9 @@ async def test_forget_tells_the_crm_lead_suppressed_erasure_delivered_without_th
     try:
         async with sessionmaker() as session:
             # an endpoint that may receive the person's address and name: an erasure still gives it neither
-            crm = await add_endpoint(session, "crm", receiver.url, [], ["email", "first_name"])
+            crm = await add_endpoint(  # the receiver listens on loopback: private addresses allowed for it
+                session, "crm", receiver.url, [], ["email", "first_name"], allow_private=True
+            )
             # an earlier event of the lead not yet sent, whose body holds the person
             earlier = LifecycleInput(
                 key=f"lead-{lead_id}.r1.c2.1", lead_id=lead_id, type="lead.escalated", cycle=2, stage="with_sales",
@@ -371,7 +374,7 @@ async def test_forget_tells_the_crm_lead_suppressed_erasure_delivered_without_th
             client,
             task_queue=route.task_queue,
             workflows=[WebhookDeliveryWorkflow],
-            activities=[WebhookActivities(sessionmaker, retry.timeout).deliver],
+            activities=[WebhookActivities(sessionmaker, retry.timeout, allow_private=True).deliver],
             workflow_runner=workflow_runner(),
         )
         async with worker:
@@ -435,3 +438,34 @@ async def test_a_lead_erased_with_no_endpoint_still_records_its_lead_suppressed(
         )
         assert "quiet" not in json.dumps(event.payload) and "Quinn" not in json.dumps(event.payload)
         assert await session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
+
+
+async def test_forget_strips_the_free_text_of_the_leads_lifecycle_events_and_goals(
+    sessionmaker: Any, client: Client
+) -> None:
+    from activities.lifecycle import LifecycleActivities
+    from leadloop.domain.models import LifecycleInput, RecordGoalInput
+    from leadloop.infra.db import Goal, LifecycleEventRow
+    from leadloop.infra.lifecycle_events import record_event
+
+    lead_id = await add_lead(sessionmaker, "noted@example.com", first_name="Nora")
+    rejected = LifecycleInput(
+        key=f"lead-{lead_id}.r1.c0.1", lead_id=lead_id, type="lead.rejected", cycle=0, stage="nurturing",
+        data={"reason": "not_ready", "note": "Nora's husband handles it; call him on +30 210 555"},
+        occurred_at=datetime.now(UTC),
+    )  # fmt: skip
+    async with sessionmaker() as session:
+        await record_event(session, rejected)
+        await session.commit()
+    goal = RecordGoalInput(lead_id=lead_id, kind="meeting_booked", source="crm", note="met Nora at the fair")
+    assert await LifecycleActivities(sessionmaker).record_goal(goal)
+
+    done = await forget(sessionmaker, client, "noted@example.com")
+
+    assert done.rows["lifecycle_events"] == 1 and done.rows["goals"] == 1
+    async with sessionmaker() as session:
+        events = (await session.scalars(select(LifecycleEventRow).where(LifecycleEventRow.lead_id == lead_id))).all()
+        kept = next(e for e in events if e.type == "lead.rejected")
+        assert kept.payload["data"] == {"reason": "not_ready"}  # the code stays, the words go
+        assert "Nora" not in json.dumps([e.payload for e in events])
+        assert (await session.scalars(select(Goal.note).where(Goal.lead_id == lead_id))).all() == [None]
