@@ -1,10 +1,12 @@
 """The CRM's webhook endpoints and their deliveries over the API (admin scope): the same as `leadloop webhooks`."""
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadloop.domain.crm_webhooks import WebhookInputError
 from leadloop.services.outbound_webhooks import (
@@ -26,6 +28,7 @@ from starter.http.answers import INVALID, NEEDS_KEY, NOT_JSON, TOO_LARGE, Answer
 from starter.http.deps import AppSettings, Caller, Sessions, scoped
 from starter.http.keyed import KeyedRoute
 
+_T = TypeVar("_T")
 router = APIRouter(route_class=KeyedRoute, tags=["webhooks"])
 Admin = Annotated[Caller, Depends(scoped("admin"))]
 EndpointName = Annotated[str, PathParam(min_length=1, max_length=100, description="the endpoint's name")]
@@ -88,34 +91,33 @@ async def post_endpoint(body: EndpointIn, caller: Admin, sessions: Sessions, set
         raise _refused(exc) from None
 
 
+async def _on_endpoint(
+    sessions: async_sessionmaker[AsyncSession], name: str, change: Callable[[AsyncSession, str], Awaitable[_T]]
+) -> _T:
+    """One change to a named endpoint in its own session; an unknown name or bad input is the service's 4xx."""
+    try:
+        async with sessions() as session:
+            return await change(session, name)
+    except WebhookInputError as exc:
+        raise _refused(exc) from None
+
+
 @router.delete("/webhook-endpoints/{name}", responses={**SCOPED, **UNKNOWN})
 async def delete_endpoint(name: EndpointName, caller: Admin, sessions: Sessions) -> EndpointView:
     """Remove an endpoint with its deliveries (pending ones are never sent)."""
-    try:
-        async with sessions() as session:
-            return await remove_endpoint(session, name)
-    except WebhookInputError as exc:
-        raise _refused(exc) from None
+    return await _on_endpoint(sessions, name, remove_endpoint)
 
 
 @router.post("/webhook-endpoints/{name}/rotate-secret", responses={**SCOPED, **UNKNOWN})
 async def post_rotate_secret(name: EndpointName, caller: Admin, sessions: Sessions) -> EndpointSecret:
     """A new signing secret (shown this once); every attempt from now on, retries included, is signed with it."""
-    try:
-        async with sessions() as session:
-            return await rotate_secret(session, name)
-    except WebhookInputError as exc:
-        raise _refused(exc) from None
+    return await _on_endpoint(sessions, name, rotate_secret)
 
 
 @router.post("/webhook-endpoints/{name}/enable", responses={**SCOPED, **UNKNOWN})
 async def post_enable(name: EndpointName, caller: Admin, sessions: Sessions) -> EndpointView:
     """Enable a disabled endpoint: new events are delivered to it again."""
-    try:
-        async with sessions() as session:
-            return await enable_endpoint(session, name)
-    except WebhookInputError as exc:
-        raise _refused(exc) from None
+    return await _on_endpoint(sessions, name, enable_endpoint)
 
 
 @router.get("/webhook-deliveries", responses={**SCOPED, **UNKNOWN, **INVALID})
